@@ -1,0 +1,3 @@
+from agent._cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""``preserve [OPTIONS]``: the collection itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from collectors.context import Options
+from collectors.registry import load_collectors
+from manifests.errors import ManifestError
+from manifests.signing import Signer, grouped
+
+from ..console import Console
+from ..keys import load_signer
+from ..orchestrator import RunConfig, RunOutcome, run
+from ..params import ByteSize, split_names
+
+
+class UsageProblem(click.UsageError):
+    """Exit 2: nothing was collected."""
+
+
+def collection_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where evidence directories are created (the kit's drive).",
+        ),
+        click.option("--case", help="Case or incident ID, recorded in the journal."),
+        click.option("--examiner", help="Who is collecting, recorded in the journal."),
+        click.option("--note", help="Free text recorded in the journal."),
+        click.option(
+            "--key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
+        ),
+        click.option("--only", multiple=True, help="Run only these collectors (comma-separated)."),
+        click.option("--skip", multiple=True, help="Do not run these collectors."),
+        click.option(
+            "--path",
+            "paths",
+            multiple=True,
+            help="Also preserve this file or directory tree (repeatable).",
+        ),
+        click.option(
+            "--max-file-size",
+            type=ByteSize(),
+            help="Record, but do not copy, files larger than this (e.g. 2G).",
+        ),
+        click.option(
+            "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _select(
+    available: dict[str, Any], only: list[str], skip: list[str], paths: list[bytes]
+) -> list[Any]:
+    unknown = sorted(set(only + skip) - set(available))
+    if unknown:
+        raise UsageProblem(
+            f"unknown collector(s) {', '.join(unknown)}; known: {', '.join(sorted(available))}"
+        )
+    if only:
+        names = list(dict.fromkeys(only))
+    else:
+        names = [n for n, c in available.items() if getattr(c, "default", n != "files")]
+        if paths and "files" in available:
+            names.append("files")
+    names = [n for n in names if n not in skip]
+    if "files" in names and not paths:
+        raise UsageProblem("the 'files' collector needs at least one --path")
+    if not names:
+        raise UsageProblem("no collector left to run; check --only and --skip")
+    return [available[n]() for n in names]
+
+
+def _inside(child: Path, parent: bytes) -> bool:
+    parent_real = os.path.realpath(parent)
+    child_real = os.path.realpath(os.fsencode(child))
+    return child_real == parent_real or child_real.startswith(parent_real.rstrip(b"/") + b"/")
+
+
+def _signer(key: Path | None) -> Signer:
+    return load_signer(key) if key else Signer.generate_ephemeral()
+
+
+def _summary(console: Console, outcome: RunOutcome) -> None:
+    c = outcome.counts
+    rows = [
+        ("Evidence", str(outcome.evidence_dir)),
+        ("Status", outcome.status),
+        ("Items", f"{c['stored']} stored, {c['skipped']} skipped, {c['failed']} failed"),
+    ]
+    rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
+    rows += [
+        ("Signer fingerprint", grouped(outcome.fingerprint)),
+        ("Chain head", outcome.chain_head),
+        ("Check it with", f"verify {outcome.evidence_dir} --fingerprint {outcome.fingerprint}"),
+    ]
+    title = "preserve: evidence sealed. Write the two marked values on the custody form."
+    console.box(title, rows, {"Signer fingerprint", "Chain head"})
+
+
+def run_collection(
+    output: Path | None,
+    case: str | None,
+    examiner: str | None,
+    note: str | None,
+    key: Path | None,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    paths: tuple[str, ...],
+    max_file_size: int | None,
+    json_mode: bool,
+    quiet: bool,
+    debug: bool,
+    **extra: Any,
+) -> int:
+    console = Console(quiet=quiet, json_mode=json_mode)
+    if output is None:
+        raise UsageProblem(
+            "say where to put the evidence, e.g. -o /media/kit/evidence "
+            "(a drive of the kit, not the host's own disk)"
+        )
+    raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
+    warnings: list[str] = []
+    available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
+    collectors = _select(available, split_names(only), split_names(skip), raw_paths)
+    for w in warnings:
+        console.warn(f"{w} (plug-in skipped)")
+    sources = raw_paths + [p for c in collectors for p in getattr(c, "sources", list)()]
+    for source in sources:
+        if _inside(output, source):
+            raise UsageProblem(
+                f"the output {output} is inside {os.fsdecode(source)}, which is being "
+                "collected; choose an output outside it (the kit's drive)"
+            )
+    try:
+        signer = _signer(key)
+    except ManifestError as e:
+        raise UsageProblem(str(e)) from e
+    config = RunConfig(
+        output=output,
+        signer=signer,
+        collectors=collectors,
+        options=Options(paths=raw_paths, max_file_size=max_file_size),
+        case=case,
+        examiner=examiner,
+        note=note,
+        argv=sys.argv,
+    )
+    if signer.ephemeral:
+        console.info(
+            "no --key given: signing with an ephemeral key that is never stored; "
+            f"its fingerprint is {grouped(signer.fingerprint)}"
+        )
+    try:
+        outcome = run(config, console)
+    except OSError as e:
+        if debug:
+            raise
+        raise click.ClickException(
+            f"cannot write evidence under {output}: {e.strerror or e}. Check the drive "
+            "is mounted read-write and has space."
+        ) from e
+    if json_mode:
+        click.echo(json.dumps(outcome.to_json(), sort_keys=True))
+    else:
+        _summary(console, outcome)
+    return outcome.exit_code

@@ -1,0 +1,62 @@
+"""``preserve custody EVIDENCE_DIR --to NAME --key KEY``: hand the evidence over, signed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from manifests import layout
+from manifests.errors import ManifestError, NotEvidenceError
+from manifests.journal import Journal
+from manifests.signing import grouped, public_key_to_raw_b64
+from manifests.verify import verify_evidence
+
+from ..keys import load_signer
+from .verify import report
+
+
+@click.command("custody")
+@click.argument("evidence_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, help="The new holder (person or lab).")
+@click.option(
+    "--key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The NEW holder's private key; it signs the transfer.",
+)
+@click.option("--note", help="e.g. 'received sealed bag 7'.")
+def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
+    """Append a signed custody transfer, after checking the evidence is intact."""
+    try:
+        result = verify_evidence(evidence_dir)
+    except NotEvidenceError as e:
+        raise click.UsageError(str(e)) from e
+    if not result.ok:
+        report(result, quiet=True)
+        raise click.ClickException(
+            "the evidence does not verify, so no transfer was recorded; "
+            "document the problem above on the custody form"
+        )
+    try:
+        signer = load_signer(key)
+    except ManifestError as e:
+        raise click.UsageError(str(e)) from e
+    previous = result.holders[-1]
+    journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
+    try:
+        journal.append(
+            "transfer",
+            to=to,
+            note=note,
+            public_key=public_key_to_raw_b64(signer.public_key),
+            fingerprint=signer.fingerprint,
+            **{"from": previous.fingerprint},
+            from_name=previous.name,
+        )
+        journal.seal("transfer", signer)
+    finally:
+        journal.close()
+    click.echo(f"custody transferred from {previous.name} to {to}")
+    click.echo(f"new holder's fingerprint: {grouped(signer.fingerprint)}")
+    click.echo(f"chain head:               {journal.head}")

@@ -1,0 +1,120 @@
+"""``verify EVIDENCE_DIR`` (also ``preserve verify``): is every byte as collected?"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from manifests.errors import KeyLoadError, NotEvidenceError
+from manifests.signing import fingerprint_of, grouped, load_public_key_pem, normalise_fingerprint
+from manifests.verify import VerificationResult, verify_evidence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
+    if pubkey and fingerprint:
+        raise click.UsageError("give --pubkey or --fingerprint, not both")
+    if pubkey:
+        try:
+            return fingerprint_of(load_public_key_pem(pubkey.read_bytes()))
+        except (OSError, KeyLoadError) as e:
+            raise click.UsageError(f"cannot use --pubkey {pubkey}: {e}") from e
+    if fingerprint:
+        try:
+            return normalise_fingerprint(fingerprint)
+        except ValueError as e:
+            raise click.UsageError(f"--fingerprint: {e}") from e
+    return None
+
+
+def report(result: VerificationResult, quiet: bool) -> None:
+    problems = result.file_problems
+    if not quiet:
+        click.echo(f"Evidence:  {result.evidence_dir}")
+        if result.start:
+            host = result.start.get("host", {}).get("hostname")
+            click.echo(
+                f"Collected: {result.start.get('time')} on {host}, "
+                f"case {result.start.get('case') or '-'}"
+            )
+        if result.signer_fingerprint:
+            pin = {
+                "matched": "pinned, matches",
+                "mismatch": "DOES NOT MATCH the pinned key",
+                None: "NOT PINNED: compare it with the custody form, or pass --fingerprint",
+            }[result.pin]
+            click.echo(f"Signer:    {grouped(result.signer_fingerprint)} ({pin})")
+        click.echo(
+            f"Journal:   {result.records} records, {len(result.seals)} valid seals, "
+            f"sealed through seq {result.sealed_through}"
+        )
+        click.echo(f"Chain head: {result.chain_head}")
+        click.echo("Custody:")
+        for n, holder in enumerate(result.holders, 1):
+            note = f"  note: {holder.note}" if holder.note else ""
+            click.echo(
+                f"  {n}. {holder.name}  since {holder.since}  "
+                f"key {grouped(holder.fingerprint)[:19]}...{note}"
+            )
+        ok = sum(f.status == "ok" for f in result.files)
+        click.echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
+    for problem in result.problems:
+        click.echo(f"FAIL chain: {problem}")
+    for f in problems:
+        detail = f" ({f.detail})" if f.detail else ""
+        click.echo(f"FAIL {f.status}: {f.path}{detail}")
+    if result.ok and not quiet:
+        click.echo(f"OK: {result.evidence_dir} is intact")
+    elif not result.ok:
+        click.echo(
+            f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)"
+        )
+
+
+def verify_options(f):  # type: ignore[no-untyped-def]
+    for option in reversed(
+        [
+            click.argument("evidence_dir", type=click.Path(path_type=Path)),
+            click.option(
+                "--pubkey",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Expected signer's public key (PEM).",
+            ),
+            click.option("--fingerprint", help="Expected signer's fingerprint (64 hex digits)."),
+            click.option("--json", "json_mode", is_flag=True, help="Machine-readable result."),
+            click.option("-q", "--quiet", is_flag=True, help="Print only problems."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def run_verify(
+    evidence_dir: Path, pubkey: Path | None, fingerprint: str | None, json_mode: bool, quiet: bool
+) -> int:
+    pin = _pin(pubkey, fingerprint)
+    try:
+        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
+    except NotEvidenceError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_USAGE
+    if json_mode:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        report(result, quiet)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+@click.command("verify")
+@verify_options
+def verify_command(**kwargs: object) -> None:
+    """Check signatures, the custody chain and every file of an evidence directory."""
+    sys.exit(run_verify(**kwargs))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    verify_command.main(prog_name="verify")

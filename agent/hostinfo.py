@@ -1,0 +1,33 @@
+"""Who the host is, for the journal's first record."""
+
+from __future__ import annotations
+
+import platform
+import socket
+from typing import Any
+
+import psutil
+
+from manifests.clock import utc_from_ns
+
+
+def machine_id() -> str | None:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path, "rb") as f:
+                return f.read(256).decode("ascii", "replace").strip() or None
+        except OSError:
+            continue
+    return None
+
+
+def identity() -> dict[str, Any]:
+    boot = psutil.boot_time()
+    return {
+        "hostname": socket.gethostname(),
+        "machine_id": machine_id(),
+        "boot_time": utc_from_ns(int(boot * 1e9)),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+    }

@@ -1,0 +1,45 @@
+"""Click parameter types shared by the subcommands."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+class ByteSize(click.ParamType):
+    """``500``, ``64K``, ``100M``, ``2G`` (binary units)."""
+
+    name = "size"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*", str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size such as 500, 64K, 100M or 2G", param, ctx)
+        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+class Duration(click.ParamType):
+    """``90``, ``90s``, ``15m``, ``2h`` -> seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration such as 90, 90s, 15m or 2h", param, ctx)
+        return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def split_names(values: tuple[str, ...]) -> list[str]:
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]

@@ -1,0 +1,66 @@
+"""What a collector is handed: the evidence directory, the journal, the copy engine and the
+run's options. Passed explicitly; collectors keep no global state."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifests.journal import Journal
+
+from .copy import CopyEngine
+from .pathmap import stored_relpath
+from .walk import walk
+
+
+@dataclass
+class Options:
+    paths: list[bytes] = field(default_factory=list)
+    max_file_size: int | None = None
+    collect_env: bool = False
+    profile: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CollectContext:
+    root: Path
+    journal: Journal
+    engine: CopyEngine
+    options: Options
+    log: Any
+    exclude: frozenset[tuple[int, int]] = frozenset()
+    # Called regularly by long-running phases (the --watch loop), e.g. to re-check that
+    # network isolation still holds. Each must return quickly and never raise.
+    periodic: list[Callable[[], None]] = field(default_factory=list)
+
+    def error(
+        self, collector: str, reason: str, source: bytes | None = None, **fields: Any
+    ) -> None:
+        self.engine.record_error(collector, source, reason, **fields)
+
+    def preserve_tree(self, source: bytes, prefix: str, collector: str) -> None:
+        """Queue a file or a whole tree for copying under ``artifacts/<prefix>/``."""
+
+        def dest(path: bytes) -> str:
+            return f"artifacts/{prefix}/{stored_relpath(path)}"
+
+        def on_error(path: bytes, error: OSError) -> None:
+            self.error(collector, f"cannot list directory: {error.strerror}", path)
+
+        try:
+            st = os.lstat(source)
+        except OSError as e:
+            self.error(collector, f"cannot stat: {e.strerror}", source)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self.engine.submit(source, dest(source), collector)
+            return
+        for path in walk(source, on_error, self.exclude):
+            if self.engine.full.is_set():
+                return
+            self.engine.submit(path, dest(path), collector)

@@ -1,0 +1,74 @@
+"""Canonical JSON (RFC 8785) for journal records.
+
+Records are hashed and signed as bytes, so every writer and reader must agree on one
+serialisation. Our records hold only ASCII keys, strings, booleans, null and integers
+below 2**53 (large integers such as nanosecond times are written as strings), and for
+that shape the standard library's sorted, compact, non-ASCII-preserving output *is* RFC
+8785. That fast path is checked against the ``rfc8785`` reference implementation in the
+tests; anything outside the shape goes through the reference implementation itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+from .errors import CanonicalError
+
+_MAX_SAFE_INT = 2**53 - 1
+_fast = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _plain(obj: Any) -> bool:
+    """True when ``obj`` has only the shape for which json.dumps equals RFC 8785."""
+    if isinstance(obj, str) or obj is None or isinstance(obj, bool):
+        return True
+    if isinstance(obj, int):
+        return -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return all(_plain(v) for v in obj)
+    return False
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise ``obj`` to canonical UTF-8 bytes (no trailing newline)."""
+    try:
+        if _plain(obj):
+            return _fast.encode(obj).encode("utf-8")
+        return rfc8785.dumps(obj)
+    except (ValueError, TypeError, UnicodeEncodeError, rfc8785.CanonicalizationError) as e:
+        raise CanonicalError(f"cannot canonicalise record: {e}") from e
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise CanonicalError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise CanonicalError(f"non-JSON constant {name}")
+
+
+def loads_strict(line: bytes) -> Any:
+    """Parse one journal line, refusing duplicate keys, NaN/Infinity and non-canonical bytes."""
+    try:
+        obj = json.loads(
+            line.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+        )
+    except CanonicalError:
+        raise
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CanonicalError(f"not valid JSON: {e}") from e
+    if dumps(obj) != line:
+        raise CanonicalError("not in canonical form (RFC 8785)")
+    return obj

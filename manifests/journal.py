@@ -1,0 +1,123 @@
+"""The custody journal: an append-only file of canonical JSON records, one a line.
+
+Each record carries ``seq`` and ``prev`` (the SHA-256 of the previous line's bytes, without
+its newline), so removing, reordering or editing any line breaks the chain. ``seal``
+records sign the chain head with Ed25519. Writes go straight to the file; a background
+group commit fsyncs at least every ``COMMIT_INTERVAL`` seconds, and every seal first flushes
+the whole evidence file system so that the seal only vouches for bytes on stable storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import canonical, clock
+from .digest import ZERO_HASH, sha256_bytes
+from .durable import fsync_dir, syncfs
+from .signing import Signer
+
+COMMIT_INTERVAL = 0.2
+SEAL_FIELD = "signature"
+
+
+def seal_message(record: dict[str, Any]) -> bytes:
+    """What a seal's signature covers: the seal record itself, less the signature."""
+    return canonical.dumps({k: v for k, v in record.items() if k != SEAL_FIELD})
+
+
+class Journal:
+    """Thread-safe writer. Collectors call ``append`` from worker threads."""
+
+    def __init__(self, path: Path, fd: int, next_seq: int, head: str, signer: Signer) -> None:
+        self.path = path
+        self._fd = fd
+        self._seq = next_seq
+        self._head = head
+        self._signer = signer
+        self._lock = threading.Lock()
+        self._dirty = False
+        # stored path -> SHA-256 of every artifact recorded, for SHA256SUMS at the end
+        self.hashed: dict[str, str] = {}
+        self._closed = threading.Event()
+        self._committer = threading.Thread(target=self._group_commit, daemon=True)
+        self._committer.start()
+
+    @classmethod
+    def create(cls, path: Path, signer: Signer) -> Journal:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fsync_dir(path.parent)
+        return cls(path, fd, 0, ZERO_HASH, signer)
+
+    @classmethod
+    def reopen(cls, path: Path, signer: Signer) -> Journal:
+        """Continue a journal that was already verified (for custody transfers)."""
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        if lines[-1] != b"" or len(lines) < 2:
+            raise ValueError("journal does not end with a complete line")
+        last = lines[-2]
+        seq = canonical.loads_strict(last)["seq"] + 1
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        return cls(path, fd, seq, sha256_bytes(last), signer)
+
+    @property
+    def head(self) -> str:
+        return self._head
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    @property
+    def signer(self) -> Signer:
+        return self._signer
+
+    def _write(self, record: dict[str, Any]) -> dict[str, Any]:
+        line = canonical.dumps(record)
+        os.write(self._fd, line + b"\n")
+        self._head = sha256_bytes(line)
+        self._seq += 1
+        self._dirty = True
+        if record["type"] == "artifact":
+            self.hashed[record["path"]] = record["sha256"]
+        return record
+
+    def _frame(self, type_: str) -> dict[str, Any]:
+        return {"seq": self._seq, "prev": self._head, **clock.reading(), "type": type_}
+
+    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            return self._write({**self._frame(type_), **fields})
+
+    def seal(self, reason: str, signer: Signer | None = None) -> dict[str, Any]:
+        """Flush the evidence to disk, then sign the chain head."""
+        signer = signer or self._signer
+        syncfs(self.path.parent)
+        with self._lock:
+            record = {**self._frame("seal"), "reason": reason, "signer": signer.fingerprint}
+            signature = signer.sign(seal_message(record))
+            record[SEAL_FIELD] = base64.b64encode(signature).decode("ascii")
+            self._write(record)
+            os.fsync(self._fd)
+            self._dirty = False
+            return record
+
+    def _group_commit(self) -> None:
+        while not self._closed.wait(COMMIT_INTERVAL):
+            if self._dirty:
+                self._dirty = False
+                # A failure here resurfaces at the next seal, which fsyncs under the lock.
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._committer.join()
+        with self._lock:
+            os.fsync(self._fd)
+            os.close(self._fd)

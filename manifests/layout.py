@@ -1,0 +1,25 @@
+"""Names inside an evidence directory, and the rule that keeps every journal path inside it."""
+
+from __future__ import annotations
+
+JOURNAL = "custody.jsonl"
+MANIFEST = "manifest.json"
+MANIFEST_SIG = "manifest.json.sig"
+SIGNER_PUB = "signer.pub"
+SUMS = "SHA256SUMS"
+LOG = "collection.log"
+ARTIFACTS = "artifacts"
+# Space kept free while collecting so that a full disk still leaves room to seal.
+RESERVE = ".preserve-reserve"
+
+FIXED_FILES = (JOURNAL, MANIFEST, MANIFEST_SIG, SIGNER_PUB, SUMS, LOG)
+
+
+def is_safe_relpath(path: str) -> bool:
+    """True for a plain relative path with no ``..``, ``.``, empty or absolute parts.
+
+    A journal is data from a possibly hostile source; a path such as ``../../etc/shadow``
+    or ``/etc/shadow`` must be reported as tampering and never opened."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))

@@ -1,0 +1,425 @@
+"""Reading and checking an evidence directory.
+
+``verify_evidence`` never raises on bad evidence: it returns a ``VerificationResult`` that
+lists every problem, file by file and for the chain, in hashdeep's spirit (``ok``,
+``changed``, ``missing``, ``unexpected``). Nothing outside the evidence directory is ever
+opened, whatever the journal says, and symlinks inside it are reported, not followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import canonical, layout
+from .digest import ZERO_HASH, sha256_bytes, sha256_path_nofollow
+from .errors import CanonicalError, KeyLoadError, NotEvidenceError, SignatureError
+from .journal import SEAL_FIELD, seal_message
+from .signing import (
+    fingerprint_of,
+    load_public_key_pem,
+    public_key_from_raw_b64,
+    verify_signature,
+)
+from .sums import parse_sums
+
+HASHED_RECORD_TYPES = ("artifact",)
+
+
+@dataclass
+class FileVerdict:
+    path: str
+    status: str  # ok | changed | missing | unexpected
+    detail: str = ""
+
+
+@dataclass
+class Holder:
+    name: str
+    fingerprint: str
+    since: str
+    seq: int
+    note: str = ""
+
+
+@dataclass
+class VerificationResult:
+    evidence_dir: str
+    problems: list[str] = field(default_factory=list)
+    files: list[FileVerdict] = field(default_factory=list)
+    holders: list[Holder] = field(default_factory=list)
+    seals: list[dict[str, Any]] = field(default_factory=list)
+    signer_fingerprint: str | None = None
+    pin: str | None = None  # "matched", "mismatch" or None when no pin was given
+    records: int = 0
+    sealed_through: int | None = None
+    chain_head: str | None = None
+    complete: bool = False
+    start: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def file_problems(self) -> list[FileVerdict]:
+        return [f for f in self.files if f.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.file_problems and self.pin != "mismatch"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evidence_dir": self.evidence_dir,
+            "status": "intact" if self.ok else "FAILED",
+            "problems": self.problems,
+            "files": {
+                "checked": len(self.files),
+                "ok": sum(f.status == "ok" for f in self.files),
+                "problems": [f.__dict__ for f in self.file_problems],
+            },
+            "signer_fingerprint": self.signer_fingerprint,
+            "pin": self.pin,
+            "holders": [h.__dict__ for h in self.holders],
+            "seals": self.seals,
+            "records": self.records,
+            "sealed_through_seq": self.sealed_through,
+            "chain_head": self.chain_head,
+            "complete": self.complete,
+            "counts": self.counts,
+        }
+
+
+def _read_journal(path: Path, result: VerificationResult) -> list[dict[str, Any]]:
+    """Parse and chain-check every line; stop at the first break."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline
+    records: list[dict[str, Any]] = []
+    head = ZERO_HASH
+    for seq, line in enumerate(lines):
+        try:
+            record = canonical.loads_strict(line)
+        except CanonicalError as e:
+            result.problems.append(f"chain broken at seq {seq}: {e}")
+            return records
+        if not isinstance(record, dict) or record.get("seq") != seq:
+            result.problems.append(f"chain broken at seq {seq}: record out of sequence")
+            return records
+        if record.get("prev") != head:
+            result.problems.append(
+                f"chain broken at seq {seq}: 'prev' does not match the previous line "
+                "(a line was changed, removed or reordered)"
+            )
+            return records
+        head = sha256_bytes(line)
+        records.append(record)
+    if torn:
+        result.problems.append(
+            f"torn last line after seq {len(records) - 1}: the writer stopped mid-record "
+            "(crash or truncation); it is not trusted"
+        )
+    result.chain_head = head if records else None
+    return records
+
+
+def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> int | None:
+    """Check every seal against the holder of the evidence at that point.
+
+    The collector's key (from the ``start`` record) signs until a ``transfer`` names a new
+    holder; the seal right after a transfer must be made by the new holder's key."""
+    if not records or records[0].get("type") != "start":
+        result.problems.append("journal does not begin with a 'start' record")
+        return None
+    start = records[0]
+    result.start = start
+    try:
+        holder_key = public_key_from_raw_b64(start["signer"]["public_key"])
+    except (KeyError, TypeError, ValueError) as e:
+        result.problems.append(f"start record has no usable signer key: {e}")
+        return None
+    result.signer_fingerprint = fingerprint_of(holder_key)
+    if start["signer"].get("fingerprint") != result.signer_fingerprint:
+        result.problems.append("start record's fingerprint does not match its key")
+    result.holders.append(
+        Holder(
+            name=str(start.get("examiner") or "(collector, no examiner named)"),
+            fingerprint=result.signer_fingerprint,
+            since=str(start.get("time")),
+            seq=0,
+            note=str(start.get("note") or ""),
+        )
+    )
+    pending = None
+    sealed_through = None
+    for record in records:
+        kind = record.get("type")
+        if kind == "transfer":
+            try:
+                pending = public_key_from_raw_b64(record["public_key"])
+            except (KeyError, TypeError, ValueError):
+                result.problems.append(f"transfer at seq {record['seq']} has no usable key")
+                return sealed_through
+            result.holders.append(
+                Holder(
+                    name=str(record.get("to")),
+                    fingerprint=fingerprint_of(pending),
+                    since=str(record.get("time")),
+                    seq=record["seq"],
+                    note=str(record.get("note") or ""),
+                )
+            )
+        elif kind == "seal":
+            key = pending or holder_key
+            seq = record["seq"]
+            try:
+                signature = base64.b64decode(record.get(SEAL_FIELD, ""), validate=True)
+                if record.get("signer") != fingerprint_of(key):
+                    raise SignatureError("made by a key that does not hold the evidence")
+                verify_signature(key, signature, seal_message(record))
+            except (SignatureError, ValueError) as e:
+                result.problems.append(f"bad signature on seal at seq {seq}: {e}")
+                return sealed_through
+            result.seals.append(
+                {
+                    "seq": seq,
+                    "signer": record["signer"],
+                    "reason": record.get("reason"),
+                    "time": record.get("time"),
+                }
+            )
+            holder_key, pending = key, None
+            sealed_through = seq
+    last = records[-1]["seq"]
+    if sealed_through is None:
+        result.problems.append("no valid seal: nothing in this journal is signed")
+    elif sealed_through < last:
+        result.problems.append(
+            f"unsealed tail after seq {sealed_through}: {last - sealed_through} record(s) "
+            "are not covered by any signature (the run was interrupted)"
+        )
+    return sealed_through
+
+
+def _expected_files(
+    records: list[dict[str, Any]], sealed_through: int | None, result: VerificationResult
+) -> dict[str, dict[str, Any]]:
+    """Map every stored path the journal vouches for to its record."""
+    expected: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.get("type") not in HASHED_RECORD_TYPES:
+            continue
+        path = record.get("path")
+        if (
+            not isinstance(path, str)
+            or not layout.is_safe_relpath(path)
+            or not (path.startswith(layout.ARTIFACTS + "/") or path == layout.LOG)
+        ):
+            result.problems.append(
+                f"tampering: record seq {record.get('seq')} names a path outside the "
+                f"evidence directory ({path!r}); it was not opened"
+            )
+            continue
+        if path in expected:
+            result.problems.append(f"record seq {record['seq']} repeats the path {path!r}")
+        if sealed_through is not None and record["seq"] <= sealed_through:
+            expected[path] = record
+        else:
+            expected[path] = {**record, "_unsealed": True}
+    return expected
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every non-directory entry under ``root``, relative, without following symlinks."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            yield rel, os.lstat(os.path.join(dirpath, name))
+        if not filenames and not dirnames and rel_dir != ".":
+            yield rel_dir + "/", os.lstat(dirpath)
+
+
+def _check_manifest(
+    root: Path,
+    records: list[dict[str, Any]],
+    present: dict[str, os.stat_result],
+    result: VerificationResult,
+) -> None:
+    """The manifest is signed by the collector's key and must agree with the journal."""
+    end = next((r for r in records if r.get("type") == "end"), None)
+    sums_record = next((r for r in records if r.get("type") == "sums"), None)
+    if end is None:
+        result.problems.append(
+            "the collection did not finish: no 'end' record, so no manifest or SHA256SUMS "
+            "vouch for it (the sealed prefix above is still valid)"
+        )
+    for name in (layout.MANIFEST, layout.MANIFEST_SIG, layout.SIGNER_PUB, layout.SUMS):
+        if name not in present:
+            if end is not None:
+                result.files.append(FileVerdict(name, "missing"))
+            continue
+        if not stat.S_ISREG(present[name].st_mode):
+            result.files.append(FileVerdict(name, "changed", "not a regular file"))
+            present.pop(name)
+    if result.signer_fingerprint and layout.SIGNER_PUB in present:
+        try:
+            pub = load_public_key_pem((root / layout.SIGNER_PUB).read_bytes())
+            same = fingerprint_of(pub) == result.signer_fingerprint
+        except KeyLoadError:
+            same = False
+        result.files.append(
+            FileVerdict(
+                layout.SIGNER_PUB,
+                "ok" if same else "changed",
+                "" if same else "not the key that started the journal",
+            )
+        )
+    if layout.SUMS in present:
+        actual, _ = sha256_path_nofollow(root / layout.SUMS)
+        good = sums_record is not None and sums_record.get("sha256") == actual
+        result.files.append(
+            FileVerdict(
+                layout.SUMS,
+                "ok" if good else "changed",
+                "" if good else "hash differs from the journal's 'sums' record",
+            )
+        )
+    if layout.MANIFEST not in present:
+        return
+    data = (root / layout.MANIFEST).read_bytes()
+    verdict = FileVerdict(layout.MANIFEST, "ok")
+    try:
+        manifest = json.loads(data)
+        signature = (root / layout.MANIFEST_SIG).read_bytes()
+        key = public_key_from_raw_b64(result.start["signer"]["public_key"])
+        verify_signature(key, signature, data)
+        seq = manifest["chain"]["seq"]
+        line_record = records[seq] if 0 <= seq < len(records) else None
+        if line_record is None or line_record.get("type") != "seal":
+            raise ValueError(f"its chain head points at seq {seq}, which is not a seal")
+        if manifest["chain"]["head"] != sha256_bytes(canonical.dumps(line_record)):
+            raise ValueError("its chain head differs from the journal")
+        if sums_record is None or manifest.get("sums_sha256") != sums_record.get("sha256"):
+            raise ValueError("it names a different SHA256SUMS than the journal")
+        result.counts = dict(manifest.get("counts", {}))
+        result.complete = True
+    except (OSError, ValueError, KeyError, TypeError, SignatureError) as e:
+        verdict = FileVerdict(layout.MANIFEST, "changed", str(e) or type(e).__name__)
+    result.files.append(verdict)
+    result.files.append(FileVerdict(layout.MANIFEST_SIG, verdict.status, verdict.detail))
+
+
+def _check_sums_agree(
+    root: Path,
+    expected: dict[str, dict[str, Any]],
+    present: dict[str, os.stat_result],
+    result: VerificationResult,
+) -> None:
+    if layout.SUMS not in present:
+        return
+    try:
+        listed = parse_sums((root / layout.SUMS).read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        result.problems.append(f"SHA256SUMS is malformed: {e}")
+        return
+    journal = {p: r["sha256"] for p, r in expected.items()}
+    if listed != journal:
+        extra = sorted(set(listed) - set(journal))[:3]
+        lacking = sorted(set(journal) - set(listed))[:3]
+        differ = sorted(p for p in set(listed) & set(journal) if listed[p] != journal[p])[:3]
+        result.problems.append(
+            f"SHA256SUMS disagrees with the journal (extra {extra}, lacking {lacking}, "
+            f"different {differ})"
+        )
+
+
+def _hash_all(
+    root: Path,
+    expected: dict[str, dict[str, Any]],
+    present: dict[str, os.stat_result],
+    workers: int,
+) -> list[FileVerdict]:
+    local = threading.local()
+
+    def check(item: tuple[str, dict[str, Any]]) -> FileVerdict:
+        path, record = item
+        st = present.get(path)
+        if st is None:
+            return FileVerdict(path, "missing", f"journal seq {record['seq']}")
+        if not stat.S_ISREG(st.st_mode):
+            return FileVerdict(path, "changed", "no longer a regular file")
+        if st.st_size != record.get("size"):
+            return FileVerdict(
+                path, "changed", f"size {st.st_size}, journal says {record.get('size')}"
+            )
+        if not hasattr(local, "buf"):
+            local.buf = bytearray(1024 * 1024)
+        try:
+            digest, _ = sha256_path_nofollow(root / path, local.buf)
+        except OSError as e:
+            return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
+        if digest != record.get("sha256"):
+            return FileVerdict(path, "changed", "SHA-256 differs from the journal")
+        if record.get("_unsealed"):
+            return FileVerdict(path, "ok", "matches an unsealed record")
+        return FileVerdict(path, "ok")
+
+    # Small files first costs nothing; big ones spread over all workers.
+    items = sorted(expected.items(), key=lambda kv: -int(kv[1].get("size") or 0))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(check, items, chunksize=64))
+
+
+def verify_evidence(
+    evidence_dir: str | os.PathLike[str],
+    pin_fingerprint: str | None = None,
+    workers: int | None = None,
+) -> VerificationResult:
+    root = Path(evidence_dir)
+    journal_path = root / layout.JOURNAL
+    if not root.is_dir() or not journal_path.is_file() or journal_path.is_symlink():
+        raise NotEvidenceError(f"{root} is not an evidence directory (no {layout.JOURNAL})")
+    result = VerificationResult(evidence_dir=str(root))
+    records = _read_journal(journal_path, result)
+    result.records = len(records)
+    sealed_through = _check_seals(records, result)
+    result.sealed_through = sealed_through
+    trusted = records if sealed_through is None else records[: sealed_through + 1]
+    expected = _expected_files(records, sealed_through, result)
+
+    present = {rel: st for rel, st in _walk(root)}
+    present.pop(layout.JOURNAL, None)
+    _check_manifest(root, trusted, present, result)
+    _check_sums_agree(root, expected, present, result)
+    result.files.extend(_hash_all(root, expected, present, workers or os.cpu_count() or 2))
+
+    accounted = set(expected) | {
+        layout.MANIFEST,
+        layout.MANIFEST_SIG,
+        layout.SIGNER_PUB,
+        layout.SUMS,
+    }
+    for rel in sorted(set(present) - accounted):
+        kind = "symlink" if stat.S_ISLNK(present[rel].st_mode) else "file"
+        if rel.endswith("/"):
+            kind = "empty directory"
+        result.files.append(FileVerdict(rel, "unexpected", f"{kind} not recorded in the journal"))
+
+    if pin_fingerprint and result.signer_fingerprint:
+        result.pin = "matched" if pin_fingerprint == result.signer_fingerprint else "mismatch"
+        if result.pin == "mismatch":
+            result.problems.append(
+                f"signer mismatch: signed by {result.signer_fingerprint}, "
+                f"expected {pin_fingerprint}"
+            )
+    return result

@@ -1,0 +1,66 @@
+"""Shared fixtures: run the real command lines as subprocesses, as a responder would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (CI runs as root)")
+
+
+def run_cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: bytes | None = None,
+    prog: str = "preserve",
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``preserve`` or ``verify`` from this checkout with a clean, explicit environment."""
+    code = (
+        "import sys; from agent.commands.verify import main; sys.argv[0]='verify'; main()"
+        if prog == "verify"
+        else "from agent._cli import main; main()"
+    )
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(os.fsencode, args)],
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+        input=input,
+        cwd=ROOT,
+    )
+
+
+def preserve(*args: str | os.PathLike[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(*args, **kw)  # type: ignore[arg-type]
+
+
+def verify(*args: str | os.PathLike[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(*args, prog="verify", **kw)  # type: ignore[arg-type]
+
+
+def collect_json(
+    output: Path, *args: str | os.PathLike[str], expect: tuple[int, ...] = (0,), **kw: object
+) -> dict:
+    """Run ``preserve --json -o OUTPUT ARGS`` and return its summary object."""
+    result = preserve("--json", "-o", output, *args, **kw)
+    assert result.returncode in expect, (result.returncode, result.stderr.decode())
+    return json.loads(result.stdout)
+
+
+def journal_records(evidence_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (evidence_dir / "custody.jsonl").read_bytes().splitlines()]

@@ -105,10 +105,6 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     started_ns = time.time_ns()
     root = evidence.create_evidence_dir(config.output)
     evidence.write_signer_pub(root, config.signer)
-    if not evidence.reserve_space(root):
-        console.warn(
-            "could not reserve space on the output drive; a full disk may stop the final seal"
-        )
     runlog = RunLog(root / layout.LOG)
     log = runlog.logger
     journal = Journal.create(root / layout.JOURNAL, config.signer)
@@ -258,7 +254,6 @@ def _finish(
     try:
         engine.drain()
         engine.shutdown()
-        evidence.release_space(root)
         runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
         runlog.close()
         log_hash, log_size = sha256_path_nofollow(root / layout.LOG)

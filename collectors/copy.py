@@ -34,6 +34,9 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
+# Free space always left on the output, so the journal, SHA256SUMS and the manifest can
+# still be written and sealed after collection stops for lack of room.
+SPACE_MARGIN = 4 * 1024 * 1024
 
 
 @dataclass
@@ -151,14 +154,23 @@ class CopyEngine:
 
     def _out_of_space(self, collector: str, source: bytes | None, rel: str) -> None:
         self._discard(rel)
-        self.full.set()
-        self.record_error(
-            collector,
-            source,
-            "output disk full (ENOSPC): collection stopped",
-            errno="ENOSPC",
-            stored_path=rel,
-        )
+        if not self.full.is_set():
+            self.full.set()
+            self.record_error(
+                collector,
+                source,
+                "output disk full: collection stopped",
+                errno="ENOSPC",
+                stored_path=rel,
+            )
+
+    def _room_for(self, size: int, collector: str, source: bytes | None, rel: str) -> bool:
+        """Stop before the output is full, keeping SPACE_MARGIN for the seal."""
+        st = os.statvfs(self.root)
+        if st.f_bavail * st.f_frsize - size >= SPACE_MARGIN:
+            return True
+        self._out_of_space(collector, source, rel)
+        return False
 
     # -- generated artifacts ---------------------------------------------------------
 
@@ -167,6 +179,8 @@ class CopyEngine:
         if self.full.is_set():
             return None
         rel = self._claim(rel)
+        if not self._room_for(len(data), collector, None, rel):
+            raise OutputFull()
         try:
             fd = self._create(rel)
             try:
@@ -196,10 +210,19 @@ class CopyEngine:
         if self.full.is_set():
             return
         self._slots.acquire()
-        future = self._pool.submit(self.preserve, source, rel, collector, **fields)
+        future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
         with self._pending_lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
+
+    def _preserve_guarded(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
+        """A background copy must never fail silently: any surprise becomes an error record."""
+        try:
+            self.preserve(source, rel, collector, **fields)
+        except Exception as e:
+            self.record_error(
+                collector, source, f"internal error while copying: {type(e).__name__}: {e}"
+            )
 
     def _done(self, future: Future[Any]) -> None:
         self._slots.release()
@@ -308,6 +331,8 @@ class CopyEngine:
         # Sparse sources (lastlog, VM images) keep their holes in the copy.
         sparse = opened.st_blocks * 512 < opened.st_size
         rel = self._claim(rel)
+        if not self._room_for(0 if sparse else wanted, collector, source, rel):
+            return None
         try:
             out = self._create(rel)
         except OSError as e:
@@ -355,7 +380,7 @@ class CopyEngine:
         after = os.fstat(fd)
         changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
         self.counters.add(stored=1, bytes=done)
-        return self.journal.append(
+        record = self.journal.append(
             "artifact",
             collector=collector,
             path=rel,
@@ -370,3 +395,5 @@ class CopyEngine:
             truncated_during_read=done < wanted,
             **fields,
         )
+        self.journal.seal_if_due()
+        return record

@@ -104,6 +104,14 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
         ("Status", outcome.status),
         ("Items", f"{c['stored']} stored, {c['skipped']} skipped, {c['failed']} failed"),
     ]
+    if c["failed"]:
+        rows.append(
+            (
+                "Failed items",
+                "each is an 'error' record in custody.jsonl (reason "
+                "included); the rest of the evidence is complete and sealed",
+            )
+        )
     rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),

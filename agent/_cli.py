@@ -51,7 +51,7 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(2)
     except click.ClickException as e:
         e.show()
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except Exception as e:
         if debug:
             raise

@@ -98,6 +98,7 @@ class CopyEngine:
         self.counters = Counters()
         self.full = threading.Event()
         self._taken: set[str] = set()
+        self._made_dirs: set[str] = set()
         self._taken_lock = threading.Lock()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
@@ -143,7 +144,10 @@ class CopyEngine:
 
     def _create(self, rel: str) -> int:
         dest = self.root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        parent = os.path.dirname(rel)
+        if parent not in self._made_dirs:  # one mkdir per directory, not one per file
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(parent)
         return os.open(
             dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )

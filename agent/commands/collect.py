@@ -21,8 +21,10 @@ from ..orchestrator import RunConfig, RunOutcome, run
 from ..params import ByteSize, split_names
 
 
-class UsageProblem(click.UsageError):
-    """Exit 2: nothing was collected."""
+class UsageProblem(click.ClickException):
+    """Exit 2: a usage or configuration problem; nothing was collected."""
+
+    exit_code = 2
 
 
 def collection_options(f: Any) -> Any:

@@ -99,6 +99,7 @@ class CopyEngine:
         self.full = threading.Event()
         self._taken: set[str] = set()
         self._made_dirs: set[str] = set()
+        self._root_str = os.fspath(root)
         self._taken_lock = threading.Lock()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
@@ -143,10 +144,10 @@ class CopyEngine:
         return self._local.buf
 
     def _create(self, rel: str) -> int:
-        dest = self.root / rel
-        parent = os.path.dirname(rel)
+        dest = os.path.join(self._root_str, rel)
+        parent = os.path.dirname(dest)
         if parent not in self._made_dirs:  # one mkdir per directory, not one per file
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             self._made_dirs.add(parent)
         return os.open(
             dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
@@ -154,7 +155,7 @@ class CopyEngine:
 
     def _discard(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / rel)
+            os.unlink(os.path.join(self._root_str, rel))
 
     def _out_of_space(self, collector: str, source: bytes | None, rel: str) -> None:
         self._discard(rel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -11,7 +12,15 @@ PACKAGES = ("agent", "collectors", "manifests")
 
 @cache
 def code_sha256() -> str:
-    """Hash of every ``.py`` file of our packages: relative path, NUL, content digest."""
+    """Hash of every ``.py`` file of our packages: relative path, NUL, content digest.
+
+    A frozen kit has no ``.py`` files: there the code is identified by the hash of the
+    kit's signed ``SHA256SUMS``, which covers the executables and every bundled library
+    (and, failing that, by the hash of the executable itself)."""
+    if getattr(sys, "frozen", False):
+        exe = Path(sys.executable)
+        sums = exe.parent / "SHA256SUMS"
+        return hashlib.sha256((sums if sums.is_file() else exe).read_bytes()).hexdigest()
     base = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for package in PACKAGES:

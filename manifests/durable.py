@@ -7,14 +7,15 @@ system is flushed once with ``syncfs`` (one call for thousands of artifacts) ins
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _libc = None
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The process's own symbols (libc is loaded already): ctypes.util.find_library would
+    # run the host's /sbin/ldconfig or gcc, programs of a host we do not trust.
+    _libc = ctypes.CDLL(None, use_errno=True)
     _syncfs = _libc.syncfs
-except (OSError, AttributeError):  # not Linux: fall back to sync()
+except (OSError, AttributeError, TypeError):  # not Linux: fall back to sync()
     _syncfs = None
 
 

@@ -17,7 +17,9 @@ from manifests.signing import Signer, grouped
 
 from ..console import Console
 from ..keys import load_signer
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitModifiedError, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
+from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, split_names
 
 
@@ -61,6 +63,12 @@ def collection_options(f: Any) -> Any:
         ),
         click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
+        click.option(
+            OVERRIDE_FLAG,
+            "kit_modified_ok",
+            is_flag=True,
+            help="Run from a kit that failed its self-check (recorded in the journal).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -137,9 +145,19 @@ def run_collection(
     json_mode: bool,
     quiet: bool,
     debug: bool,
+    kit_modified_ok: bool = False,
     **extra: Any,
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
+    try:
+        kit_check, start_fields = gate(kit_modified_ok)
+    except KitModifiedError as e:
+        raise UsageProblem(str(e)) from e
+    if kit_check is not None and not kit_check.ok:
+        console.warn(f"running a modified kit ({kit_check.summary()}); the journal records it")
+    kit = running_kit()
+    if output is None and kit is not None:
+        output = kit / EVIDENCE
     if output is None:
         raise UsageProblem(
             "say where to put the evidence, e.g. -o /media/kit/evidence "
@@ -158,6 +176,12 @@ def run_collection(
                 f"the output {output} is inside {os.fsdecode(source)}, which is being "
                 "collected; choose an output outside it (the kit's drive)"
             )
+    fixed = fixed_disk_of(output)
+    if fixed:
+        console.warn(
+            f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
+            "overwrite deleted evidence; prefer the kit's drive or another removable disk"
+        )
     try:
         signer = _signer(key)
     except ManifestError as e:
@@ -171,6 +195,7 @@ def run_collection(
         examiner=examiner,
         note=note,
         argv=sys.argv,
+        start_fields=start_fields,
     )
     if signer.ephemeral:
         console.info(

@@ -1,0 +1,74 @@
+"""``preserve selfcheck``: is this kit exactly the one its builder signed?"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from manifests.signing import grouped, normalise_fingerprint
+
+from ..kit import check_kit, running_kit
+
+EXIT_OK, EXIT_MODIFIED, EXIT_USAGE = 0, 1, 2
+
+
+@click.command("selfcheck")
+@click.option(
+    "--kit",
+    "kit_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Check this kit folder instead of the running one (e.g. from a lab machine).",
+)
+@click.option("--fingerprint", help="Expected kit key fingerprint (from the kit's label).")
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable result.")
+def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) -> None:
+    """Check the kit's files against its signed SHA256SUMS and show what the kit is."""
+    kit = kit_dir or running_kit()
+    if kit is None:
+        raise click.UsageError(
+            "not running from a kit (this is a development install); "
+            "give --kit DIR to check a kit folder"
+        )
+    pin = None
+    if fingerprint:
+        try:
+            pin = normalise_fingerprint(fingerprint)
+        except ValueError as e:
+            raise click.UsageError(f"--fingerprint: {e}") from e
+    result = check_kit(kit, pin)
+    if json_mode:
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        sys.exit(EXIT_OK if result.ok else EXIT_MODIFIED)
+    info = result.info
+    click.echo(f"Kit:        {kit}")
+    click.echo(
+        f"Version:    preserve {info.get('version', '?')}, built {info.get('built', '?')} "
+        f"on {info.get('build_host_glibc', '?')}, Python {info.get('python', '?')}"
+    )
+    click.echo(
+        f"Runs on:    Linux {info.get('arch', '?')} with glibc "
+        f"{info.get('glibc_floor', '?')} or newer"
+    )
+    if result.fingerprint:
+        state = {
+            "matched": "pinned, matches",
+            "mismatch": "DOES NOT MATCH the pinned key",
+            None: "not pinned: compare it with the kit's label, or pass --fingerprint",
+        }[result.pin]
+        click.echo(f"Kit key:    {grouped(result.fingerprint)} ({state})")
+    if result.sums_sha256:
+        click.echo(f"Sums:       sha256 {result.sums_sha256}")
+    click.echo(f"Files:      {result.checked} checked, {len(result.problems)} problems")
+    for problem in result.problems:
+        click.echo(f"FAIL {problem}")
+    if result.ok:
+        click.echo(f"OK: the kit at {kit} is intact")
+    else:
+        click.echo(
+            f"FAIL: the kit at {kit} is modified; use an intact copy of the kit "
+            "(write down that this one failed)"
+        )
+    sys.exit(EXIT_OK if result.ok else EXIT_MODIFIED)

@@ -1,0 +1,187 @@
+"""The responder kit: where it is, what it claims to be, and whether it is intact.
+
+A kit is a folder holding the frozen ``preserve`` and ``verify`` executables, ``KIT.json``
+(version, build time, glibc floor), ``kit.pub`` and ``SHA256SUMS`` signed with the kit key
+(``SHA256SUMS.sig``, raw Ed25519 over the file's bytes). Every file of the kit except the
+sums, their signature and the ``evidence/`` folder is listed in the sums; a file that
+differs, is missing, was added or is a symlink makes the kit "modified".
+
+The in-kit key only proves the kit is as its builder signed it if the key itself is the
+builder's: ``selfcheck`` prints its fingerprint to compare with the kit's label, and
+``--fingerprint`` pins it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifests.digest import sha256_bytes, sha256_path_nofollow
+from manifests.errors import KeyLoadError, SignatureError
+from manifests.signing import fingerprint_of, load_public_key_pem, verify_signature
+from manifests.sums import parse_sums
+
+KIT_INFO = "KIT.json"
+KIT_SUMS = "SHA256SUMS"
+KIT_SIG = "SHA256SUMS.sig"
+KIT_PUB = "kit.pub"
+EVIDENCE = "evidence"
+OVERRIDE_FLAG = "--i-know-the-kit-is-modified"
+UNSUMMED = frozenset({KIT_SUMS, KIT_SIG})
+MAX_RECORDED_PROBLEMS = 20
+
+
+class KitModifiedError(Exception):
+    """The kit's files do not match its signed sums; running it would be untrustworthy."""
+
+
+def running_kit() -> Path | None:
+    """The kit folder when this process is a frozen kit executable, else None."""
+    if not getattr(sys, "frozen", False):
+        return None
+    folder = Path(os.path.abspath(sys.executable)).parent
+    return folder if (folder / KIT_INFO).is_file() else None
+
+
+@dataclass
+class KitCheck:
+    kit: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    sums_sha256: str | None = None
+    fingerprint: str | None = None
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    pin: str | None = None  # "matched", "mismatch" or None when no fingerprint was pinned
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.pin != "mismatch"
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"kit intact ({self.checked} files match the signed sums)"
+        first = self.problems[0] if self.problems else "kit key does not match the pinned one"
+        return f"{len(self.problems) or 1} problem(s), first: {first}"
+
+    def journal_fields(self, override: bool) -> dict[str, Any]:
+        """The ``kit`` field of the journal's start record: which build collected."""
+        return {
+            "version": self.info.get("version"),
+            "built": self.info.get("built"),
+            "path": str(self.kit),
+            "sums_sha256": self.sums_sha256,
+            "key_fingerprint": self.fingerprint,
+            "check": "ok" if self.ok else "modified",
+            "files_checked": self.checked,
+            "problems": self.problems[:MAX_RECORDED_PROBLEMS],
+            "override": bool(override and not self.ok),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.journal_fields(False),
+            "ok": self.ok,
+            "pin": self.pin,
+            "problems": self.problems,
+            "info": self.info,
+        }
+
+
+def _listed_files(kit: Path) -> tuple[set[str], list[str]]:
+    """Relative paths of the kit's regular files that the sums must cover, and problems
+    (symlinks, devices) found on the way; ``evidence/`` is the kit's output, not the kit."""
+    files: set[str] = set()
+    problems: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(kit):
+        rel_dir = os.path.relpath(dirpath, kit)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != EVIDENCE]
+        for name in dirnames + filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            if stat.S_ISLNK(mode):
+                problems.append(f"{rel}: is a symlink (the kit has none)")
+            elif stat.S_ISREG(mode) and rel not in UNSUMMED:
+                files.add(rel)
+            elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                problems.append(f"{rel}: not a regular file")
+    return files, problems
+
+
+def _hash(kit: Path, rel: str) -> tuple[str, str | None]:
+    try:
+        return rel, sha256_path_nofollow(os.path.join(kit, rel))[0]
+    except OSError as e:
+        return rel, f"unreadable: {e.strerror or e}"
+
+
+def check_kit(kit: Path, pin_fingerprint: str | None = None) -> KitCheck:
+    """Check the kit's signature and every file against its signed sums."""
+    result = KitCheck(kit)
+    try:
+        result.info = json.loads((kit / KIT_INFO).read_bytes())
+    except (OSError, ValueError) as e:
+        result.problems.append(f"{KIT_INFO}: unreadable ({e})")
+    try:
+        sums = (kit / KIT_SUMS).read_bytes()
+        signature = (kit / KIT_SIG).read_bytes()
+        public_key = load_public_key_pem((kit / KIT_PUB).read_bytes())
+    except (OSError, KeyLoadError) as e:
+        result.problems.append(f"cannot read the kit's sums, signature or key: {e}")
+        return result
+    result.sums_sha256 = sha256_bytes(sums)
+    result.fingerprint = fingerprint_of(public_key)
+    if pin_fingerprint:
+        result.pin = "matched" if pin_fingerprint == result.fingerprint else "mismatch"
+    try:
+        verify_signature(public_key, signature, sums)
+        expected = parse_sums(sums)
+    except (SignatureError, ValueError) as e:
+        result.problems.append(f"{KIT_SUMS}: {e}")
+        return result
+    present, problems = _listed_files(kit)
+    result.problems += problems
+    result.problems += [
+        f"{rel}: added (not in the signed sums)" for rel in sorted(present - set(expected))
+    ]
+    result.problems += [f"{rel}: missing" for rel in sorted(set(expected) - present)]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for rel, digest in pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))):
+            result.checked += 1
+            if digest != expected[rel]:
+                detail = digest if digest and digest.startswith("unreadable") else "content differs"
+                result.problems.append(f"{rel}: {detail}")
+    return result
+
+
+def gate(override: bool) -> tuple[KitCheck | None, dict[str, Any]]:
+    """The start-up check of a kit executable. Returns the check (None outside a kit) and
+    the journal ``kit`` field; raises KitModifiedError when the kit is modified and the
+    responder did not override."""
+    kit = running_kit()
+    if kit is None:
+        return None, {}
+    result = check_kit(kit)
+    if not result.ok and not override:
+        raise KitModifiedError(
+            f"this kit at {kit} has been modified ({result.summary()}) and cannot be trusted; "
+            f"use an intact copy (details: preserve selfcheck), or add {OVERRIDE_FLAG} to run "
+            "anyway (the journal records it)"
+        )
+    return result, {"kit": result.journal_fields(override)}
+
+
+def gate_verify(override: bool) -> None:
+    """``verify`` from a modified kit could report altered evidence as intact: refuse."""
+    try:
+        result, _ = gate(override)
+    except KitModifiedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if result is not None and not result.ok:
+        print(f"WARNING: running a modified kit ({result.summary()})", file=sys.stderr)

@@ -1,0 +1,187 @@
+"""Turn PyInstaller's one-folder bundle into the responder kit and sign it.
+
+Run by ``packaging/build-kit`` with the build venv's Python (it uses the project's own
+signing code). Writes ``OUT/preserve-kit/`` (executables, ``_internal/``, README-KIT.txt,
+kit.pub, KIT.json, ``evidence/``, SHA256SUMS + SHA256SUMS.sig) and
+``OUT/preserve-kit.tar.gz``. The private key never goes into the kit."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from importlib import metadata
+from pathlib import Path
+
+from manifests.signing import Signer, grouped, public_key_pem
+from manifests.sums import format_sums
+
+KIT_NAME = "preserve-kit"
+HERE = Path(__file__).resolve().parent
+GLIBC_VERSION = re.compile(rb"\bGLIBC_(\d+)\.(\d+)(?:\.(\d+))?\b")
+
+
+def load_or_make_key(path: Path, create: bool, must_be_new: bool) -> Signer:
+    passphrase = os.environb.get(b"PRESERVE_KEY_PASSPHRASE") or None
+    if path.exists() and not must_be_new:
+        return Signer.from_file(path, passphrase)
+    if path.exists():
+        sys.exit(f"build-kit: {path} exists; keys are never overwritten")
+    if not create:
+        sys.exit(f"build-kit: no key at {path}; use --new-key {path} to make one")
+    signer = Signer.generate_ephemeral()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(signer.private_pem(passphrase))
+    path.with_suffix(".pub").write_bytes(public_key_pem(signer.public_key))
+    state = "passphrase-protected" if passphrase else "NOT encrypted: keep it off shared disks"
+    print(f"build-kit: new kit key {path} ({state})")
+    return Signer(signer.private_key)
+
+
+def elf_files(root: Path) -> list[Path]:
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
+def glibc_floor(root: Path) -> tuple[str, str]:
+    """The highest GLIBC_x.y version any bundled binary requires (objdump -p's version
+    references), and the file that requires it: the oldest glibc the kit runs on."""
+    best: tuple[tuple[int, ...], str] = ((0,), "")
+    for path in elf_files(root):
+        out = subprocess.run(
+            ["objdump", "-p", str(path)], capture_output=True, check=True, timeout=60
+        ).stdout
+        refs = out.partition(b"Version References:")[2]
+        for match in GLIBC_VERSION.finditer(refs):
+            version = tuple(int(x) for x in match.groups() if x is not None)
+            if version > best[0]:
+                best = (version, path.relative_to(root).as_posix())
+    return ".".join(map(str, best[0])), best[1]
+
+
+def os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--key", type=Path)
+    keys.add_argument("--new-key", type=Path)
+    keys.add_argument("--key-default", type=Path)
+    args = parser.parse_args()
+
+    key_path = args.key or args.new_key or args.key_default
+    kit = (args.out / KIT_NAME).resolve()
+    if key_path.resolve().is_relative_to(kit):
+        sys.exit("build-kit: the kit key must not be inside the kit")
+    signer = load_or_make_key(key_path, create=args.key is None, must_be_new=bool(args.new_key))
+
+    if kit.exists():
+        for path in kit.rglob("*"):  # files are made read-only below; allow the rebuild
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(kit)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # symlinks=False: copy what links point to, so the kit also fits a FAT/exFAT drive.
+    shutil.copytree(args.bundle, kit, symlinks=False)
+    (kit / "evidence").mkdir()
+
+    floor, floor_from = glibc_floor(kit)
+    dist = metadata.distribution("preserve")
+    info = {
+        "format": "preserve-kit/1",
+        "version": dist.version,
+        "built": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "build_host_glibc": " ".join(
+            (os.confstr("CS_GNU_LIBC_VERSION") or "unknown").split()
+        ),
+        "build_host_os": os_name(),
+        "build_host_kernel": platform.release(),
+        "python": platform.python_version(),
+        "pyinstaller": metadata.version("pyinstaller"),
+        "arch": platform.machine(),
+        "glibc_floor": floor,
+        "glibc_floor_from": floor_from,
+        "key_fingerprint": signer.fingerprint,
+        "collectors": sorted(
+            e.name for e in dist.entry_points if e.group == "preserve.collectors"
+        ),
+        "entry_points": sorted(f"{e.group}:{e.name}" for e in dist.entry_points),
+    }
+    (kit / "KIT.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    (kit / "kit.pub").write_bytes(public_key_pem(signer.public_key))
+    card = (HERE / "README-KIT.txt").read_text()
+    for key, value in {**info, "fingerprint": grouped(signer.fingerprint)}.items():
+        card = card.replace("{" + key + "}", str(value))
+    (kit / "README-KIT.txt").write_text(card)
+
+    for path in kit.rglob("*"):
+        if path.is_file():
+            path.chmod(0o555 if os.access(path, os.X_OK) else 0o444)
+    entries = [
+        (p.relative_to(kit).as_posix(), sha256_file(p))
+        for p in sorted(kit.rglob("*"))
+        if p.is_file() and p.parent != kit / "evidence"
+    ]
+    sums = format_sums(entries)
+    (kit / "SHA256SUMS").write_bytes(sums)
+    (kit / "SHA256SUMS.sig").write_bytes(signer.sign(sums))
+    for name in ("SHA256SUMS", "SHA256SUMS.sig"):
+        (kit / name).chmod(0o444)
+
+    tarball = args.out / f"{KIT_NAME}.tar.gz"
+    with tarfile.open(tarball, "w:gz", compresslevel=6) as tar:
+
+        def owner(t: tarfile.TarInfo) -> tarfile.TarInfo:
+            t.uid = t.gid = 0
+            t.uname = t.gname = "root"
+            return t
+
+        tar.add(kit, arcname=KIT_NAME, filter=owner)
+
+    size = tree_size(kit)
+    print(f"build-kit: {kit} ({len(entries)} files, {size / 1e6:.1f} MB unpacked)")
+    print(f"build-kit: {tarball.resolve()} ({tarball.stat().st_size / 1e6:.1f} MB)")
+    print(f"build-kit: runs on Linux {info['arch']} with glibc {floor} or newer ({floor_from})")
+    print(f"build-kit: kit key fingerprint {grouped(signer.fingerprint)}")
+    print(f"build-kit: sums sha256 {hashlib.sha256(sums).hexdigest()}")
+
+
+if __name__ == "__main__":
+    main()

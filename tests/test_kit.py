@@ -1,0 +1,342 @@
+"""The USB responder kit, built for real once per session and run as a responder would:
+clean environment, another working directory, no virtualenv, from a read-only mount."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, journal_records, preserve, requires_root
+
+from collectors.registry import load_collectors
+
+CLEAN_ENV = {"PATH": "/usr/bin:/bin"}
+OVERRIDE = "--i-know-the-kit-is-modified"
+
+
+@pytest.fixture(scope="session")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the kit once (or use PRESERVE_TEST_KIT, an already built kit folder)."""
+    given = os.environ.get("PRESERVE_TEST_KIT")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("kitbuild")
+    result = subprocess.run(
+        [ROOT / "packaging" / "build-kit", "--out", out, "--new-key", out / "key" / "kit.key"],
+        capture_output=True,
+        timeout=900,
+    )
+    if result.returncode == 3:
+        pytest.skip("PyInstaller cannot be installed here: " + result.stderr.decode()[-300:])
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return out / "preserve-kit"
+
+
+def run_kit(
+    kit: Path, prog: str, *args: object, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), kit / prog, *map(str, args)],
+        capture_output=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def kit_copy(kit: Path, dest: Path) -> Path:
+    shutil.copytree(kit, dest, symlinks=True)
+    return dest
+
+
+def fixture_tree(base: Path) -> Path:
+    src = base / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"alpha\n")
+    (src / "sub" / "b.bin").write_bytes(os.urandom(50_000))
+    return src
+
+
+def start_record(evidence: Path) -> dict:
+    return journal_records(evidence)[0]
+
+
+def test_kit_layout_size_and_no_private_key(kit: Path) -> None:
+    names = {p.name for p in kit.iterdir()}
+    assert {"preserve", "verify", "_internal", "README-KIT.txt", "kit.pub", "KIT.json"} <= names
+    assert {"SHA256SUMS", "SHA256SUMS.sig", "evidence"} <= names
+    info = json.loads((kit / "KIT.json").read_text())
+    assert re.fullmatch(r"2\.\d+", info["glibc_floor"]), info
+    assert info["build_host_glibc"].startswith("glibc ")
+    assert info["python"].startswith("3.")
+    size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
+    assert size < 60_000_000, size
+    key = kit.parent / "key" / "kit.key"
+    if key.exists():  # built by the fixture: the private key's body is in no kit file
+        body = b"".join(key.read_bytes().splitlines()[1:-1])
+        assert len(body) > 40
+        for p in kit.rglob("*"):
+            if p.is_file():
+                assert body not in p.read_bytes(), p
+    assert (kit.parent / "preserve-kit.tar.gz").stat().st_size > 1_000_000
+
+
+def test_kit_collects_in_a_clean_environment_and_its_verify_agrees(
+    kit: Path, tmp_path: Path
+) -> None:
+    src = fixture_tree(tmp_path)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    result = run_kit(
+        kit, "preserve", "--json", "-o", out, "--only", "files", "--path", src, cwd=elsewhere
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    summary = json.loads(result.stdout)
+    evidence = Path(summary["evidence_dir"])
+    assert (evidence / "artifacts/files" / src.relative_to("/") / "sub/b.bin").read_bytes() == (
+        src / "sub/b.bin"
+    ).read_bytes()
+    checked = run_kit(
+        kit, "verify", evidence, "--fingerprint", summary["fingerprint"], cwd=elsewhere
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert b"OK:" in checked.stdout
+    # The journal's first record names the kit build.
+    sums_hash = hashlib.sha256((kit / "SHA256SUMS").read_bytes()).hexdigest()
+    start = start_record(evidence)
+    assert start["type"] == "start"
+    assert start["kit"]["sums_sha256"] == sums_hash
+    assert start["kit"]["check"] == "ok" and start["kit"]["override"] is False
+    assert start["kit"]["version"] == json.loads((kit / "KIT.json").read_text())["version"]
+    assert start["tool"]["code_sha256"] == sums_hash
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_kit_loads_the_same_collectors_as_the_dev_install(kit: Path, tmp_path: Path) -> None:
+    """Entry points are carried into the kit generically: collectors merged later appear
+    in the kit without changing the build."""
+    result = run_kit(kit, "preserve", "-o", tmp_path, "--only", "no-such-collector", cwd=tmp_path)
+    assert result.returncode == 2
+    known = re.search(rb"known: ([\w, -]+)", result.stderr)
+    assert known, result.stderr
+    in_kit = {n.strip() for n in known.group(1).decode().split(",")}
+    assert in_kit == set(load_collectors(lambda n, e: None))
+    assert in_kit == set(json.loads((kit / "KIT.json").read_text())["collectors"])
+
+
+def test_selfcheck_reports_the_kit(kit: Path, tmp_path: Path) -> None:
+    info = json.loads((kit / "KIT.json").read_text())
+    result = run_kit(
+        kit, "preserve", "selfcheck", "--fingerprint", info["key_fingerprint"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout.decode()
+    out = result.stdout.decode()
+    assert f"glibc {info['glibc_floor']} or newer" in out
+    assert "pinned, matches" in out and "OK: the kit" in out
+    wrong = run_kit(kit, "preserve", "selfcheck", "--fingerprint", "ab" * 32, cwd=tmp_path)
+    assert wrong.returncode == 1 and b"DOES NOT MATCH" in wrong.stdout
+
+
+def test_without_output_the_kit_writes_to_its_own_evidence_folder(
+    kit: Path, tmp_path: Path
+) -> None:
+    copy = kit_copy(kit, tmp_path / "kit")
+    src = fixture_tree(tmp_path)
+    result = run_kit(copy, "preserve", "--json", "--only", "files", "--path", src, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    evidence = Path(json.loads(result.stdout)["evidence_dir"])
+    assert evidence.parent == copy / "evidence"
+    # Evidence in the kit's folder does not make the kit "modified".
+    assert run_kit(copy, "preserve", "selfcheck", cwd=tmp_path).returncode == 0
+    # ... and the kit refuses to collect itself into itself.
+    inside = run_kit(copy, "preserve", "--only", "files", "--path", copy, cwd=tmp_path)
+    assert inside.returncode == 2 and b"inside" in inside.stderr
+
+
+def test_modified_kit_is_refused_unless_overridden_and_the_journal_says_so(
+    kit: Path, tmp_path: Path
+) -> None:
+    copy = kit_copy(kit, tmp_path / "kit")
+    card = copy / "README-KIT.txt"
+    card.chmod(0o644)
+    card.write_bytes(card.read_bytes() + b"tampered\n")
+    src = fixture_tree(tmp_path)
+    out = tmp_path / "out"
+
+    check = run_kit(copy, "preserve", "selfcheck", cwd=tmp_path)
+    assert check.returncode == 1
+    assert b"FAIL README-KIT.txt: content differs" in check.stdout
+
+    refused = run_kit(copy, "preserve", "-o", out, "--only", "files", "--path", src, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert b"modified" in refused.stderr and OVERRIDE.encode() in refused.stderr
+    assert b"Traceback" not in refused.stderr
+    assert not out.exists() or not list(out.iterdir())
+    verify_refused = run_kit(copy, "verify", tmp_path, cwd=tmp_path)
+    assert verify_refused.returncode == 2 and b"modified" in verify_refused.stderr
+
+    allowed = run_kit(
+        copy,
+        "preserve",
+        "--json",
+        "-o",
+        out,
+        "--only",
+        "files",
+        "--path",
+        src,
+        OVERRIDE,
+        cwd=tmp_path,
+    )
+    assert allowed.returncode == 0, allowed.stderr.decode()
+    kit_field = start_record(Path(json.loads(allowed.stdout)["evidence_dir"]))["kit"]
+    assert kit_field["check"] == "modified" and kit_field["override"] is True
+    assert any("README-KIT.txt" in p for p in kit_field["problems"])
+
+
+def test_added_file_in_the_kit_is_a_modification(kit: Path, tmp_path: Path) -> None:
+    copy = kit_copy(kit, tmp_path / "kit")
+    (copy / "_internal" / "sitecustomize.py").write_text("print('planted')\n")
+    check = run_kit(copy, "preserve", "selfcheck", cwd=tmp_path)
+    assert check.returncode == 1
+    assert b"_internal/sitecustomize.py: added" in check.stdout
+
+
+WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
+PSEUDO = ("/proc/", "/sys/", "/dev/")
+MUTATING = (
+    "creat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat",
+    "rmdir", "link", "linkat", "symlink", "symlinkat", "truncate", "mknod", "mknodat",
+    "chmod", "fchmodat", "chown", "fchownat", "utimensat",
+)  # fmt: skip
+
+
+def _paths_written(trace: str) -> list[tuple[str, str]]:
+    """(syscall, absolute path) for every successful call that writes a name or a file.
+    strace -y prints directory fds as ``N</path>``, so relative names can be resolved."""
+    found = []
+    for line in trace.splitlines():
+        m = re.match(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
+        if not m or m.group(3).startswith("-"):
+            continue
+        call, args = m.group(1), m.group(2)
+        if call in ("open", "openat"):
+            if not any(flag in args for flag in WRITE_FLAGS):
+                continue
+        elif call not in MUTATING:
+            continue
+        base = re.match(r"^(?:AT_FDCWD|\d+<([^>]*)>),\s*", args)
+        rest = args[base.end() :] if base else args
+        for name in re.findall(r'"((?:[^"\\]|\\.)*)"', rest):
+            path = (
+                name
+                if name.startswith("/")
+                else os.path.join((base and base.group(1)) or "?", name)
+            )
+            found.append((call, os.path.normpath(path)))
+    return found
+
+
+def test_footprint_nothing_written_outside_the_output(kit: Path, tmp_path: Path) -> None:
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed (.ci/run installs it)")
+    src = fixture_tree(tmp_path)
+    out = tmp_path / "out"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    trace = tmp_path / "trace"
+    watched = ["/tmp", "/var/tmp", "/dev/shm", "/root", os.path.expanduser("~")]
+    before = {d: set(os.listdir(d)) for d in watched if os.path.isdir(d)}
+    mark = tmp_path / "MARK"
+    mark.write_bytes(b"")
+    time.sleep(0.02)
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-s", "4096", "-o", trace,
+         "-e", "trace=%file,%desc,execve",
+         "env", "-i", "PATH=/usr/bin:/bin", kit / "preserve", "--json", "-o", out,
+         "--only", "files", "--path", src],
+        capture_output=True, cwd=cwd, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    text = trace.read_text(errors="replace")
+    written = _paths_written(text)
+    assert any(p.startswith(str(out) + "/") for _, p in written), "strace saw no writes at all"
+    outside = [
+        (c, p)
+        for c, p in written
+        if not p.startswith(str(out) + "/") and p != str(out) and not p.startswith(PSEUDO)
+    ]
+    assert outside == [], outside
+    # No host program is run: only env and the kit's own executable.
+    programs = set(re.findall(r'execve\("([^"]+)"', text))
+    assert programs <= {"/usr/bin/env", str(kit / "preserve")}, programs
+    # Nothing new where a program leaves temporary files, caches or history, and nothing
+    # newer than MARK in the kit or the working directory.
+    after = {d: set(os.listdir(d)) - names for d, names in before.items()}
+    ours = {tmp_path.name, *(p.name for p in tmp_path.parents)}
+    suspicious = {
+        d: sorted(n for n in new if n not in ours and not n.startswith("pytest-"))
+        for d, new in after.items()
+    }
+    assert all(not v for v in suspicious.values()), suspicious
+    newer = subprocess.run(
+        ["find", kit, cwd, "-xdev", "-newer", mark, "-not", "-path", f"{kit}/evidence*"],
+        capture_output=True,
+        timeout=60,
+    ).stdout.split()
+    assert newer == [], newer
+
+
+@requires_root
+def test_kit_on_a_read_only_mount_collects_to_a_writable_output(kit: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", kit, ro], check=True, timeout=30)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", ro], check=True, timeout=30)
+        assert subprocess.run(["touch", ro / "x"], capture_output=True).returncode != 0
+        src = fixture_tree(tmp_path)
+        out = tmp_path / "out"
+        assert run_kit(ro, "preserve", "selfcheck", cwd=tmp_path).returncode == 0
+        result = run_kit(
+            ro, "preserve", "--json", "-o", out, "--only", "files", "--path", src, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        evidence = json.loads(result.stdout)["evidence_dir"]
+        assert run_kit(ro, "verify", evidence, cwd=tmp_path).returncode == 0
+        # Without -o the default is the kit's own (read-only) folder: a clear error.
+        default = run_kit(ro, "preserve", "--only", "files", "--path", src, cwd=tmp_path)
+        assert default.returncode != 0
+        assert b"cannot write evidence" in default.stderr and b"Traceback" not in default.stderr
+    finally:
+        subprocess.run(["umount", ro], check=True, timeout=30)
+
+
+def test_dev_install_warns_when_the_output_is_on_a_fixed_host_disk(tmp_path: Path) -> None:
+    from agent.outputdisk import fixed_disk_of
+
+    if fixed_disk_of(tmp_path) is None:
+        pytest.skip(f"{tmp_path} is not on a fixed block device here")
+    src = fixture_tree(tmp_path)
+    result = preserve("-o", tmp_path / "out", "--only", "files", "--path", src)
+    assert result.returncode == 0
+    assert b"fixed disk of this host" in result.stderr
+    if os.path.isdir("/dev/shm") and fixed_disk_of(Path("/dev/shm")) is None:
+        shm = Path("/dev/shm") / f"preserve-test-{os.getpid()}"
+        try:
+            quiet = preserve("-o", shm, "--only", "files", "--path", src)
+            assert quiet.returncode == 0 and b"fixed disk" not in quiet.stderr
+        finally:
+            shutil.rmtree(shm, ignore_errors=True)
+
+
+def test_selfcheck_outside_a_kit_is_a_usage_error(tmp_path: Path) -> None:
+    result = preserve("selfcheck")
+    assert result.returncode == 2 and b"--kit" in result.stderr

@@ -128,9 +128,7 @@ def main() -> None:
         "format": "preserve-kit/1",
         "version": dist.version,
         "built": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "build_host_glibc": " ".join(
-            (os.confstr("CS_GNU_LIBC_VERSION") or "unknown").split()
-        ),
+        "build_host_glibc": " ".join((os.confstr("CS_GNU_LIBC_VERSION") or "unknown").split()),
         "build_host_os": os_name(),
         "build_host_kernel": platform.release(),
         "python": platform.python_version(),
@@ -139,9 +137,7 @@ def main() -> None:
         "glibc_floor": floor,
         "glibc_floor_from": floor_from,
         "key_fingerprint": signer.fingerprint,
-        "collectors": sorted(
-            e.name for e in dist.entry_points if e.group == "preserve.collectors"
-        ),
+        "collectors": sorted(e.name for e in dist.entry_points if e.group == "preserve.collectors"),
         "entry_points": sorted(f"{e.group}:{e.name}" for e in dist.entry_points),
     }
     (kit / "KIT.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -211,6 +211,13 @@ def run_collection(
             f"cannot write evidence under {output}: {e.strerror or e}. Check the drive "
             "is mounted read-write and has space."
         ) from e
+    if kit_check is not None:
+        state = "self-check ok" if kit_check.ok else "MODIFIED, run with the override"
+        outcome.extra["kit"] = start_fields["kit"]
+        outcome.extra["summary_rows"] = [
+            *outcome.extra.get("summary_rows", []),
+            ("Kit", f"{kit_check.info.get('version')} ({state}; sums {kit_check.sums_sha256})"),
+        ]
     if json_mode:
         click.echo(json.dumps(outcome.to_json(), sort_keys=True))
     else:

@@ -41,11 +41,13 @@ class KitModifiedError(Exception):
 
 
 def running_kit() -> Path | None:
-    """The kit folder when this process is a frozen kit executable, else None."""
+    """The kit folder when this process is a frozen executable, else None.
+
+    Every frozen build counts as a kit: deleting ``KIT.json`` or the sums must make the
+    check fail, not skip it."""
     if not getattr(sys, "frozen", False):
         return None
-    folder = Path(os.path.abspath(sys.executable)).parent
-    return folder if (folder / KIT_INFO).is_file() else None
+    return Path(os.path.realpath(sys.executable)).parent
 
 
 @dataclass

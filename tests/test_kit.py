@@ -342,3 +342,83 @@ def test_dev_install_warns_when_the_output_is_on_a_fixed_host_disk(tmp_path: Pat
 def test_selfcheck_outside_a_kit_is_a_usage_error(tmp_path: Path) -> None:
     result = preserve("selfcheck")
     assert result.returncode == 2 and b"--kit" in result.stderr
+
+
+@requires_root
+def test_output_reached_through_a_bind_mount_of_a_collected_tree_is_refused(
+    tmp_path: Path,
+) -> None:
+    src = fixture_tree(tmp_path)
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    subprocess.run(["mount", "--bind", src, alias], check=True, timeout=30)
+    try:
+        result = preserve("-o", alias / "sub" / "out", "--only", "files", "--path", src)
+        assert result.returncode == 2, result.stderr
+        assert b"inside" in result.stderr
+        assert not (src / "sub" / "out").exists()
+    finally:
+        subprocess.run(["umount", alias], check=True, timeout=30)
+
+
+def _fake_sysfs(base: Path, disk_path: str, removable: str, partition: bool) -> Path:
+    """A /sys/dev/block/MAJ:MIN link to a fake device directory, as the kernel lays it out."""
+    disk = base / "devices" / disk_path
+    disk.mkdir(parents=True)
+    (disk / "removable").write_text(removable + "\n")
+    target = disk
+    if partition:
+        target = disk / (disk.name + "1")
+        target.mkdir()
+        (target / "partition").write_text("1\n")
+    link = base / "dev-block" / "8:1"
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+@pytest.mark.parametrize(
+    ("disk_path", "removable", "partition", "expected"),
+    [
+        ("pci0000:00/0000:00:1f.2/ata1/host0/block/sda", "0", True, False),
+        ("pci0000:00/0000:00:14.0/usb2/2-1/host6/block/sdb", "0", True, True),
+        ("pci0000:00/0000:00:1f.2/ata2/host1/block/sdc", "1", False, True),
+        ("virtual/block/vda", "0", False, False),
+    ],
+)
+def test_removable_heuristic(
+    tmp_path: Path, disk_path: str, removable: str, partition: bool, expected: bool
+) -> None:
+    from agent.outputdisk import _disk_removable
+
+    link = _fake_sysfs(tmp_path, disk_path, removable, partition)
+    assert _disk_removable(link) is expected
+
+
+def test_device_mapper_is_removable_only_if_all_its_disks_are(tmp_path: Path) -> None:
+    from agent.outputdisk import _disk_removable
+
+    usb = _fake_sysfs(tmp_path / "a", "pci0/usb1/1-1/host2/block/sdb", "0", False)
+    fixed = _fake_sysfs(tmp_path / "b", "pci0/ata1/host0/block/sda", "0", False)
+    dm = tmp_path / "devices" / "virtual" / "block" / "dm-0"
+    (dm / "slaves").mkdir(parents=True)
+    (dm / "removable").write_text("0\n")
+    (dm / "slaves" / "sdb").symlink_to(usb.resolve())
+    assert _disk_removable(dm) is True
+    (dm / "slaves" / "sda").symlink_to(fixed.resolve())
+    assert _disk_removable(dm) is False
+
+
+@pytest.mark.parametrize("victim", ["KIT.json", "SHA256SUMS.sig"])
+def test_removing_the_kit_description_or_signature_does_not_skip_the_check(
+    kit: Path, tmp_path: Path, victim: str
+) -> None:
+    copy = kit_copy(kit, tmp_path / "kit")
+    (copy / victim).unlink()
+    src = fixture_tree(tmp_path)
+    refused = run_kit(
+        copy, "preserve", "-o", tmp_path / "out", "--only", "files", "--path", src, cwd=tmp_path
+    )
+    assert refused.returncode == 2, refused.stderr.decode()
+    assert b"modified" in refused.stderr
+    assert run_kit(copy, "preserve", "selfcheck", cwd=tmp_path).returncode == 1

@@ -98,9 +98,28 @@ def _select(
 
 
 def _inside(child: Path, parent: bytes) -> bool:
+    """Would ``child`` land in ``parent``? By path (after symlinks) and by identity: an
+    existing ancestor of ``child`` that is the same directory as ``parent`` (a bind
+    mount or another path to it) counts too."""
     parent_real = os.path.realpath(parent)
     child_real = os.path.realpath(os.fsencode(child))
-    return child_real == parent_real or child_real.startswith(parent_real.rstrip(b"/") + b"/")
+    if child_real == parent_real or child_real.startswith(parent_real.rstrip(b"/") + b"/"):
+        return True
+    try:
+        target = os.stat(parent)
+    except OSError:
+        return False
+    node = child_real
+    while True:
+        try:
+            st = os.stat(node)
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                return True
+        except OSError:
+            pass
+        if node == os.path.dirname(node):
+            return False
+        node = os.path.dirname(node)
 
 
 def _signer(key: Path | None) -> Signer:

@@ -422,3 +422,15 @@ def test_removing_the_kit_description_or_signature_does_not_skip_the_check(
     assert refused.returncode == 2, refused.stderr.decode()
     assert b"modified" in refused.stderr
     assert run_kit(copy, "preserve", "selfcheck", cwd=tmp_path).returncode == 1
+
+
+def test_the_tarball_unpacks_to_an_intact_kit(kit: Path, tmp_path: Path) -> None:
+    tarball = kit.parent / "preserve-kit.tar.gz"
+    subprocess.run(["tar", "-xzf", tarball, "-C", tmp_path], check=True, timeout=120)
+    unpacked = tmp_path / "preserve-kit"
+    assert (unpacked / "evidence").is_dir()
+    result = run_kit(unpacked, "preserve", "selfcheck", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout.decode()
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["sums_sha256"] == hashlib.sha256((kit / "SHA256SUMS").read_bytes()).hexdigest()

@@ -3,33 +3,52 @@
 Two commands, each timed ROUNDS times (median, warm page cache): ``preserve --version``
 and a minimal collection, ``preserve --only system`` when the ``system`` collector is
 installed, else ``preserve --only files --path /etc/hostname`` (which still pays for the
-kit's self-check, the journal, three seals and the signed manifest). The kit run also
-includes its automatic self-check (hashing every kit file); ``selfcheck`` is timed alone.
+kit's self-check, the journal, three seals and the signed manifest), plus
+``preserve selfcheck`` (the dev install checks the kit with ``--kit``). The kit's
+collection includes its automatic self-check. Dev and kit runs alternate, so both see
+the same load on a shared machine; wall and CPU (user+sys) medians are reported.
 Usage: python bench/bench_kit.py [KIT_DIR] (default: dist/preserve-kit; build it first
 with packaging/build-kit)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PRESERVE, ROOT, machine, timed  # noqa: E402
+from common import PRESERVE, ROOT, machine  # noqa: E402
 
-ROUNDS = 10
+ROUNDS = 15
 
 
-def median_time(argv: list, workdir: Path) -> float:
-    times = []
+def run_once(argv: list, workdir: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+sys of the process and its children)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{argv} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def compare(dev: list, kit: list, workdir: Path) -> tuple[tuple[float, float], ...]:
+    """Alternate the two contenders each round so both see the same machine load;
+    returns (median wall, median CPU) for dev and for the kit."""
+    results: dict[str, list[tuple[float, float]]] = {"dev": [], "kit": []}
     for _ in range(ROUNDS):
-        wall, _, status = timed(argv, cwd=workdir)
-        if status not in (0, 1):
-            raise SystemExit(f"{argv} exited {status}")
-        times.append(wall)
-    return statistics.median(times)
+        results["dev"].append(run_once(dev, ROOT))
+        results["kit"].append(run_once(kit, workdir))
+    return tuple(
+        (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+        for r in results.values()
+    )
 
 
 def main() -> None:
@@ -50,22 +69,25 @@ def main() -> None:
             ("--version", ["--version"]),
             (label, ["-q", "-o", work / "out", *collect]),
         ):
-            dev = median_time([*PRESERVE, *args], ROOT)
-            frozen = median_time([kit / "preserve", *args], work)
+            dev, frozen = compare([*PRESERVE, *args], [kit / "preserve", *args], work)
             rows.append((name, dev, frozen))
-        check = median_time([kit / "preserve", "selfcheck"], work)
+        check = compare(
+            [*PRESERVE, "selfcheck", "--kit", kit], [kit / "preserve", "selfcheck"], work
+        )
         size = sum(
             p.stat().st_size for p in kit.rglob("*") if p.is_file() and "evidence" not in p.parts
         )
         print(f"machine: {machine()}")
-        print(f"kit: {kit} ({size / 1e6:.1f} MB unpacked); median of {ROUNDS} runs each")
-        print(f"{'command':<42} {'dev install':>12} {'kit':>10} {'kit/dev':>8}")
-        for name, dev, frozen in rows:
-            ratio = frozen / dev
+        print(f"kit: {kit} ({size / 1e6:.1f} MB unpacked); median of {ROUNDS} alternating runs")
+        print(
+            f"{'command':<44} {'dev wall':>9} {'kit wall':>9} {'ratio':>6}"
+            f" {'dev cpu':>8} {'kit cpu':>8} {'ratio':>6}"
+        )
+        for name, (dw, dc), (kw, kc) in [*rows, ("selfcheck", *check)]:
             print(
-                f"preserve {name:<33} {dev * 1e3:>9.0f} ms {frozen * 1e3:>7.0f} ms {ratio:>7.2f}x"
+                f"preserve {name:<35} {dw * 1e3:>6.0f} ms {kw * 1e3:>6.0f} ms {kw / dw:>5.2f}x"
+                f" {dc * 1e3:>5.0f} ms {kc * 1e3:>5.0f} ms {kc / dc:>5.2f}x"
             )
-        print(f"{'kit selfcheck alone':<42} {'':>12} {check * 1000:>7.0f} ms")
         if not has_system:
             print("(the system collector is not installed on this branch: used --only files)")
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands.collect import collection_options, run_collection
+from .commands.collect import check_kit_or_refuse, collection_options, run_collection
 from .commands.custody import custody
 from .commands.keygen import keygen
 from .commands.selfcheck import selfcheck
@@ -30,6 +30,8 @@ def cli(ctx: click.Context, **options: Any) -> None:
     """
     if ctx.invoked_subcommand is None:
         ctx.exit(run_collection(**options))
+    if ctx.invoked_subcommand != "selfcheck":
+        check_kit_or_refuse(options["kit_modified_ok"])
 
 
 cli.add_command(keygen)

@@ -198,9 +198,17 @@ def test_modified_kit_is_refused_unless_overridden_and_the_journal_says_so(
         cwd=tmp_path,
     )
     assert allowed.returncode == 0, allowed.stderr.decode()
-    kit_field = start_record(Path(json.loads(allowed.stdout)["evidence_dir"]))["kit"]
+    evidence = Path(json.loads(allowed.stdout)["evidence_dir"])
+    kit_field = start_record(evidence)["kit"]
     assert kit_field["check"] == "modified" and kit_field["override"] is True
     assert any("README-KIT.txt" in p for p in kit_field["problems"])
+    # The other commands of a modified kit are refused too, and obey the override.
+    sub = run_kit(copy, "preserve", "verify", evidence, cwd=tmp_path)
+    assert sub.returncode == 2 and b"modified" in sub.stderr
+    sub = run_kit(copy, "preserve", OVERRIDE, "verify", evidence, cwd=tmp_path)
+    assert sub.returncode == 0, sub.stdout.decode() + sub.stderr.decode()
+    checked = run_kit(copy, "verify", OVERRIDE, evidence, cwd=tmp_path)
+    assert checked.returncode == 0 and b"modified kit" in checked.stderr
 
 
 def test_added_file_in_the_kit_is_a_modification(kit: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from manifests.signing import Signer, grouped
 
 from ..console import Console
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitModifiedError, gate, running_kit
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, KitModifiedError, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, split_names
@@ -122,6 +122,14 @@ def _inside(child: Path, parent: bytes) -> bool:
         node = os.path.dirname(node)
 
 
+def check_kit_or_refuse(override: bool) -> tuple[KitCheck | None, dict[str, Any]]:
+    """Run from a kit: check it first (see agent.kit.gate); exit 2 when it is modified."""
+    try:
+        return gate(override)
+    except KitModifiedError as e:
+        raise UsageProblem(str(e)) from e
+
+
 def _signer(key: Path | None) -> Signer:
     return load_signer(key) if key else Signer.generate_ephemeral()
 
@@ -168,10 +176,7 @@ def run_collection(
     **extra: Any,
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
-    try:
-        kit_check, start_fields = gate(kit_modified_ok)
-    except KitModifiedError as e:
-        raise UsageProblem(str(e)) from e
+    kit_check, start_fields = check_kit_or_refuse(kit_modified_ok)
     if kit_check is not None and not kit_check.ok:
         console.warn(f"running a modified kit ({kit_check.summary()}); the journal records it")
     kit = running_kit()

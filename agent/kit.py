@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,13 @@ EVIDENCE = "evidence"
 OVERRIDE_FLAG = "--i-know-the-kit-is-modified"
 UNSUMMED = frozenset({KIT_SUMS, KIT_SIG})
 MAX_RECORDED_PROBLEMS = 20
+MAX_PRELOAD_BYTES = 64 * 1024
+# What the kit may take from the host: glibc itself (the loader and its libraries) and,
+# for the bootloader only, zlib. Anything else mapped into the process came from the
+# host's loader configuration (/etc/ld.so.preload, LD_PRELOAD): a classic rootkit place.
+GLIBC_PART = re.compile(
+    r"^(ld-linux[\w.-]*|lib(c|m|dl|pthread|rt|util|resolv|anl|mvec|nss_\w+)(-[\d.]+)?\.so[\d.]*)$"
+)
 
 
 class KitModifiedError(Exception):
@@ -59,6 +67,7 @@ class KitCheck:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     pin: str | None = None  # "matched", "mismatch" or None when no fingerprint was pinned
+    loader: dict[str, Any] | None = None  # loader_report() of the running kit
 
     @property
     def ok(self) -> bool:
@@ -82,7 +91,23 @@ class KitCheck:
             "files_checked": self.checked,
             "problems": self.problems[:MAX_RECORDED_PROBLEMS],
             "override": bool(override and not self.ok),
+            **({"loader": self.loader} if self.loader is not None else {}),
         }
+
+    def loader_warning(self) -> str | None:
+        """One line for the responder when the host's loader put foreign code in the kit."""
+        if not self.loader:
+            return None
+        foreign = self.loader["unexpected"] + self.loader["ld_so_preload"]
+        if self.loader["ld_preload"]:
+            foreign.append(f"LD_PRELOAD={self.loader['ld_preload']}")
+        if not foreign:
+            return None
+        return (
+            f"the host's loader added code to this process ({', '.join(sorted(set(foreign)))}): "
+            "a rootkit may hide files or processes from the collection; note it on the form "
+            "(the journal records it)"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +117,39 @@ class KitCheck:
             "problems": self.problems,
             "info": self.info,
         }
+
+
+def loader_report(kit: Path) -> dict[str, Any]:
+    """Which host libraries are mapped into this process, and what the host asks its
+    loader to preload. Availability: Linux (/proc/self/maps)."""
+    kit_prefix = os.path.realpath(kit) + "/"
+    mapped: set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                path = parts[5].strip() if len(parts) == 6 else ""
+                if path.startswith("/") and ".so" in os.path.basename(path):
+                    mapped.add(path)
+    except OSError:
+        pass
+    host = sorted(p for p in mapped if not os.path.realpath(p).startswith(kit_prefix))
+    preload: list[str] = []
+    try:
+        fd = os.open("/etc/ld.so.preload", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            text = os.read(fd, MAX_PRELOAD_BYTES).decode("utf-8", "backslashreplace")
+        finally:
+            os.close(fd)
+        preload = [w for w in text.split() if w]
+    except OSError:
+        pass
+    return {
+        "host_libraries": host,
+        "unexpected": [p for p in host if not GLIBC_PART.match(os.path.basename(p))],
+        "ld_so_preload": preload,
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+    }
 
 
 def _listed_files(kit: Path) -> tuple[set[str], list[str]]:
@@ -169,6 +227,7 @@ def gate(override: bool) -> tuple[KitCheck | None, dict[str, Any]]:
     if kit is None:
         return None, {}
     result = check_kit(kit)
+    result.loader = loader_report(kit)
     if not result.ok and not override:
         raise KitModifiedError(
             f"this kit at {kit} has been modified ({result.summary()}) and cannot be trusted; "

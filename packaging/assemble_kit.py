@@ -27,6 +27,8 @@ from manifests.sums import format_sums
 KIT_NAME = "preserve-kit"
 HERE = Path(__file__).resolve().parent
 GLIBC_VERSION = re.compile(rb"\bGLIBC_(\d+)\.(\d+)(?:\.(\d+))?\b")
+RUNPATH = re.compile(rb"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[([^\]]*)\]")
+ORIGIN = b"$ORIGIN"
 
 
 def load_or_make_key(path: Path, create: bool, must_be_new: bool) -> Signer:
@@ -56,6 +58,33 @@ def elf_files(root: Path) -> list[Path]:
                 if f.read(4) == b"\x7fELF":
                     found.append(path)
     return found
+
+
+def neutralise_runpaths(root: Path) -> list[str]:
+    """Point absolute RUNPATH/RPATH entries back into the kit.
+
+    A library built elsewhere keeps its build machine's search path (pyenv's libpython
+    says /root/.pyenv/versions/X/lib): on the host, the loader would look there first for
+    libm and friends, so a library planted at that path would run inside the kit. The
+    string is overwritten in place with ``$ORIGIN`` (the library's own folder)."""
+    changed = []
+    for path in elf_files(root):
+        out = subprocess.run(
+            ["readelf", "-d", str(path)], capture_output=True, check=True, timeout=60
+        ).stdout
+        for match in RUNPATH.finditer(out):
+            value = match.group(1)
+            if all(part.startswith(ORIGIN) for part in value.split(b":")):
+                continue
+            data = bytearray(path.read_bytes())
+            needle = b"\0" + value + b"\0"
+            if data.count(needle) != 1 or len(value) < len(ORIGIN):
+                sys.exit(f"build-kit: cannot rewrite the search path {value!r} of {path}")
+            start = data.index(needle) + 1
+            data[start : start + len(value)] = ORIGIN.ljust(len(value), b"\0")
+            path.write_bytes(data)
+            changed.append(f"{path.relative_to(root).as_posix()}: {value.decode()}")
+    return changed
 
 
 def glibc_floor(root: Path) -> tuple[str, str]:
@@ -121,6 +150,12 @@ def main() -> None:
     # symlinks=False: copy what links point to, so the kit also fits a FAT/exFAT drive.
     shutil.copytree(args.bundle, kit, symlinks=False)
     (kit / "evidence").mkdir()
+    rewritten = neutralise_runpaths(kit)
+    if rewritten:
+        print(
+            f"build-kit: {len(rewritten)} build-machine search paths rewritten to $ORIGIN "
+            f"(e.g. {rewritten[0]})"
+        )
 
     floor, floor_from = glibc_floor(kit)
     dist = metadata.distribution("preserve")

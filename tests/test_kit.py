@@ -118,6 +118,9 @@ def test_kit_collects_in_a_clean_environment_and_its_verify_agrees(
     assert start["kit"]["version"] == json.loads((kit / "KIT.json").read_text())["version"]
     assert start["tool"]["code_sha256"] == sums_hash
     assert summary["kit"]["sums_sha256"] == sums_hash
+    # Only glibc comes from the host.
+    assert start["kit"]["loader"]["unexpected"] == [], start["kit"]["loader"]
+    assert any("libc.so" in p for p in start["kit"]["loader"]["host_libraries"])
     assert list(elsewhere.iterdir()) == []
 
 
@@ -228,6 +231,40 @@ MUTATING = (
 )  # fmt: skip
 
 
+# What the kit may open on the host, besides the output, what it collects and pseudo
+# filesystems: glibc (loader, its cache and preload list, libraries, locales, iconv),
+# the time zone, host identity files. No other configuration (openssl.cnf!), no library
+# search in build-machine paths (a pyenv libpython's RUNPATH), no plug-in directories.
+HOST_READS_ALLOWED = re.compile(
+    r"^/etc/(ld\.so\.cache|ld\.so\.preload|localtime|machine-id|hostname|os-release"
+    r"|nsswitch\.conf|passwd|group|host\.conf|resolv\.conf|hosts)$"
+    r"|^(/usr)?/lib(64|/x86_64-linux-gnu)?/(ld-linux[\w.-]*|lib(c|m|dl|pthread|z|rt|nss_\w+)"
+    r"(-[\d.]+)?\.so[\d.]*)$"
+    r"|^/usr/lib/locale/|^/usr/share/locale/locale\.alias$|^/usr/share/zoneinfo/"
+    r"|^/usr/lib/x86_64-linux-gnu/gconv/gconv-modules(\.cache|\.d/.*)?$"
+    r"|^/usr/lib/os-release$"
+)
+
+
+def _paths_opened(trace: str) -> set[str]:
+    """Every path the traced processes tried to open, access or execute, found or not."""
+    found = set()
+    for line in trace.splitlines():
+        m = re.match(r"^\d+\s+(open|openat|access|faccessat2?|execve)\((.*)\)\s+=", line)
+        if not m:
+            continue
+        args = m.group(2)
+        base = re.match(r"^(?:AT_FDCWD|\d+)(?:<([^>]*)>)?,\s*", args)
+        rest = args[base.end() :] if base else args
+        name = re.match(r'"((?:[^"\\]|\\.)*)"', rest)
+        if name:
+            path = name.group(1)
+            if not path.startswith("/"):
+                path = os.path.join((base and base.group(1)) or "/?", path)
+            found.add(os.path.normpath(path))
+    return found
+
+
 def _paths_written(trace: str) -> list[tuple[str, str]]:
     """(syscall, absolute path) for every successful call that writes a name or a file.
     strace -y prints directory fds as ``N</path>``, so relative names can be resolved."""
@@ -242,7 +279,7 @@ def _paths_written(trace: str) -> list[tuple[str, str]]:
                 continue
         elif call not in MUTATING:
             continue
-        base = re.match(r"^(?:AT_FDCWD|\d+<([^>]*)>),\s*", args)
+        base = re.match(r"^(?:AT_FDCWD|\d+)(?:<([^>]*)>)?,\s*", args)
         rest = args[base.end() :] if base else args
         for name in re.findall(r'"((?:[^"\\]|\\.)*)"', rest):
             path = (
@@ -296,6 +333,16 @@ def test_footprint_nothing_written_outside_the_output(kit: Path, tmp_path: Path)
     # No host program is run: only env and the kit's own executable.
     programs = set(re.findall(r'execve\("([^"]+)"', text))
     assert programs <= {"/usr/bin/env", str(kit / "preserve")}, programs
+    # Nothing is read from the host but glibc and identity files (and what is collected).
+    ours = (str(kit.resolve()), str(tmp_path.resolve()), str(kit), str(tmp_path))
+    host_reads = {
+        p
+        for p in _paths_opened(text)
+        if not p.startswith(PSEUDO)
+        and not any(p == o or p.startswith(o + "/") for o in ours)
+        and p not in ("/usr/bin/env", "/bin/env")
+    }
+    assert {p for p in host_reads if not HOST_READS_ALLOWED.match(p)} == set(), host_reads
     newer = subprocess.run(
         ["find", kit, cwd, "-xdev", "-newer", mark, "-not", "-path", f"{kit}/evidence*"],
         capture_output=True,
@@ -442,3 +489,30 @@ def test_the_tarball_unpacks_to_an_intact_kit(kit: Path, tmp_path: Path) -> None
     report = json.loads(result.stdout)
     assert report["ok"] is True
     assert report["sums_sha256"] == hashlib.sha256((kit / "SHA256SUMS").read_bytes()).hexdigest()
+
+
+def test_a_library_the_host_preloads_into_the_kit_is_reported_and_journaled(
+    kit: Path, tmp_path: Path
+) -> None:
+    """LD_PRELOAD stands in for /etc/ld.so.preload, where user-space rootkits live."""
+    candidates = sorted(Path("/").glob("usr/lib/x86_64-linux-gnu/libz.so.1*")) + sorted(
+        Path("/").glob("lib/x86_64-linux-gnu/libz.so.1*")
+    )
+    if not candidates:
+        pytest.skip("no host libz to preload")
+    foreign = str(candidates[0])
+    src = fixture_tree(tmp_path)
+    result = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", f"LD_PRELOAD={foreign}", kit / "preserve",
+         "--json", "-o", tmp_path / "out", "--only", "files", "--path", src],
+        capture_output=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    loader = start_record(Path(json.loads(result.stdout)["evidence_dir"]))["kit"]["loader"]
+    assert any(os.path.basename(foreign) in p for p in loader["unexpected"]), loader
+    assert loader["ld_preload"] == foreign
+    check = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", f"LD_PRELOAD={foreign}", kit / "preserve", "selfcheck"],
+        capture_output=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert b"WARNING: the host's loader added code" in check.stdout

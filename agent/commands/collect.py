@@ -177,6 +177,8 @@ def run_collection(
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
     kit_check, start_fields = check_kit_or_refuse(kit_modified_ok)
+    if kit_check is not None and kit_check.loader_warning():
+        console.warn(kit_check.loader_warning() or "")
     if kit_check is not None and not kit_check.ok:
         console.warn(f"running a modified kit ({kit_check.summary()}); the journal records it")
     kit = running_kit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 
 from manifests.signing import grouped, normalise_fingerprint
 
-from ..kit import check_kit, running_kit
+from ..kit import check_kit, loader_report, running_kit
 
 EXIT_OK, EXIT_MODIFIED, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +40,8 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
         except ValueError as e:
             raise click.UsageError(f"--fingerprint: {e}") from e
     result = check_kit(kit, pin)
+    if kit_dir is None:  # the running kit: also show what the host's loader added
+        result.loader = loader_report(kit)
     if json_mode:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         sys.exit(EXIT_OK if result.ok else EXIT_MODIFIED)
@@ -62,6 +65,12 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
     if result.sums_sha256:
         click.echo(f"Sums:       sha256 {result.sums_sha256}")
     click.echo(f"Files:      {result.checked} checked, {len(result.problems)} problems")
+    if result.loader is not None:
+        names = ", ".join(os.path.basename(p) for p in result.loader["host_libraries"])
+        click.echo(f"Host libs:  {names or 'none'}")
+        warning = result.loader_warning()
+        if warning:
+            click.echo(f"WARNING: {warning}")
     for problem in result.problems:
         click.echo(f"FAIL {problem}")
     if result.ok:

@@ -177,7 +177,21 @@ def main() -> None:
     }
     (kit / "KIT.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     (kit / "kit.pub").write_bytes(public_key_pem(signer.public_key))
-    card = (HERE / "README-KIT.txt").read_text()
+    # The built kit must start; its --help also says which optional lines of the card
+    # apply ("?--option" lines are kept only when this build has that option).
+    usage = subprocess.run(
+        [str(kit / "preserve"), "--help"], capture_output=True, check=True, timeout=120
+    ).stdout.decode()
+    lines = []
+    for line in (HERE / "README-KIT.txt").read_text().splitlines(keepends=True):
+        if line.startswith("?"):
+            option, _, line = line[1:].partition(" ")
+            if option not in usage.split():
+                continue
+            line = line.lstrip(" ")
+            line = "   " + line
+        lines.append(line)
+    card = "".join(lines)
     for key, value in {**info, "fingerprint": grouped(signer.fingerprint)}.items():
         card = card.replace("{" + key + "}", str(value))
     (kit / "README-KIT.txt").write_text(card)

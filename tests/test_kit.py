@@ -86,6 +86,11 @@ def test_kit_layout_size_and_no_private_key(kit: Path) -> None:
             if p.is_file():
                 assert body not in p.read_bytes(), p
     assert (kit.parent / "preserve-kit.tar.gz").stat().st_size > 1_000_000
+    card = (kit / "README-KIT.txt").read_text()
+    fp = info["key_fingerprint"]
+    assert " ".join(fp[i : i + 4] for i in range(0, 64, 4)) in card
+    assert "Signer fingerprint" in card and "Chain head" in card and "{" not in card
+    assert "?" + "--" not in card  # optional lines resolved against this build's options
 
 
 def test_kit_collects_in_a_clean_environment_and_its_verify_agrees(

@@ -44,6 +44,12 @@ GLIBC_PART = re.compile(
 )
 
 
+def _text(value: str) -> str:
+    """Journal-safe text: a non-UTF-8 file name planted in the kit must not break the
+    journal's canonical JSON, so undecodable bytes are written as ``\\xNN``."""
+    return os.fsencode(value).decode("utf-8", "backslashreplace")
+
+
 class KitModifiedError(Exception):
     """The kit's files do not match its signed sums; running it would be untrustworthy."""
 
@@ -84,12 +90,12 @@ class KitCheck:
         return {
             "version": self.info.get("version"),
             "built": self.info.get("built"),
-            "path": str(self.kit),
+            "path": _text(str(self.kit)),
             "sums_sha256": self.sums_sha256,
             "key_fingerprint": self.fingerprint,
             "check": "ok" if self.ok else "modified",
             "files_checked": self.checked,
-            "problems": self.problems[:MAX_RECORDED_PROBLEMS],
+            "problems": [_text(p) for p in self.problems[:MAX_RECORDED_PROBLEMS]],
             "override": bool(override and not self.ok),
             **({"loader": self.loader} if self.loader is not None else {}),
         }

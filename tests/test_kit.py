@@ -222,9 +222,20 @@ def test_modified_kit_is_refused_unless_overridden_and_the_journal_says_so(
 def test_added_file_in_the_kit_is_a_modification(kit: Path, tmp_path: Path) -> None:
     copy = kit_copy(kit, tmp_path / "kit")
     (copy / "_internal" / "sitecustomize.py").write_text("print('planted')\n")
+    with open(os.path.join(os.fsencode(copy), b"bad-\xff-name"), "wb") as f:
+        f.write(b"x")
     check = run_kit(copy, "preserve", "selfcheck", cwd=tmp_path)
     assert check.returncode == 1
     assert b"_internal/sitecustomize.py: added" in check.stdout
+    # A hostile (non-UTF-8) name must not break the journal when the override is used.
+    src = fixture_tree(tmp_path)
+    run = run_kit(
+        copy, "preserve", "--json", "-o", tmp_path / "out", "--only", "files", "--path", src,
+        OVERRIDE, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
+    problems = start_record(Path(json.loads(run.stdout)["evidence_dir"]))["kit"]["problems"]
+    assert "bad-\\xff-name: added (not in the signed sums)" in problems, problems
 
 
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")

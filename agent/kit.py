@@ -154,7 +154,7 @@ def loader_report(kit: Path) -> dict[str, Any]:
         "host_libraries": host,
         "unexpected": [p for p in host if not GLIBC_PART.match(os.path.basename(p))],
         "ld_so_preload": preload,
-        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+        "ld_preload": _text(os.environ.get("LD_PRELOAD", "")),
     }
 
 

@@ -106,7 +106,7 @@ class KitCheck:
             return None
         foreign = self.loader["unexpected"] + self.loader["ld_so_preload"]
         if self.loader["ld_preload"]:
-            foreign.append(f"LD_PRELOAD={self.loader['ld_preload']}")
+            foreign.append("LD_PRELOAD is set")
         if not foreign:
             return None
         return (
@@ -154,7 +154,9 @@ def loader_report(kit: Path) -> dict[str, Any]:
         "host_libraries": host,
         "unexpected": [p for p in host if not GLIBC_PART.match(os.path.basename(p))],
         "ld_so_preload": preload,
-        "ld_preload": _text(os.environ.get("LD_PRELOAD", "")),
+        # Whether it is set, not its value: environment values are never stored; the
+        # libraries it loaded are in host_libraries anyway.
+        "ld_preload": bool(os.environ.get("LD_PRELOAD")),
     }
 
 

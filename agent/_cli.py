@@ -39,7 +39,8 @@ cli.add_command(verify_command)
 def main(args: list[str] | None = None) -> None:
     debug = "--debug" in (args if args is not None else sys.argv)
     try:
-        cli.main(args=args, prog_name="preserve", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit()'s code instead of raising.
+        code = cli.main(args=args, prog_name="preserve", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.Abort:
@@ -56,4 +57,4 @@ def main(args: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {type(e).__name__}: {e} (run again with --debug for details)", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,6 +48,8 @@ COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".z", ".zip")
 READ_CHUNK = 1 << 20
 TAIL = 64  # bytes compared before the offset to notice truncate-and-refill
 _QUIET_EVENTS = {"opened", "closed_no_write"}
+HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
+HOT_PAUSE = 0.00005
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Track:
     pending_since: float = 0.0
     last_growth: float = 0.0
     tail: bytes = b""
+    hot_until: float = 0.0
+    truncations: int = 0
 
     @property
     def pending_start(self) -> int:
@@ -137,7 +142,14 @@ class LogWatcher:
         self.tracks: dict[tuple[int, int], Track] = {}
         self._by_path: dict[bytes, Track] = {}
         self._dirty: set[bytes] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _dirty
+        # Guards every track: the loop, the event thread (prompt reads) and the hot thread.
+        self._state = threading.RLock()
+        self._hot: set[tuple[int, int]] = set()
+        self._heat = threading.Event()
+        self._closing = threading.Event()
+        self._hot_thread: threading.Thread | None = None
+        self._switch = sys.getswitchinterval()
         self._wake = threading.Event()
         self._observer: Any = None
         self._known: dict[tuple[int, int], int] = {}
@@ -145,13 +157,59 @@ class LogWatcher:
         self._warned_fds = False
         self._sealed_seq = -1
         self._refused: set[tuple[int, int]] = set()
+        self._dirs: set[tuple[int, int]] = set()
 
     # -- setup -----------------------------------------------------------------------
 
     def _sink(self, path: bytes) -> None:
+        """Runs in watchdog's thread: queue the path for the loop, and read at once."""
         with self._lock:
             self._dirty.add(path)
         self._wake.set()
+        try:
+            self._prompt(path)
+        except Exception as e:  # never kill watchdog's thread; the loop will retry
+            self.ctx.log.warning("watch_prompt_failed", error=f"{type(e).__name__}: {e}")
+
+    def _prompt(self, path: bytes) -> None:
+        """Read a followed log's new bytes without waiting for the loop; when a rotation
+        copy (``x.log.1`` as a new file) appears, start polling ``x.log`` without pause,
+        so that what is written between logrotate's copy and its truncate is kept."""
+        with self._state:
+            if self._closing.is_set():
+                return
+            track = self._by_path.get(path)
+            if track is not None:
+                self._poll(track)
+                return
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in self.tracks:
+                return  # not a log, or a rename (recorded by the loop)
+            if self._heat_siblings(path):
+                self._heat.set()
+
+    def _hot_loop(self) -> None:
+        while not self._closing.is_set():
+            with self._state:
+                now = time.monotonic()
+                for key in list(self._hot):
+                    track = self.tracks.get(key)
+                    if track is None or track.hot_until <= now:
+                        self._hot.discard(key)
+                        continue
+                    seen = track.truncations
+                    self._poll(track)
+                    if track.truncations != seen:
+                        self._hot.discard(key)  # the copy is done and truncated
+                busy = bool(self._hot)
+            if busy:
+                time.sleep(HOT_PAUSE)
+            else:
+                self._heat.wait(0.5)
+                self._heat.clear()
 
     def _source_for(self, path: bytes) -> LogSource | None:
         for source in self.sources:
@@ -173,6 +231,11 @@ class LogWatcher:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
         self._fd_budget = max(16, min(soft, 65536) - 128)
+        # Threads hand over the interpreter lock at least this often: a prompt read must
+        # not wait 5 ms (the default) behind the loop's work.
+        sys.setswitchinterval(0.0005)
+        self._hot_thread = threading.Thread(target=self._hot_loop, name="watch-hot", daemon=True)
+        self._hot_thread.start()
         self._known = preserved_offsets(self.ctx.journal.path)
         observer = Observer()
         handler = _Handler(self._sink)
@@ -214,43 +277,53 @@ class LogWatcher:
             now = time.monotonic()
             if now >= until:
                 break
-            woke = self._wake.wait(timeout=min(self.sweep_interval, until - now))
-            if woke:
-                time.sleep(self.batch)  # gather a burst of events into one pass
+            if self._wake.wait(timeout=min(self.sweep_interval, until - now)):
                 self._wake.clear()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
             for path in sorted(dirty):
-                self._touch(path)
+                with self._state:
+                    self._touch(path)
             now = time.monotonic()
             if now >= next_sweep:
                 for track in list(self.tracks.values()):
-                    self._poll(track)
+                    with self._state:
+                        self._poll(track)
                 next_sweep = now + self.sweep_interval
             if now >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self.rescan_interval
-            self._flush_due(time.monotonic())
+            if not self._hot:  # storing waits while a copytruncate is being raced
+                with self._state:
+                    self._flush_due(time.monotonic())
             if now >= next_periodic:
                 self._run_periodic()
                 next_periodic = now + self.periodic_interval
             if now >= next_seal:
                 self._seal("watch")
                 next_seal = now + self.seal_interval
+            if dirty:
+                time.sleep(self.batch)  # let a burst of events gather into one pass
 
     def close(self, reason: str) -> None:
         """Stop watching; read every followed file to its end, store it, seal."""
         if self._observer is not None:
             self._observer.stop()
-        with self._lock:
-            dirty, self._dirty = self._dirty, set()
-        for path in sorted(dirty):
-            self._touch(path)
-        for track in list(self.tracks.values()):
-            self._poll(track, drain=True)
-            self._flush(track)
-        for track in list(self.tracks.values()):
-            self._untrack(track)
+        self._closing.set()
+        self._heat.set()
+        if self._hot_thread is not None:
+            self._hot_thread.join(timeout=5)
+        with self._state:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            for path in sorted(dirty):
+                self._touch(path)
+            for track in list(self.tracks.values()):
+                self._poll(track, drain=True)
+                self._flush(track)
+            for track in list(self.tracks.values()):
+                self._untrack(track)
+        sys.setswitchinterval(self._switch)
         self.ctx.engine.drain()
         self.ctx.journal.append(
             "event",
@@ -293,7 +366,8 @@ class LogWatcher:
                 paths = [source.root]
             for path in paths:
                 if source.selects(path):
-                    self._touch(path, initial=initial)
+                    with self._state:
+                        self._touch(path, initial=initial)
 
     def _event(self, what: str, track: Track | None = None, **fields: Any) -> None:
         self.stats.count(what)
@@ -316,8 +390,11 @@ class LogWatcher:
                 self._poll(track)
             return
         if stat.S_ISDIR(st.st_mode):
-            if not initial and self._source_for(path + b"/x") is not None:
-                self._rescan_dir(path)
+            key = (st.st_dev, st.st_ino)
+            if key not in self._dirs:
+                self._dirs.add(key)
+                if not initial and self._source_for(path + b"/x") is not None:
+                    self._rescan_dir(path)  # a new directory: its files may predate the watch
             return
         if not stat.S_ISREG(st.st_mode):
             return
@@ -389,6 +466,21 @@ class LogWatcher:
             )
         self._poll(track)
 
+    def _heat_siblings(self, new: bytes) -> bool:
+        """``x.log.1`` or ``x.log-20261127`` appeared: ``x.log`` may be about to be copied
+        and truncated; read it continuously for a moment, starting now."""
+        directory, name = os.path.split(new)
+        until = time.monotonic() + HOT_SECONDS
+        heated = False
+        for track in list(self.tracks.values()):
+            d, n = os.path.split(track.path)
+            if d == directory and name != n and name.startswith(n):
+                track.hot_until = until
+                self._hot.add(track.key)
+                self._poll(track)
+                heated = True
+        return heated
+
     def _untrack(self, track: Track) -> None:
         self.tracks.pop(track.key, None)
         if self._by_path.get(track.path) is track:
@@ -417,6 +509,7 @@ class LogWatcher:
         if self._truncated(track, st.st_size):
             self._flush(track)
             self._event("truncated", track, was=str(track.offset), size=str(st.st_size))
+            track.truncations += 1
             track.offset = 0
             track.tail = b""
         budget = None if drain or st.st_nlink == 0 else 16 << 20

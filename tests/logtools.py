@@ -90,8 +90,15 @@ def rebuild_inodes(evidence: Path) -> dict[tuple[str, str], bytearray]:
 
 
 def preserved_lines(evidence: Path) -> set[bytes]:
+    """Every writer line in the evidence: from each inode put back together, and from each
+    stored piece on its own (an inode number reused by a new file overlays the old)."""
     lines: set[bytes] = set()
-    for data in rebuild_inodes(evidence).values():
+    pieces = [
+        (evidence / r["path"]).read_bytes()
+        for r in journal_records(evidence)
+        if r["type"] == "artifact" and r.get("collector") in ("logs", "files")
+    ]
+    for data in [*rebuild_inodes(evidence).values(), *pieces]:
         blob = bytes(data)
         if blob[:2] == b"\x1f\x8b":
             try:

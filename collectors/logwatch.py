@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import stat
 import sys
@@ -48,6 +49,7 @@ COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".z", ".zip")
 READ_CHUNK = 1 << 20
 TAIL = 64  # bytes compared before the offset to notice truncate-and-refill
 _QUIET_EVENTS = {"opened", "closed_no_write"}
+_ROTATED = re.compile(rb"([.-](\d+|\d{4}-?\d{2}-?\d{2}(-?\d{2,6})?))$")  # .1, -20261127
 HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
 HOT_PAUSE = 0.00005
 
@@ -65,6 +67,9 @@ class Track:
     tail: bytes = b""
     hot_until: float = 0.0
     truncations: int = 0
+    # Inode numbers are reused once a file is gone: the n-th file seen with this
+    # (device, inode) in this run. The initial pass's copies are generation 0.
+    generation: int = 0
 
     @property
     def pending_start(self) -> int:
@@ -158,6 +163,7 @@ class LogWatcher:
         self._sealed_seq = -1
         self._refused: set[tuple[int, int]] = set()
         self._dirs: set[tuple[int, int]] = set()
+        self._generations: dict[tuple[int, int], int] = {}
 
     # -- setup -----------------------------------------------------------------------
 
@@ -376,6 +382,7 @@ class LogWatcher:
                 **describe(track.path),
                 "dev": str(track.key[0]),
                 "ino": str(track.key[1]),
+                "generation": track.generation,
                 **fields,
             }
         self.ctx.journal.append("event", collector=NAME, what=what, **fields)
@@ -437,6 +444,10 @@ class LogWatcher:
             return
         try:
             fd = _open_source(path)
+        except FileNotFoundError:
+            # Created and removed between two looks (a rotation's temporary copy, say).
+            self._event("vanished", None, **describe(path), ino=str(key[1]), dev=str(key[0]))
+            return
         except OSError as e:
             if key not in self._refused:
                 self._refused.add(key)
@@ -449,7 +460,14 @@ class LogWatcher:
             return
         offset = self._known.get(key, 0)
         compressed = path.lower().endswith(tuple(s.encode() for s in COMPRESSED))
-        track = Track(key, fd, path, offset, compressed, last_growth=time.monotonic())
+        if initial and key in self._known:
+            generation = 0
+        else:
+            generation = self._generations.get(key, 0 if key in self._known else -1) + 1
+        self._generations[key] = generation
+        track = Track(
+            key, fd, path, offset, compressed, last_growth=time.monotonic(), generation=generation
+        )
         if offset:
             with contextlib.suppress(OSError):
                 track.tail = os.pread(fd, min(TAIL, offset), offset - min(TAIL, offset))
@@ -467,14 +485,19 @@ class LogWatcher:
         self._poll(track)
 
     def _heat_siblings(self, new: bytes) -> bool:
-        """``x.log.1`` or ``x.log-20261127`` appeared: ``x.log`` may be about to be copied
-        and truncated; read it continuously for a moment, starting now."""
+        """``x.log.1`` or ``x.log-20261127`` appeared as a new file: ``x.log`` may be about
+        to be copied and truncated (copytruncate); read it without pause until it is.
+        Compressed names are gzip's work on an older generation and heat nothing."""
         directory, name = os.path.split(new)
+        if name.lower().endswith(tuple(s.encode() for s in COMPRESSED)):
+            return False
+        base = _ROTATED.sub(b"", name)
+        if base == name:
+            return False
         until = time.monotonic() + HOT_SECONDS
         heated = False
         for track in list(self.tracks.values()):
-            d, n = os.path.split(track.path)
-            if d == directory and name != n and name.startswith(n):
+            if track.path == os.path.join(directory, base):
                 track.hot_until = until
                 self._hot.add(track.key)
                 self._poll(track)
@@ -562,7 +585,8 @@ class LogWatcher:
             st = stat_fields(os.fstat(track.fd))
         except OSError:
             st = {"dev": str(track.key[0]), "ino": str(track.key[1])}
-        rel = f"artifacts/watch/{stored_relpath(track.path)}/i{track.key[1]}_{start}-{end}"
+        gen = f"g{track.generation}" if track.generation else ""
+        rel = f"artifacts/watch/{stored_relpath(track.path)}/i{track.key[1]}{gen}_{start}-{end}"
         record = self.ctx.engine.store_bytes(
             rel,
             data,
@@ -570,6 +594,7 @@ class LogWatcher:
             kind="log-increment",
             source={**describe(track.path), "stat": st},
             range={"offset": start, "end": end},
+            generation=track.generation,
         )
         if record is not None:
             self.stats.increments += 1

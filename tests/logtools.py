@@ -71,9 +71,10 @@ def wait_for_event(evidence: Path, what: str, timeout: float = 30) -> None:
     raise AssertionError(f"no {what} event within {timeout} s")
 
 
-def rebuild_inodes(evidence: Path) -> dict[tuple[str, str], bytearray]:
-    """(dev, ino) -> the source's bytes, put together from every stored range."""
-    files: dict[tuple[str, str], bytearray] = {}
+def rebuild_inodes(evidence: Path) -> dict[tuple[str, str, int], bytearray]:
+    """(dev, ino, generation) -> the source's bytes, put together from every stored range
+    (a reused inode number starts a new generation)."""
+    files: dict[tuple[str, str, int], bytearray] = {}
     for r in journal_records(evidence):
         if r["type"] != "artifact" or not isinstance(r.get("source"), dict):
             continue
@@ -82,7 +83,7 @@ def rebuild_inodes(evidence: Path) -> dict[tuple[str, str], bytearray]:
             continue
         data = (evidence / r["path"]).read_bytes()
         assert len(data) == rng["end"] - rng["offset"], r["path"]
-        buf = files.setdefault((st["dev"], st["ino"]), bytearray())
+        buf = files.setdefault((st["dev"], st["ino"], r.get("generation", 0)), bytearray())
         if len(buf) < rng["end"]:
             buf.extend(bytes(rng["end"] - len(buf)))
         buf[rng["offset"] : rng["end"]] = data

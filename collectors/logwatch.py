@@ -88,6 +88,10 @@ class WatchStats:
         self.events[what] = self.events.get(what, 0) + 1
 
 
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
 def preserved_offsets(journal_path: os.PathLike[str] | str) -> dict[tuple[int, int], int]:
     """(device, inode) -> end of the bytes already stored, from the run's own journal."""
     known: dict[tuple[int, int], int] = {}
@@ -130,6 +134,7 @@ class LogWatcher:
         rescan_interval: float = 5.0,
         periodic_interval: float = 1.0,
         batch: float = 0.005,
+        tick: float = 0.2,
         max_pending: int = 8 << 20,
         settle: float = 1.0,
     ) -> None:
@@ -141,6 +146,7 @@ class LogWatcher:
         self.rescan_interval = rescan_interval
         self.periodic_interval = periodic_interval
         self.batch = batch
+        self.tick = tick
         self.max_pending = max_pending
         self.settle = settle
         self.stats = WatchStats()
@@ -169,9 +175,10 @@ class LogWatcher:
 
     def _sink(self, path: bytes) -> None:
         """Runs in watchdog's thread: queue the path for the loop, and read at once."""
-        with self._lock:
-            self._dirty.add(path)
-        self._wake.set()
+        if path not in self._by_path:  # a followed log's changes are read right here
+            with self._lock:
+                self._dirty.add(path)
+            self._wake.set()
         try:
             self._prompt(path)
         except Exception as e:  # never kill watchdog's thread; the loop will retry
@@ -187,6 +194,10 @@ class LogWatcher:
             track = self._by_path.get(path)
             if track is not None:
                 self._poll(track)
+                if not self._still_followed(path):  # renamed away, or replaced
+                    with self._lock:
+                        self._dirty.add(path)
+                    self._wake.set()
                 return
             try:
                 st = os.lstat(path)
@@ -196,6 +207,13 @@ class LogWatcher:
                 return  # not a log, or a rename (recorded by the loop)
             if self._heat_siblings(path):
                 self._heat.set()
+
+    def _still_followed(self, path: bytes) -> bool:
+        track = self._by_path.get(path)
+        try:
+            return track is not None and _key(os.lstat(path)) == track.key
+        except OSError:
+            return False
 
     def _hot_loop(self) -> None:
         while not self._closing.is_set():
@@ -283,11 +301,13 @@ class LogWatcher:
             now = time.monotonic()
             if now >= until:
                 break
-            if self._wake.wait(timeout=min(self.sweep_interval, until - now)):
+            if self._wake.wait(timeout=min(self.tick, until - now)):
                 self._wake.clear()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
             for path in sorted(dirty):
+                if self._still_followed(path):
+                    continue  # a followed log, read by the prompt path; sweeps re-check
                 with self._state:
                     self._touch(path)
             now = time.monotonic()
@@ -559,7 +579,7 @@ class LogWatcher:
             track.pending += data
             track.offset += len(data)
             track.last_growth = time.monotonic()
-            track.tail = (track.tail + data)[-TAIL:]
+            track.tail = (track.tail + data[-TAIL:])[-TAIL:]
             got += len(data)
             if len(track.pending) >= self.max_pending * (8 if track.compressed else 1):
                 self._flush(track)
@@ -579,8 +599,7 @@ class LogWatcher:
         if not track.pending:
             return
         start, end = track.pending_start, track.offset
-        data = bytes(track.pending)
-        track.pending.clear()
+        data, track.pending = track.pending, bytearray()  # handed over, not copied
         try:
             st = stat_fields(os.fstat(track.fd))
         except OSError:

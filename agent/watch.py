@@ -7,6 +7,7 @@ and everything read so far is stored and sealed before the run closes."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,9 @@ def watch_sources(collectors: list[Any], paths: list[bytes]) -> list[LogSource]:
     for c in collectors:
         sources += getattr(c, "watch_sources", list)()
     roots = {s.root for s in sources}
-    sources += [LogSource(p, "given with --path") for p in paths if p not in roots]
+    sources += [
+        LogSource(p, "given with --path") for p in paths if p not in roots and os.path.lexists(p)
+    ]
     return sources
 
 

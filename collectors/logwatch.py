@@ -134,16 +134,17 @@ def preserved_offsets(journal_path: os.PathLike[str] | str) -> dict[tuple[int, i
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, sink: Callable[[bytes, bool], None]) -> None:
         self._sink = sink
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _QUIET_EVENTS:
             return
-        self._sink(os.fsencode(event.src_path))
+        modified = event.event_type == "modified"
+        self._sink(os.fsencode(event.src_path), modified)
         dest = getattr(event, "dest_path", "")
         if dest:
-            self._sink(os.fsencode(dest))
+            self._sink(os.fsencode(dest), False)
 
 
 class LogWatcher:
@@ -199,9 +200,15 @@ class LogWatcher:
 
     # -- setup -----------------------------------------------------------------------
 
-    def _sink(self, path: bytes) -> None:
+    def _sink(self, path: bytes, modified: bool = False) -> None:
         """Runs in watchdog's thread: queue the path for the loop, and read at once."""
-        if path not in self._by_path:  # a followed log's changes are read right here
+        track = self._by_path.get(path)
+        if modified and track is not None:  # the common case, kept cheap: just read
+            with self._state:
+                if not self._closing.is_set() and track.key in self.tracks:
+                    self._poll(track)
+            return
+        if track is None:  # a followed log's changes are read right here
             with self._lock:
                 self._dirty.add(path)
             self._wake.set()

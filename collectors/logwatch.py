@@ -203,16 +203,16 @@ class LogWatcher:
     def _sink(self, path: bytes, modified: bool = False) -> None:
         """Runs in watchdog's thread: queue the path for the loop, and read at once."""
         track = self._by_path.get(path)
-        if modified and track is not None:  # the common case, kept cheap: just read
-            with self._state:
-                if not self._closing.is_set() and track.key in self.tracks:
-                    self._poll(track)
-            return
-        if track is None:  # a followed log's changes are read right here
-            with self._lock:
-                self._dirty.add(path)
-            self._wake.set()
         try:
+            if modified and track is not None:  # the common case, kept cheap: just read
+                with self._state:
+                    if not self._closing.is_set() and track.key in self.tracks:
+                        self._poll(track)
+                return
+            if track is None:  # a followed log's other changes are handled right here
+                with self._lock:
+                    self._dirty.add(path)
+                self._wake.set()
             self._prompt(path)
         except Exception as e:  # never kill watchdog's thread; the loop will retry
             self.ctx.log.warning("watch_prompt_failed", error=f"{type(e).__name__}: {e}")

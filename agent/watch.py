@@ -32,6 +32,10 @@ def watch_sources(collectors: list[Any], paths: list[bytes]) -> list[LogSource]:
     return sources
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _duration_text(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:.0f} h"
@@ -53,12 +57,15 @@ def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) 
         try:
             watcher.start()
             console.info(
-                f"following {len(watcher.tracks)} logs in {len(watcher.directories())} "
-                f"locations for {_duration_text(duration)}; Ctrl-C ends the watch and seals"
+                f"following {_plural(len(watcher.tracks), 'log')} in "
+                f"{_plural(len(watcher.directories()), 'location')} for "
+                f"{_duration_text(duration)}; Ctrl-C ends the watch and seals"
             )
             ctx.log.info("watch_started", followed=len(watcher.tracks), seconds=int(duration))
+            console.start_progress(lambda: (watcher.stats.increments, watcher.stats.bytes))
             watcher.run(duration, lambda: bool(stop))
         finally:
+            console.stop_progress()
             reason = f"ended by {stop[0]}" if stop else "duration elapsed"
             try:
                 watcher.close(reason)

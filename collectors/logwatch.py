@@ -73,7 +73,8 @@ _EVENTS: list[type[FileSystemEvent]] = [
 _ROTATED = re.compile(rb"([.-](\d+|\d{4}-?\d{2}-?\d{2}(-?\d{2,6})?))$")  # .1, -20261127
 HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
 DELETED_GRACE = 30.0  # seconds a deleted file is still followed after its last growth
-HOT_PAUSE = 0.00005
+HOT_PAUSE = 0.0001  # seconds between two polls of a hot log, at most (interpreter switch)
+WATCH_SWITCH = 0.0005  # interpreter switch interval during the watch (default 0.005)
 
 
 @dataclass
@@ -236,8 +237,9 @@ class LogWatcher:
                 st = os.lstat(path)
             except OSError:
                 return
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in self.tracks:
-                return  # not a log, or a rename (recorded by the loop)
+            if not stat.S_ISREG(st.st_mode):
+                return
+            # A new file, or a rename (recorded by the loop): either may be a rotation.
             if self._heat_siblings(path):
                 self._heat.set()
 
@@ -249,6 +251,7 @@ class LogWatcher:
             return False
 
     def _hot_loop(self) -> None:
+        hot_switch = False
         while not self._closing.is_set():
             with self._state:
                 now = time.monotonic()
@@ -263,8 +266,16 @@ class LogWatcher:
                         self._hot.discard(key)  # the copy is done and truncated
                 busy = bool(self._hot)
             if busy:
-                time.sleep(HOT_PAUSE)
+                if not hot_switch:
+                    # Other threads now hand the interpreter over within HOT_PAUSE, so a
+                    # poll is never more than that late.
+                    sys.setswitchinterval(HOT_PAUSE)
+                    hot_switch = True
+                time.sleep(0)
             else:
+                if hot_switch:
+                    sys.setswitchinterval(WATCH_SWITCH)
+                    hot_switch = False
                 self._heat.wait(0.5)
                 self._heat.clear()
 
@@ -290,7 +301,7 @@ class LogWatcher:
         self._fd_budget = max(16, min(soft, 65536) - 128)
         # Threads hand over the interpreter lock at least this often: a prompt read must
         # not wait 5 ms (the default) behind the loop's work.
-        sys.setswitchinterval(0.0005)
+        sys.setswitchinterval(WATCH_SWITCH)
         self._hot_thread = threading.Thread(target=self._hot_loop, name="watch-hot", daemon=True)
         self._hot_thread.start()
         self._known = preserved_offsets(self.ctx.journal.path)
@@ -541,23 +552,29 @@ class LogWatcher:
         self._poll(track)
 
     def _heat_siblings(self, new: bytes) -> bool:
-        """``x.log.1`` or ``x.log-20261127`` appeared as a new file: ``x.log`` may be about
-        to be copied and truncated (copytruncate); read it without pause until it is.
-        Compressed names are gzip's work on an older generation and heat nothing."""
+        """A rotated name (``x.log.1``, ``x.log-20261127``, ``x.log.2.gz``) appeared: a
+        rotation is running in this directory, and a ``copytruncate`` log in it may be
+        copied and truncated within milliseconds. Read every log there without pause
+        for a moment (until its truncation, or ``HOT_SECONDS``)."""
         directory, name = os.path.split(new)
-        if name.lower().endswith(tuple(s.encode() for s in COMPRESSED)):
-            return False
-        base = _ROTATED.sub(b"", name)
-        if base == name:
+        stem = name
+        for suffix in COMPRESSED:
+            if stem.lower().endswith(suffix.encode()):
+                stem = stem[: -len(suffix)]
+                break
+        if _ROTATED.sub(b"", stem) == stem:
             return False
         until = time.monotonic() + HOT_SECONDS
         heated = False
         for track in list(self.tracks.values()):
-            if track.path == os.path.join(directory, base):
-                track.hot_until = until
-                self._hot.add(track.key)
-                self._poll(track)
-                heated = True
+            if track.deleted or track.compressed or os.path.dirname(track.path) != directory:
+                continue
+            if _ROTATED.sub(b"", os.path.basename(track.path)) != os.path.basename(track.path):
+                continue  # an older generation: nothing copies and truncates those
+            track.hot_until = until
+            self._hot.add(track.key)
+            self._poll(track)
+            heated = True
         return heated
 
     def _untrack(self, track: Track) -> None:

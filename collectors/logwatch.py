@@ -343,7 +343,7 @@ class LogWatcher:
         next_rescan = now + self.rescan_interval
         next_periodic = now
         next_seal = now + self.seal_interval
-        while not stopped():
+        while not stopped() and not self.ctx.engine.full.is_set():
             now = time.monotonic()
             if now >= until:
                 break
@@ -504,6 +504,13 @@ class LogWatcher:
 
     def _follow(self, path: bytes, st: os.stat_result, initial: bool) -> None:
         key = (st.st_dev, st.st_ino)
+        cap = self.ctx.engine.max_file_size
+        if cap is not None and st.st_size - self._known.get(key, 0) > cap:
+            if key not in self._refused:
+                self._refused.add(key)
+                if not initial or key in self._known:
+                    self.ctx.error(NAME, f"larger than --max-file-size ({cap} bytes)", path)
+            return
         if len(self.tracks) >= self._fd_budget:
             if not self._warned_fds:
                 self._warned_fds = True

@@ -177,3 +177,17 @@ def test_unreadable_logs_become_error_records(tmp_path: Path) -> None:
     assert "Permission denied" in errors[0]["reason"]
     assert str(logs / "messages") in _artifacts(evidence)
     assert b"secure" in result.stderr  # the responder is told, on one line
+
+
+def test_max_file_size_holds_for_the_watch_too(tmp_path: Path) -> None:
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "huge.log").write_bytes(b"x" * 4096)
+    (logs / "small.log").write_bytes(b"ok\n")
+    evidence = _run(tmp_path, logs, "--max-file-size", "1K", "--watch", "1", expect=(1,))
+    records = journal_records(evidence)
+    errors = [r for r in records if r["type"] == "error"]
+    assert [Path(e["source"]["path"]).name for e in errors] == ["huge.log"]
+    stored = {Path(r["source"]["path"]).name for r in records
+              if r["type"] == "artifact" and "source" in r}  # fmt: skip
+    assert stored == {"small.log"}

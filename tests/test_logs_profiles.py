@@ -83,6 +83,6 @@ def test_output_inside_a_profile_source_is_refused(tmp_path: Path) -> None:
     assert b"inside" in result.stderr
 
 
-def test_watch_needs_something_to_follow(tmp_path: Path) -> None:
+def test_watch_needs_a_positive_duration(tmp_path: Path) -> None:
     result = preserve("-o", tmp_path / "o", "--only", "logs", "--watch", "0")
     assert result.returncode == 2 and b"positive duration" in result.stderr

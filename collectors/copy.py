@@ -280,24 +280,6 @@ class CopyEngine:
         finally:
             os.close(fd)
 
-    def preserve_open(
-        self,
-        fd: int,
-        source: bytes,
-        rel: str,
-        collector: str,
-        limit: int | None = None,
-        offset: int = 0,
-        **fields: Any,
-    ) -> dict[str, Any] | None:
-        """Like ``preserve``, from a descriptor the caller holds open (and keeps open).
-
-        A log watcher keeps its files open so that a renamed, compressed-away or deleted
-        log can still be read to its last byte."""
-        if self.full.is_set():
-            return None
-        return self._copy_open(fd, os.fstat(fd), source, rel, collector, limit, offset, fields)
-
     def reserve(self, rel: str) -> str:
         """Claim a stored path for a file an external command will write (then ``adopt``)."""
         rel = self._claim(rel)
@@ -384,7 +366,8 @@ class CopyEngine:
         view = memoryview(buf)
         reader = io.FileIO(fd, "rb", closefd=False)
         try:
-            os.lseek(fd, offset, os.SEEK_SET)  # the descriptor may be reused (preserve_open)
+            if offset:
+                os.lseek(fd, offset, os.SEEK_SET)
             while done < wanted:
                 n = reader.readinto(view[: min(CHUNK, wanted - done)])
                 if not n:

@@ -61,14 +61,15 @@ class Counters:
         }
 
 
-def _open_source(path: bytes) -> int:
+def _open_source(path: bytes, follow: bool = False) -> int:
+    flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
     try:
-        return os.open(path, _READ_FLAGS | _NOATIME)
+        return os.open(path, flags | _NOATIME)
     except PermissionError:
         if not _NOATIME:
             raise
         # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        return os.open(path, _READ_FLAGS)
+        return os.open(path, flags)
 
 
 def _is_zero(buf: bytearray, n: int) -> bool:
@@ -253,16 +254,22 @@ class CopyEngine:
         collector: str,
         limit: int | None = None,
         offset: int = 0,
+        magic_link: bool = False,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Copy one file; returns its artifact record, or None if skipped or failed.
 
         ``offset``/``limit`` copy a byte range (log increments); by default the whole
-        file as it was at open."""
+        file as it was at open.
+
+        ``magic_link=True`` is for kernel "magic" links such as ``/proc/PID/exe``, which
+        reach a file even after it was deleted or replaced on disk: the link is followed
+        (``stat``, and ``open`` without ``O_NOFOLLOW``), and the descriptor must still be
+        the regular file that ``stat`` saw. Never pass it for paths an attacker can plant."""
         if self.full.is_set():
             return None
         try:
-            before = os.lstat(source)
+            before = os.stat(source) if magic_link else os.lstat(source)
         except FileNotFoundError:
             self.record_error(collector, source, "vanished before it could be read")
             return None
@@ -292,7 +299,7 @@ class CopyEngine:
             )
             return None
         try:
-            fd = _open_source(source)
+            fd = _open_source(source, follow=magic_link)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink after lstat
                 self.record_skip(collector, source, "symlink: not followed")

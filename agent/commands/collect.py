@@ -57,6 +57,11 @@ def collection_options(f: Any) -> Any:
             help="Record, but do not copy, files larger than this (e.g. 2G).",
         ),
         click.option(
+            "--collect-env",
+            is_flag=True,
+            help="Also record process environment variables (they often hold secrets).",
+        ),
+        click.option(
             "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
         ),
         click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
@@ -166,7 +171,9 @@ def run_collection(
         output=output,
         signer=signer,
         collectors=collectors,
-        options=Options(paths=raw_paths, max_file_size=max_file_size),
+        options=Options(
+            paths=raw_paths, max_file_size=max_file_size, collect_env=bool(extra.get("collect_env"))
+        ),
         case=case,
         examiner=examiner,
         note=note,

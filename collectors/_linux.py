@@ -72,11 +72,14 @@ def root_link(pid: int) -> str:
     return os.readlink(f"{PROC}/{pid}/root")
 
 
-def tty_nr(pid: int) -> int:
-    """The controlling terminal's device number (field 7 of ``/proc/PID/stat``)."""
+def stat_ids(pid: int) -> tuple[int, int]:
+    """Parent pid and controlling terminal's device number from one read of
+    ``/proc/PID/stat`` (psutil's ``ppid()`` re-reads the process to guard against pid
+    reuse, which costs a sixth of the whole snapshot; the snapshot's ``create_time``
+    already identifies the process)."""
     data = _read(f"{PROC}/{pid}/stat", 4096)
     rest = data[data.rfind(b")") + 2 :].split()
-    return int(rest[4])
+    return int(rest[1]), int(rest[4])
 
 
 def terminal_map() -> dict[int, str]:

@@ -64,7 +64,6 @@ def _files(p: psutil.Process) -> list[dict[str, Any]]:
 
 # Field name -> reader. Order matters only for readability of the JSON.
 PSUTIL_FIELDS: list[tuple[str, Callable[[psutil.Process], Any]]] = [
-    ("ppid", lambda p: p.ppid()),
     ("name", lambda p: p.name()),
     ("cmdline", lambda p: p.cmdline()),
     ("cwd", lambda p: p.cwd()),
@@ -129,12 +128,19 @@ class _Reader:
                 links[pid] = _linux.exe_link(pid)
                 return links[pid]
 
-            readers += [
+            def ids(_: psutil.Process) -> int:
+                ppid, tty = _linux.stat_ids(pid)
+                rec["terminal"] = self.ttys.get(tty)
+                return ppid
+
+            readers = [
+                ("ppid", ids),
+                *readers,
                 ("exe", exe),
                 ("root", lambda q: _linux.root_link(pid)),
-                ("terminal", lambda q: self.ttys.get(_linux.tty_nr(pid))),
             ]
         else:
+            readers = [("ppid", lambda q: q.ppid()), *readers]
             readers += [("exe", lambda q: q.exe() or None), ("terminal", lambda q: q.terminal())]
         with p.oneshot():
             for name, reader in readers:

@@ -162,7 +162,7 @@ class ProcessesCollector:
                 f"{EXE_COPY_LIMIT}-byte copy limit: hashed, not copied",
                 source,
                 pid=pid,
-                exe=exe,
+                exe=printable(exe),
             )
             return {}
         record = ctx.engine.preserve(
@@ -172,7 +172,7 @@ class ProcessesCollector:
             magic_link=True,
             kind="deleted-executable",
             pid=pid,
-            exe=exe,
+            exe=printable(exe),
         )
         return record or {}
 
@@ -180,7 +180,11 @@ class ProcessesCollector:
         self, ctx: CollectContext, procs: list[dict[str, Any]], snap: snapshot.Snapshot, n_exe: int
     ) -> None:
         flagged = [
-            {"pid": p["pid"], "name": p.get("name"), "flags": [f["flag"] for f in p["flags"]]}
+            {
+                "pid": p["pid"],
+                "name": printable(p.get("name")),
+                "flags": [f["flag"] for f in p["flags"]],
+            }
             for p in procs
             if p["flags"]
         ]

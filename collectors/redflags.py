@@ -60,6 +60,10 @@ def _same_file(pid: int, path: str) -> bool | None:
     return (running.st_dev, running.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
+def _exists(pid: int, path: str) -> bool:
+    return os.path.lexists(f"/proc/{pid}/root{path}")
+
+
 def _world_writable_dir(pid: int, path: str) -> bool:
     try:
         st = os.stat(f"/proc/{pid}/root{os.path.dirname(path)}")
@@ -85,7 +89,10 @@ def flags_for(proc: dict[str, Any], link: bytes | None, listening: bool) -> list
     cmdline = proc.get("cmdline") if isinstance(proc.get("cmdline"), list) else []
     if exe and deleted:
         flag("exe_deleted", f"its executable {exe} was deleted from disk")
-    elif exe and not exe.startswith(MEMORY_PREFIXES) and _same_file(pid, exe) is False:
+    # Replacing a running binary (rename over it) also marks the old one deleted; a bind
+    # mount over it does not. Either way, the path now holds another file.
+    on_disk = exe is not None and exe.startswith("/")
+    if on_disk and _same_file(pid, exe) is False and (not deleted or _exists(pid, exe)):
         flag("exe_replaced", f"the file now at {exe} is not the one it runs")
     if exe and exe.startswith(MEMORY_PREFIXES):
         flag("exe_in_memory", f"runs from an anonymous memory file ({exe})")

@@ -255,6 +255,13 @@ class SystemCollector:
                 except OSError as e:
                     data[key] = None
                     ctx.error(self.name, f"cannot read: {e.strerror}", source.encode())
+        else:
+            ctx.engine.record_skip(
+                self.name,
+                b"/proc",
+                f"utmp, kernel modules, mountinfo and partitions are read on Linux only "
+                f"(this is {sys.platform})",
+            )
         return data
 
     @staticmethod

@@ -394,3 +394,39 @@ def test_magic_link_copy_needs_the_flag(tmp_path: Path) -> None:
     finally:
         engine.shutdown()
         journal.close()
+
+
+def test_replaced_executable_is_flagged(tmp_path: Path, reap: list) -> None:
+    binary = tmp_path / "daemon"
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)
+    proc = subprocess.Popen([str(binary), "300"])
+    reap.append(proc)
+    _wait_for(lambda: os.readlink(f"/proc/{proc.pid}/exe") == str(binary))
+    swapped = tmp_path / "swap"
+    shutil.copy2(shutil.which("true") or "/bin/true", swapped)
+    os.replace(swapped, binary)  # what an attacker's "upgrade" of a running binary does
+
+    _, evidence = _collect(tmp_path, only="processes")
+    procs = {p["pid"]: p for p in _jsonl(evidence / "artifacts/volatile/processes.jsonl")}
+    flags = {f["flag"] for f in procs[proc.pid]["flags"]}
+    assert "exe_replaced" in flags and "exe_deleted" in flags
+    # untouched processes running the same kind of binary are not flagged
+    assert "exe_replaced" not in {f["flag"] for f in procs[os.getpid()]["flags"]}
+
+
+def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> None:
+    name = b"\xff\x1b[31mevil\nname"
+    binary = Path(os.fsdecode(bytes(tmp_path) + b"/" + name))
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)
+    proc = subprocess.Popen([binary, "300"])
+    reap.append(proc)
+    _wait_for(lambda: os.readlink(f"/proc/{proc.pid}/exe".encode()).endswith(name))
+
+    summary, evidence = _collect(tmp_path, only="processes,network")
+    for view in ("processes.txt", "sockets.txt"):
+        text = (evidence / "artifacts/volatile" / view).read_bytes()
+        assert b"\x1b" not in text and b"\xff" not in text
+    assert b"\\x1b[31mevil\\x0aname" in (evidence / "artifacts/volatile/processes.txt").read_bytes()
+    procs = {p["pid"]: p for p in _jsonl(evidence / "artifacts/volatile/processes.jsonl")}
+    assert procs[proc.pid]["cmdline"][0] == os.fsdecode(bytes(binary))
+    _verified(summary)

@@ -87,7 +87,7 @@ def flags_for(proc: dict[str, Any], link: bytes | None, listening: bool) -> list
     exe, deleted = exe_text(link)
     name = proc.get("name") or ""
     cmdline = proc.get("cmdline") if isinstance(proc.get("cmdline"), list) else []
-    if exe and deleted:
+    if exe and deleted and not exe.startswith(MEMORY_PREFIXES):  # memfds are never on disk
         flag("exe_deleted", f"its executable {exe} was deleted from disk")
     # Replacing a running binary (rename over it) also marks the old one deleted; a bind
     # mount over it does not. Either way, the path now holds another file.

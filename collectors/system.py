@@ -289,7 +289,11 @@ class SystemCollector:
         lines.append(
             f"kernel      taint {taint.get('value')}: "
             + (", ".join(f["letter"] for f in taint.get("flags", [])) or "none")
-            + f"; {len(d.get('kernel_modules') or [])} modules loaded"
+            + (
+                f"; {len(d['kernel_modules'])} modules loaded"
+                if d.get("kernel_modules") is not None
+                else "; no /proc/modules (kernel without loadable modules)"
+            )
         )
         for m in d.get("kernel_modules") or []:
             if m["taint"]:

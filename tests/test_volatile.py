@@ -430,3 +430,49 @@ def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> 
     procs = {p["pid"]: p for p in _jsonl(evidence / "artifacts/volatile/processes.jsonl")}
     assert procs[proc.pid]["cmdline"][0] == os.fsdecode(bytes(binary))
     _verified(summary)
+
+
+def test_kernel_modules_and_taint_are_decoded(tmp_path: Path, monkeypatch) -> None:
+    from collectors import _linux
+
+    (tmp_path / "sys/kernel").mkdir(parents=True)
+    (tmp_path / "sys/kernel/tainted").write_text("12288\n")  # O (4096) + E (8192)
+    (tmp_path / "modules").write_text(
+        "rootkit 16384 0 - Live 0x0000000000000000 (OE)\n"
+        "ext4 1048576 2 mbcache,jbd2, Live 0xffffffffc0400000\n"
+    )
+    monkeypatch.setattr(_linux, "PROC", str(tmp_path))
+    mods = {m["name"]: m for m in _linux.kernel_modules()}
+    assert mods["rootkit"]["taint"] == "OE" and mods["ext4"]["taint"] == ""
+    assert mods["ext4"]["used_by"] == ["mbcache", "jbd2"]
+    taint = _linux.kernel_taint()
+    assert taint["value"] == 12288
+    assert [f["letter"] for f in taint["flags"]] == ["O", "E"]
+
+
+def test_proc_routes_match_the_kernel_view() -> None:
+    """/proc/net/route decoded by hand agrees with `ip route` (iproute2, netlink)."""
+    from collectors import _linux
+
+    ip = shutil.which("ip")
+    if ip is None:
+        pytest.skip("iproute2 not installed")
+    listed = json.loads(
+        subprocess.run(
+            [ip, "-j", "-4", "route", "show", "table", "main"], capture_output=True, check=True
+        ).stdout
+    )
+    want = {
+        (
+            "0.0.0.0/0"
+            if r["dst"] == "default"
+            else r["dst"]
+            if "/" in r["dst"]
+            else r["dst"] + "/32",
+            r.get("gateway"),
+            r.get("dev"),
+        )
+        for r in listed
+    }
+    got = {(r["destination"], r["gateway"], r["iface"]) for r in _linux.routes_ipv4()}
+    assert got == want

@@ -214,6 +214,7 @@ class ProcessesCollector:
                 self.name,
                 f"access denied to some fields of {len(denied)} of {len(procs)} processes "
                 f"({', '.join(sorted(fields))}); {who}",
+                b"/proc",
                 denied_fields=fields,
                 denied_pids=[p["pid"] for p in denied][:MAX_LISTED],
             )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import ipaddress
 import os
 import socket
+import stat
 import struct
 from typing import Any
 
@@ -48,6 +50,25 @@ _RTF_UP, _RTF_GATEWAY, _RTF_HOST, _RTF_REJECT = 0x1, 0x2, 0x4, 0x200
 def _read(path: str, limit: int = _MAX_PROC_FILE) -> bytes:
     with open(path, "rb", buffering=0) as f:
         return f.read(limit)
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of a regular file; never blocks on a FIFO or device
+    planted where a file was expected (``O_NONBLOCK`` open, then ``fstat``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _text(path: str) -> str:

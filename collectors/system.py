@@ -117,8 +117,7 @@ def clocks() -> dict[str, Any]:
 
 
 def _exec_lines(path: str) -> list[str]:
-    with open(path, "rb") as f:
-        text = f.read(MAX_UNIT_FILE).decode("utf-8", "backslashreplace")
+    text = _linux.read_regular(path, MAX_UNIT_FILE).decode("utf-8", "backslashreplace")
     keep = ("Exec", "OnCalendar", "OnBoot", "OnUnitActive", "OnActive", "OnStartup", "Unit=")
     return [line.strip() for line in text.splitlines() if line.strip().startswith(keep)]
 
@@ -268,8 +267,7 @@ class SystemCollector:
     def _utmp() -> list[dict[str, Any]] | None:
         for path in _linux.UTMP_PATHS:
             if os.path.exists(path):
-                with open(path, "rb") as f:
-                    return _linux.parse_utmp(f.read(64 * 1024 * 1024))
+                return _linux.parse_utmp(_linux.read_regular(path, 64 * 1024 * 1024))
         raise FileNotFoundError(_linux.UTMP_PATHS[0])
 
     @staticmethod

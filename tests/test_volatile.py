@@ -476,3 +476,16 @@ def test_proc_routes_match_the_kernel_view() -> None:
     }
     got = {(r["destination"], r["gateway"], r["iface"]) for r in _linux.routes_ipv4()}
     assert got == want
+
+
+def test_a_fifo_where_a_file_was_expected_does_not_block(tmp_path: Path) -> None:
+    from collectors import _linux
+
+    fifo = tmp_path / "evil.service"
+    os.mkfifo(fifo)
+    began = time.monotonic()
+    with pytest.raises(OSError, match="not a regular file"):
+        _linux.read_regular(str(fifo), 1024)
+    assert time.monotonic() - began < 2
+    (tmp_path / "ok").write_bytes(b"x" * 10)
+    assert _linux.read_regular(str(tmp_path / "ok"), 4) == b"xxxx"

@@ -93,14 +93,17 @@ def root_link(pid: int) -> str:
     return os.readlink(f"{PROC}/{pid}/root")
 
 
-def stat_ids(pid: int) -> tuple[int, int]:
-    """Parent pid and controlling terminal's device number from one read of
-    ``/proc/PID/stat`` (psutil's ``ppid()`` re-reads the process to guard against pid
-    reuse, which costs a sixth of the whole snapshot; the snapshot's ``create_time``
-    already identifies the process)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def stat_ids(pid: int) -> tuple[int, int, int]:
+    """Parent pid, controlling terminal's device number and start time (clock ticks
+    after boot) from one read of ``/proc/PID/stat``. psutil's ``ppid()`` and
+    ``create_time()`` re-read the process (a pid-reuse guard and a fresh boot-time
+    read each), which cost a third of the whole snapshot."""
     data = _read(f"{PROC}/{pid}/stat", 4096)
     rest = data[data.rfind(b")") + 2 :].split()
-    return int(rest[1]), int(rest[4])
+    return int(rest[1]), int(rest[4]), int(rest[19])
 
 
 def terminal_map() -> dict[int, str]:

@@ -96,6 +96,7 @@ class _Reader:
         self.collect_env = collect_env
         self.users: dict[int, str | None] = {}
         self.ttys = _linux.terminal_map() if IS_LINUX else {}
+        self.boot_time = psutil.boot_time()
 
     def username(self, uid: int | None) -> str | None:
         if uid is None:
@@ -129,13 +130,14 @@ class _Reader:
                 return links[pid]
 
             def ids(_: psutil.Process) -> int:
-                ppid, tty = _linux.stat_ids(pid)
+                ppid, tty, start = _linux.stat_ids(pid)
                 rec["terminal"] = self.ttys.get(tty)
+                rec["create_time"] = _utc(self.boot_time + start / _linux.CLOCK_TICKS)
                 return ppid
 
             readers = [
                 ("ppid", ids),
-                *readers,
+                *(r for r in readers if r[0] != "create_time"),
                 ("exe", exe),
                 ("root", lambda q: _linux.root_link(pid)),
             ]

@@ -184,7 +184,25 @@ class SystemCollector:
             self._preserve(ctx, path)
         for home in self._homes():
             for rel in HOME_FILES:
-                self._preserve(ctx, home.rstrip(b"/") + b"/" + rel)
+                self._preserve_in_home(ctx, home.rstrip(b"/"), rel)
+
+    def _preserve_in_home(self, ctx: CollectContext, home: bytes, rel: bytes) -> None:
+        """A user owns their home: a symlinked ``.ssh`` or ``.config`` must not steer the
+        copy to somewhere else on the host. Such a path is recorded, not followed."""
+        path = home + b"/" + rel
+        parent = os.path.dirname(path)
+        if not os.path.lexists(path):
+            return
+        real_home = os.path.realpath(home)
+        if os.path.realpath(parent) != real_home + parent[len(home) :]:
+            ctx.engine.record_skip(
+                self.name,
+                path,
+                "a directory on the way is a symlink: not followed",
+                target=os.fsdecode(os.path.realpath(path)),
+            )
+            return
+        self._preserve(ctx, path)
 
     def _preserve(self, ctx: CollectContext, path: bytes) -> None:
         """Absent files are not failures (most hosts have no ``.zsh_history``); a file

@@ -529,3 +529,22 @@ def test_home_symlinks_do_not_steer_the_copy(tmp_path: Path, monkeypatch) -> Non
     assert [r["source"]["path"] for r in skipped] == [str(home / ".config/systemd/user")]
     assert skipped[0]["target"] == str(elsewhere / "systemd/user")
     assert not list((out / "artifacts").rglob("big.service"))
+
+
+def test_network_alone_takes_its_own_socket_snapshot(tmp_path: Path, reap: list) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER, "alone"], stdout=subprocess.PIPE)
+    reap.append(server)
+    port = int(server.stdout.readline())
+    summary, evidence = _collect(tmp_path, only="network")
+    snap = [r for r in journal_records(evidence) if r.get("event") == "snapshot"]
+    assert [s["parts"] for s in snap] == [["sockets"]]
+    sockets = _jsonl(evidence / "artifacts/volatile/sockets.jsonl")
+    mine = [s for s in sockets if s["lport"] == port and s["status"] == "LISTEN"]
+    assert [(s["pid"], s["process"]) for s in mine] == [
+        (server.pid, Path(f"/proc/{server.pid}/comm").read_text().strip())
+    ]
+    assert not (evidence / "artifacts/volatile/processes.jsonl").exists()
+    actions = [r for r in journal_records(evidence) if r["type"] == "action"]
+    assert {tuple(a["argv"][1:]) for a in actions} >= {("-json", "neigh", "show")}
+    assert all(a["argv"][0].startswith(("/usr/", "/bin/", "/sbin/")) for a in actions)
+    _verified(summary)

@@ -93,7 +93,9 @@ class NetworkCollector:
 
     def collect(self, ctx: CollectContext) -> None:
         snap = ctx.shared.get(snapshot.SHARED_KEY) or snapshot.sockets_only(ctx)
-        index: dict[int, dict[str, Any]] = ctx.shared.get("process_index", {})
+        # Without ``processes`` in the run, names are looked up once per pid, after the
+        # snapshot (a pid that exited meanwhile keeps no name).
+        index: dict[int, dict[str, Any]] = dict(ctx.shared.get("process_index", {}))
         sockets = [self._with_process(s, index) for s in snap.sockets]
         ctx.engine.store_bytes(
             f"{OUT}/sockets.jsonl", jsonl(sockets), self.name, kind="socket-table"
@@ -123,7 +125,7 @@ class NetworkCollector:
                 proc = {"name": psutil.Process(s["pid"]).name()}
             except psutil.Error:
                 proc = {}
-        proc = proc or {}
+            index[s["pid"]] = proc
         exe = proc.get("executable") or {}
         return {
             **s,

@@ -126,6 +126,7 @@ class NetworkCollector:
             except psutil.Error:
                 proc = {}
             index[s["pid"]] = proc
+        proc = proc or {}
         exe = proc.get("executable") or {}
         return {
             **s,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -25,6 +26,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from common import machine  # noqa: E402
+
 BASELINE = "ps auxww; ss -tanup; ip route; ip neigh"
 
 
@@ -107,6 +111,8 @@ def main() -> None:
             counts = (nproc, nsock)
             bases.append(run_baseline())
         med = statistics.median
+        load = os.getloadavg()[0]
+        print(f"machine: {machine()}; load average {load:.1f} during the run")
         print(
             f"host load: {counts[0]} processes, {counts[1]} sockets in the snapshot "
             f"({args.procs} extra sleepers, {len(held) - 1} extra TCP sockets)"

@@ -119,7 +119,15 @@ def test_listener_and_established_connection(tmp_path: Path, reap: list) -> None
         (port, "ESTABLISHED"),
     }
     network = json.loads((volatile / "network.json").read_bytes())
-    assert any(r["lport"] == port and r["pid"] == server.pid for r in network["listening"])
+    served = [r for r in network["listening"] if r["lport"] == port]
+    assert [(r["pid"], r["exe_sha256"]) for r in served] == [
+        (server.pid, p["executable"]["sha256"])
+    ]
+    system = json.loads((volatile / "system.json").read_bytes())
+    assert system["hostname"] == socket.gethostname()
+    assert system["clocks"]["ntp"]["synchronised"] in (True, False)
+    clock = [r for r in journal_records(evidence) if r.get("event") == "host-clock"]
+    assert len(clock) == 1 and clock[0]["utc"] == system["clocks"]["utc"]
     # loopback peers are not "remote"
     assert not [s for s in network["remote_established"] if s["rport"] == port]
     text = (volatile / "sockets.txt").read_text()

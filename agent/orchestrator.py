@@ -208,6 +208,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
+    # Collectors may add closing-box rows too (e.g. the volatile snapshot's red flags).
+    if ctx.shared.get("summary_rows"):
+        extra["summary_rows"] = [*ctx.shared["summary_rows"], *extra.get("summary_rows", [])]
     return RunOutcome(
         root,
         config.signer.fingerprint,

@@ -199,6 +199,26 @@ class ProcessesCollector:
             flagged=len(flagged),
             flagged_processes=flagged[:MAX_LISTED],
         )
+        took_ms = int(snap.timing.get("duration_ns", "0")) // 1_000_000
+        rows = ctx.shared.setdefault("summary_rows", [])
+        rows.append(
+            (
+                "Volatile snapshot",
+                f"{len(procs)} processes, {len(snap.sockets)} sockets in {took_ms} ms",
+            )
+        )
+        if flagged:
+            shown = "; ".join(
+                f"pid {f['pid']} {f['name']}: {','.join(f['flags'])}" for f in flagged[:2]
+            )
+            more = "; ..." if len(flagged) > 2 else ""
+            rows.append(
+                (
+                    "Red flags",
+                    f"{len(flagged)} processes ({shown}{more}), "
+                    "listed in artifacts/volatile/processes.txt",
+                )
+            )
         denied = [p for p in procs if p.get("denied")]
         if denied:
             fields: dict[str, int] = {}

@@ -183,6 +183,9 @@ def test_deleted_executable_is_flagged_and_preserved(tmp_path: Path, reap: list)
     assert len(artifact) == 1 and artifact[0]["sha256"] == want
     assert artifact[0]["source"]["path"] == f"/proc/{proc.pid}/exe"
     assert "exe_deleted" in (evidence / "artifacts/volatile/processes.txt").read_text()
+    rows = dict(map(tuple, summary["summary_rows"]))
+    assert rows["Red flags"].split()[0].isdigit() and "processes.txt" in rows["Red flags"]
+    assert "processes" in rows["Volatile snapshot"]
     _verified(summary)
 
 

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import stat
+import sys
 from typing import Any, ClassVar
 
 from . import redflags, snapshot
@@ -87,6 +88,13 @@ class ProcessesCollector:
 
     def collect(self, ctx: CollectContext) -> None:
         snap = snapshot.take(ctx)
+        if not snapshot.IS_LINUX:
+            ctx.engine.record_skip(
+                self.name,
+                b"/proc",
+                "executable hashes, deleted-binary copies and red flags need /proc "
+                f"(Linux only; this is {sys.platform})",
+            )
         procs = snap.processes or []
         by_pid_sockets: dict[int, list[dict[str, Any]]] = {}
         for s in snap.sockets:

@@ -140,6 +140,12 @@ def test_listener_and_established_connection(tmp_path: Path, reap: list) -> None
     assert int(snap[0]["duration_ns"]) == int(snap[0]["mono_end_ns"]) - int(
         snap[0]["mono_start_ns"]
     )
+    # the volatile state is signed before anything else happens (isolation, slow stage)
+    seal = next(r for r in records if r["type"] == "seal" and r["reason"] == "after stage volatile")
+    volatile_seqs = [
+        r["seq"] for r in records if r["type"] == "artifact" and r["path"].startswith("artifacts/")
+    ]
+    assert volatile_seqs and max(volatile_seqs) < seal["seq"]
     stored = {r["path"] for r in records if r["type"] == "artifact"}
     for name in (
         "processes.jsonl",

@@ -44,7 +44,7 @@ TAINT_FLAGS = {
 }
 
 # route flags from include/uapi/linux/route.h
-_RTF_UP, _RTF_GATEWAY, _RTF_HOST, _RTF_REJECT = 0x1, 0x2, 0x4, 0x200
+_RTF_UP, _RTF_GATEWAY, _RTF_REJECT = 0x1, 0x2, 0x200
 
 
 def _read(path: str, limit: int = _MAX_PROC_FILE) -> bytes:

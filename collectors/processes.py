@@ -233,19 +233,32 @@ class ProcessesCollector:
             for p in denied:
                 for f in p["denied"]:
                     fields[f] = fields.get(f, 0) + 1
-            who = (
-                "run as root for a complete snapshot"
-                if os.geteuid() != 0
-                else "the kernel refused them even to root (protected processes)"
-            )
-            ctx.error(
-                self.name,
+            summary = (
                 f"access denied to some fields of {len(denied)} of {len(procs)} processes "
-                f"({', '.join(sorted(fields))}); {who}",
-                b"/proc",
-                denied_fields=fields,
-                denied_pids=[p["pid"] for p in denied][:MAX_LISTED],
+                f"({', '.join(sorted(fields))})"
             )
+            details = {
+                "denied_fields": fields,
+                "denied_pids": [p["pid"] for p in denied][:MAX_LISTED],
+            }
+            if os.geteuid() != 0:
+                # Fixable by the responder: an incomplete snapshot is a failed item (exit 1).
+                ctx.error(
+                    self.name,
+                    f"{summary}; run as root for a complete snapshot",
+                    b"/proc",
+                    **details,
+                )
+            else:
+                # Refused even to root (protected or sandboxed processes): nothing the
+                # responder can do, so it is recorded, not counted as a failure.
+                ctx.journal.append(
+                    "event",
+                    collector=self.name,
+                    event="fields-denied-to-root",
+                    reason=f"{summary}; the kernel refused them even to root",
+                    **details,
+                )
 
     @staticmethod
     def _text(procs: list[dict[str, Any]], snap: snapshot.Snapshot) -> str:

@@ -24,9 +24,16 @@ MAX_JOURNAL = 1024 * 1024 * 1024
 
 
 def to_ns(text: Any) -> int | None:
-    """``2026-11-27T05:20:00.123456789Z`` (any fraction, or an offset) -> ns since epoch."""
-    if not isinstance(text, str) or len(text) < 19:
+    """``2026-11-27T05:20:00.123456789Z`` (any fraction, an offset, a space for ``T``, or a
+    date alone) -> ns since the epoch; None when it is not such a time."""
+    if not isinstance(text, str):
         return None
+    text = text.strip()
+    if len(text) == 10:  # a date alone: midnight UTC
+        text += "T00:00:00"
+    if len(text) < 19:
+        return None
+    text = text[:10] + "T" + text[11:]
     base, frac, zone = text[:19], "", "+00:00"
     rest = text[19:]
     if rest.startswith("."):

@@ -123,9 +123,10 @@ def _log_events(ev: Evidence, offset: int | None) -> list[Event]:
     """First and last timestamped line of each preserved text log."""
     rows = []
     for art in ev.artifacts.values():
-        if art.get("collector") != "logs" or art["path"].endswith(_COMPRESSED):
-            continue
         name = str((art.get("source") or {}).get("path", ""))
+        is_log = art.get("collector") == "logs" or "/log/" in name or name.endswith(".log")
+        if not is_log or art["path"].endswith(_COMPRESSED):
+            continue
         if name.rsplit("/", 1)[-1] in logins.LOGIN_FILES or "/journal/" in name:
             continue
         size = int(art.get("size") or 0)

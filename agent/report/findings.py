@@ -363,8 +363,8 @@ def _recent_files(ev: Evidence, reference_ns: int, out: Findings) -> None:
         Finding(
             "files",
             INFO,
-            f"{len(recent)} preserved file(s) modified in the {RECENT_DAYS} days before "
-            f"{utc_text(reference_ns)}",
+            f"{len(recent)} preserved file(s) modified since {utc_text(reference_ns - window)}"
+            f" ({RECENT_DAYS} days before detection)",
             [{"artifact": art["path"], "seq": art.get("seq")} for _, art in shown],
             [f"{utc_text(m)} {art['source'].get('path')}" for m, art in shown]
             + (

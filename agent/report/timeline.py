@@ -170,7 +170,12 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
     for r in findings.logins:
         if r.get("time_ns"):
             lane = "host" if r.get("user") == "(boot)" else "logins"
-            text = "boot record" if lane == "host" else f"login {r['user']} from {r.get('from')}"
+            failed = "failed" in r["source"] or r["source"].startswith("btmp")
+            text = (
+                "boot record"
+                if lane == "host"
+                else f"{'failed login' if failed else 'login'} {r['user']} from {r.get('from')}"
+            )
             events.append(
                 Event(
                     r["time_ns"], lane, f"{text} ({r['source']})", r.get("seq"), r.get("artifact")
@@ -186,8 +191,12 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
         "lanes": list(LANES),
         "left_out": {"files": files_left_out},
         "clock_note": (
-            "host times (boot, process starts, file times, log lines) come from the host's "
-            "clock; syslog lines without a zone are converted with the host's UTC offset "
-            + ("" if isinstance(offset, int) else "(unknown here: read as UTC)")
+            "Host times (boot, process starts, file times, log lines) come from the host's "
+            "clock; see the clock facts under Host. Syslog lines without a zone are "
+            + (
+                f"converted with the host's UTC offset ({offset} s)."
+                if isinstance(offset, int)
+                else "read as UTC (the host's offset was not collected)."
+            )
         ),
     }

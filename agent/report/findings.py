@@ -157,7 +157,11 @@ def _processes(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         for f in p.get("flags") or []:
             if isinstance(f, dict) and f.get("flag") in others:
                 details.append(f"red flag {f.get('flag')}: {_short(str(f.get('reason', '')))}")
-        who = _proc_label(p) if len(procs) == 1 else f"{len(procs)} processes ({p.get('name')})"
+        who = (
+            _proc_label(p)
+            if len(procs) == 1
+            else f"{len(procs)} processes of one executable ({p.get('name')})"
+        )
         title = (
             f"{who}: {'; '.join(reasons)}" if reasons else (f"{who}: red flags {', '.join(others)}")
         )

@@ -130,11 +130,15 @@ def render(r: dict[str, Any]) -> str:
     out.append(f"**{d['disclaimer']}**\n")
     out.append(f"Counted from {d['detected_at']} ({d['detected_at_source']}).\n")
     for item in d["items"]:
-        due = item["due"] or "no fixed date"
         rng = f" (from {item['earliest']})" if item.get("earliest") else ""
+        due = (
+            f"due {item['due']}{rng}, {item['state_at_report_time']}"
+            if item["due"]
+            else "no fixed date"
+        )
         out.append(
             f"- [ ] **{_esc(item['what'])}** to {_esc(item['to'])} [{_esc(item['jurisdiction'])}]: "
-            f"due {due}{rng}, {item['state_at_report_time']}. {_esc(item['due_text'])}. "
+            f"{due}. {_esc(item['due_text'])}. "
             f"Applies if: {_esc(item['applies_if'])}. Basis: {_esc(item['basis'])}."
         )
     return "\n".join(out) + "\n"

@@ -66,7 +66,7 @@ def build(report: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         row(
             "How",
-            [f["title"] for f in (high + listeners)[:10]],
+            list(dict.fromkeys(f["title"] for f in (high + listeners)))[:10],
             ["how did the attacker get in (entry vector)? which vulnerability or credential?"],
         ),
         row(

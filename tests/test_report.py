@@ -123,6 +123,11 @@ def test_tampered_evidence_says_failed_in_every_section(planted: Path, tmp_path:
     data = json.loads(report(evidence, "--format", "json").stdout)
     assert data["verification"]["ok"] is False
     assert any("shell.php" in p for p in data["verification"]["problems"])
+    files = next(f for f in data["findings"] if f["category"] == "files")
+    assert [p for p in files["unverified"] if p.endswith("shell.php")]
+    intact = next(f for f in data["findings"] if f["category"] == "logins")
+    assert intact["unverified"] == []
+    assert "UNVERIFIED: rests on" in text
 
 
 def test_logins_from_wtmp_and_auth_log_link_their_records(planted: Path) -> None:

@@ -116,6 +116,17 @@ def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
     }
 
 
+def _mark_unverified(report: dict[str, Any], bad: set[str]) -> None:
+    """A finding that rests on a file which failed verification says so itself, so it
+    cannot be quoted without its caveat."""
+    for f in report["findings"]:
+        broken = sorted({r["artifact"] for r in f["refs"] if r.get("artifact") in bad})
+        f["unverified"] = broken
+        for r in f["refs"]:
+            if r.get("artifact") in bad:
+                r["verified"] = False
+
+
 def build(
     evidence_dir: Path,
     detected_at: str | None = None,
@@ -164,5 +175,6 @@ def build(
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }
+    _mark_unverified(report, {f.path for f in ev.verification.file_problems})
     report["worksheet"] = worksheet.build(report)
     return report

@@ -163,7 +163,14 @@ def render(r: dict[str, Any]) -> str:
         [
             f'<span class="sev-{_e(f["severity"])}">{_e(f["severity"].upper())}</span>',
             _e(f["category"]),
-            _e(f["title"]) + "".join(f"<br><small>{_e(d)}</small>" for d in f["details"]),
+            _e(f["title"])
+            + (
+                f'<br><span class="gap">UNVERIFIED: rests on {_e(", ".join(f["unverified"]))}'
+                ", which failed verification</span>"
+                if f.get("unverified")
+                else ""
+            )
+            + "".join(f"<br><small>{_e(d)}</small>" for d in f["details"]),
             _e(f.get("time") or ""),
             "<br>".join(_ref(x) for x in f["refs"][:5]),
         ]

@@ -98,6 +98,11 @@ def render(r: dict[str, Any]) -> str:
     for f in r["findings"]:
         when = f" ({f['time']})" if f.get("time") else ""
         out.append(f"- **[{f['severity'].upper()}] {f['category']}**: {_esc(f['title'])}{when}")
+        if f.get("unverified"):
+            out.append(
+                f"  - **UNVERIFIED: rests on {', '.join(f['unverified'])}, which failed "
+                "verification**"
+            )
         out += [f"  - {_esc(d)}" for d in f["details"]]
         refs = "; ".join(_ref(x) for x in f["refs"][:5] if _ref(x))
         if refs:

@@ -39,6 +39,7 @@ def planted(tmp_path: Path) -> Path:
     (src / "www").mkdir()
     (src / "www/shell.php").write_text("<?php system($_GET['c']); ?>\n")
     (src / "www/old.html").write_text("old\n")
+    (src / "www/<script>alert(1)<b>.php").write_text("hostile name\n")
     os.utime(src / "www/old.html", (946684800, 946684800))  # 2000-01-01
     summary = collect_json(
         tmp_path / "out",
@@ -287,6 +288,7 @@ def test_html_is_self_contained_and_its_screenshot_shows_the_timeline(
     for external in ("<script", "src=", "href=", "@import", "url("):
         assert external not in html
     assert "<svg" in html and "<title>" in html
+    assert "&lt;script&gt;alert(1)&lt;b&gt;.php" in html  # names are escaped
     shot = tmp_path / "shot.png"
     profile = tmp_path / "profile"
     profile.mkdir()
@@ -322,3 +324,23 @@ def test_html_is_self_contained_and_its_screenshot_shows_the_timeline(
         assert near, f"no #{hex_colour} dot in the screenshot"
     if os.environ.get("PRESERVE_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["PRESERVE_KEEP_SCREENSHOT"])
+
+
+def test_interrupted_journal_marks_unsealed_findings(planted: Path, tmp_path: Path) -> None:
+    evidence = copy_evidence(planted, tmp_path / "cut")
+    lines = (evidence / "custody.jsonl").read_bytes().splitlines(keepends=True)
+    records = journal_records(evidence)
+    last_artifact = max(
+        r["seq"] for r in records if r["type"] == "artifact" and r["collector"] == "files"
+    )
+    (evidence / "custody.jsonl").write_bytes(b"".join(lines[: last_artifact + 1]))
+    result = report(evidence, "--format", "json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["collection"]["status"] == "unfinished (no end record)"
+    assert any("unsealed tail" in p for p in data["verification"]["problems"])
+    files = next(f for f in data["findings"] if f["category"] == "files")
+    assert files["unverified"] and all(
+        "(unsealed record)" in u or u.startswith("artifacts/") for u in files["unverified"]
+    )
+    assert any("(unsealed record)" in u for u in files["unverified"])

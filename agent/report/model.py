@@ -116,15 +116,19 @@ def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
     }
 
 
-def _mark_unverified(report: dict[str, Any], bad: set[str]) -> None:
-    """A finding that rests on a file which failed verification says so itself, so it
-    cannot be quoted without its caveat."""
+def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) -> None:
+    """A finding that rests on a file which failed verification, or on a journal record
+    no valid seal covers, says so itself, so it cannot be quoted without its caveat."""
     for f in report["findings"]:
-        broken = sorted({r["artifact"] for r in f["refs"] if r.get("artifact") in bad})
-        f["unverified"] = broken
+        broken: list[str] = []
         for r in f["refs"]:
-            if r.get("artifact") in bad:
+            seq = r.get("seq")
+            unsealed = isinstance(seq, int) and (sealed is None or seq > sealed)
+            if r.get("artifact") in bad or unsealed:
                 r["verified"] = False
+                what = r.get("artifact") or f"journal seq {seq}"
+                broken.append(what + (" (unsealed record)" if unsealed else ""))
+        f["unverified"] = sorted(set(broken))
 
 
 def build(
@@ -175,6 +179,10 @@ def build(
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }
-    _mark_unverified(report, {f.path for f in ev.verification.file_problems})
+    _mark_unverified(
+        report,
+        {f.path for f in ev.verification.file_problems},
+        ev.verification.sealed_through,
+    )
     report["worksheet"] = worksheet.build(report)
     return report

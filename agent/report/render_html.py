@@ -166,7 +166,7 @@ def render(r: dict[str, Any]) -> str:
             _e(f["title"])
             + (
                 f'<br><span class="gap">UNVERIFIED: rests on {_e(", ".join(f["unverified"]))}'
-                ", which failed verification</span>"
+                ", which did not pass verification</span>"
                 if f.get("unverified")
                 else ""
             )

@@ -100,7 +100,7 @@ def render(r: dict[str, Any]) -> str:
         out.append(f"- **[{f['severity'].upper()}] {f['category']}**: {_esc(f['title'])}{when}")
         if f.get("unverified"):
             out.append(
-                f"  - **UNVERIFIED: rests on {', '.join(f['unverified'])}, which failed "
+                f"  - **UNVERIFIED: rests on {', '.join(f['unverified'])}, which did not pass "
                 "verification**"
             )
         out += [f"  - {_esc(d)}" for d in f["details"]]

@@ -50,6 +50,8 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         "note": start.get("note"),
         "host": (start.get("host") or {}).get("hostname"),
         "tool": f"{tool.get('name', '?')} {tool.get('version', '?')}",
+        "python": tool.get("python"),
+        "kit": start.get("kit") or tool.get("kit"),
         "tool_code_sha256": tool.get("code_sha256"),
         "report_tool": f"preserve {__version__}",
         "signer_fingerprint": r.signer_fingerprint,
@@ -143,10 +145,15 @@ def build(
     duties = deadlines.load(deadlines_file)
     started = ev.start.get("time")
     end = next((r for r in reversed(ev.records) if r.get("type") == "end"), None)
-    detected_ns = to_ns(detected_at) if detected_at else to_ns(started)
-    if detected_ns is None:
-        raise ValueError(f"--detected-at: cannot read {detected_at!r} as a UTC time")
     now_ns = now_ns or time.time_ns()
+    if detected_at:
+        detected_ns, source = to_ns(detected_at), "--detected-at"
+        if detected_ns is None:
+            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
+    elif to_ns(started) is not None:
+        detected_ns, source = to_ns(started), "collection start (default)"
+    else:  # no readable start record (damaged journal): say so rather than guess quietly
+        detected_ns, source = now_ns, "report time: the journal has no readable start time"
     found = findings.collect(ev, v, detected_ns, expected_ports)
     report: dict[str, Any] = {
         "format": "preserve-report/1",
@@ -175,7 +182,7 @@ def build(
         "deadlines": {
             "disclaimer": deadlines.DISCLAIMER,
             "detected_at": utc_text(detected_ns),
-            "detected_at_source": "--detected-at" if detected_at else "collection start (default)",
+            "detected_at_source": source,
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }

@@ -53,7 +53,8 @@ def render(r: dict[str, Any]) -> str:
     out += [
         f"- Case: {_esc(k['case'])}; examiner: {_esc(k['examiner'])}; note: {_esc(k['note'])}",
         f"- Host: {_esc(k['host'])}; tool: {_esc(k['tool'])} (code SHA-256 "
-        f"`{_esc(k['tool_code_sha256'])}`)",
+        f"`{_esc(k['tool_code_sha256'])}`), Python {_esc(k.get('python'))}"
+        + (f", kit {_esc(k['kit'])}" if k.get("kit") else ""),
         f"- Signer fingerprint: `{_esc(k['signer_fingerprint_grouped'])}`"
         + (" (ephemeral key)" if k.get("ephemeral_key") else ""),
         f"- Collected {_esc(c['started'])} to {_esc(c['ended'])}: {_esc(c['status'])}; "

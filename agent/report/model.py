@@ -10,7 +10,16 @@ from typing import Any
 from manifests.signing import grouped
 
 from .. import __version__
-from . import deadlines, findings, timeline, volatile, worksheet
+from . import (
+    deadlines,
+    findings,
+    from_journal,
+    from_logins,
+    from_volatile,
+    timeline,
+    volatile,
+    worksheet,
+)
 from .evidence import Evidence, load, to_ns, utc_text
 
 
@@ -118,6 +127,21 @@ def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
     }
 
 
+def _findings(
+    ev: Evidence, v: volatile.Volatile, reference_ns: int, expected_ports: frozenset[int]
+) -> findings.Findings:
+    """Every category in order; each adds findings, or a gap saying why it could not."""
+    out = findings.Findings()
+    from_volatile.processes(ev, v, out)
+    from_volatile.listeners(v, expected_ports, out)
+    from_volatile.connections(v, out)
+    from_logins.logins(ev, v, out)
+    from_journal.recent_files(ev, reference_ns, out)
+    from_journal.actions(ev, out)
+    from_journal.errors(ev, out)
+    return out
+
+
 def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) -> None:
     """A finding that rests on a file which failed verification, or on a journal record
     no valid seal covers, says so itself, so it cannot be quoted without its caveat."""
@@ -154,7 +178,7 @@ def build(
         detected_ns, source = to_ns(started), "collection start (default)"
     else:  # no readable start record (damaged journal): say so rather than guess quietly
         detected_ns, source = now_ns, "report time: the journal has no readable start time"
-    found = findings.collect(ev, v, detected_ns, expected_ports)
+    found = _findings(ev, v, detected_ns, expected_ports)
     report: dict[str, Any] = {
         "format": "preserve-report/1",
         "generated": utc_text(now_ns),

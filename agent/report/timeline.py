@@ -13,7 +13,8 @@ from typing import Any
 
 from . import logins, volatile
 from .evidence import Evidence, to_ns, utc_text
-from .findings import Findings, suspicious_exe, to_year
+from .findings import Findings, to_year
+from .from_volatile import suspicious_exe
 
 # Lanes, in drawing order (top to bottom).
 LANES = ("host", "logins", "processes", "logs", "files", "collection", "custody", "errors")

@@ -140,3 +140,6 @@ def test_findings_from_volatile_state_link_their_records(suspects: dict, tmp_pat
 
     md = preserve("report", ev, "--format", "md").stdout.decode()
     assert f"pid {suspects['implant']} (implant)" in md
+
+    body = preserve("export", ev, "--format", "bodyfile").stdout.decode()
+    assert f"implant (deleted) (via /proc/{suspects['implant']}/exe)|" in body

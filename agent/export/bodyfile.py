@@ -9,12 +9,15 @@ file, with the metadata its *source* had on the host when it was copied.
   so one file is always one line with 11 fields.
 - times: whole seconds since the epoch (UTC); crtime is 0 (Linux ``stat`` gives no birth
   time here).
-- Files the tool generated (JSON snapshots) have no host metadata and are not listed.
+- Files the tool generated (JSON snapshots) have no host metadata and are not listed;
+  a deleted executable copied through ``/proc/PID/exe`` is named ``EXE (via /proc/PID/exe)``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..report.evidence import source_name
 
 
 def _name(path: str) -> str:
@@ -43,7 +46,7 @@ def line(a: dict[str, Any]) -> str | None:
         str(x)
         for x in (
             a.get("sha256") or 0,
-            _name(str(src["path"])),
+            _name(source_name(a)),
             st.get("ino", 0),
             st.get("mode_text", "----------"),
             st.get("uid", 0),

@@ -56,6 +56,16 @@ def utc_text(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def source_name(artifact: dict[str, Any]) -> str:
+    """The host path an artifact was copied from, for people: a deleted executable copied
+    through ``/proc/PID/exe`` is named by the executable's path (kept in its record)."""
+    path = str((artifact.get("source") or {}).get("path") or artifact.get("path"))
+    exe = artifact.get("exe")
+    if path.startswith("/proc/") and path.endswith("/exe") and isinstance(exe, str) and exe:
+        return f"{exe} (via {path})"
+    return path
+
+
 @dataclass
 class Evidence:
     root: Path

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evidence import Evidence, to_ns, utc_text
+from .evidence import Evidence, source_name, to_ns, utc_text
 from .findings import HIGH, INFO, MAX_LISTED, RECENT_DAYS, Finding, Findings
 
 
@@ -32,7 +32,7 @@ def recent_files(ev: Evidence, reference_ns: int, out: Findings) -> None:
             f"{len(recent)} preserved file(s) modified since {utc_text(reference_ns - window)}"
             f" ({RECENT_DAYS} days before detection)",
             [{"artifact": art["path"], "seq": art.get("seq")} for _, art in shown],
-            [f"{utc_text(m)} {art['source'].get('path')}" for m, art in shown]
+            [f"{utc_text(m)} {source_name(art)}" for m, art in shown]
             + (
                 [f"... and {len(recent) - MAX_LISTED} more (see the timeline)"]
                 if len(recent) > MAX_LISTED

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import logins, volatile
-from .evidence import Evidence, to_ns, utc_text
+from .evidence import Evidence, source_name, to_ns, utc_text
 from .findings import Findings, to_year
 from .from_volatile import suspicious_exe
 
@@ -112,9 +112,7 @@ def _file_events(ev: Evidence) -> tuple[list[Event], int]:
         except (TypeError, ValueError):
             continue
         rows.append(
-            Event(
-                ns, "files", f"modified: {art['source'].get('path')}", art.get("seq"), art["path"]
-            )
+            Event(ns, "files", f"modified: {source_name(art)}", art.get("seq"), art["path"])
         )
     rows.sort(key=lambda e: -e.ns)
     return rows[:MAX_FILES], max(0, len(rows) - MAX_FILES)

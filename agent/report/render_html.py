@@ -22,7 +22,7 @@ code{font:12px ui-monospace,monospace;word-break:break-all}
 .sev-high{color:#b91c1c;font-weight:bold}.sev-medium{color:#b45309;font-weight:bold}
 .sev-info{color:#374151}.gap{color:#b91c1c;font-weight:bold}.notable{font-weight:bold}
 .legal{border-left:4px solid #b45309;padding-left:.6em}
-.stamp{display:none}
+.stamp{display:none}svg{max-width:100%;height:auto}
 @media print{body{margin:0;max-width:none}.stamp{display:block;position:fixed;top:0;left:0;right:0;
 text-align:center;background:#fee2e2;color:#7f1d1d;border-bottom:2px solid #b91c1c;font-weight:bold}
 section{break-inside:auto}h2{break-after:avoid}svg{max-width:100%;height:auto}

@@ -10,7 +10,9 @@ import click
 from . import __version__
 from .commands.collect import collection_options, run_collection
 from .commands.custody import custody
+from .commands.export import export_command
 from .commands.keygen import keygen
+from .commands.report import report_command
 from .commands.verify import verify_command
 
 
@@ -34,12 +36,14 @@ def cli(ctx: click.Context, **options: Any) -> None:
 cli.add_command(keygen)
 cli.add_command(custody)
 cli.add_command(verify_command)
+cli.add_command(report_command)
+cli.add_command(export_command)
 
 
 def main(args: list[str] | None = None) -> None:
     debug = "--debug" in (args if args is not None else sys.argv)
     try:
-        # Outside standalone mode click returns ctx.exit()'s code instead of raising.
+        # Without standalone mode, click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="preserve", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -51,7 +55,7 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(2)
     except click.ClickException as e:
         e.show()
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except Exception as e:
         if debug:
             raise

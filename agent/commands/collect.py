@@ -23,8 +23,10 @@ from ..params import ByteSize, Duration, split_names
 from ..watch import make_watch_hook
 
 
-class UsageProblem(click.UsageError):
-    """Exit 2: nothing was collected."""
+class UsageProblem(click.ClickException):
+    """Exit 2: a usage or configuration problem; nothing was collected."""
+
+    exit_code = 2
 
 
 def collection_options(f: Any) -> Any:
@@ -65,6 +67,11 @@ def collection_options(f: Any) -> Any:
             type=Duration(),
             help="After collecting, keep preserving what logs append, rotate or lose, for "
             "this long (90, 90s, 15m, 2h; Ctrl-C ends it early).",
+        ),
+        click.option(
+            "--collect-env",
+            is_flag=True,
+            help="Also record process environment variables (they often hold secrets).",
         ),
         click.option(
             "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
@@ -116,6 +123,14 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
         ("Status", outcome.status),
         ("Items", f"{c['stored']} stored, {c['skipped']} skipped, {c['failed']} failed"),
     ]
+    if c["failed"]:
+        rows.append(
+            (
+                "Failed items",
+                "each is an 'error' record in custody.jsonl (reason "
+                "included); the rest of the evidence is complete and sealed",
+            )
+        )
     rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
@@ -163,7 +178,12 @@ def run_collection(
         raise UsageProblem("--watch needs a positive duration such as 90s, 15m or 2h")
     if watch is not None and "logs" not in names and not raw_paths:
         raise UsageProblem("--watch follows log sources: run the logs collector or give --path")
-    options = Options(paths=raw_paths, max_file_size=max_file_size, profile=profile)
+    options = Options(
+        paths=raw_paths,
+        max_file_size=max_file_size,
+        profile=profile,
+        collect_env=bool(extra.get("collect_env")),
+    )
     options.extra["log_profile"] = log_profile
     # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR) they
     # are extra log sources. Either way the watch follows them.

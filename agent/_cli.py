@@ -10,7 +10,9 @@ import click
 from . import __version__
 from .commands.collect import check_kit_or_refuse, collection_options, run_collection
 from .commands.custody import custody
+from .commands.export import export_command
 from .commands.keygen import keygen
+from .commands.report import report_command
 from .commands.selfcheck import selfcheck
 from .commands.verify import verify_command
 
@@ -37,6 +39,8 @@ def cli(ctx: click.Context, **options: Any) -> None:
 cli.add_command(keygen)
 cli.add_command(custody)
 cli.add_command(verify_command)
+cli.add_command(report_command)
+cli.add_command(export_command)
 cli.add_command(selfcheck)
 
 

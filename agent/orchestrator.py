@@ -189,7 +189,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         if config.after_collect:
             number += 1
             console.stage(number, total, "watching")
-            extra.update(config.after_collect(ctx, console))
+            watched = config.after_collect(ctx, console)
+            rows = extra.get("summary_rows", []) + watched.pop("summary_rows", [])
+            extra.update(watched, summary_rows=rows)
     except OutputFull:
         status = "stopped: output disk full"
         console.error(
@@ -208,6 +210,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
+    # Collectors may add closing-box rows too (e.g. the volatile snapshot's red flags).
+    if ctx.shared.get("summary_rows"):
+        extra["summary_rows"] = [*ctx.shared["summary_rows"], *extra.get("summary_rows", [])]
     return RunOutcome(
         root,
         config.signer.fingerprint,

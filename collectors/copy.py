@@ -61,14 +61,15 @@ class Counters:
         }
 
 
-def _open_source(path: bytes) -> int:
+def _open_source(path: bytes, follow: bool = False) -> int:
+    flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
     try:
-        return os.open(path, _READ_FLAGS | _NOATIME)
+        return os.open(path, flags | _NOATIME)
     except PermissionError:
         if not _NOATIME:
             raise
         # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        return os.open(path, _READ_FLAGS)
+        return os.open(path, flags)
 
 
 def _is_zero(buf: bytearray, n: int) -> bool:
@@ -253,16 +254,22 @@ class CopyEngine:
         collector: str,
         limit: int | None = None,
         offset: int = 0,
+        magic_link: bool = False,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Copy one file; returns its artifact record, or None if skipped or failed.
 
         ``offset``/``limit`` copy a byte range (log increments); by default the whole
-        file as it was at open."""
+        file as it was at open.
+
+        ``magic_link=True`` is for kernel "magic" links such as ``/proc/PID/exe``, which
+        reach a file even after it was deleted or replaced on disk: the link is followed
+        (``stat``, and ``open`` without ``O_NOFOLLOW``), and the descriptor must still be
+        the regular file that ``stat`` saw. Never pass it for paths an attacker can plant."""
         if self.full.is_set():
             return None
         try:
-            before = os.lstat(source)
+            before = os.stat(source) if magic_link else os.lstat(source)
         except FileNotFoundError:
             self.record_error(collector, source, "vanished before it could be read")
             return None
@@ -292,7 +299,7 @@ class CopyEngine:
             )
             return None
         try:
-            fd = _open_source(source)
+            fd = _open_source(source, follow=magic_link)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink after lstat
                 self.record_skip(collector, source, "symlink: not followed")
@@ -307,6 +314,51 @@ class CopyEngine:
             return self._copy_open(fd, before, source, rel, collector, limit, offset, fields)
         finally:
             os.close(fd)
+
+    def reserve(self, rel: str) -> str:
+        """Claim a stored path for a file an external command will write (then ``adopt``)."""
+        rel = self._claim(rel)
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        return rel
+
+    def adopt(self, rel: str, collector: str, **fields: Any) -> dict[str, Any] | None:
+        """Journal a file that a command run by the tool wrote inside the evidence directory
+        (``wevtutil epl``, ``log collect``): hash it as it is and make it read-only."""
+        path = self.root / rel
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            self.record_error(
+                collector,
+                None,
+                f"output of the command is missing: {e.strerror}",
+                stored_path=rel,
+                **fields,
+            )
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self.record_error(
+                    collector,
+                    None,
+                    "command output is not a regular file",
+                    stored_path=rel,
+                    **fields,
+                )
+                return None
+            h = hashlib.sha256()
+            size = 0
+            while chunk := os.read(fd, CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            os.fchmod(fd, 0o444)
+        finally:
+            os.close(fd)
+        self.counters.add(stored=1, bytes=size)
+        return self.journal.append(
+            "artifact", collector=collector, path=rel, size=size, sha256=h.hexdigest(), **fields
+        )
 
     def _copy_open(
         self,

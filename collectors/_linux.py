@@ -8,7 +8,6 @@ a skipped source (absent) or a failure (denied). No host binaries are run here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import ipaddress
 import os
@@ -372,7 +371,8 @@ _TIME_ERROR = 5
 def ntp_state() -> dict[str, Any]:
     """The kernel's NTP discipline state via ``adjtimex(2)`` with ``modes = 0`` (a pure
     read, allowed to any user): the same source ``timedatectl`` reports from."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The process's own libc: find_library would run the host's /sbin/ldconfig.
+    libc = ctypes.CDLL(None, use_errno=True)
     tx = _Timex()
     state = libc.adjtimex(ctypes.byref(tx))
     if state < 0:

@@ -548,3 +548,29 @@ def test_a_library_the_host_preloads_into_the_kit_is_reported_and_journaled(
         capture_output=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert b"WARNING: the host's loader added code" in check.stdout
+
+
+def test_no_bundled_library_searches_outside_the_kit(kit: Path) -> None:
+    """A build-machine RUNPATH (pyenv's libpython has one) would make the host's loader
+    look for libraries in a directory an attacker can plant files in."""
+    if not shutil.which("readelf"):
+        pytest.skip("readelf (binutils) is not installed")
+    elf = [p for p in kit.rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x7fELF"]
+    assert len(elf) > 20
+    bad = {}
+    for path in elf:
+        out = subprocess.run(["readelf", "-d", path], capture_output=True, timeout=60).stdout
+        for value in re.findall(rb"Library r(?:un)?path: \[([^\]]*)\]", out):
+            if any(not part.startswith(b"$ORIGIN") for part in value.split(b":")):
+                bad[str(path.relative_to(kit))] = value
+    assert bad == {}
+
+
+def test_glibc_floor_is_plausible_for_this_host(kit: Path) -> None:
+    """The kit just ran here, so its floor cannot be above this host's glibc; and the
+    bootloader alone needs 2.14, so a floor below that means the scan found nothing."""
+    floor = tuple(
+        int(x) for x in json.loads((kit / "KIT.json").read_text())["glibc_floor"].split(".")
+    )
+    host = tuple(int(x) for x in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split("."))
+    assert (2, 14) <= floor <= host

@@ -50,6 +50,12 @@ def _text(value: str) -> str:
     return os.fsencode(value).decode("utf-8", "backslashreplace")
 
 
+def _info_text(value: object) -> str | None:
+    """A KIT.json value for the journal: whatever a modified kit put there, text or None
+    (the journal takes no floats)."""
+    return None if value is None else _text(str(value))
+
+
 class KitModifiedError(Exception):
     """The kit's files do not match its signed sums; running it would be untrustworthy."""
 
@@ -88,8 +94,8 @@ class KitCheck:
     def journal_fields(self, override: bool) -> dict[str, Any]:
         """The ``kit`` field of the journal's start record: which build collected."""
         return {
-            "version": self.info.get("version"),
-            "built": self.info.get("built"),
+            "version": _info_text(self.info.get("version")),
+            "built": _info_text(self.info.get("built")),
             "path": _text(str(self.kit)),
             "sums_sha256": self.sums_sha256,
             "key_fingerprint": self.fingerprint,
@@ -171,7 +177,11 @@ def _listed_files(kit: Path) -> tuple[set[str], list[str]]:
             dirnames[:] = [d for d in dirnames if d != EVIDENCE]
         for name in dirnames + filenames:
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            try:
+                mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            except OSError as e:
+                problems.append(f"{rel}: unreadable ({e.strerror or e})")
+                continue
             if stat.S_ISLNK(mode):
                 problems.append(f"{rel}: is a symlink (the kit has none)")
             elif stat.S_ISREG(mode) and rel not in UNSUMMED:
@@ -192,7 +202,10 @@ def check_kit(kit: Path, pin_fingerprint: str | None = None) -> KitCheck:
     """Check the kit's signature and every file against its signed sums."""
     result = KitCheck(kit)
     try:
-        result.info = json.loads((kit / KIT_INFO).read_bytes())
+        info = json.loads((kit / KIT_INFO).read_bytes())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        result.info = info
     except (OSError, ValueError) as e:
         result.problems.append(f"{KIT_INFO}: unreadable ({e})")
     try:

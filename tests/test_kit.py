@@ -574,3 +574,19 @@ def test_glibc_floor_is_plausible_for_this_host(kit: Path) -> None:
     )
     host = tuple(int(x) for x in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split("."))
     assert (2, 14) <= floor <= host
+
+
+def test_a_hostile_kit_description_cannot_break_the_journal(kit: Path, tmp_path: Path) -> None:
+    """With the override, whatever a modified KIT.json says is recorded as text."""
+    copy = kit_copy(kit, tmp_path / "kit")
+    info = copy / "KIT.json"
+    info.chmod(0o644)
+    info.write_text(json.dumps({"version": 1.5, "built": ["x"]}))
+    src = fixture_tree(tmp_path)
+    run = run_kit(
+        copy, "preserve", "--json", "-o", tmp_path / "out", "--only", "files", "--path", src,
+        OVERRIDE, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
+    kit_field = start_record(Path(json.loads(run.stdout)["evidence_dir"]))["kit"]
+    assert kit_field["version"] == "1.5" and kit_field["check"] == "modified"

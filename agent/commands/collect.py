@@ -16,6 +16,8 @@ from manifests.errors import ManifestError
 from manifests.signing import Signer, grouped
 
 from ..console import Console
+from ..isolation import cli as isolation_cli
+from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..params import ByteSize, split_names
@@ -59,6 +61,7 @@ def collection_options(f: Any) -> Any:
         ),
         click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
+        *isolation_cli.OPTIONS,
     ]
     for option in reversed(options):
         f = option(f)
@@ -130,6 +133,9 @@ def run_collection(
     **extra: Any,
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
+    isolation = isolation_cli.prepare(extra, "preserve")
+    if isolation is not None and isolation.dry:
+        return show_dry_run(isolation, json_mode)
     if output is None:
         raise UsageProblem(
             "say where to put the evidence, e.g. -o /media/kit/evidence "
@@ -161,6 +167,7 @@ def run_collection(
         examiner=examiner,
         note=note,
         argv=sys.argv,
+        after_volatile=isolation,
     )
     if signer.ephemeral:
         console.info(

@@ -11,6 +11,7 @@ from . import __version__
 from .commands.collect import collection_options, run_collection
 from .commands.custody import custody
 from .commands.keygen import keygen
+from .commands.release import release
 from .commands.verify import verify_command
 
 
@@ -33,13 +34,15 @@ def cli(ctx: click.Context, **options: Any) -> None:
 
 cli.add_command(keygen)
 cli.add_command(custody)
+cli.add_command(release)
 cli.add_command(verify_command)
 
 
 def main(args: list[str] | None = None) -> None:
     debug = "--debug" in (args if args is not None else sys.argv)
     try:
-        cli.main(args=args, prog_name="preserve", standalone_mode=False)
+        # Without standalone mode, click returns ctx.exit()'s code instead of raising it.
+        code = cli.main(args=args, prog_name="preserve", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.Abort:
@@ -56,4 +59,4 @@ def main(args: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {type(e).__name__}: {e} (run again with --debug for details)", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

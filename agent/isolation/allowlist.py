@@ -140,9 +140,7 @@ def ssh_peer(environ: dict[str, str]) -> AllowEntry | None:
     return AllowEntry(net, int(fields[3]), "SSH_CONNECTION")
 
 
-def build_allowlist(
-    values: list[str], environ: dict[str, str], keep_ssh: bool
-) -> list[AllowEntry]:
+def build_allowlist(values: list[str], environ: dict[str, str], keep_ssh: bool) -> list[AllowEntry]:
     entries: list[AllowEntry] = []
     for value in values:
         entries.extend(parse_allow(value))

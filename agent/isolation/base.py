@@ -28,7 +28,7 @@ from .allowlist import AllowEntry
 
 COMMAND_TIMEOUT = 20.0
 OUTPUT_LIMIT = 256 * 1024  # per stream, in the journal
-PROBE_TIMEOUT = 1.0
+PROBE_TIMEOUT = 0.5
 # Documentation ranges (RFC 5737, RFC 3849): never a real peer, so a probe cannot harm.
 DEFAULT_PROBES = ("192.0.2.1:9", "[2001:db8::1]:9")
 
@@ -232,40 +232,67 @@ def parse_probe(text: str) -> tuple[str, int]:
 
 
 def probe(address: str, port: int, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
-    """Try a TCP connection that the cut must stop, and classify what happened.
+    """Send to an address the cut must stop, and classify what happened.
 
-    ``blocked-locally`` (EPERM/EACCES from connect) is the proof a packet filter gives:
-    the kernel refused to send the SYN. ``no-route`` means nothing is reachable that way
-    at all. ``timeout`` means the SYN may have left the host (no local proof).
-    ``refused``/``connected`` mean the cut does not hold."""
+    A UDP datagram first: a packet filter that drops it makes ``sendto`` fail at once
+    with EPERM, the kernel's own statement that the packet never left (``blocked-locally``;
+    a dropped TCP SYN gives no such error, connect just retransmits). ENETUNREACH means
+    nothing is reachable that way at all (``no-route``). Then a TCP connect with a short
+    timeout: ``connected`` or ``refused`` mean the cut does not hold; ``timeout`` alone
+    means packets may have left the host with no answer (no local proof)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     began = time.monotonic_ns()
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((address, port))
-        outcome, detail = "connected", "a connection was established"
-    except TimeoutError:
-        outcome, detail = "timeout", f"no answer within {timeout:g} s"
-    except OSError as e:
-        detail = os.strerror(e.errno) if e.errno else str(e)
-        if e.errno in (errno.EPERM, errno.EACCES):
-            outcome = "blocked-locally"
-        elif e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
-            outcome = "no-route"
-        elif e.errno == errno.ECONNREFUSED:
-            outcome = "refused"
-        else:
-            outcome = "error"
-    finally:
-        sock.close()
+    udp_outcome, udp_detail = _udp_probe(family, address, port)
+    tcp_outcome, tcp_detail = _tcp_probe(family, address, port, timeout)
+    if tcp_outcome in ("connected", "refused"):
+        outcome = tcp_outcome
+    elif udp_outcome in ("blocked-locally", "no-route"):
+        outcome = udp_outcome
+    else:
+        outcome = tcp_outcome
     return {
         "address": address,
         "port": port,
         "outcome": outcome,
-        "detail": detail,
+        "detail": f"udp: {udp_detail}; tcp: {tcp_detail}",
         "took_ms": (time.monotonic_ns() - began) // 1_000_000,
     }
+
+
+def _classify(e: OSError) -> tuple[str, str]:
+    detail = os.strerror(e.errno) if e.errno else str(e)
+    if e.errno in (errno.EPERM, errno.EACCES):
+        return "blocked-locally", detail
+    if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+        return "no-route", detail
+    if e.errno == errno.ECONNREFUSED:
+        return "refused", detail
+    return "error", detail
+
+
+def _udp_probe(family: int, address: str, port: int) -> tuple[str, str]:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(b"preserve isolation probe", (address, port))
+        return "sent", "datagram left the socket"
+    except OSError as e:
+        return _classify(e)
+    finally:
+        sock.close()
+
+
+def _tcp_probe(family: int, address: str, port: int, timeout: float) -> tuple[str, str]:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((address, port))
+        return "connected", "a connection was established"
+    except TimeoutError:
+        return "timeout", f"no answer within {timeout:g} s"
+    except OSError as e:
+        return _classify(e)
+    finally:
+        sock.close()
 
 
 def default_probes(allow: list[AllowEntry], routes: dict[str, Any]) -> list[tuple[str, int]]:

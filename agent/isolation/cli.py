@@ -16,7 +16,9 @@ from .engine import Isolation
 from .registry import MethodError, choose
 
 OPTIONS = [
-    click.option("--isolate", is_flag=True, help="Cut the host off the network after the volatile snapshot."),
+    click.option(
+        "--isolate", is_flag=True, help="Cut the host off the network after the volatile snapshot."
+    ),
     click.option(
         "--allow",
         "allow",
@@ -68,14 +70,18 @@ def prepare(options: dict[str, Any], ident: str) -> Isolation | None:
     """Pop the isolation options; None when --isolate was not given."""
     opts = {name: options.pop(name, None) for name in NAMES}
     if not opts["isolate"]:
-        used = [f"--{n.replace('_', '-')}" for n in NAMES[1:] if opts[n] and n != "isolation_method"]
+        used = [
+            f"--{n.replace('_', '-')}" for n in NAMES[1:] if opts[n] and n != "isolation_method"
+        ]
         if opts["isolation_method"] not in (None, "auto"):
             used.append("--isolation-method")
         if used:
             raise click.UsageError(f"{', '.join(used)} only make sense with --isolate")
         return None
     try:
-        allow = build_allowlist(list(opts["allow"] or ()), dict(os.environ), not opts["no_keep_ssh"])
+        allow = build_allowlist(
+            list(opts["allow"] or ()), dict(os.environ), not opts["no_keep_ssh"]
+        )
         probes = [parse_probe(p) for p in opts["probes"] or ()]
     except (AllowError, ValueError) as e:
         raise click.UsageError(str(e)) from e

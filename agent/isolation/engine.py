@@ -230,7 +230,9 @@ class Isolation:
         runner = Runner(self._journal_command)
         self.journal.append("action", action="isolation-lost", detail=detail)
         if self.console:
-            self.console.warn(f"the isolation was removed by another program ({detail}); re-applying")
+            self.console.warn(
+                f"the isolation was removed by another program ({detail}); re-applying"
+            )
         failures = self.method.apply(self.plan, runner)
         ok, detail = self.method.check(self.plan, runner)
         self.journal.append(
@@ -243,4 +245,3 @@ class Isolation:
         if not ok and self.console:
             self.console.error(f"re-applying the isolation failed: {detail}")
         return True
-

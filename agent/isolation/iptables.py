@@ -34,9 +34,7 @@ def chain_rules(family: int, builtin: str, request: Request) -> list[str]:
                 rules.append(f"{peer} {e.network} -p {proto} -m {proto} {side} {e.port} -j ACCEPT")
     if family == 6:
         for kind in ("135", "136"):  # neighbour solicitation/advertisement, link-local only
-            rules.append(
-                f"-p ipv6-icmp -m icmp6 --icmpv6-type {kind} -m hl --hl-eq 255 -j ACCEPT"
-            )
+            rules.append(f"-p ipv6-icmp -m icmp6 --icmpv6-type {kind} -m hl --hl-eq 255 -j ACCEPT")
     if request.allow_dns:
         side = "--sport" if inbound else "--dport"
         for proto in ("udp", "tcp"):
@@ -60,7 +58,9 @@ def restore_input(family: int, request: Request) -> str:
 def release_steps(tolerate: bool = False) -> list[Step]:
     steps = []
     for tool in TOOLS.values():
-        steps += [Step([tool, "-w", "5", "-D", b, "-j", c], tolerate=tolerate) for b, c in CHAINS.items()]
+        steps += [
+            Step([tool, "-w", "5", "-D", b, "-j", c], tolerate=tolerate) for b, c in CHAINS.items()
+        ]
         steps += [Step([tool, "-w", "5", "-F", c], tolerate=tolerate) for c in CHAINS.values()]
         steps += [Step([tool, "-w", "5", "-X", c], tolerate=tolerate) for c in CHAINS.values()]
     return steps

@@ -63,7 +63,9 @@ def _route_argv(route: dict[str, Any], family: int) -> list[str] | None:
     return argv
 
 
-def plan_for(before: dict[str, Any], mgr: dict[str, bool]) -> tuple[list[Step], list[Step], list[str]]:
+def plan_for(
+    before: dict[str, Any], mgr: dict[str, bool]
+) -> tuple[list[Step], list[Step], list[str]]:
     links = [
         link
         for link in before.get("addresses") or []

@@ -41,7 +41,7 @@ def _rules(direction: str, request: Request) -> list[str]:
     peer = "saddr" if inbound else "daddr"
     lo = 'iif "lo"' if inbound else 'oif "lo"'
     rules = [f"{lo} accept"]
-    for fam, ipkw, suffix in ((4, "ip", "4"), (6, "ip6", "6")):
+    for ipkw, suffix in (("ip", "4"), ("ip6", "6")):
         rules.append(f"{ipkw} {peer} @allow{suffix} accept")
         for side in ("dport", "sport"):
             rules.append(
@@ -49,9 +49,7 @@ def _rules(direction: str, request: Request) -> list[str]:
             )
     # IPv6 neighbour discovery (link-local only: hop limit 255 cannot have been routed);
     # without it an allowlisted IPv6 peer on the link is unreachable.
-    rules.append(
-        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept"
-    )
+    rules.append("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept")
     if request.allow_dns:
         side = "sport" if inbound else "dport"
         rules.append(f"meta l4proto {{ tcp, udp }} th {side} 53 accept")
@@ -156,7 +154,9 @@ class NftablesMethod(Method):
             if got["chains"].get(chain) != (HOOKS[chain], PRIORITY, "drop"):
                 problems.append(f"chain {chain} is {got['chains'].get(chain)}")
             elif got["rules"].get(chain, 0) != count:
-                problems.append(f"chain {chain} has {got['rules'].get(chain, 0)} rules, not {count}")
+                problems.append(
+                    f"chain {chain} has {got['rules'].get(chain, 0)} rules, not {count}"
+                )
         for name, count in want["sets"].items():
             if got["sets"].get(name) != count:
                 problems.append(f"set {name} has {got['sets'].get(name)} elements, not {count}")

@@ -64,10 +64,16 @@ def windows_plan(request: Request, saved_policy: str) -> Plan:
         Step(["netsh", "advfirewall", "export", saved_policy]),
         Step(["netsh", "advfirewall", "firewall", "set", "rule", "name=all", "new", "enable=no"]),
         Step(["netsh", "advfirewall", "set", "allprofiles", "state", "on"]),
-        Step([
-            "netsh", "advfirewall", "set", "allprofiles", "firewallpolicy",
-            "blockinbound,blockoutbound",
-        ]),  # fmt: skip
+        Step(
+            [
+                "netsh",
+                "advfirewall",
+                "set",
+                "allprofiles",
+                "firewallpolicy",
+                "blockinbound,blockoutbound",
+            ]
+        ),  # fmt: skip
     ]
     apply += [Step(argv) for argv in allow_rules(request)]
     release = [Step(["netsh", "advfirewall", "import", saved_policy])]
@@ -102,7 +108,7 @@ class WindowsMethod(Method):
 
     def check(self, plan: Plan, runner: Runner) -> tuple[bool, str]:
         out = runner.output(
-            ["netsh", "advfirewall", "firewall", "show", "rule", f"name=all"], "check"
+            ["netsh", "advfirewall", "firewall", "show", "rule", "name=all"], "check"
         )
         ours = [n for n in rule_names(out or "") if n.startswith(RULE_PREFIX)]
         want = [s.argv[5][5:] for s in plan.apply if s.argv[3:5] == ["add", "rule"]]

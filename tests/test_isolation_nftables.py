@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,7 +110,18 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert net.can("other", "10.231.3.2")
 
 
-def test_ssh_connection_keeps_the_responder_without_allow(net: Topology, tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short path: nft keeps 128 characters of comment, where the state path goes."""
+    path = Path(tempfile.mkdtemp(prefix="pv5-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_ssh_connection_keeps_the_responder_without_allow(net: Topology, short_tmp: Path) -> None:
+    tmp_path = short_tmp
     env = {"SSH_CONNECTION": f"10.231.1.2 50022 10.231.1.1 {7000}"}
     done, summary, _ = _isolate(net, tmp_path, env=env)
     assert summary["isolation"]["status"] == "in-force"
@@ -116,7 +129,12 @@ def test_ssh_connection_keeps_the_responder_without_allow(net: Topology, tmp_pat
     assert net.can("resp", "10.231.1.1")  # the SSH port stays open to the SSH peer
     assert not net.can("resp", "10.231.1.1", "udp", port=7005, timeout=0.5)
     assert not net.can("other", "10.231.2.1")
-    net.preserve("release", "-o", str(tmp_path / "out"))
+    # A bare 'preserve release' finds the saved state through the table's comment.
+    rel, _ = net.preserve("release")
+    assert rel.returncode == 0 and str(tmp_path / "out") in rel.stdout.decode()
+    state = json.loads(next((tmp_path / "out" / ".preserve-isolation").glob("*.json")).read_text())
+    assert state["status"] == "released" and state["release_results"][0]["exit_code"] == 0
+    assert net.can("other", "10.231.2.1")
 
     # --no-keep-ssh turns it off.
     done, summary, _ = _isolate(net, tmp_path / "b", "--no-keep-ssh", env=env)

@@ -47,6 +47,12 @@ def test_options_without_isolate_are_a_usage_error() -> None:
         iso_cli.prepare({"allow": ("10.0.0.1",), "dry_run": True}, "x")
 
 
+def test_isolate_without_root_is_refused_before_collecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(click.UsageError, match="needs root"):
+        iso_cli.prepare({"isolate": True, "isolation_method": "nftables"}, "x")
+
+
 def test_nft_ruleset_has_no_established_accept_and_dns_only_when_asked() -> None:
     plain = ruleset(Request(parse_allow("10.0.0.5")))
     assert "established" not in plain and "53" not in plain and "67" not in plain

@@ -43,6 +43,21 @@ def _found_on_host(runner: Runner) -> list[Step]:
     return steps
 
 
+def _hinted() -> list[tuple[Path | None, dict[str, Any]]]:
+    """No -o: the nftables table's comment names its state file on the kit."""
+    if not have("nft"):
+        return []
+    listing = Runner().output(["nft", "list", "table", "inet", nft.TABLE], "search")
+    hint = nft.state_hint(listing or "")
+    if hint is None:
+        return []
+    try:
+        saved = state_mod.load(Path(hint))
+    except (OSError, ValueError):
+        return []
+    return [(Path(hint), saved)] if saved.get("status") in state_mod.IN_FORCE else []
+
+
 def _targets(
     output: Path | None, state_file: Path | None, evidence: Path | None
 ) -> list[tuple[Path | None, dict[str, Any]]]:
@@ -52,7 +67,7 @@ def _targets(
         except (OSError, ValueError) as e:
             raise click.UsageError(f"cannot read --state {state_file}: {e}") from e
     search = output or (evidence.parent if evidence else None)
-    found = state_mod.find_in_force(search) if search else []
+    found = state_mod.find_in_force(search) if search else _hinted()
     if evidence is not None:
         mine = [(p, s) for p, s in found if Path(s.get("evidence_dir", "")) == evidence.resolve()]
         found = mine or found

@@ -44,6 +44,7 @@ class Request:
     allow_dhcp: bool = False
     probes: list[tuple[str, int]] = field(default_factory=list)
     ident: str = "preserve"
+    state_file: str | None = None  # where the release plan is saved on the kit
 
     def stays_open(self) -> list[str]:
         """Plain words for the summary: everything the cut leaves reachable."""

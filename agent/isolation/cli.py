@@ -85,11 +85,19 @@ def prepare(options: dict[str, Any], ident: str) -> Isolation | None:
         probes = [parse_probe(p) for p in opts["probes"] or ()]
     except (AllowError, ValueError) as e:
         raise click.UsageError(str(e)) from e
+    name = opts["isolation_method"] or "auto"
+    if not opts["dry_run"] and not name.startswith("exec:") and os.geteuid() != 0:
+        raise click.UsageError(
+            "--isolate changes the firewall and needs root; run it again with sudo "
+            "(nothing was collected)"
+        )
     warnings: list[str] = []
     try:
-        method = choose(opts["isolation_method"] or "auto", lambda n, e: warnings.append(n))
+        method = choose(name, lambda n, e: warnings.append(f"{n}: {e}"))
     except MethodError as e:
         raise click.UsageError(str(e)) from e
+    for warning in warnings:
+        click.echo(f"WARNING: isolation plug-in {warning} (skipped)", err=True)
     request = Request(
         allow=allow,
         allow_dns=bool(opts["allow_dns"]),

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from manifests.clock import utc_from_ns
 
 from . import state as state_mod
@@ -26,6 +28,14 @@ from .base import (
 EXIT_NOT_CONFIRMED = 4
 
 
+def process_start_ns() -> int:
+    """When this command started (wall clock), so the time to the cut counts everything."""
+    try:
+        return int(psutil.Process().create_time() * 1e9)
+    except (psutil.Error, OSError):
+        return time.time_ns()
+
+
 class Isolation:
     def __init__(self, method: Method, request: Request, user_probes: list[tuple[str, int]]):
         self.method = method
@@ -36,7 +46,7 @@ class Isolation:
         self.state: dict[str, Any] = {}
         self.journal: Any = None
         self.console: Any = None
-        self.started_ns = time.monotonic_ns()
+        self.started_ns = process_start_ns()
         self.cut_ns: int | None = None
 
     # --- dry run -------------------------------------------------------------------------
@@ -85,6 +95,8 @@ class Isolation:
 
     def _isolate(self, ctx: Any, console: Any) -> tuple[dict[str, Any], int]:
         self.request.ident = Path(ctx.root).name
+        self.state_file = state_mod.state_path(Path(ctx.root).parent.resolve(), self.request.ident)
+        self.request.state_file = str(self.state_file)
         quiet = Runner()
         before = before_state(quiet)
         ctx.journal.append(
@@ -115,8 +127,6 @@ class Isolation:
                 f"{self.method.name} cuts every connection, yours too: continue from the "
                 "console; undo with 'preserve release'"
             )
-        output = Path(ctx.root).parent
-        self.state_file = state_mod.state_path(output, Path(ctx.root).name)
         self.state = {
             "format": "preserve-isolation/1",
             "id": self.request.ident,
@@ -130,7 +140,7 @@ class Isolation:
         }
         self._save(status="applying")  # saved first: a crash mid-apply is still undoable
         failures = self.method.apply(plan, runner)
-        self.cut_ns = time.monotonic_ns()
+        self.cut_ns = time.time_ns()
         self._save(release=[s.to_dict() for s in plan.release])
         ok, detail = self.method.check(plan, runner)
         results = [probe(a, p) for a, p in probes]
@@ -156,6 +166,8 @@ class Isolation:
             state_file=str(self.state_file),
             release_plan=[s.to_dict() for s in plan.release],
             release_command=self.release_command(),
+            cut_at=utc_from_ns(self.cut_ns),
+            cut_after_ms=(self.cut_ns - self.started_ns) // 1_000_000,
         )
         self._report(console, status, detail, failures, results)
         ctx.periodic.append(self.recheck)

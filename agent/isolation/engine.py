@@ -45,6 +45,10 @@ def process_start_ns() -> int:
         return time.time_ns()
 
 
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 class Isolation:
     def __init__(self, method: Method, request: Request, user_probes: list[tuple[str, int]]):
         self.method = method
@@ -70,7 +74,7 @@ class Isolation:
             "allow": [e.to_dict() for e in self.request.allow],
             "stays_open": self.request.stays_open(),
             "plan": plan.to_dict(),
-            "probes": [f"{a}:{p}" if ":" not in a else f"[{a}]:{p}" for a, p in probes],
+            "probes": [_hostport(a, p) for a, p in probes],
         }
         if plan.method == "nftables":
             check = runner.run(Step(["nft", "-c", "-f", "-"], plan.apply[0].stdin), "dry-run")
@@ -200,7 +204,9 @@ class Isolation:
         took = ((self.cut_ns or 0) - self.started_ns) // 1_000_000
         for failure in failures:
             console.error(f"isolation command failed: {failure}")
-        probe_text = ", ".join(f"{r['address']}:{r['port']} {r['outcome']}" for r in results)
+        probe_text = ", ".join(
+            f"{_hostport(r['address'], r['port'])} {r['outcome']}" for r in results
+        )
         if status == "in-force":
             console.info(f"cut in force ({self.method.name}, {took} ms): {detail}")
             console.info(f"probe: {probe_text or 'none possible (no routes)'}")

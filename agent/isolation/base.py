@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,20 +180,25 @@ def have(tool: str) -> bool:
 
 
 def before_state(runner: Runner) -> dict[str, Any]:
-    """Addresses, routes and the full ruleset as they were, for the journal."""
-    state: dict[str, Any] = {}
-    for key, argv in (
-        ("addresses", ["ip", "-j", "address", "show"]),
-        ("routes_v4", ["ip", "-j", "-4", "route", "show", "table", "all"]),
-        ("routes_v6", ["ip", "-j", "-6", "route", "show", "table", "all"]),
-    ):
-        text = runner.output(argv, "before-state") if have("ip") else None
-        state[key] = _json_or_text(text)
+    """Addresses, routes and the full ruleset as they were, for the journal.
+
+    The reads run in parallel: they are on the path to the cut, which must be quick."""
+    reads: dict[str, list[str]] = {}
+    if have("ip"):
+        reads["addresses"] = ["ip", "-j", "address", "show"]
+        reads["routes_v4"] = ["ip", "-j", "-4", "route", "show", "table", "all"]
+        reads["routes_v6"] = ["ip", "-j", "-6", "route", "show", "table", "all"]
     if have("nft"):
-        state["nft_ruleset"] = runner.output(["nft", "list", "ruleset"], "before-state")
+        reads["nft_ruleset"] = ["nft", "list", "ruleset"]
     for tool in ("iptables-save", "ip6tables-save"):
         if have(tool):
-            state[tool] = runner.output([tool], "before-state")
+            reads[tool] = [tool]
+    with ThreadPoolExecutor(max_workers=max(len(reads), 1)) as pool:
+        texts = list(pool.map(lambda argv: runner.output(argv, "before-state"), reads.values()))
+    outputs = dict(zip(reads, texts, strict=True))
+    state: dict[str, Any] = {k: None for k in ("addresses", "routes_v4", "routes_v6")}
+    for key, text in outputs.items():
+        state[key] = _json_or_text(text) if key in state else text
     return state
 
 

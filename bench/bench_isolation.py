@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Time from command start to the network cut in force, measured from outside.
+
+A prober in the ``other`` namespace sends a UDP datagram to the host's echo server every
+2 ms and notes the wall time of the last echo it got. The time from spawning the command
+to that last echo is how long the host stayed reachable. Baseline, measured in the same
+run: ``nft -f`` of the very same ruleset, spawned the same way (the floor any nftables
+tool can reach). Needs root; builds and deletes its own network namespaces.
+
+    sudo .venv/bin/python bench/bench_isolation.py [RUNS]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from netns_topology import PORT, Topology  # noqa: E402
+
+PROBER = r"""
+import socket, sys, time, select
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+last = 0
+first = True
+stop = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < stop:
+    try:
+        s.sendto(b"p", (sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        pass
+    r, _, _ = select.select([s], [], [], 0.002)
+    if r:
+        try:
+            s.recv(16)
+            last = time.time_ns()
+            if first:
+                print("up", flush=True); first = False
+        except OSError:
+            pass
+print(last, flush=True)
+"""
+
+
+def measure(
+    topo: Topology, argv: list[str], window: float = 4.0
+) -> tuple[int, subprocess.CompletedProcess[bytes]]:
+    prober = subprocess.Popen(
+        ["ip", "netns", "exec", topo.ns["other"], sys.executable, "-c", PROBER,
+         "10.231.2.1", str(PORT + 1), str(window)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert prober.stdout is not None
+    line = prober.stdout.readline().strip()
+    assert line == b"up", line
+    t0 = time.time_ns()
+    done = subprocess.run(
+        ["ip", "netns", "exec", topo.ns["host"], *argv], capture_output=True, cwd=ROOT, timeout=60
+    )
+    last = int(prober.stdout.readline())
+    prober.wait(timeout=10)
+    return (last - t0) // 1_000_000, done
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    topo = Topology()
+    tmp = Path(tempfile.mkdtemp(prefix="pv5-bench-"))
+    try:
+        (tmp / "src").mkdir()
+        (tmp / "src" / "a").write_text("x")
+        cli = [sys.executable, "-c", "from agent._cli import main; main()"]
+        dry = subprocess.run(
+            ["ip", "netns", "exec", topo.ns["host"], *cli, "--isolate", "--dry-run", "--json",
+             "--allow", "10.231.1.2"],
+            capture_output=True, cwd=ROOT, check=True,
+        )  # fmt: skip
+        ruleset = json.loads(dry.stdout)["plan"]["apply"][0]["stdin"]
+        (tmp / "rules.nft").write_text(ruleset)
+        tool, base, reported = [], [], []
+        for i in range(runs):
+            out = tmp / f"out{i}"
+            ms, done = measure(topo, [*cli, "--json", "-o", str(out), "--only", "files",
+                                      "--path", str(tmp / "src"), "--isolate", "--allow", "10.231.1.2"])  # fmt: skip
+            summary = json.loads(done.stdout)
+            assert summary["isolation"]["status"] == "in-force", done.stderr
+            tool.append(ms)
+            reported.append(summary["isolation"]["cut_after_ms"])
+            topo.ex("host", *cli, "release", "-o", str(out))
+            ms, done = measure(topo, ["nft", "-f", str(tmp / "rules.nft")])
+            assert done.returncode == 0, done.stderr
+            base.append(ms)
+            topo.ex("host", "nft", "delete", "table", "inet", "preserve_isolation")
+        med_tool, med_base = statistics.median(tool), statistics.median(base)
+        print(f"runs: {runs}")
+        print(f"preserve --isolate, spawn to cut (from outside), ms: {tool}  median {med_tool:.0f}")
+        print(f"preserve's own cut_after_ms (process start to nft done): {reported}")
+        print(f"baseline nft -f same ruleset, spawn to cut, ms: {base}  median {med_base:.0f}")
+        print(f"ratio preserve/baseline: {med_tool / max(med_base, 1):.1f}x")
+        print(f"limit 2000 ms: {'met' if max(tool) < 2000 else 'MISSED'} (worst {max(tool)} ms)")
+    finally:
+        topo.close()
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

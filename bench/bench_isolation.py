@@ -90,8 +90,8 @@ def main() -> None:
         tool, base, reported = [], [], []
         for i in range(runs):
             out = tmp / f"out{i}"
-            ms, done = measure(topo, [*cli, "--json", "-o", str(out), "--only", "files",
-                                      "--path", str(tmp / "src"), "--isolate", "--allow", "10.231.1.2"])  # fmt: skip
+            argv = [*cli, "--json", "-o", str(out), "--only", "files", "--path", str(tmp / "src")]
+            ms, done = measure(topo, [*argv, "--isolate", "--allow", "10.231.1.2"])
             summary = json.loads(done.stdout)
             assert summary["isolation"]["status"] == "in-force", done.stderr
             tool.append(ms)

@@ -172,3 +172,59 @@ def test_exec_hook_contract(tmp_path: Path) -> None:
     finally:
         net.close()
     assert os.path.exists(hook)
+
+
+def test_link_down_plan_keeps_managers_off_and_restores_everything() -> None:
+    from agent.isolation.linkdown import plan_for
+
+    before = {
+        "addresses": [
+            {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "addr_info": []},
+            {
+                "ifname": "eth0",
+                "flags": ["BROADCAST", "UP"],
+                "addr_info": [
+                    {
+                        "family": "inet",
+                        "local": "10.0.0.5",
+                        "prefixlen": 24,
+                        "broadcast": "10.0.0.255",
+                    },
+                    {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
+                    {"family": "inet6", "local": "2001:db8::5", "prefixlen": 64, "scope": "global"},
+                ],
+            },
+            {"ifname": "eth1", "flags": ["BROADCAST"], "addr_info": []},  # already down
+        ],
+        "routes_v4": [
+            {"dst": "default", "gateway": "10.0.0.1", "dev": "eth0", "protocol": "static"}
+        ],
+        "routes_v6": [{"dst": "fe80::/64", "dev": "eth0"}],
+    }
+    apply, release, names = plan_for(before, {"networkmanager": True, "systemd_networkd": True})
+    assert names == ["eth0"]
+    assert [s.argv for s in apply] == [
+        ["nmcli", "device", "set", "eth0", "managed", "no"],
+        ["networkctl", "down", "eth0"],
+        ["ip", "link", "set", "dev", "eth0", "down"],
+    ]
+    assert [s.argv for s in release] == [
+        ["ip", "link", "set", "dev", "eth0", "up"],
+        ["ip", "-4", "address", "replace", "10.0.0.5/24", "dev", "eth0", "broadcast", "10.0.0.255"],
+        ["ip", "-6", "address", "replace", "2001:db8::5/64", "dev", "eth0", "nodad"],
+        [
+            "ip",
+            "-4",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "10.0.0.1",
+            "dev",
+            "eth0",
+            "proto",
+            "static",
+        ],
+        ["networkctl", "up", "eth0"],
+        ["nmcli", "device", "set", "eth0", "managed", "yes"],
+    ]

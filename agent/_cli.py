@@ -41,7 +41,7 @@ cli.add_command(verify_command)
 def main(args: list[str] | None = None) -> None:
     debug = "--debug" in (args if args is not None else sys.argv)
     try:
-        # Without standalone mode, click returns ctx.exit()'s code instead of raising it.
+        # Without standalone mode, click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="preserve", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -53,7 +53,7 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(2)
     except click.ClickException as e:
         e.show()
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except Exception as e:
         if debug:
             raise

@@ -51,7 +51,7 @@ class Console:
             self._line(f"      {text}")
 
     def warn(self, text: str) -> None:
-        if not self.silent:
+        if not self.quiet:
             self._line(self._style("WARNING: ", fg="yellow", bold=True) + text)
 
     def error(self, text: str) -> None:

@@ -6,9 +6,7 @@ writes ``SHA256SUMS`` from the journal's artifact records, seals, and writes the
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,6 @@ from manifests.durable import fsync_dir
 from manifests.journal import Journal
 from manifests.signing import Signer, public_key_pem
 from manifests.sums import format_sums
-
-RESERVE_BYTES = 4 * 1024 * 1024
 
 
 def safe_hostname() -> str:
@@ -42,29 +38,6 @@ def create_evidence_dir(output: Path) -> Path:
         fsync_dir(output)
         return candidate
     raise FileExistsError(f"could not create a new evidence directory under {output}")
-
-
-def reserve_space(root: Path) -> bool:
-    """Hold back a few MB so a full disk still leaves room to seal. False if impossible."""
-    path = root / layout.RESERVE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return False
-    try:
-        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-        os.posix_fallocate(fd, 0, min(RESERVE_BYTES, max(free // 4, 4096)))
-        return True
-    except OSError:
-        release_space(root)
-        return False
-    finally:
-        os.close(fd)
-
-
-def release_space(root: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(root / layout.RESERVE)
 
 
 def write_signer_pub(root: Path, signer: Signer) -> None:

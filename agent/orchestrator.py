@@ -105,10 +105,6 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     started_ns = time.time_ns()
     root = evidence.create_evidence_dir(config.output)
     evidence.write_signer_pub(root, config.signer)
-    if not evidence.reserve_space(root):
-        console.warn(
-            "could not reserve space on the output drive; a full disk may stop the final seal"
-        )
     runlog = RunLog(root / layout.LOG)
     log = runlog.logger
     journal = Journal.create(root / layout.JOURNAL, config.signer)
@@ -224,6 +220,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
+    # Collectors may add closing-box rows too (e.g. the volatile snapshot's red flags).
+    if ctx.shared.get("summary_rows"):
+        extra["summary_rows"] = [*ctx.shared["summary_rows"], *extra.get("summary_rows", [])]
     return RunOutcome(
         root,
         config.signer.fingerprint,
@@ -270,7 +269,6 @@ def _finish(
     try:
         engine.drain()
         engine.shutdown()
-        evidence.release_space(root)
         runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
         runlog.close()
         log_hash, log_size = sha256_path_nofollow(root / layout.LOG)

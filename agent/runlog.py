@@ -1,7 +1,7 @@
 """The run's structured log, ``collection.log``: structlog JSON lines inside the evidence.
 
 Writing it must never stop a collection: when the evidence drive fills up, log lines
-are dropped (and the journal, which has reserved space, says so) instead of raising."""
+are dropped (and the journal record of the log counts them) instead of raising."""
 
 from __future__ import annotations
 

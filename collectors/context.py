@@ -37,6 +37,9 @@ class CollectContext:
     # Called regularly by long-running phases (the --watch loop), e.g. to re-check that
     # network isolation still holds. Each must return quickly and never raise.
     periodic: list[Callable[[], None]] = field(default_factory=list)
+    # What one collector hands to a later one in the same run, e.g. the volatile snapshot
+    # that ``processes`` takes and ``network`` reuses so both describe the same moment.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def error(
         self, collector: str, reason: str, source: bytes | None = None, **fields: Any

@@ -34,6 +34,9 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
+# Free space always left on the output, so the journal, SHA256SUMS and the manifest can
+# still be written and sealed after collection stops for lack of room.
+SPACE_MARGIN = 4 * 1024 * 1024
 
 
 @dataclass
@@ -58,14 +61,15 @@ class Counters:
         }
 
 
-def _open_source(path: bytes) -> int:
+def _open_source(path: bytes, follow: bool = False) -> int:
+    flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
     try:
-        return os.open(path, _READ_FLAGS | _NOATIME)
+        return os.open(path, flags | _NOATIME)
     except PermissionError:
         if not _NOATIME:
             raise
         # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        return os.open(path, _READ_FLAGS)
+        return os.open(path, flags)
 
 
 def _is_zero(buf: bytearray, n: int) -> bool:
@@ -95,6 +99,8 @@ class CopyEngine:
         self.counters = Counters()
         self.full = threading.Event()
         self._taken: set[str] = set()
+        self._made_dirs: set[str] = set()
+        self._root_str = os.fspath(root)
         self._taken_lock = threading.Lock()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
@@ -139,26 +145,38 @@ class CopyEngine:
         return self._local.buf
 
     def _create(self, rel: str) -> int:
-        dest = self.root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = os.path.join(self._root_str, rel)
+        parent = os.path.dirname(dest)
+        if parent not in self._made_dirs:  # one mkdir per directory, not one per file
+            os.makedirs(parent, exist_ok=True)
+            self._made_dirs.add(parent)
         return os.open(
             dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
 
     def _discard(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / rel)
+            os.unlink(os.path.join(self._root_str, rel))
 
     def _out_of_space(self, collector: str, source: bytes | None, rel: str) -> None:
         self._discard(rel)
-        self.full.set()
-        self.record_error(
-            collector,
-            source,
-            "output disk full (ENOSPC): collection stopped",
-            errno="ENOSPC",
-            stored_path=rel,
-        )
+        if not self.full.is_set():
+            self.full.set()
+            self.record_error(
+                collector,
+                source,
+                "output disk full: collection stopped",
+                errno="ENOSPC",
+                stored_path=rel,
+            )
+
+    def _room_for(self, size: int, collector: str, source: bytes | None, rel: str) -> bool:
+        """Stop before the output is full, keeping SPACE_MARGIN for the seal."""
+        st = os.statvfs(self.root)
+        if st.f_bavail * st.f_frsize - size >= SPACE_MARGIN:
+            return True
+        self._out_of_space(collector, source, rel)
+        return False
 
     # -- generated artifacts ---------------------------------------------------------
 
@@ -167,6 +185,8 @@ class CopyEngine:
         if self.full.is_set():
             return None
         rel = self._claim(rel)
+        if not self._room_for(len(data), collector, None, rel):
+            raise OutputFull()
         try:
             fd = self._create(rel)
             try:
@@ -196,10 +216,19 @@ class CopyEngine:
         if self.full.is_set():
             return
         self._slots.acquire()
-        future = self._pool.submit(self.preserve, source, rel, collector, **fields)
+        future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
         with self._pending_lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
+
+    def _preserve_guarded(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
+        """A background copy must never fail silently: any surprise becomes an error record."""
+        try:
+            self.preserve(source, rel, collector, **fields)
+        except Exception as e:
+            self.record_error(
+                collector, source, f"internal error while copying: {type(e).__name__}: {e}"
+            )
 
     def _done(self, future: Future[Any]) -> None:
         self._slots.release()
@@ -225,16 +254,22 @@ class CopyEngine:
         collector: str,
         limit: int | None = None,
         offset: int = 0,
+        magic_link: bool = False,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Copy one file; returns its artifact record, or None if skipped or failed.
 
         ``offset``/``limit`` copy a byte range (log increments); by default the whole
-        file as it was at open."""
+        file as it was at open.
+
+        ``magic_link=True`` is for kernel "magic" links such as ``/proc/PID/exe``, which
+        reach a file even after it was deleted or replaced on disk: the link is followed
+        (``stat``, and ``open`` without ``O_NOFOLLOW``), and the descriptor must still be
+        the regular file that ``stat`` saw. Never pass it for paths an attacker can plant."""
         if self.full.is_set():
             return None
         try:
-            before = os.lstat(source)
+            before = os.stat(source) if magic_link else os.lstat(source)
         except FileNotFoundError:
             self.record_error(collector, source, "vanished before it could be read")
             return None
@@ -264,7 +299,7 @@ class CopyEngine:
             )
             return None
         try:
-            fd = _open_source(source)
+            fd = _open_source(source, follow=magic_link)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink after lstat
                 self.record_skip(collector, source, "symlink: not followed")
@@ -308,6 +343,8 @@ class CopyEngine:
         # Sparse sources (lastlog, VM images) keep their holes in the copy.
         sparse = opened.st_blocks * 512 < opened.st_size
         rel = self._claim(rel)
+        if not self._room_for(0 if sparse else wanted, collector, source, rel):
+            return None
         try:
             out = self._create(rel)
         except OSError as e:
@@ -355,7 +392,7 @@ class CopyEngine:
         after = os.fstat(fd)
         changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
         self.counters.add(stored=1, bytes=done)
-        return self.journal.append(
+        record = self.journal.append(
             "artifact",
             collector=collector,
             path=rel,
@@ -370,3 +407,5 @@ class CopyEngine:
             truncated_during_read=done < wanted,
             **fields,
         )
+        self.journal.seal_if_due()
+        return record

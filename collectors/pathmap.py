@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 _MAX_COMPONENT = 200  # bytes; leaves room under NAME_MAX (255) for suffixes
 
 
+# Printable ASCII but % and \: the common case, kept as it is without a per-character loop.
+_PLAIN = re.compile(rb"[\x20-\x24\x26-\x5b\x5d-\x7e]+")
+
+
 def _encode_component(raw: bytes) -> str:
+    if _PLAIN.fullmatch(raw) and raw not in (b".", b"..") and len(raw) <= _MAX_COMPONENT:
+        return raw.decode("ascii")
     if raw in (b".", b".."):
         return "%2E" * len(raw)
     text = raw.decode("utf-8", "surrogateescape")

@@ -22,16 +22,30 @@ _fast = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fal
 
 
 def _plain(obj: Any) -> bool:
-    """True when ``obj`` has only the shape for which json.dumps equals RFC 8785."""
-    if isinstance(obj, str) or obj is None or isinstance(obj, bool):
-        return True
-    if isinstance(obj, int):
-        return -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in obj.items())
-    if isinstance(obj, list | tuple):
-        return all(_plain(v) for v in obj)
-    return False
+    """True when ``obj`` has only the shape for which json.dumps equals RFC 8785.
+
+    Iterative with exact type checks: this runs once per journal record, so it must cost
+    a few microseconds, not a recursive call per value."""
+    stack = [obj]
+    pop, push, many = stack.pop, stack.append, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return False
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is not str or not key.isascii():
+                    return False
+                push(item)
+        elif kind is list or kind is tuple:
+            many(value)
+        else:
+            return False
+    return True
 
 
 def dumps(obj: Any) -> bytes:

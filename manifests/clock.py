@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 CLOCK_SOURCE = "CLOCK_REALTIME"
+
+
+@lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def utc_from_ns(ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, e.g. ``2026-11-27T05:20:00.123456789Z``."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
+    return f"{_second(seconds)}.{frac:09d}Z"
 
 
 def reading() -> dict[str, str]:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from .durable import fsync_dir, syncfs
 from .signing import Signer
 
 COMMIT_INTERVAL = 0.2
+# Long stages are sealed at least this often, so a killed run loses at most this much.
+SEAL_INTERVAL = 5.0
 SEAL_FIELD = "signature"
 
 
@@ -41,6 +44,8 @@ class Journal:
         self._signer = signer
         self._lock = threading.Lock()
         self._dirty = False
+        self._sealing = threading.Lock()
+        self._last_seal = time.monotonic()
         # stored path -> SHA-256 of every artifact recorded, for SHA256SUMS at the end
         self.hashed: dict[str, str] = {}
         self._closed = threading.Event()
@@ -94,11 +99,22 @@ class Journal:
         with self._lock:
             return self._write({**self._frame(type_), **fields})
 
+    def seal_if_due(self, interval: float = SEAL_INTERVAL) -> None:
+        """Seal from a worker thread when the last seal is old; never waits for another."""
+        if time.monotonic() - self._last_seal < interval or not self._sealing.acquire(False):
+            return
+        try:
+            if time.monotonic() - self._last_seal >= interval:
+                self.seal("periodic")
+        finally:
+            self._sealing.release()
+
     def seal(self, reason: str, signer: Signer | None = None) -> dict[str, Any]:
         """Flush the evidence to disk, then sign the chain head."""
         signer = signer or self._signer
         syncfs(self.path.parent)
         with self._lock:
+            self._last_seal = time.monotonic()
             record = {**self._frame("seal"), "reason": reason, "signer": signer.fingerprint}
             signature = signer.sign(seal_message(record))
             record[SEAL_FIELD] = base64.b64encode(signature).decode("ascii")

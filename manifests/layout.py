@@ -9,8 +9,6 @@ SIGNER_PUB = "signer.pub"
 SUMS = "SHA256SUMS"
 LOG = "collection.log"
 ARTIFACTS = "artifacts"
-# Space kept free while collecting so that a full disk still leaves room to seal.
-RESERVE = ".preserve-reserve"
 
 FIXED_FILES = (JOURNAL, MANIFEST, MANIFEST_SIG, SIGNER_PUB, SUMS, LOG)
 

@@ -26,3 +26,28 @@ def test_missing_output_is_a_usage_error(tmp_path: Path) -> None:
     result = preserve("--only", "files", "--path", tmp_path)
     assert result.returncode == 2
     assert b"-o" in result.stderr
+
+
+def test_output_inside_a_collected_tree_is_refused(tmp_path: Path) -> None:
+    result = preserve("-o", tmp_path / "src" / "out", "--only", "files", "--path", tmp_path)
+    assert result.returncode == 2
+    assert b"inside" in result.stderr and b"Traceback" not in result.stderr
+    assert not (tmp_path / "src").exists()
+
+
+def test_unknown_collector_lists_the_known_ones(tmp_path: Path) -> None:
+    result = preserve("-o", tmp_path / "out", "--only", "nosuch")
+    assert result.returncode == 2
+    assert b"unknown collector" in result.stderr and b"files" in result.stderr
+
+
+def test_default_run_preserves_standard_logs(tmp_path: Path) -> None:
+    summary = collect_json(tmp_path / "out", "--max-file-size", "64M", expect=(0, 1))
+    evidence = Path(summary["evidence_dir"])
+    stored = [
+        r["source"]["path"]
+        for r in journal_records(evidence)
+        if r["type"] == "artifact" and r["collector"] == "logs"
+    ]
+    assert any(p.startswith("/var/log/") for p in stored)
+    assert verify(evidence).returncode == 0

@@ -23,8 +23,10 @@ from ..orchestrator import RunConfig, RunOutcome, run
 from ..params import ByteSize, split_names
 
 
-class UsageProblem(click.UsageError):
-    """Exit 2: nothing was collected."""
+class UsageProblem(click.ClickException):
+    """Exit 2: a usage or configuration problem; nothing was collected."""
+
+    exit_code = 2
 
 
 def collection_options(f: Any) -> Any:
@@ -55,6 +57,11 @@ def collection_options(f: Any) -> Any:
             "--max-file-size",
             type=ByteSize(),
             help="Record, but do not copy, files larger than this (e.g. 2G).",
+        ),
+        click.option(
+            "--collect-env",
+            is_flag=True,
+            help="Also record process environment variables (they often hold secrets).",
         ),
         click.option(
             "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
@@ -107,6 +114,14 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
         ("Status", outcome.status),
         ("Items", f"{c['stored']} stored, {c['skipped']} skipped, {c['failed']} failed"),
     ]
+    if c["failed"]:
+        rows.append(
+            (
+                "Failed items",
+                "each is an 'error' record in custody.jsonl (reason "
+                "included); the rest of the evidence is complete and sealed",
+            )
+        )
     rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
@@ -162,7 +177,9 @@ def run_collection(
         output=output,
         signer=signer,
         collectors=collectors,
-        options=Options(paths=raw_paths, max_file_size=max_file_size),
+        options=Options(
+            paths=raw_paths, max_file_size=max_file_size, collect_env=bool(extra.get("collect_env"))
+        ),
         case=case,
         examiner=examiner,
         note=note,

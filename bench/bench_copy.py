@@ -1,0 +1,116 @@
+"""Copy+hash and verify throughput against coreutils, measured in the same run.
+
+Tree: 4 large files and ~20,000 small ones, 1 GiB in all, on the same disk as the output.
+Baselines: ``cp -r`` then ``sha256sum`` over the copy; ``sha256sum -c SHA256SUMS``.
+Page cache is warm for every contender (each reads the same source once before timing).
+Usage: python bench/bench_copy.py [WORKDIR] (default: a directory under /var/tmp)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PRESERVE, VERIFY, machine, timed  # noqa: E402
+
+LARGE = 4
+LARGE_SIZE = 236 * 1024**2
+SMALL = 20_000
+ROUNDS = 3
+
+
+def make_tree(src: Path) -> int:
+    rng = random.Random(1)
+    total = 0
+    for n in range(LARGE):
+        with open(src / f"large-{n}.bin", "wb") as f:
+            block = os.urandom(1024**2)
+            for _ in range(LARGE_SIZE // len(block)):
+                f.write(block)
+        total += LARGE_SIZE
+    pool = os.urandom(64 * 1024)
+    for n in range(SMALL):
+        d = src / f"d{n // 500:03d}"
+        d.mkdir(exist_ok=True)
+        size = rng.randrange(256, 8192)
+        (d / f"f{n:05d}.log").write_bytes(pool[:size])
+        total += size
+    return total
+
+
+def main() -> None:
+    base = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(dir="/var/tmp"))
+    src = base / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    total = make_tree(src)
+    print(f"machine: {machine()}")
+    print(f"tree: {total / 1024**3:.2f} GiB, {LARGE} large + {SMALL} small files")
+    results: dict[str, list[float]] = {
+        "cp+sha256sum": [],
+        "preserve": [],
+        "sha256sum -c": [],
+        "verify": [],
+    }
+    rss: dict[str, int] = {"preserve": 0, "verify": 0}
+    for round_ in range(ROUNDS):
+        copy = base / f"copy{round_}"
+        wall, _, rc = timed(
+            [
+                "cp",
+                "-r",
+                src,
+                copy,
+                "&&",
+                "cd",
+                copy,
+                "&&",
+                "find",
+                ".",
+                "-type",
+                "f",
+                "-print0",
+                "|",
+                "xargs",
+                "-0",
+                "sha256sum",
+                ">/dev/null",
+            ],
+            shell=True,
+        )
+        assert rc == 0
+        results["cp+sha256sum"].append(wall)
+        shutil.rmtree(copy)
+        out = base / f"out{round_}"
+        wall, peak, rc = timed([*PRESERVE, "-q", "-o", out, "--only", "files", "--path", src])
+        assert rc == 0, rc
+        results["preserve"].append(wall)
+        rss["preserve"] = max(rss["preserve"], peak)
+        evidence = next(out.iterdir())
+        wall, _, rc = timed(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=evidence)
+        assert rc == 0
+        results["sha256sum -c"].append(wall)
+        wall, peak, rc = timed([*VERIFY, "-q", evidence])
+        assert rc == 0, rc
+        results["verify"].append(wall)
+        rss["verify"] = max(rss["verify"], peak)
+        shutil.rmtree(out)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    for k, v in med.items():
+        runs = ", ".join(f"{x:.2f}" for x in results[k])
+        print(f"{k:>14}: {v:6.2f} s (median of {ROUNDS}: {runs})")
+    copy_ratio = med["preserve"] / med["cp+sha256sum"]
+    verify_ratio = med["verify"] / med["sha256sum -c"]
+    print(f"copy ratio   preserve / (cp -r + sha256sum) = {copy_ratio:.2f}  (target <= 0.90)")
+    print(f"verify ratio verify / sha256sum -c          = {verify_ratio:.2f}  (target <= 0.70)")
+    print(f"peak RSS: preserve {rss['preserve']} MiB, verify {rss['verify']} MiB (target < 150)")
+    if len(sys.argv) <= 1:
+        shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()

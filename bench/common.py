@@ -1,0 +1,48 @@
+"""Helpers for benchmarks: wall time and peak RSS of a child process, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESERVE = [sys.executable, "-c", "from agent._cli import main; main()"]
+VERIFY = [sys.executable, "-c", "from agent.commands.verify import main; main()"]
+
+
+def timed(
+    argv: list[str | os.PathLike[str]], cwd: Path | None = None, shell: bool = False
+) -> tuple[float, int, int]:
+    """Run a command; return (wall seconds, peak RSS in MiB, exit status)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv if not shell else " ".join(map(str, argv)),
+        cwd=cwd or ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        shell=shell,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss // 1024, proc.returncode
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )

@@ -1,0 +1,72 @@
+"""A run killed with SIGKILL leaves a directory whose sealed prefix still verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, verify
+
+
+def test_sigkill_mid_copy_leaves_a_verifiable_sealed_prefix(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(40):
+        (src / f"small-{n:02d}.log").write_text(f"line {n}\n" * 50)
+    with open(src / "zz-slow.img", "wb") as f:  # a slow source: 16 GiB to hash
+        f.truncate(16 * 1024**3)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from agent._cli import main; main()",
+            "-o",
+            out,
+            "--only",
+            "files",
+            "--path",
+            src,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        journal = None
+        while time.monotonic() < deadline:
+            found = list(out.glob("*/custody.jsonl")) if out.exists() else []
+            if found:
+                journal = found[0]
+                lines = journal.read_bytes().count(b'"type":"artifact"')
+                if lines >= 40:
+                    break
+            time.sleep(0.02)
+        assert journal is not None, "collection never started"
+        assert proc.poll() is None, "the slow source finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    evidence = journal.parent
+    records = [json.loads(line) for line in journal.read_bytes().splitlines()]
+    assert not any(r["type"] == "end" for r in records)
+    result = verify(evidence, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["sealed_through_seq"] is not None and report["sealed_through_seq"] >= 1
+    assert any(p.startswith("unsealed tail after seq") for p in report["problems"])
+    assert any("did not finish" in p for p in report["problems"])
+    assert not any("chain broken" in p or "bad signature" in p for p in report["problems"])
+    # Each artifact recorded before the kill is still intact on disk.
+    assert report["files"]["ok"] >= 40
+    changed = [f for f in report["files"]["problems"] if f["status"] in ("changed", "missing")]
+    assert changed == []
+    text = verify(evidence).stdout.decode()
+    assert "unsealed tail" in text

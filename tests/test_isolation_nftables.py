@@ -39,9 +39,15 @@ def _src(tmp_path: Path) -> Path:
     return src
 
 
-def _isolate(net: Topology, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
+def _isolate(
+    net: Topology,
+    tmp_path: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    only: str = "files",
+):
     done, took = net.preserve(
-        "--json", "-o", str(tmp_path / "out"), "--only", "files", "--path", str(_src(tmp_path)),
+        "--json", "-o", str(tmp_path / "out"), "--only", only, "--path", str(_src(tmp_path)),
         "--isolate", *extra, env=env,
     )  # fmt: skip
     assert done.returncode in (0, 4), done.stderr.decode()
@@ -58,8 +64,9 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert net.can("other", "10.231.3.2")  # forwarded through host, before the cut
 
     done, summary, took = _isolate(
-        net, tmp_path, "--allow", "10.231.1.2", "--allow", "[fd00:231:1::2]"
-    )
+        net, tmp_path, "--allow", "10.231.1.2", "--allow", "[fd00:231:1::2]",
+        only="processes,network,files",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     iso = summary["isolation"]
     assert iso["status"] == "in-force" and iso["method"] == "nftables"
@@ -79,7 +86,17 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert not net.can("host", "10.231.2.2", timeout=0.5)  # and nothing goes out
 
     evidence = Path(summary["evidence_dir"])
-    actions = [r for r in journal_records(evidence) if r["type"] == "action"]
+    records = journal_records(evidence)
+    # Order: the volatile snapshot (with the intruder's live connection) is sealed first.
+    sockets = (evidence / "artifacts/volatile/sockets.jsonl").read_text()
+    assert "10.231.2.2" in sockets
+    seals = [r["reason"] for r in records if r["type"] == "seal"]
+    assert seals.index("after stage volatile") < seals.index("after isolation")
+    isolation = [r for r in records if str(r.get("action", "")).startswith("isolation-")]
+    first_action = isolation[0]["seq"]
+    snapshot = next(r for r in records if r.get("path", "").endswith("sockets.jsonl"))
+    assert snapshot["seq"] < first_action
+    actions = isolation
     kinds = [a["action"] for a in actions]
     assert (
         kinds[0] == "isolation-before-state" and "wide_open" in actions[0]["state"]["nft_ruleset"]

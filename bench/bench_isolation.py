@@ -7,7 +7,7 @@ to that last echo is how long the host stayed reachable. Baseline, measured in t
 run: ``nft -f`` of the very same ruleset, spawned the same way (the floor any nftables
 tool can reach). Needs root; builds and deletes its own network namespaces.
 
-    sudo .venv/bin/python bench/bench_isolation.py [RUNS] [--shared-disk]
+    sudo .venv/bin/python bench/bench_isolation.py [RUNS] [--shared-disk] [--files-only]
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def _ms_between(a: str, b: str) -> int:
 
 def main() -> None:
     numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    # The issue's order: volatile snapshot, seal, cut. --files-only measures the cut alone.
+    only = "files" if "--files-only" in sys.argv else "processes,network,files"
     runs = int(numbers[0]) if numbers else 5
     topo = Topology()
     # The kit's drive holds only this run's writes; the root file system here is shared
@@ -112,7 +114,7 @@ def main() -> None:
         tool, base, reported, step, imports = [], [], [], [], []
         for i in range(runs):
             out = tmp / f"out{i}"
-            argv = [*cli, "--json", "-o", str(out), "--only", "files", "--path", str(tmp / "src")]
+            argv = [*cli, "--json", "-o", str(out), "--only", only, "--path", str(tmp / "src")]
             ms, done = measure(topo, [*argv, "--isolate", "--allow", "10.231.1.2"])
             summary = json.loads(done.stdout)
             assert summary["isolation"]["status"] == "in-force", done.stderr
@@ -132,10 +134,10 @@ def main() -> None:
             topo.ex("host", sys.executable, "-c", "import agent._cli")
             imports.append((time.monotonic_ns() - began) // 1_000_000)
         med_tool, med_base = statistics.median(tool), statistics.median(base)
-        print(f"runs: {runs}")
+        print(f"runs: {runs}, collectors: {only}, output on {'root fs' if shared else 'tmpfs'}")
         print(f"preserve --isolate, spawn to cut (from outside), ms: {tool}  median {med_tool:.0f}")
         print(f"preserve's own cut_after_ms (process start to nft done): {reported}")
-        print(f"of which the isolation step (start record to nft done), ms: {step}")
+        print(f"of which journal start record to nft done (snapshot + cut), ms: {step}")
         print(f"baseline nft -f same ruleset, spawn to cut, ms: {base}  median {med_base:.0f}")
         med_imports = statistics.median(imports)
         print(f"python start + imports of the CLI alone, ms: {imports}  median {med_imports:.0f}")

@@ -55,6 +55,9 @@ kind, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
 s.settimeout(float(sys.argv[4]) if len(sys.argv) > 4 else 1.0)
+if len(sys.argv) > 5:  # a chosen source port, e.g. 53 to pose as a DNS reply
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", int(sys.argv[5])))
 try:
     if kind == "tcp":
         s.connect((addr, port)); s.sendall(b"hi"); ok = s.recv(10) == b"hi"
@@ -145,14 +148,20 @@ class Topology:
         assert proc.stdout.readline().strip() == b"ready"
 
     def can(
-        self, role: str, addr: str, kind: str = "tcp", port: int = PORT, timeout: float = 1.0
+        self,
+        role: str,
+        addr: str,
+        kind: str = "tcp",
+        port: int = PORT,
+        timeout: float = 1.0,
+        source_port: int | None = None,
     ) -> bool:
         if kind == "udp":
             port += 1
-        done = self.ex(
-            role, sys.executable, "-c", CLIENT, kind, addr, str(port), str(timeout), check=False
-        )
-        return done.returncode == 0
+        argv = [sys.executable, "-c", CLIENT, kind, addr, str(port), str(timeout)]
+        if source_port is not None:
+            argv.append(str(source_port))
+        return self.ex(role, *argv, check=False).returncode == 0
 
     def hold(self, role: str, addr: str) -> subprocess.Popen[bytes]:
         """An established TCP connection, poked on demand: write a line, read ok/fail."""

@@ -48,13 +48,14 @@ def test_iptables_fallback(net: Topology, tmp_path: Path) -> None:
     held = net.hold("other", "10.231.2.1")
     done, summary = _isolate(
         net, tmp_path, "--isolation-method", "iptables", "--allow", "10.231.1.2",
-        "--allow", "fd00:231:1::2",
+        "--allow", "fd00:231:1::2", "--allow-dns",
     )  # fmt: skip
     assert done.returncode == 0 and summary["isolation"]["status"] == "in-force"
     assert net.can("resp", "10.231.1.1") and net.can("resp", "fd00:231:1::1", "udp")
     for addr in ("10.231.2.1", "fd00:231:2::1"):
         assert not net.can("other", addr) and not net.can("other", addr, "udp")
     assert not net.poke(held)
+    assert not net.can("other", "10.231.2.1", "udp", source_port=53, timeout=0.5)
     assert net.can("host", "127.0.0.1") and net.can("host", "::1")
     assert not net.can("other", "10.231.3.2")  # forwarded
     rel, _ = net.preserve("release", "-o", str(tmp_path / "out"))

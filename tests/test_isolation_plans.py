@@ -55,10 +55,14 @@ def test_isolate_without_root_is_refused_before_collecting(monkeypatch: pytest.M
 
 def test_nft_ruleset_has_no_established_accept_and_dns_only_when_asked() -> None:
     plain = ruleset(Request(parse_allow("10.0.0.5")))
-    assert "established" not in plain and "53" not in plain and "67" not in plain
+    # "established" only narrows replies from an allowlisted peer's port; never on its own
+    ct_lines = [line.strip() for line in plain.splitlines() if "established" in line]
+    assert ct_lines and all("@allow" in line and "th sport" in line for line in ct_lines)
+    assert "53" not in plain and "67" not in plain
     assert plain.count("policy drop") == 3 and "priority -300" in plain
     opened = ruleset(Request(parse_allow("10.0.0.5"), allow_dns=True, allow_dhcp=True))
-    assert "th dport 53 accept" in opened and "udp sport 68 udp dport 67 accept" in opened
+    assert "th dport 53 accept" in opened and "th sport 53 ct state established" in opened
+    assert "udp sport 68 udp dport 67 accept" in opened
 
 
 def test_iptables_restore_input() -> None:

@@ -31,14 +31,17 @@ def chain_rules(family: int, builtin: str, request: Request) -> list[str]:
             continue
         for proto in ("tcp", "udp"):
             for side in ("--dport", "--sport"):
-                rules.append(f"{peer} {e.network} -p {proto} -m {proto} {side} {e.port} -j ACCEPT")
+                ct = " -m conntrack --ctstate ESTABLISHED" if inbound and side == "--sport" else ""
+                rules.append(
+                    f"{peer} {e.network} -p {proto} -m {proto} {side} {e.port}{ct} -j ACCEPT"
+                )
     if family == 6:
         for kind in ("135", "136"):  # neighbour solicitation/advertisement, link-local only
             rules.append(f"-p ipv6-icmp -m icmp6 --icmpv6-type {kind} -m hl --hl-eq 255 -j ACCEPT")
     if request.allow_dns:
-        side = "--sport" if inbound else "--dport"
+        match = "--sport 53 -m conntrack --ctstate ESTABLISHED" if inbound else "--dport 53"
         for proto in ("udp", "tcp"):
-            rules.append(f"-p {proto} -m {proto} {side} 53 -j ACCEPT")
+            rules.append(f"-p {proto} -m {proto} {match} -j ACCEPT")
     if request.allow_dhcp:
         server, client = ("67", "68") if family == 4 else ("547", "546")
         src, dst = (server, client) if inbound else (client, server)

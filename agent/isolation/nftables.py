@@ -49,15 +49,19 @@ def _rules(direction: str, request: Request) -> list[str]:
     for ipkw, suffix in (("ip", "4"), ("ip6", "6")):
         rules.append(f"{ipkw} {peer} @allow{suffix} accept")
         for side in ("dport", "sport"):
+            # Inbound from the peer's PORT only as a reply to a connection this host made:
+            # otherwise any source port PORT would open every local service to the peer.
+            ct = " ct state established" if inbound and side == "sport" else ""
             rules.append(
-                f"meta l4proto {{ tcp, udp }} {ipkw} {peer} . th {side} @allow{suffix}_port accept"
+                f"meta l4proto {{ tcp, udp }} {ipkw} {peer} . th {side} @allow{suffix}_port"
+                f"{ct} accept"
             )
     # IPv6 neighbour discovery (link-local only: hop limit 255 cannot have been routed);
     # without it an allowlisted IPv6 peer on the link is unreachable.
     rules.append("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept")
-    if request.allow_dns:
-        side = "sport" if inbound else "dport"
-        rules.append(f"meta l4proto {{ tcp, udp }} th {side} 53 accept")
+    if request.allow_dns:  # replies only: a source port of 53 alone opens nothing
+        rule = "th sport 53 ct state established" if inbound else "th dport 53"
+        rules.append(f"meta l4proto {{ tcp, udp }} {rule} accept")
     if request.allow_dhcp:
         if inbound:
             rules.append("udp sport 67 udp dport 68 accept")

@@ -137,9 +137,9 @@ class Topology:
         for role in ("host", "far"):
             self.start_server(role)
 
-    def start_server(self, role: str) -> None:
+    def start_server(self, role: str, port: int = PORT) -> None:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns[role], sys.executable, "-c", SERVER, str(PORT)],
+            ["ip", "netns", "exec", self.ns[role], sys.executable, "-c", SERVER, str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )

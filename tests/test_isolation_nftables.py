@@ -161,14 +161,18 @@ def test_ssh_connection_keeps_the_responder_without_allow(net: Topology, short_t
 
 
 def test_allow_dns_opens_only_replies_from_port_53(net: Topology, tmp_path: Path) -> None:
-    done, summary, _ = _isolate(net, tmp_path, "--allow-dns", "--allow", "10.231.1.2:9999")
+    net.start_server("resp", 7005)  # TCP 7005
+    net.start_server("resp", 7004)  # UDP 7005
+    done, summary, _ = _isolate(net, tmp_path, "--allow-dns", "--allow", "10.231.1.2:7005")
     assert summary["isolation"]["status"] == "in-force"
     assert any("DNS" in s for s in summary["isolation"]["stays_open"])
     # A packet that merely comes FROM port 53 (or from an allowlisted peer's port) is not
     # a reply to anything this host asked: it must not reach a local service.
     assert not net.can("other", "10.231.2.1", "udp", source_port=53, timeout=0.5)
     assert not net.can("other", "10.231.2.1", source_port=53, timeout=0.5)
-    assert not net.can("resp", "10.231.1.1", source_port=9999, timeout=0.5)
+    assert not net.can("resp", "10.231.1.1", source_port=7005, timeout=0.5)
+    assert net.can("host", "10.231.1.2", port=7005)  # but real replies from it pass
+    assert net.can("host", "10.231.1.2", "udp", port=7004)  # can() adds 1 for UDP
     net.preserve("release", "-o", str(tmp_path / "out"))
     assert net.can("other", "10.231.2.1", "udp", source_port=53)
 

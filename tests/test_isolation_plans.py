@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import requires_root
+from conftest import preserve, requires_root
 
 from agent.isolation import cli as iso_cli
 from agent.isolation.allowlist import AllowError, build_allowlist, parse_allow, ssh_peer
@@ -232,3 +232,23 @@ def test_link_down_plan_keeps_managers_off_and_restores_everything() -> None:
         ["networkctl", "up", "eth0"],
         ["nmcli", "device", "set", "eth0", "managed", "yes"],
     ]
+
+
+@requires_root  # as non-root, "needs root" comes first
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--isolate", "--isolation-method", "bogus"], b"unknown --isolation-method bogus"),
+        (["--isolate", "--allow", "10.0.0.1:70000"], b"is not a port"),
+        (["--isolate", "--isolation-method", "exec:/nonexistent/hook"], b"not an executable"),
+        (["--dry-run"], b"only make sense with --isolate"),
+        (["--isolate", "--probe", "nowhere"], b"--probe nowhere"),
+    ],
+)
+def test_isolation_usage_errors_stop_before_collecting(
+    tmp_path: Path, args: list[str], message: bytes
+) -> None:
+    result = preserve("-o", tmp_path / "out", "--only", "files", "--path", tmp_path, *args)
+    assert result.returncode == 2, result.stderr.decode()
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -119,6 +119,7 @@ class Isolation:
             state=before,
         )
         runner = Runner(self._journal_command)
+        before["kit_dir"] = str(self.state_file.parent)  # where a method may save files
         plan = self.method.plan(self.request, runner, before)
         self.plan = plan
         probes = self.user_probes or default_probes(self.request.allow, before)

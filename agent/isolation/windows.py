@@ -14,6 +14,7 @@ Release: ``netsh advfirewall import <file>`` puts the saved policy back exactly.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -103,7 +104,7 @@ class WindowsMethod(Method):
             raise RuntimeError("Windows Firewall exists only on Windows")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
-        saved = before.get("kit_dir", ".") + f"\\{request.ident}.wfw"
+        saved = os.path.join(before.get("kit_dir") or ".", f"{request.ident}.wfw")
         return windows_plan(request, saved)
 
     def check(self, plan: Plan, runner: Runner) -> tuple[bool, str]:

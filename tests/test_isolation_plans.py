@@ -252,3 +252,30 @@ def test_isolation_usage_errors_stop_before_collecting(
     assert result.returncode == 2, result.stderr.decode()
     assert message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@requires_root
+def test_failing_hook_exits_4_and_collection_completes(tmp_path: Path) -> None:
+    from netns_topology import Topology
+
+    hook = tmp_path / "broken.sh"
+    hook.write_text("#!/bin/sh\necho 'cannot reach the cloud API' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    net = Topology()
+    try:
+        done, _ = net.preserve(
+            "--json", "-o", str(tmp_path / "out"), "--only", "files", "--path", str(src),
+            "--isolate", "--isolation-method", f"exec:{hook}",
+        )  # fmt: skip
+    finally:
+        net.close()
+    assert done.returncode == 4, done.stderr.decode()
+    summary = json.loads(done.stdout)
+    assert summary["isolation"]["status"] == "failed" and summary["status"] == "complete"
+    assert summary["counts"]["stored"] == 1
+    records = [json.loads(x) for x in (Path(summary["evidence_dir"]) / "custody.jsonl").open()]
+    command = next(r for r in records if r.get("action") == "isolation-command")
+    assert command["exit_code"] == 1 and "cannot reach the cloud API" in command["stderr"]

@@ -6,6 +6,7 @@ sealed, so the connections the intruder held are on record before they are cut."
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -162,7 +163,8 @@ class Isolation:
         blocked = all(r["outcome"] in self.method.proof for r in results)
         proven = any(r["outcome"] in self.method.proof for r in results) or not results
         confirmed = not failures and ok and blocked and proven
-        status = "in-force" if confirmed else ("not-confirmed" if ok else "failed")
+        # failed: a command of the plan failed; not-confirmed: applied, but unproven
+        status = "in-force" if confirmed else ("failed" if failures else "not-confirmed")
         ctx.journal.append(
             "action",
             action="isolation-verify",
@@ -192,7 +194,7 @@ class Isolation:
     def release_command(self) -> str:
         if self.state_file is None:
             return "preserve release"
-        return f"preserve release -o {self.state_file.parent.parent}"
+        return f"preserve release -o {shlex.quote(str(self.state_file.parent.parent))}"
 
     def _report(
         self,

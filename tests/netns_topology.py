@@ -112,6 +112,9 @@ class Topology:
         for name in self.ns.values():
             sh("ip", "netns", "add", name)
             sh("ip", "-n", name, "link", "set", "lo", "up")
+            # No duplicate address detection: link-local addresses usable at once.
+            sh("ip", "netns", "exec", name, "sysctl", "-qw",
+               "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")  # fmt: skip
         for n, peer in ((1, "resp"), (2, "other"), (3, "far")):
             host_if, peer_if = f"h{n}", f"p{n}"
             sh("ip", "-n", self.ns["host"], "link", "add", host_if, "type", "veth",
@@ -133,7 +136,20 @@ class Topology:
                 sh("ip", "-n", ns, "link", "set", ifname, "up")
         sh("ip", "-n", self.ns["other"], "route", "add", "10.231.3.0/24", "via", "10.231.2.1")
         sh("ip", "-n", self.ns["far"], "route", "add", "default", "via", "10.231.3.1")
+        sh(
+            "ip",
+            "-n",
+            self.ns["other"],
+            "-6",
+            "route",
+            "add",
+            "fd00:231:3::/64",
+            "via",
+            "fd00:231:2::1",
+        )
+        sh("ip", "-n", self.ns["far"], "-6", "route", "add", "default", "via", "fd00:231:3::1")
         self.ex("host", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.ex("host", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         for role in ("host", "far"):
             self.start_server(role)
 

@@ -62,6 +62,7 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     held = net.hold("other", "10.231.2.1")
     assert net.poke(held)
     assert net.can("other", "10.231.3.2")  # forwarded through host, before the cut
+    assert net.can("other", "fd00:231:3::2")
 
     done, summary, took = _isolate(
         net, tmp_path, "--allow", "10.231.1.2", "--allow", "[fd00:231:1::2]",
@@ -83,6 +84,7 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert not net.poke(held)  # the intruder's live session stops passing data
     assert net.can("host", "127.0.0.1") and net.can("host", "::1")
     assert not net.can("other", "10.231.3.2")  # forwarded traffic dropped
+    assert not net.can("other", "fd00:231:3::2")
     assert not net.can("host", "10.231.2.2", timeout=0.5)  # and nothing goes out
 
     evidence = Path(summary["evidence_dir"])
@@ -124,7 +126,7 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     rel2, _ = net.preserve("release", "-o", str(tmp_path / "second" / "out"))
     assert net.ruleset() == before
     assert net.can("other", "10.231.2.1") and net.can("other", "fd00:231:2::1", "udp")
-    assert net.can("other", "10.231.3.2")
+    assert net.can("other", "10.231.3.2") and net.can("other", "fd00:231:3::2")
 
 
 @pytest.fixture

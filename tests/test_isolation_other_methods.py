@@ -58,7 +58,12 @@ def test_iptables_fallback(net: Topology, tmp_path: Path) -> None:
     assert not net.can("other", "10.231.2.1", "udp", source_port=53, timeout=0.5)
     assert net.can("host", "127.0.0.1") and net.can("host", "::1")
     assert not net.can("other", "10.231.3.2")  # forwarded
-    rel, _ = net.preserve("release", "-o", str(tmp_path / "out"))
+    # A second run replaces the cut instead of stacking a second set of jumps.
+    again, summary2 = _isolate(net, tmp_path / "again", "--isolation-method", "iptables")
+    assert summary2["isolation"]["status"] == "in-force"
+    assert net.ex("host", "iptables", "-S", "INPUT").stdout.count(b"-j preserve-in") == 1
+    assert not net.can("resp", "10.231.1.1", timeout=0.5)  # the new allowlist is empty
+    rel, _ = net.preserve("release", "-o", str(tmp_path / "again" / "out"))
     assert rel.returncode == 0, rel.stderr.decode()
     assert _iptables_state(net) == before
     assert net.can("other", "10.231.2.1") and net.can("other", "fd00:231:2::1")

@@ -91,8 +91,6 @@ class IptablesMethod(Method):
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         apply: list[Step] = []
-        if self._present(runner):  # a re-run replaces the earlier cut instead of stacking
-            apply += release_steps(tolerate=True)
         for family, tool in TOOLS.items():
             apply.append(
                 Step([f"{tool}-restore", "-w", "5", "--noflush"], restore_input(family, request))
@@ -104,9 +102,18 @@ class IptablesMethod(Method):
             method=self.name,
             apply=apply,
             release=release_steps(),
-            notes=["dedicated chains preserve-in/out/fwd jumped to first; DROP at their end"],
+            notes=[
+                "dedicated chains preserve-in/out/fwd jumped to first; DROP at their end; "
+                "chains left by an earlier run are removed first"
+            ],
             data={"expected": {str(f): v for f, v in self._expected.items()}},
         )
+
+    def apply(self, plan: Plan, runner: Runner) -> list[str]:
+        """A re-run (or a re-apply during --watch) replaces the earlier cut, never stacks."""
+        if self._present(runner):
+            runner.run_all(release_steps(tolerate=True), "apply: remove the earlier cut")
+        return runner.run_all(plan.apply, "apply")
 
     def check(self, plan: Plan, runner: Runner) -> tuple[bool, str]:
         problems = []

@@ -10,8 +10,10 @@ import click
 from . import __version__
 from .commands.collect import collection_options, run_collection
 from .commands.custody import custody
+from .commands.export import export_command
 from .commands.keygen import keygen
 from .commands.release import release
+from .commands.report import report_command
 from .commands.verify import verify_command
 
 
@@ -36,6 +38,8 @@ cli.add_command(keygen)
 cli.add_command(custody)
 cli.add_command(release)
 cli.add_command(verify_command)
+cli.add_command(report_command)
+cli.add_command(export_command)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,0 +1,90 @@
+"""``preserve report EVIDENCE_DIR``: the first draft of the facts, from verified evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from manifests.errors import NotEvidenceError
+
+from ..report import render
+from ..report.deadlines import DeadlinesError
+from ..report.evidence import to_ns
+from ..report.findings import EXPECTED_PORTS
+from ..report.model import build
+from ._output import check_output, write_output
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@click.command("report")
+@click.argument("evidence_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of stdout (not inside the evidence directory).",
+)
+@click.option(
+    "--detected-at",
+    metavar="TIME",
+    help="When the incident was detected, UTC (e.g. 2026-11-27T03:00:00Z); "
+    "deadlines count from it. Default: the collection start.",
+)
+@click.option(
+    "--deadlines",
+    "deadlines_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A TOML file of reporting duties to use instead of the built-in one.",
+)
+@click.option(
+    "--expect-port",
+    type=int,
+    multiple=True,
+    help="A listening port that is normal on this host (repeatable).",
+)
+def report_command(
+    evidence_dir: Path,
+    fmt: str,
+    output: Path | None,
+    detected_at: str | None,
+    deadlines_file: Path | None,
+    expect_port: tuple[int, ...],
+) -> None:
+    """Verify EVIDENCE_DIR, then write a report: verdict, custody, host facts, findings,
+    timeline, 5W1H worksheet and a deadlines checklist.
+
+    Exit code 0 when the evidence is intact, 1 when the report was written but the
+    evidence failed verification (the report says so on every page), 2 on usage errors.
+    """
+    check_output(evidence_dir, output)
+    if detected_at and to_ns(detected_at) is None:
+        raise click.UsageError(
+            f"--detected-at {detected_at!r} is not a time; use e.g. 2026-11-27T03:00:00Z"
+        )
+    try:
+        data = build(
+            evidence_dir,
+            detected_at=detected_at,
+            deadlines_file=deadlines_file,
+            expected_ports=EXPECTED_PORTS | frozenset(expect_port),
+        )
+    except NotEvidenceError as e:
+        raise click.UsageError(str(e)) from e
+    except DeadlinesError as e:
+        raise click.UsageError(f"--deadlines: {e}") from e
+    write_output(render(data, fmt), output)
+    v = data["verification"]
+    if not v["ok"]:
+        click.echo(
+            f"warning: {evidence_dir} FAILED verification ({len(v['problems'])} problem(s)); "
+            "the report says so at the top of every section. Run verify for the details.",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_FAILED)
+    if output:
+        click.echo(f"report written to {output} (evidence intact)", err=True)

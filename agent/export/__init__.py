@@ -1,0 +1,1 @@
+"""``preserve export``: an evidence directory in formats other forensic tools read."""

@@ -1,0 +1,67 @@
+"""Findings: what in the evidence deserves a person's attention first.
+
+Each finding names the stored artifact and the journal ``seq`` of the record that vouches
+for it, so whoever reads the report can go from a sentence to the bytes and check them.
+Findings are hints for where to look, not verdicts; where the evidence needed for a
+category was not collected, the category says so instead of staying silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .evidence import utc_text
+
+WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/dev/mqueue/")
+# Listening ports that are ordinary on servers; anything else is called out. Extend with
+# ``preserve report --expect-port``.
+EXPECTED_PORTS = frozenset(
+    {22, 25, 53, 67, 68, 80, 123, 143, 443, 465, 546, 587, 631, 993, 995, 5353}
+)
+RECENT_DAYS = 7
+MAX_LISTED = 50
+HIGH, MEDIUM, INFO = "high", "medium", "info"
+SEVERITY_ORDER = {HIGH: 0, MEDIUM: 1, INFO: 2}
+
+
+@dataclass
+class Finding:
+    category: str
+    severity: str
+    title: str
+    refs: list[dict[str, Any]]
+    details: list[str] = field(default_factory=list)
+    time_ns: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "severity": self.severity,
+            "title": self.title,
+            "details": self.details,
+            "time": utc_text(self.time_ns) if self.time_ns else None,
+            "refs": self.refs,
+        }
+
+
+@dataclass
+class Findings:
+    items: list[Finding] = field(default_factory=list)
+    # category -> why it could not be assessed ("not collected: ...")
+    gaps: dict[str, str] = field(default_factory=dict)
+    logins: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, finding: Finding) -> None:
+        self.items.append(finding)
+
+    def sorted(self) -> list[Finding]:
+        return sorted(self.items, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.category))
+
+
+def to_year(ns: Any) -> int:
+    try:
+        return datetime.fromtimestamp(int(ns) // 1_000_000_000, UTC).year
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.now(UTC).year

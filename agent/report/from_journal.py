@@ -1,0 +1,142 @@
+"""Findings from the journal and the preserved files' metadata: recently modified files,
+what the tool did to the host (isolation and other commands), and what it could not
+collect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .evidence import Evidence, source_name, to_ns, utc_text
+from .findings import HIGH, INFO, MAX_LISTED, RECENT_DAYS, Finding, Findings
+
+
+def recent_files(ev: Evidence, reference_ns: int, out: Findings) -> None:
+    window = RECENT_DAYS * 86400 * 1_000_000_000
+    recent = []
+    for art in ev.artifacts.values():
+        st = (art.get("source") or {}).get("stat") or {}
+        try:
+            mtime = int(st.get("mtime_ns"))
+        except (TypeError, ValueError):
+            continue
+        if mtime >= reference_ns - window:
+            recent.append((mtime, art))
+    recent.sort(key=lambda t: -t[0])
+    if not recent:
+        return
+    shown = recent[:MAX_LISTED]
+    out.add(
+        Finding(
+            "files",
+            INFO,
+            f"{len(recent)} preserved file(s) modified since {utc_text(reference_ns - window)}"
+            f" ({RECENT_DAYS} days before detection)",
+            [{"artifact": art["path"], "seq": art.get("seq")} for _, art in shown],
+            [f"{utc_text(m)} {source_name(art)}" for m, art in shown]
+            + (
+                [f"... and {len(recent) - MAX_LISTED} more (see the timeline)"]
+                if len(recent) > MAX_LISTED
+                else []
+            ),
+            shown[0][0],
+        )
+    )
+
+
+def _argv_text(r: dict[str, Any]) -> str:
+    argv = r.get("argv") or r.get("command")
+    return " ".join(map(str, argv)) if isinstance(argv, list) else str(argv or "")
+
+
+def actions(ev: Evidence, out: Findings) -> None:
+    """What the tool did to the host: isolation (plan, commands, verification, result)
+    and every other command it ran. Read from the journal's ``action`` records."""
+    actions = ev.of_type("action")
+    iso = [r for r in actions if str(r.get("action", "")).startswith("isolation")]
+    other = [r for r in actions if r not in iso]
+    asked = "--isolate" in (ev.start.get("argv") or [])
+    if iso:
+        kinds = {str(r.get("action")): r for r in iso}
+        applied = kinds.get("isolation-applied") or {}
+        verify = kinds.get("isolation-verify") or {}
+        status = applied.get("status") or ("failed" if "isolation-error" in kinds else "unknown")
+        confirmed = verify.get("confirmed")
+        bad = status != "in-force" or confirmed is not True or "isolation-lost" in kinds
+        details = [
+            f"method {applied.get('method') or (kinds.get('isolation-plan') or {}).get('method')}"
+            f", cut at {applied.get('cut_at') or '?'}",
+            f"verification: confirmed={confirmed}, rules_ok={verify.get('rules_ok')}, "
+            f"probes: "
+            + ", ".join(
+                f"{p.get('target') or p.get('address') or '?'} {p.get('outcome')}"
+                for p in verify.get("probes") or []
+                if isinstance(p, dict)
+            ),
+        ]
+        details += [
+            f"seq {r.get('seq')}: {_argv_text(r)} (exit {r.get('exit_code', r.get('returncode'))})"
+            for r in iso
+            if r.get("action") == "isolation-command"
+        ][:20]
+        if "isolation-error" in kinds:
+            details.append(f"error: {kinds['isolation-error'].get('error')}")
+        if "isolation-lost" in kinds:
+            details.append(f"isolation lost: {kinds['isolation-lost'].get('detail')}")
+        if applied.get("release_command"):
+            details.append(f"undo with: {applied.get('release_command')}")
+        out.add(
+            Finding(
+                "isolation",
+                HIGH if bad else INFO,
+                f"network isolation {status}"
+                + (", verified" if confirmed is True else ", NOT verified"),
+                [{"seq": r.get("seq")} for r in iso],
+                details,
+                to_ns(applied.get("cut_at")) or to_ns(iso[0].get("time")),
+            )
+        )
+    elif asked:
+        out.add(
+            Finding(
+                "isolation",
+                HIGH,
+                "isolation was requested (--isolate) but no isolation action is in the journal",
+                [{"seq": ev.start.get("seq")}],
+                ["treat the host as still connected until someone checks it"],
+            )
+        )
+    else:
+        out.gaps["isolation"] = "not applied: the collection ran without --isolate"
+    if other:
+        out.add(
+            Finding(
+                "actions",
+                INFO,
+                f"the tool ran {len(other)} command(s) on the host",
+                [{"seq": r.get("seq")} for r in other[:MAX_LISTED]],
+                [
+                    f"seq {r.get('seq')}: {_argv_text(r) or r.get('action')}"
+                    + (f" (exit {r.get('returncode')})" if r.get("returncode") else "")
+                    for r in other[:20]
+                ],
+                to_ns(other[0].get("time")),
+            )
+        )
+
+
+def errors(ev: Evidence, out: Findings) -> None:
+    errors = ev.of_type("error")
+    if errors:
+        out.add(
+            Finding(
+                "collection",
+                INFO,
+                f"{len(errors)} item(s) could not be collected",
+                [{"seq": r.get("seq")} for r in errors[:MAX_LISTED]],
+                [
+                    f"seq {r.get('seq')}: {(r.get('source') or {}).get('path', '')} "
+                    f"{r.get('reason')}"
+                    for r in errors[:10]
+                ],
+            )
+        )

@@ -1,0 +1,219 @@
+"""From an evidence directory to the report's data: one plain dict that every renderer
+(HTML, Markdown, JSON) draws from, so the three always say the same thing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from manifests.signing import grouped
+
+from .. import __version__
+from . import (
+    deadlines,
+    findings,
+    from_journal,
+    from_logins,
+    from_volatile,
+    timeline,
+    volatile,
+    worksheet,
+)
+from .evidence import Evidence, load, to_ns, utc_text
+
+
+def _verification(ev: Evidence) -> dict[str, Any]:
+    r = ev.verification
+    problems = list(r.problems) + [
+        f"{f.status}: {f.path}" + (f" ({f.detail})" if f.detail else "") for f in r.file_problems
+    ]
+    if ev.journal_problem:
+        problems.append(ev.journal_problem)
+    return {
+        "ok": r.ok and not ev.journal_problem,
+        "status": "INTACT" if r.ok and not ev.journal_problem else "FAILED VERIFICATION",
+        "problems": problems,
+        "files_checked": len(r.files),
+        "records": r.records,
+        "sealed_through_seq": r.sealed_through,
+        "chain_head": r.chain_head,
+        "complete": r.complete,
+        "warning": None
+        if r.ok
+        else (
+            "This evidence FAILED verification: some of it was altered, removed or added "
+            "after collection, or the run did not finish. Nothing below can be relied on "
+            "without checking each item against the problems listed."
+        ),
+    }
+
+
+def _custody(ev: Evidence) -> dict[str, Any]:
+    start = ev.start
+    tool = start.get("tool") or {}
+    r = ev.verification
+    return {
+        "case": start.get("case"),
+        "examiner": start.get("examiner"),
+        "note": start.get("note"),
+        "host": (start.get("host") or {}).get("hostname"),
+        "tool": f"{tool.get('name', '?')} {tool.get('version', '?')}",
+        "python": tool.get("python"),
+        "kit": start.get("kit") or tool.get("kit"),
+        "tool_code_sha256": tool.get("code_sha256"),
+        "report_tool": f"preserve {__version__}",
+        "signer_fingerprint": r.signer_fingerprint,
+        "signer_fingerprint_grouped": grouped(r.signer_fingerprint)
+        if r.signer_fingerprint
+        else None,
+        "ephemeral_key": (start.get("signer") or {}).get("ephemeral"),
+        "argv": start.get("argv"),
+        "holders": [h.__dict__ for h in r.holders],
+        "seals": r.seals,
+        "transfers": [
+            {
+                "seq": t.get("seq"),
+                "time": t.get("time"),
+                "from": t.get("from_name") or t.get("from"),
+                "to": t.get("to"),
+                "fingerprint": t.get("fingerprint"),
+                "note": t.get("note"),
+            }
+            for t in ev.of_type("transfer")
+        ],
+    }
+
+
+def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
+    start_host = ev.start.get("host") or {}
+    s = v.system or {}
+    clocks = s.get("clocks") or {}
+    ntp = clocks.get("ntp") if isinstance(clocks.get("ntp"), dict) else {}
+    addresses = []
+    interfaces = (v.network or {}).get("interfaces") or {}
+    for name, entry in interfaces.items() if isinstance(interfaces, dict) else []:
+        for a in (entry or {}).get("addresses") or []:
+            if isinstance(a, dict) and a.get("family") in ("inet", "inet6"):
+                addresses.append(f"{a.get('address')} ({name})")
+    listening = volatile.listening(v)
+    kernel = s.get("kernel") or {}
+    return {
+        "hostname": s.get("hostname") or start_host.get("hostname"),
+        "machine_id": s.get("machine_id") or start_host.get("machine_id"),
+        "os": (s.get("os_release") or {}).get("PRETTY_NAME") or start_host.get("system"),
+        "kernel": kernel.get("release") or start_host.get("release"),
+        "architecture": s.get("architecture") or start_host.get("machine"),
+        "boot_time": s.get("boot_time") or start_host.get("boot_time"),
+        "clock": {
+            "collector_clock": ev.start.get("clock"),
+            "ntp_synchronised": ntp.get("synchronised") if ntp else None,
+            "ntp_max_error_us": ntp.get("max_error_us") if ntp else None,
+            "ntp_offset": ntp.get("offset") if ntp else None,
+            "timezone": clocks.get("localtime_link"),
+            "utc_offset_s": clocks.get("utc_offset_s"),
+            "note": None if ntp else "not collected: no system.json clock facts",
+        },
+        "addresses": addresses,
+        "interfaces": sorted(interfaces) if isinstance(interfaces, dict) else [],
+        "listening": [
+            {k: x.get(k) for k in ("proto", "laddr", "lport", "pid", "process", "exe")}
+            for x in listening or []
+        ],
+        "not_collected": [
+            k for k in ("processes", "sockets", "network", "system") if getattr(v, k) is None
+        ],
+        "sources": {k: s.ref() for k, s in v.sources.items()},
+    }
+
+
+def _findings(
+    ev: Evidence, v: volatile.Volatile, reference_ns: int, expected_ports: frozenset[int]
+) -> findings.Findings:
+    """Every category in order; each adds findings, or a gap saying why it could not."""
+    out = findings.Findings()
+    from_volatile.processes(ev, v, out)
+    from_volatile.listeners(v, expected_ports, out)
+    from_volatile.connections(v, out)
+    from_logins.logins(ev, v, out)
+    from_journal.recent_files(ev, reference_ns, out)
+    from_journal.actions(ev, out)
+    from_journal.errors(ev, out)
+    return out
+
+
+def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) -> None:
+    """A finding that rests on a file which failed verification, or on a journal record
+    no valid seal covers, says so itself, so it cannot be quoted without its caveat."""
+    for f in report["findings"]:
+        broken: list[str] = []
+        for r in f["refs"]:
+            seq = r.get("seq")
+            unsealed = isinstance(seq, int) and (sealed is None or seq > sealed)
+            if r.get("artifact") in bad or unsealed:
+                r["verified"] = False
+                what = r.get("artifact") or f"journal seq {seq}"
+                broken.append(what + (" (unsealed record)" if unsealed else ""))
+        f["unverified"] = sorted(set(broken))
+
+
+def build(
+    evidence_dir: Path,
+    detected_at: str | None = None,
+    deadlines_file: Path | None = None,
+    expected_ports: frozenset[int] = findings.EXPECTED_PORTS,
+    now_ns: int | None = None,
+) -> dict[str, Any]:
+    ev = load(evidence_dir)
+    v = volatile.load(ev)
+    duties = deadlines.load(deadlines_file)
+    started = ev.start.get("time")
+    end = next((r for r in reversed(ev.records) if r.get("type") == "end"), None)
+    now_ns = now_ns or time.time_ns()
+    if detected_at:
+        detected_ns, source = to_ns(detected_at), "--detected-at"
+        if detected_ns is None:
+            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
+    elif to_ns(started) is not None:
+        detected_ns, source = to_ns(started), "collection start (default)"
+    else:  # no readable start record (damaged journal): say so rather than guess quietly
+        detected_ns, source = now_ns, "report time: the journal has no readable start time"
+    found = _findings(ev, v, detected_ns, expected_ports)
+    report: dict[str, Any] = {
+        "format": "preserve-report/1",
+        "generated": utc_text(now_ns),
+        "evidence_dir": str(evidence_dir),
+        "verification": _verification(ev),
+        "collection": {
+            "started": started,
+            "ended": end.get("time") if end else None,
+            "status": end.get("status") if end else "unfinished (no end record)",
+            "counts": end.get("counts") if end else None,
+            "collectors": ev.start.get("collectors"),
+        },
+        "custody": _custody(ev),
+        "host": _host(ev, v),
+        "findings": [f.to_dict() for f in found.sorted()],
+        "not_assessed": found.gaps,
+        "logins": [
+            {
+                **{k: r.get(k) for k in ("source", "user", "from", "artifact", "seq")},
+                "time": utc_text(r["time_ns"]) if r.get("time_ns") else None,
+            }
+            for r in found.logins
+        ],
+        "timeline": timeline.build(ev, v, found),
+        "deadlines": {
+            "disclaimer": deadlines.DISCLAIMER,
+            "detected_at": utc_text(detected_ns),
+            "detected_at_source": source,
+            "items": deadlines.checklist(duties, detected_ns, now_ns),
+        },
+    }
+    _mark_unverified(
+        report,
+        {f.path for f in ev.verification.file_problems},
+        ev.verification.sealed_through,
+    )
+    report["worksheet"] = worksheet.build(report)
+    return report

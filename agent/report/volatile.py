@@ -1,0 +1,110 @@
+"""A tolerant reading of what the volatile collectors (``processes``, ``network``,
+``system``) stored under ``artifacts/volatile/``.
+
+The collectors' format is documented in ``docs/volatile.md``; this reader relies only on
+the keys it needs, treats every one as optional, and says "not collected" rather than
+guessing when a file or key is absent. Each loaded file keeps the journal ``seq`` of the
+``artifact`` record that vouches for it, so findings can cite it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evidence import Evidence
+
+VOLATILE = "artifacts/volatile"
+
+
+@dataclass
+class Source:
+    """One stored file and the journal record that vouches for it."""
+
+    path: str
+    seq: int | None
+
+    def ref(self, **extra: Any) -> dict[str, Any]:
+        return {"artifact": self.path, "seq": self.seq, **extra}
+
+
+@dataclass
+class Volatile:
+    processes: list[dict[str, Any]] | None = None
+    sockets: list[dict[str, Any]] | None = None
+    network: dict[str, Any] | None = None
+    system: dict[str, Any] | None = None
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    def source(self, key: str) -> Source:
+        return self.sources.get(key) or Source("(not collected)", None)
+
+
+def _find(evidence: Evidence, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        rel = f"{VOLATILE}/{name}"
+        if rel in evidence.artifacts:
+            return rel
+    return None
+
+
+def load(evidence: Evidence) -> Volatile:
+    v = Volatile()
+    for key, names, jsonl in (
+        ("processes", ("processes.jsonl", "processes.json"), True),
+        ("sockets", ("sockets.jsonl", "sockets.json"), True),
+        ("network", ("network.json",), False),
+        ("system", ("system.json",), False),
+    ):
+        rel = _find(evidence, names)
+        if rel is None:
+            continue
+        data = evidence.read_jsonl(rel) if rel.endswith(".jsonl") else evidence.read_json(rel)
+        if jsonl and isinstance(data, dict):  # a JSON file holding a list under a key
+            data = data.get(key)
+        if data is None:
+            continue
+        if jsonl:
+            data = [row for row in data if isinstance(row, dict)]
+        elif not isinstance(data, dict):
+            continue
+        setattr(v, key, data)
+        v.sources[key] = Source(rel, evidence.artifacts[rel].get("seq"))
+    return v
+
+
+def listening(v: Volatile) -> list[dict[str, Any]] | None:
+    """Listening sockets: ``network.json``'s list, else derived from the socket table."""
+    if v.network and isinstance(v.network.get("listening"), list):
+        return [s for s in v.network["listening"] if isinstance(s, dict)]
+    if v.sockets is None:
+        return None
+    return [
+        s
+        for s in v.sockets
+        if s.get("family") != "unix"
+        and (s.get("status") == "LISTEN" or (s.get("proto") == "udp" and not s.get("raddr")))
+    ]
+
+
+def listening_source(v: Volatile) -> Source:
+    if v.network and isinstance(v.network.get("listening"), list):
+        return v.source("network")
+    return v.source("sockets")
+
+
+def established(v: Volatile) -> list[dict[str, Any]] | None:
+    """Every established inet connection (the caller decides what is non-local)."""
+    if v.sockets is not None:
+        return [
+            s
+            for s in v.sockets
+            if s.get("family") in ("inet", "inet6") and s.get("status") == "ESTABLISHED"
+        ]
+    if v.network and isinstance(v.network.get("remote_established"), list):
+        return [s for s in v.network["remote_established"] if isinstance(s, dict)]
+    return None
+
+
+def established_source(v: Volatile) -> Source:
+    return v.source("sockets") if v.sockets is not None else v.source("network")

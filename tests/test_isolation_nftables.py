@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import journal_records, requires_root, verify
+from conftest import journal_records, preserve, requires_root, verify
 from netns_topology import Topology
 
 pytestmark = requires_root
@@ -114,6 +114,11 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     ]
     assert next(a for a in actions if a["action"] == "isolation-verify")["confirmed"] is True
     assert verify(evidence).returncode == 0
+    # The report (issue 7) reads these records: one isolation finding, in force, verified.
+    report = preserve("report", "--format", "json", evidence)
+    assert report.returncode == 0, report.stderr.decode()
+    finding = next(f for f in json.loads(report.stdout)["findings"] if f["category"] == "isolation")
+    assert finding["title"] == "network isolation in-force, verified"
 
     # Re-running is idempotent: still one table, still in force.
     again, summary2, _ = _isolate(net, tmp_path / "second", "--allow", "10.231.1.2")

@@ -279,3 +279,22 @@ def test_failing_hook_exits_4_and_collection_completes(tmp_path: Path) -> None:
     records = [json.loads(x) for x in (Path(summary["evidence_dir"]) / "custody.jsonl").open()]
     command = next(r for r in records if r.get("action") == "isolation-command")
     assert command["exit_code"] == 1 and "cannot reach the cloud API" in command["stderr"]
+
+
+def test_builtin_methods_are_entry_points_with_serialisable_plans() -> None:
+    from agent.isolation.base import Plan, Runner, Step
+    from agent.isolation.registry import available
+
+    failures: list[str] = []
+    methods = available(lambda name, e: failures.append(name))
+    assert not failures
+    assert {"nftables", "iptables", "link-down", "windows", "pf"} <= set(methods)
+    request = Request(parse_allow("10.0.0.5") + parse_allow("[fd00::5]:22"), allow_dns=True)
+    for name, cls in methods.items():
+        assert cls.name == name and isinstance(cls.priority, int)
+        if name == "link-down":
+            continue  # its plan reads the live links; tested above and in a namespace
+        plan = cls().plan(request, Runner(), {"kit_dir": "/kit"})
+        assert isinstance(plan, Plan) and plan.apply and plan.release
+        for step in plan.apply + plan.release:
+            assert Step.from_dict(json.loads(json.dumps(step.to_dict()))) == step

@@ -44,18 +44,22 @@ def _found_on_host(runner: Runner) -> list[Step]:
 
 
 def _hinted() -> list[tuple[Path | None, dict[str, Any]]]:
-    """No -o: the nftables table's comment names its state file on the kit."""
-    if not have("nft"):
-        return []
-    listing = Runner().output(["nft", "list", "table", "inet", nft.TABLE], "search")
-    hint = nft.state_hint(listing or "")
-    if hint is None:
+    """No -o: this tool's rules on the host name their state file on the kit."""
+    runner = Runner()
+    listing = ""
+    if have("nft"):
+        listing += runner.output(["nft", "list", "table", "inet", nft.TABLE], "search") or ""
+    for tool in ipt.TOOLS.values():
+        if have(tool):
+            listing += runner.output([tool, "-w", "5", "-S", ipt.CHAINS["INPUT"]], "search") or ""
+    found = state_mod.find_hint(listing)
+    if found is None:
         return []
     try:
-        saved = state_mod.load(Path(hint))
+        saved = state_mod.load(Path(found))
     except (OSError, ValueError):
         return []
-    return [(Path(hint), saved)] if saved.get("status") in state_mod.IN_FORCE else []
+    return [(Path(found), saved)] if saved.get("status") in state_mod.IN_FORCE else []
 
 
 def _targets(

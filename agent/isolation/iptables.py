@@ -12,9 +12,11 @@ from typing import Any
 
 from .allowlist import AllowEntry
 from .base import Method, Plan, Request, Runner, Step, have
+from .state import hint
 
 CHAINS = {"INPUT": "preserve-in", "OUTPUT": "preserve-out", "FORWARD": "preserve-fwd"}
 TOOLS = {4: "iptables", 6: "ip6tables"}
+COMMENT_MAX = 256  # xt_comment's limit
 
 
 def chain_rules(family: int, builtin: str, request: Request) -> list[str]:
@@ -23,7 +25,11 @@ def chain_rules(family: int, builtin: str, request: Request) -> list[str]:
         return ["-j DROP"]
     inbound = builtin == "INPUT"
     peer = "-s" if inbound else "-d"
-    rules = ["-i lo -j ACCEPT" if inbound else "-o lo -j ACCEPT"]
+    rules = []
+    note = hint(request.state_file, COMMENT_MAX) if inbound else None
+    if note:  # a rule without a target only counts: it names the state file on the kit
+        rules.append(f'-m comment --comment "{note}"')
+    rules.append("-i lo -j ACCEPT" if inbound else "-o lo -j ACCEPT")
     entries: list[AllowEntry] = [e for e in request.allow if e.family == family]
     for e in entries:
         if e.port is None:

@@ -9,18 +9,15 @@ table`` removes exactly what was added. The chains run at priority -300, before 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from .allowlist import AllowEntry
 from .base import Method, Plan, Request, Runner, Step, have
+from .state import hint
 
 TABLE = "preserve_isolation"
 PRIORITY = -300
 HOOKS = {"input": "input", "output": "output", "forward": "forward"}
-_PATH = r"/[A-Za-z0-9/._+@:-]{1,120}\.json"
-STATE_HINT = re.compile(rf"preserve state: ({_PATH})")
-LISTED_HINT = re.compile(rf'comment "preserve state: ({_PATH})"')
 COMMENT_MAX = 128
 
 
@@ -75,16 +72,9 @@ def _rules(direction: str, request: Request) -> list[str]:
 def _comment(request: Request) -> str:
     """Names the saved release state, so a bare ``preserve release`` can find it (nft
     allows 128 characters; a longer path leaves the hint out)."""
-    hint = f"preserve state: {request.state_file}"
-    if request.state_file and STATE_HINT.fullmatch(hint) and len(hint) <= COMMENT_MAX:
-        return hint
-    return "preserve isolation; undo: preserve release -o KIT_OUTPUT"
-
-
-def state_hint(listing: str) -> str | None:
-    """The state file named in the table's comment (``nft list table`` text)."""
-    match = LISTED_HINT.search(listing)
-    return match.group(1) if match else None
+    return hint(request.state_file, COMMENT_MAX) or (
+        "preserve isolation; undo: preserve release -o KIT_OUTPUT"
+    )
 
 
 def ruleset(request: Request) -> str:

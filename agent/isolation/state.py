@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 STATE_DIR = ".preserve-isolation"
 IN_FORCE = ("applying", "in-force", "not-confirmed", "failed")
+
+# A rule's comment on the host names the state file on the kit, so that a bare
+# ``preserve release`` can find it. Only plain paths: nothing that needs quoting.
+_PATH = r"/[A-Za-z0-9/._+@:-]{1,200}\.json"
+_HINT = re.compile(rf"preserve state: ({_PATH})")
+_QUOTED_HINT = re.compile(rf'"preserve state: ({_PATH})"')
+
+
+def hint(state_file: str | None, limit: int) -> str | None:
+    """The comment text naming ``state_file``, or None when it cannot be written safely."""
+    text = f"preserve state: {state_file}"
+    return text if state_file and _HINT.fullmatch(text) and len(text) <= limit else None
+
+
+def find_hint(listing: str) -> str | None:
+    """The state file named in a ruleset listing (``nft list``, ``iptables -S``)."""
+    match = _QUOTED_HINT.search(listing)
+    return match.group(1) if match else None
 
 
 def netns_inode() -> str:

@@ -11,6 +11,7 @@ import textwrap
 
 import click
 
+from .base import Step
 from .engine import Isolation
 
 
@@ -19,8 +20,6 @@ def show_dry_run(isolation: Isolation, json_mode: bool) -> int:
     if json_mode:
         click.echo(json.dumps({"dry_run": True, **result}, sort_keys=True))
         return 0
-    from .base import Step
-
     lines = [
         "preserve --isolate --dry-run: nothing was changed and nothing collected.",
         f"method:      {result['method']}",

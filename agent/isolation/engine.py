@@ -62,6 +62,7 @@ class Isolation:
         self.console: Any = None
         self.started_ns = process_start_ns()
         self.cut_ns: int | None = None
+        self.dry = False  # --dry-run: show the plan, change and collect nothing
 
     # --- dry run -------------------------------------------------------------------------
     def dry_run(self) -> dict[str, Any]:

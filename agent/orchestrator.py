@@ -201,7 +201,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         if config.after_collect:
             number += 1
             console.stage(number, total, "watching")
-            extra.update(config.after_collect(ctx, console))
+            watched = config.after_collect(ctx, console)
+            rows = extra.get("summary_rows", []) + watched.pop("summary_rows", [])
+            extra.update(watched, summary_rows=rows)
     except OutputFull:
         status = "stopped: output disk full"
         console.error(

@@ -315,6 +315,51 @@ class CopyEngine:
         finally:
             os.close(fd)
 
+    def reserve(self, rel: str) -> str:
+        """Claim a stored path for a file an external command will write (then ``adopt``)."""
+        rel = self._claim(rel)
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        return rel
+
+    def adopt(self, rel: str, collector: str, **fields: Any) -> dict[str, Any] | None:
+        """Journal a file that a command run by the tool wrote inside the evidence directory
+        (``wevtutil epl``, ``log collect``): hash it as it is and make it read-only."""
+        path = self.root / rel
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            self.record_error(
+                collector,
+                None,
+                f"output of the command is missing: {e.strerror}",
+                stored_path=rel,
+                **fields,
+            )
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self.record_error(
+                    collector,
+                    None,
+                    "command output is not a regular file",
+                    stored_path=rel,
+                    **fields,
+                )
+                return None
+            h = hashlib.sha256()
+            size = 0
+            while chunk := os.read(fd, CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            os.fchmod(fd, 0o444)
+        finally:
+            os.close(fd)
+        self.counters.add(stored=1, bytes=size)
+        return self.journal.append(
+            "artifact", collector=collector, path=rel, size=size, sha256=h.hexdigest(), **fields
+        )
+
     def _copy_open(
         self,
         fd: int,

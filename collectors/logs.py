@@ -1,25 +1,111 @@
-"""``logs``: the host's standard log locations, preserved byte-exact."""
+"""``logs``: every log the profile names, byte-exact, each file stored once.
+
+Sources come from a profile (``collectors/profiles/*.toml``, ``--profile``). Rotated and
+compressed generations are stored as they are, never decompressed. A live log is copied
+up to its size at open (the copy engine records ``size_at_open`` and ``grew``). Every
+artifact carries the source's device and inode; a file met again under another name (a
+hard link, a rotation during the pass, overlapping sources) becomes a ``skipped`` record
+naming the first copy instead of a second copy."""
 
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+import stat
+import sys
+from typing import Any, ClassVar
 
-from .context import CollectContext
+from . import _logs_macos, _logs_windows
+from .context import CollectContext, Options
+from .logprofile import LogSource, Profile, load_profile
+from .pathmap import describe, stored_relpath
+from .stat_record import stat_fields
+from .walk import walk
 
-STANDARD_LOG_DIRS = (b"/var/log", b"/run/log/journal")
+NAME = "logs"
+
+
+def stored_path(source: bytes) -> str:
+    return f"artifacts/logs/{stored_relpath(source)}"
 
 
 class LogsCollector:
-    name: ClassVar[str] = "logs"
+    name: ClassVar[str] = NAME
     stage: ClassVar[str] = "slow"
     order: ClassVar[int] = 10
-    description: ClassVar[str] = "standard log locations (/var/log, journald)"
+    description: ClassVar[str] = "log files named by the profile (default: standard)"
+
+    def __init__(self) -> None:
+        self.profile: Profile = load_profile(None)
+
+    def configure(self, options: Options) -> None:
+        """Take the run's profile and, when asked, the ``--path`` trees as log sources."""
+        profile = options.extra.get("log_profile") or load_profile(options.profile)
+        self.profile = profile.with_paths(options.extra.get("log_paths", []))
 
     def sources(self) -> list[bytes]:
-        return [p for p in STANDARD_LOG_DIRS if os.path.lexists(p)]
+        return [s.root for s in self.profile.sources if os.path.lexists(s.root)]
+
+    def watch_sources(self) -> list[LogSource]:
+        return [s for s in self.profile.sources if os.path.lexists(s.root)]
 
     def collect(self, ctx: CollectContext) -> None:
-        for path in self.sources():
-            ctx.preserve_tree(path, "logs", self.name)
+        if sys.platform == "win32":
+            _logs_windows.collect(ctx, self.profile)
+            return
+        if sys.platform == "darwin":
+            _logs_macos.collect(ctx, self.profile)
+        seen: dict[tuple[int, int], dict[str, Any]] = {}
+        for source in self.sources_present(ctx):
+            for path in self._files(ctx, source):
+                self._take(ctx, path, seen)
+                if ctx.engine.full.is_set():
+                    return
         ctx.engine.drain()
+
+    def sources_present(self, ctx: CollectContext) -> list[LogSource]:
+        present = []
+        for source in self.profile.sources:
+            if os.path.lexists(source.root):
+                present.append(source)
+            else:
+                ctx.log.info("log_source_absent", root=os.fsdecode(source.root))
+        return present
+
+    def _files(self, ctx: CollectContext, source: LogSource) -> Any:
+        def on_error(path: bytes, error: OSError) -> None:
+            ctx.error(NAME, f"cannot list directory: {error.strerror}", path)
+
+        try:
+            st = os.lstat(source.root)
+        except OSError as e:
+            ctx.error(NAME, f"cannot stat: {e.strerror}", source.root)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            yield source.root
+            return
+        for path in walk(source.root, on_error, ctx.exclude, source.max_depth):
+            if source.selects(path):
+                yield path
+
+    def _take(
+        self, ctx: CollectContext, path: bytes, seen: dict[tuple[int, int], dict[str, Any]]
+    ) -> None:
+        rel = stored_path(path)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None  # the engine records why
+        if st is not None and stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            first = seen.get(key)
+            if first is not None:
+                ctx.engine.record_skip(
+                    NAME,
+                    path,
+                    f"duplicate: same file (device, inode) as {first['path']}, stored once",
+                    duplicate_of=first,
+                    stat=stat_fields(st),
+                )
+                return
+            seen[key] = {**describe(path), "stored_path": rel}
+        ctx.engine.submit(path, rel, NAME, kind="log")

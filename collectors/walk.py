@@ -14,11 +14,15 @@ def walk(
     top: bytes,
     on_error: Callable[[bytes, OSError], None],
     exclude: frozenset[tuple[int, int]] = frozenset(),
+    max_depth: int | None = None,
 ) -> Iterator[bytes]:
-    """Yield every non-directory entry under ``top`` (depth first, sorted by name)."""
-    stack = [top]
+    """Yield every non-directory entry under ``top`` (depth first, sorted by name).
+
+    With ``max_depth``, entries deeper than that many levels below ``top`` are not listed
+    (1: only ``top``'s own entries), so a narrow source never walks a huge tree."""
+    stack = [(top, 1)]
     while stack:
-        directory = stack.pop()
+        directory, depth = stack.pop()
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -39,6 +43,6 @@ def walk(
             except OSError as e:
                 on_error(entry.path, e)
                 continue
-            if (st.st_dev, st.st_ino) not in exclude:
-                subdirs.append(entry.path)
+            if (st.st_dev, st.st_ino) not in exclude and (max_depth is None or depth < max_depth):
+                subdirs.append((entry.path, depth + 1))
         stack.extend(reversed(subdirs))

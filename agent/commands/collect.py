@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from collectors.context import Options
+from collectors.logprofile import Profile, ProfileError, load_profile
 from collectors.registry import load_collectors
 from manifests.errors import ManifestError
 from manifests.signing import Signer, grouped
@@ -20,7 +21,8 @@ from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
 from ..orchestrator import RunConfig, RunOutcome, run
-from ..params import ByteSize, split_names
+from ..params import ByteSize, Duration, split_names
+from ..watch import make_watch_hook
 
 
 class UsageProblem(click.ClickException):
@@ -57,6 +59,16 @@ def collection_options(f: Any) -> Any:
             "--max-file-size",
             type=ByteSize(),
             help="Record, but do not copy, files larger than this (e.g. 2G).",
+        ),
+        click.option(
+            "--profile",
+            help="Log sources to read: minimal, standard (default), full, or a .toml file.",
+        ),
+        click.option(
+            "--watch",
+            type=Duration(),
+            help="After collecting, keep preserving what logs append, rotate or lose, for "
+            "this long (90, 90s, 15m, 2h; Ctrl-C ends it early).",
         ),
         click.option(
             "--collect-env",
@@ -145,6 +157,8 @@ def run_collection(
     json_mode: bool,
     quiet: bool,
     debug: bool,
+    profile: str | None = None,
+    watch: float | None = None,
     **extra: Any,
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
@@ -159,7 +173,30 @@ def run_collection(
     raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
     warnings: list[str] = []
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
-    collectors = _select(available, split_names(only), split_names(skip), raw_paths)
+    try:
+        log_profile: Profile = load_profile(profile)
+    except ProfileError as e:
+        raise UsageProblem(str(e)) from e
+    only_names = split_names(only) or list(log_profile.collectors or [])
+    collectors = _select(available, only_names, split_names(skip), raw_paths)
+    names = [c.name for c in collectors]
+    if watch is not None and watch <= 0:
+        raise UsageProblem("--watch needs a positive duration such as 90s, 15m or 2h")
+    if watch is not None and "logs" not in names and not raw_paths:
+        raise UsageProblem("--watch follows log sources: run the logs collector or give --path")
+    options = Options(
+        paths=raw_paths,
+        max_file_size=max_file_size,
+        profile=profile,
+        collect_env=bool(extra.get("collect_env")),
+    )
+    options.extra["log_profile"] = log_profile
+    # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR) they
+    # are extra log sources. Either way the watch follows them.
+    options.extra["log_paths"] = [] if "files" in names else raw_paths
+    for c in collectors:
+        if hasattr(c, "configure"):
+            c.configure(options)
     for w in warnings:
         console.warn(f"{w} (plug-in skipped)")
     sources = raw_paths + [p for c in collectors for p in getattr(c, "sources", list)()]
@@ -177,14 +214,14 @@ def run_collection(
         output=output,
         signer=signer,
         collectors=collectors,
-        options=Options(
-            paths=raw_paths, max_file_size=max_file_size, collect_env=bool(extra.get("collect_env"))
-        ),
+        options=options,
         case=case,
         examiner=examiner,
         note=note,
         argv=sys.argv,
         after_volatile=isolation,
+        after_collect=make_watch_hook(watch, collectors, raw_paths) if watch else None,
+        start_fields={"log_profile": log_profile.name} if "logs" in names else {},
     )
     if signer.ephemeral:
         console.info(

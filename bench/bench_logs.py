@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Benchmarks for issue 4 (logs and --watch), each against a baseline run in the same go.
+
+1. Initial pass: a synthetic /var/log-like tree of ``--size`` (default 2 GiB: many small
+   logs, a few big ones, compressed generations) preserved by ``preserve --only logs``
+   against ``cp -a`` + ``sha256sum`` of the same tree. Both run on a warm page cache
+   (the tree is read once first), so this compares the tools, not the disk.
+2. Watch: ``--logs`` logs (default 10) each appended at ``--rate`` (default 5 MB/s) by a
+   separate writer while ``preserve --watch`` follows them. Reported: lines lost (must be
+   0), the watcher's CPU time as a share of one core (from /proc, target < 25 %) and the
+   lag between a line's write and the journal record that preserves it.
+
+Everything is generated under a temporary directory in /tmp and deleted afterwards.
+Usage: .venv/bin/python bench/bench_logs.py [--size 2G] [--watch-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESERVE = [sys.executable, "-c", "from agent._cli import main; main()"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def profile(path: Path, root: Path) -> Path:
+    path.write_text(f'version = 1\n[[source]]\nroot = "{root}"\ndescription = "bench"\n')
+    return path
+
+
+def make_tree(root: Path, total: int) -> int:
+    """Mixed sizes: text logs of 1 KiB..4 MiB, a few of 64..256 MiB, incompressible
+    ``.gz``/``.xz`` generations; journald-sized binary files."""
+    rng = random.Random(4)
+    line = b"Nov 27 05:20:00 host sshd[1234]: Accepted publickey for root from 10.0.0.1\n"
+    text = line * (4 << 20 // len(line) + 1)
+    noise = os.urandom(8 << 20)
+    made = 0
+    services = ["nginx", "apache2", "mysql", "audit", "sssd", "cups", "apt", "journal/abc"]
+    n = 0
+    while made < total:
+        d = root / rng.choice(services)
+        d.mkdir(parents=True, exist_ok=True)
+        kind = rng.random()
+        n += 1
+        if kind < 0.03:
+            size, name, src = rng.randint(64, 256) << 20, f"big{n}.log", text
+        elif kind < 0.35:
+            size, name, src = rng.randint(1 << 10, 4 << 20), f"app{n}.log.{n % 9 + 2}.gz", noise
+        elif kind < 0.40:
+            size, name, src = rng.randint(1 << 20, 8 << 20), f"system@{n}.journal", noise
+        else:
+            size, name, src = rng.randint(1 << 10, 4 << 20), f"app{n}.log", text
+        size = min(size, total - made)
+        with open(d / name, "wb") as f:
+            left = size
+            while left:
+                chunk = src[: min(left, len(src))]
+                f.write(chunk)
+                left -= len(chunk)
+        made += size
+    return n
+
+
+def timed(argv: list, **kw: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, **kw)
+    return time.perf_counter() - start
+
+
+def bench_initial(work: Path, size: int) -> dict:
+    tree = work / "var-log"
+    files = make_tree(tree, size)
+    subprocess.run(["cat", *map(str, tree.rglob("*.log"))], stdout=subprocess.DEVNULL)
+    for p in tree.rglob("*"):  # warm the page cache for both contenders
+        if p.is_file():
+            with open(p, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+    prof = profile(work / "bench.toml", tree)
+    out = work / "out"
+    t_preserve = timed(
+        [*PRESERVE, "-q", "-o", out, "--only", "logs", "--profile", prof],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    evidence = next(out.iterdir())
+    t_verify = timed(
+        [sys.executable, "-c", "from agent.commands.verify import main; main()", "-q", evidence],
+        cwd=ROOT,
+    )
+    shutil.rmtree(out)
+    copy = work / "cp"
+    t_cp = timed(["cp", "-a", tree, copy])
+    t_sha = timed(f"find {copy} -type f -print0 | xargs -0 sha256sum > {work}/sums", shell=True)
+    shutil.rmtree(copy)
+    shutil.rmtree(tree)
+    return {
+        "files": files,
+        "bytes": size,
+        "preserve_s": t_preserve,
+        "verify_s": t_verify,
+        "cp_s": t_cp,
+        "sha256sum_s": t_sha,
+        "baseline_s": t_cp + t_sha,
+        "ratio": t_preserve / (t_cp + t_sha),
+    }
+
+
+WRITER = r"""
+import os, sys, time
+d, n, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+pad = b"x" * 960
+fds = [os.open(f"{d}/app{i}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) for i in range(n)]
+seq = [0] * n
+tick = 0.01
+per_tick = max(1, int(rate * tick / 1000))  # lines of ~1000 bytes
+start = time.monotonic()
+end = start + seconds
+k = 0
+while time.monotonic() < end:
+    now = time.monotonic_ns()
+    for i, fd in enumerate(fds):
+        lines = []
+        for _ in range(per_tick):
+            seq[i] += 1
+            lines.append(b"app%d %010d %d " % (i, seq[i], now) + pad + b"\n")
+        os.write(fd, b"".join(lines))
+    k += 1
+    delay = start + k * tick - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+print(",".join(map(str, seq)))
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def bench_watch(work: Path, logs: int, rate: int, seconds: float) -> dict:
+    d = work / "live"
+    d.mkdir()
+    for i in range(logs):
+        (d / f"app{i}.log").write_bytes(b"")
+    prof = profile(work / "none.toml", work / "no-such-dir")
+    out = work / "wout"
+    proc = subprocess.Popen(
+        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
+         "--watch", str(seconds + 4)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
+        time.sleep(0.05)
+    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    writer = subprocess.run(
+        [sys.executable, "-c", WRITER, d, str(logs), str(rate), str(seconds)],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    time.sleep(1.5)  # the last flush interval
+    cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    summary = json.loads(proc.communicate(timeout=120)[0])
+    counts = [int(c) for c in writer.stdout.decode().split(",")]
+    evidence = Path(summary["evidence_dir"])
+    seen: dict[int, set[int]] = {i: set() for i in range(logs)}
+    lags = []
+    written_bytes = 0
+    for line in (evidence / "custody.jsonl").read_bytes().splitlines():
+        r = json.loads(line)
+        if r["type"] != "artifact" or r.get("kind") != "log-increment":
+            continue
+        data = (evidence / r["path"]).read_bytes()
+        written_bytes += len(data)
+        first = True
+        for text in data.split(b"\n"):
+            parts = text.split(b" ", 3)
+            if len(parts) < 4 or not parts[0].startswith(b"app"):
+                continue
+            seen[int(parts[0][3:])].add(int(parts[1]))
+            if first:  # the oldest line of an increment waited longest
+                lags.append((int(r["mono_ns"]) - int(parts[2])) / 1e6)
+                first = False
+    lost = sum(len(set(range(1, c + 1)) - seen[i]) for i, c in enumerate(counts))
+    verified = subprocess.run(
+        [sys.executable, "-c", "from agent.commands.verify import main; main()", "-q", evidence],
+        cwd=ROOT,
+    ).returncode
+    shutil.rmtree(out)
+    shutil.rmtree(d)
+    lags.sort()
+    return {
+        "logs": logs,
+        "rate_bytes_per_s_each": rate,
+        "seconds": seconds,
+        "lines_written": sum(counts),
+        "lines_lost": lost,
+        "bytes_preserved": written_bytes,
+        "increments": len(lags),
+        "cpu_share_of_one_core": (cpu1 - cpu0) / (t1 - t0),
+        "lag_ms_median": statistics.median(lags),
+        "lag_ms_p95": lags[int(len(lags) * 0.95)],
+        "lag_ms_max": lags[-1],
+        "verify_exit": verified,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="2G")
+    ap.add_argument("--logs", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=5_000_000)
+    ap.add_argument("--watch-seconds", type=float, default=20)
+    ap.add_argument("--skip-initial", action="store_true")
+    args = ap.parse_args()
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    size = int(args.size[:-1]) * units[args.size[-1].upper()]
+    with tempfile.TemporaryDirectory(prefix="bench-logs-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        if not args.skip_initial:
+            r = bench_initial(work, size)
+            print(
+                f"initial pass: {r['files']} files, {r['bytes'] / (1 << 30):.2f} GiB: preserve "
+                f"{r['preserve_s']:.2f} s vs cp -a + sha256sum {r['baseline_s']:.2f} s "
+                f"(cp {r['cp_s']:.2f} s + sha256sum {r['sha256sum_s']:.2f} s): "
+                f"ratio {r['ratio']:.2f}; verify {r['verify_s']:.2f} s"
+            )
+        w = bench_watch(work, args.logs, args.rate, args.watch_seconds)
+        print(
+            f"watch: {w['logs']} logs x {w['rate_bytes_per_s_each'] / 1e6:.0f} MB/s for "
+            f"{w['seconds']:.0f} s: {w['lines_written']} lines, {w['lines_lost']} lost, "
+            f"{w['bytes_preserved'] / 1e6:.0f} MB in {w['increments']} increments; watcher CPU "
+            f"{100 * w['cpu_share_of_one_core']:.1f} % of one core; lag write->stored "
+            f"median {w['lag_ms_median']:.0f} ms, p95 {w['lag_ms_p95']:.0f} ms, max "
+            f"{w['lag_ms_max']:.0f} ms; verify exit {w['verify_exit']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,689 @@
+"""Following logs after the initial pass (``--watch``): nothing appended, rotated away,
+truncated or deleted is lost while the responder works.
+
+How it keeps everything:
+
+* Every followed log is held **open**, tracked by ``(device, inode)`` with the offset up to
+  which its bytes are kept. A rotated (renamed), compressed-away or deleted file can still
+  be read to its last byte through that descriptor; the name is only a label.
+* watchdog (inotify on Linux) wakes the loop on every change; appended bytes are read at
+  once into memory (so ``copytruncate`` has little to take), and written out as one
+  ``artifact`` (kind ``log-increment``, with source inode and byte range) per file at a
+  bounded cadence (``flush_interval``), so a busy log does not make thousands of tiny
+  artifacts. A periodic sweep and rescan catch anything an event missed.
+* Truncation is noticed when the size drops below the offset, or when the bytes just
+  before the offset no longer match what was read (the file was truncated and refilled
+  between two looks); reading restarts at 0.
+* Renames, truncations, deletions and new files (compressed generations included) are
+  ``event`` records naming the inode, so the lab can rebuild each log's history.
+* The journal is sealed every ``seal_interval`` seconds and when the watch ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import resource
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from .context import CollectContext
+from .copy import _open_source
+from .logprofile import LogSource
+from .pathmap import describe, stored_relpath
+from .stat_record import stat_fields
+from .walk import walk
+
+NAME = "logs"
+COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".z", ".zip")
+READ_CHUNK = 1 << 20
+TAIL = 64  # bytes compared before the offset to notice truncate-and-refill
+_QUIET_EVENTS = {"opened", "closed_no_write"}
+# Only what changes content or names: a logger that opens and closes its file for every
+# line would otherwise triple the events (and the watcher's CPU).
+_EVENTS: list[type[FileSystemEvent]] = [
+    FileModifiedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+_ROTATED = re.compile(rb"([.-](\d+|\d{4}-?\d{2}-?\d{2}(-?\d{2,6})?))$")  # .1, -20261127
+HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
+DELETED_GRACE = 30.0  # seconds a deleted file is still followed after its last growth
+HOT_PAUSE = 0.0001  # seconds between two polls of a hot log, at most (interpreter switch)
+WATCH_SWITCH = 0.0005  # interpreter switch interval during the watch (default 0.005)
+
+
+@dataclass
+class Track:
+    key: tuple[int, int]
+    fd: int
+    path: bytes
+    offset: int  # bytes read (kept in memory or stored)
+    compressed: bool
+    pending: bytearray = field(default_factory=bytearray)
+    pending_since: float = 0.0
+    last_growth: float = 0.0
+    tail: bytes = b""
+    hot_until: float = 0.0
+    truncations: int = 0
+    # Inode numbers are reused once a file is gone: the n-th file seen with this
+    # (device, inode) in this run. The initial pass's copies are generation 0.
+    generation: int = 0
+    deleted: bool = False
+
+    @property
+    def pending_start(self) -> int:
+        return self.offset - len(self.pending)
+
+
+@dataclass
+class WatchStats:
+    increments: int = 0
+    bytes: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    followed: int = 0
+    seals: int = 0
+
+    def count(self, what: str) -> None:
+        self.events[what] = self.events.get(what, 0) + 1
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def preserved_offsets(journal_path: os.PathLike[str] | str) -> dict[tuple[int, int], int]:
+    """(device, inode) -> end of the bytes already stored, from the run's own journal."""
+    known: dict[tuple[int, int], int] = {}
+    with open(journal_path, "rb") as f:
+        for line in f:
+            if b'"artifact"' not in line:
+                continue
+            record = json.loads(line)
+            source = record.get("source") or {}
+            st = source.get("stat") if isinstance(source, dict) else None
+            rng = record.get("range")
+            if record.get("type") != "artifact" or not st or not rng:
+                continue
+            key = (int(st["dev"]), int(st["ino"]))
+            known[key] = max(known.get(key, 0), int(rng["end"]))
+    return known
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, sink: Callable[[bytes, bool], None]) -> None:
+        self._sink = sink
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _QUIET_EVENTS:
+            return
+        modified = event.event_type == "modified"
+        self._sink(os.fsencode(event.src_path), modified)
+        dest = getattr(event, "dest_path", "")
+        if dest:
+            self._sink(os.fsencode(dest), False)
+
+
+class LogWatcher:
+    def __init__(
+        self,
+        ctx: CollectContext,
+        sources: list[LogSource],
+        flush_interval: float = 1.0,
+        seal_interval: float = 10.0,
+        sweep_interval: float = 0.5,
+        rescan_interval: float = 5.0,
+        periodic_interval: float = 1.0,
+        batch: float = 0.005,
+        tick: float = 0.2,
+        max_pending: int = 8 << 20,
+        settle: float = 1.0,
+    ) -> None:
+        self.ctx = ctx
+        self.sources = sources
+        self.flush_interval = flush_interval
+        self.seal_interval = seal_interval
+        self.sweep_interval = sweep_interval
+        self.rescan_interval = rescan_interval
+        self.periodic_interval = periodic_interval
+        self.batch = batch
+        self.tick = tick
+        self.max_pending = max_pending
+        self.settle = settle
+        self.stats = WatchStats()
+        self.tracks: dict[tuple[int, int], Track] = {}
+        self._by_path: dict[bytes, Track] = {}
+        self._dirty: set[bytes] = set()
+        self._lock = threading.Lock()  # guards _dirty
+        # Guards every track: the loop, the event thread (prompt reads) and the hot thread.
+        self._state = threading.RLock()
+        self._hot: set[tuple[int, int]] = set()
+        self._heat = threading.Event()
+        self._closing = threading.Event()
+        self._hot_thread: threading.Thread | None = None
+        self._switch = sys.getswitchinterval()
+        self._wake = threading.Event()
+        self._observer: Any = None
+        self._known: dict[tuple[int, int], int] = {}
+        self._fd_budget = 0
+        self._warned_fds = False
+        self._sealed_seq = -1
+        self._refused: set[tuple[int, int]] = set()
+        self._dirs: set[tuple[int, int]] = set()
+        self._generations: dict[tuple[int, int], int] = {}
+        # Increments cut under the lock, stored by the loop outside it, so that a prompt
+        # or hot read never waits for a disk write.
+        self._outbox: list[tuple[str, bytearray, dict[str, Any]]] = []
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _sink(self, path: bytes, modified: bool = False) -> None:
+        """Runs in watchdog's thread: queue the path for the loop, and read at once."""
+        track = self._by_path.get(path)
+        try:
+            if modified and track is not None:  # the common case, kept cheap: just read
+                with self._state:
+                    if not self._closing.is_set() and track.key in self.tracks:
+                        self._poll(track)
+                return
+            if track is None:  # a followed log's other changes are handled right here
+                with self._lock:
+                    self._dirty.add(path)
+                self._wake.set()
+            self._prompt(path)
+        except Exception as e:  # never kill watchdog's thread; the loop will retry
+            self.ctx.log.warning("watch_prompt_failed", error=f"{type(e).__name__}: {e}")
+
+    def _prompt(self, path: bytes) -> None:
+        """Read a followed log's new bytes without waiting for the loop; when a rotation
+        copy (``x.log.1`` as a new file) appears, start polling ``x.log`` without pause,
+        so that what is written between logrotate's copy and its truncate is kept."""
+        with self._state:
+            if self._closing.is_set():
+                return
+            track = self._by_path.get(path)
+            if track is not None:
+                self._poll(track)
+                if not self._still_followed(path):  # renamed away, or replaced
+                    with self._lock:
+                        self._dirty.add(path)
+                    self._wake.set()
+                return
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return
+            if not stat.S_ISREG(st.st_mode):
+                return
+            # A new file, or a rename (recorded by the loop): either may be a rotation.
+            if self._heat_siblings(path):
+                self._heat.set()
+
+    def _still_followed(self, path: bytes) -> bool:
+        track = self._by_path.get(path)
+        try:
+            return track is not None and _key(os.lstat(path)) == track.key
+        except OSError:
+            return False
+
+    def _hot_loop(self) -> None:
+        hot_switch = False
+        while not self._closing.is_set():
+            with self._state:
+                now = time.monotonic()
+                for key in list(self._hot):
+                    track = self.tracks.get(key)
+                    if track is None or track.hot_until <= now:
+                        self._hot.discard(key)
+                        continue
+                    seen = track.truncations
+                    self._poll(track)
+                    if track.truncations != seen:
+                        self._hot.discard(key)  # the copy is done and truncated
+                busy = bool(self._hot)
+            if busy:
+                if not hot_switch:
+                    # Other threads now hand the interpreter over within HOT_PAUSE, so a
+                    # poll is never more than that late.
+                    sys.setswitchinterval(HOT_PAUSE)
+                    hot_switch = True
+                time.sleep(0)
+            else:
+                if hot_switch:
+                    sys.setswitchinterval(WATCH_SWITCH)
+                    hot_switch = False
+                self._heat.wait(0.5)
+                self._heat.clear()
+
+    def _source_for(self, path: bytes) -> LogSource | None:
+        for source in self.sources:
+            if source.covers(path):
+                return source
+        return None
+
+    def directories(self) -> list[bytes]:
+        dirs = []
+        for s in self.sources:
+            d = s.root if os.path.isdir(s.root) else os.path.dirname(s.root)
+            if d not in dirs:
+                dirs.append(d)
+        return dirs
+
+    def start(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        self._fd_budget = max(16, min(soft, 65536) - 128)
+        # Threads hand over the interpreter lock at least this often: a prompt read must
+        # not wait 5 ms (the default) behind the loop's work.
+        sys.setswitchinterval(WATCH_SWITCH)
+        self._hot_thread = threading.Thread(target=self._hot_loop, name="watch-hot", daemon=True)
+        self._hot_thread.start()
+        self._known = preserved_offsets(self.ctx.journal.path)
+        observer = Observer()
+        handler = _Handler(self._sink)
+        scheduled = 0
+        for d in self.directories():
+            recursive = any(s.root == d for s in self.sources)
+            try:
+                observer.schedule(
+                    handler, os.fsdecode(d), recursive=recursive, event_filter=_EVENTS
+                )
+                scheduled += 1
+            except OSError as e:
+                self.ctx.error(NAME, f"cannot watch directory ({e}); polling it instead", d)
+        if scheduled:
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+        else:
+            self.rescan_interval = min(self.rescan_interval, 1.0)
+        # Events from here on are queued; the scan below then cannot miss a file.
+        self._rescan(initial=True)
+        self.ctx.journal.append(
+            "event",
+            collector=NAME,
+            what="watch-started",
+            directories=[describe(d) for d in self.directories()],
+            followed=len(self.tracks),
+            inotify=scheduled > 0,
+        )
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self, duration: float, stopped: Callable[[], bool]) -> None:
+        now = time.monotonic()
+        until = now + duration
+        next_sweep = now + self.sweep_interval
+        next_rescan = now + self.rescan_interval
+        next_periodic = now
+        next_seal = now + self.seal_interval
+        while not stopped() and not self.ctx.engine.full.is_set():
+            now = time.monotonic()
+            if now >= until:
+                break
+            if self._wake.wait(timeout=min(self.tick, until - now)):
+                self._wake.clear()
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            for path in sorted(dirty):
+                if self._still_followed(path):
+                    continue  # a followed log, read by the prompt path; sweeps re-check
+                with self._state:
+                    self._touch(path)
+            now = time.monotonic()
+            if now >= next_sweep:
+                for track in list(self.tracks.values()):
+                    with self._state:
+                        self._poll(track)
+                next_sweep = now + self.sweep_interval
+            if now >= next_rescan:
+                self._rescan()
+                next_rescan = time.monotonic() + self.rescan_interval
+            with self._state:
+                self._flush_due(time.monotonic())
+            self._store()
+            if now >= next_periodic:
+                self._run_periodic()
+                next_periodic = now + self.periodic_interval
+            if now >= next_seal:
+                self._seal("watch")
+                next_seal = now + self.seal_interval
+            if dirty:
+                time.sleep(self.batch)  # let a burst of events gather into one pass
+
+    def close(self, reason: str) -> None:
+        """Stop watching; read every followed file to its end, store it, seal."""
+        if self._observer is not None:
+            self._observer.stop()
+        self._closing.set()
+        self._heat.set()
+        if self._hot_thread is not None:
+            self._hot_thread.join(timeout=5)
+        with self._state:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            for path in sorted(dirty):
+                self._touch(path)
+            for track in list(self.tracks.values()):
+                self._poll(track, drain=True)
+                self._flush(track)
+            for track in list(self.tracks.values()):
+                self._untrack(track)
+        self._store()
+        sys.setswitchinterval(self._switch)
+        self.ctx.engine.drain()
+        self.ctx.journal.append(
+            "event",
+            collector=NAME,
+            what="watch-ended",
+            reason=reason,
+            increments=self.stats.increments,
+            bytes=self.stats.bytes,
+            events=dict(sorted(self.stats.events.items())),
+        )
+        self._seal("watch ended")
+        if self._observer is not None:
+            self._observer.join(timeout=5)
+
+    def _run_periodic(self) -> None:
+        for callback in list(self.ctx.periodic):
+            try:
+                callback()
+            except Exception as e:  # a broken check must not end the watch
+                self.ctx.log.warning("periodic_failed", error=f"{type(e).__name__}: {e}")
+
+    def _seal(self, reason: str) -> None:
+        if self.ctx.journal.next_seq - 1 != self._sealed_seq:
+            self.ctx.journal.seal(reason)
+            self._sealed_seq = self.ctx.journal.next_seq - 1
+            self.stats.seals += 1
+
+    # -- discovery -------------------------------------------------------------------
+
+    def _rescan(self, initial: bool = False) -> None:
+        for source in self.sources:
+            try:
+                st = os.lstat(source.root)
+            except OSError:
+                continue
+            paths: Iterable[bytes]
+            if stat.S_ISDIR(st.st_mode):
+                paths = walk(source.root, lambda p, e: None, self.ctx.exclude, source.max_depth)
+            else:
+                paths = [source.root]
+            for path in paths:
+                if source.selects(path):
+                    with self._state:
+                        self._touch(path, initial=initial)
+
+    def _event(self, what: str, track: Track | None = None, **fields: Any) -> None:
+        self.stats.count(what)
+        if track is not None:
+            fields = {
+                **describe(track.path),
+                "dev": str(track.key[0]),
+                "ino": str(track.key[1]),
+                "generation": track.generation,
+                **fields,
+            }
+        self.ctx.journal.append("event", collector=NAME, what=what, **fields)
+
+    def _touch(self, path: bytes, initial: bool = False) -> None:
+        """Something happened at ``path``: follow it, or notice it moved or went away."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            track = self._by_path.get(path)
+            if track is not None:
+                self._poll(track)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key not in self._dirs:
+                self._dirs.add(key)
+                if not initial and self._source_for(path + b"/x") is not None:
+                    self._rescan_dir(path)  # a new directory: its files may predate the watch
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        track = self.tracks.get((st.st_dev, st.st_ino))
+        if track is None:
+            if self._source_for(path) is not None:
+                self._follow(path, st, initial)
+            return
+        if track.path != path:
+            self._maybe_renamed(track, path)
+        self._poll(track)
+
+    def _rescan_dir(self, directory: bytes) -> None:
+        for path in walk(directory, lambda p, e: None, self.ctx.exclude):
+            if self._source_for(path) is not None:
+                self._touch(path)
+
+    def _maybe_renamed(self, track: Track, new: bytes) -> None:
+        try:
+            old = os.lstat(track.path)
+            if (old.st_dev, old.st_ino) == track.key:
+                return  # a second hard link, not a rename
+        except OSError:
+            pass
+        self._poll(track)
+        self._flush(track)
+        previous = track.path
+        if self._by_path.get(previous) is track:
+            del self._by_path[previous]
+        track.path = new
+        self._by_path[new] = track
+        self._event("renamed", track, old=describe(previous))
+
+    def _follow(self, path: bytes, st: os.stat_result, initial: bool) -> None:
+        key = (st.st_dev, st.st_ino)
+        cap = self.ctx.engine.max_file_size
+        if cap is not None and st.st_size - self._known.get(key, 0) > cap:
+            if key not in self._refused:
+                self._refused.add(key)
+                if not initial or key in self._known:
+                    self.ctx.error(NAME, f"larger than --max-file-size ({cap} bytes)", path)
+            return
+        if len(self.tracks) >= self._fd_budget:
+            if not self._warned_fds:
+                self._warned_fds = True
+                self.ctx.error(NAME, "too many logs to follow; this and later new ones are not")
+            return
+        try:
+            fd = _open_source(path)
+        except FileNotFoundError:
+            # Created and removed between two looks (a rotation's temporary copy, say).
+            self._event("vanished", None, **describe(path), ino=str(key[1]), dev=str(key[0]))
+            return
+        except OSError as e:
+            if key not in self._refused:
+                self._refused.add(key)
+                if not initial:  # at start, the initial pass has already recorded why
+                    self.ctx.error(NAME, f"cannot open to follow: {e.strerror}", path)
+            return
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != key or not stat.S_ISREG(opened.st_mode):
+            os.close(fd)
+            return
+        offset = self._known.get(key, 0)
+        compressed = path.lower().endswith(tuple(s.encode() for s in COMPRESSED))
+        if initial and key in self._known:
+            generation = 0
+        else:
+            generation = self._generations.get(key, 0 if key in self._known else -1) + 1
+        self._generations[key] = generation
+        track = Track(
+            key, fd, path, offset, compressed, last_growth=time.monotonic(), generation=generation
+        )
+        if offset:
+            with contextlib.suppress(OSError):
+                track.tail = os.pread(fd, min(TAIL, offset), offset - min(TAIL, offset))
+        self.tracks[key] = track
+        self._by_path[path] = track
+        self.stats.followed += 1
+        if not initial or key not in self._known:
+            self._event(
+                "created" if not initial else "followed",
+                track,
+                size=str(opened.st_size),
+                compressed=compressed,
+                already_stored=str(offset),
+            )
+        self._poll(track)
+
+    def _heat_siblings(self, new: bytes) -> bool:
+        """A rotated name (``x.log.1``, ``x.log-20261127``, ``x.log.2.gz``) appeared: a
+        rotation is running in this directory, and a ``copytruncate`` log in it may be
+        copied and truncated within milliseconds. Read every log there without pause
+        for a moment (until its truncation, or ``HOT_SECONDS``)."""
+        directory, name = os.path.split(new)
+        stem = name
+        for suffix in COMPRESSED:
+            if stem.lower().endswith(suffix.encode()):
+                stem = stem[: -len(suffix)]
+                break
+        if _ROTATED.sub(b"", stem) == stem:
+            return False
+        until = time.monotonic() + HOT_SECONDS
+        heated = False
+        for track in list(self.tracks.values()):
+            if track.deleted or track.compressed or os.path.dirname(track.path) != directory:
+                continue
+            if _ROTATED.sub(b"", os.path.basename(track.path)) != os.path.basename(track.path):
+                continue  # an older generation: nothing copies and truncates those
+            track.hot_until = until
+            self._hot.add(track.key)
+            self._poll(track)
+            heated = True
+        return heated
+
+    def _untrack(self, track: Track) -> None:
+        self.tracks.pop(track.key, None)
+        if self._by_path.get(track.path) is track:
+            del self._by_path[track.path]
+        with contextlib.suppress(OSError):
+            os.close(track.fd)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _truncated(self, track: Track, size: int) -> bool:
+        if size < track.offset:
+            return True
+        if not track.tail or size == track.offset:
+            return False
+        try:
+            here = os.pread(track.fd, len(track.tail), track.offset - len(track.tail))
+        except OSError:
+            return False
+        return here != track.tail
+
+    def _poll(self, track: Track, drain: bool = False) -> None:
+        try:
+            st = os.fstat(track.fd)
+        except OSError:
+            return
+        if self._truncated(track, st.st_size):
+            self._flush(track)
+            self._event("truncated", track, was=str(track.offset), size=str(st.st_size))
+            track.truncations += 1
+            track.offset = 0
+            track.tail = b""
+        budget = None if drain or st.st_nlink == 0 else 16 << 20
+        self._read(track, budget)
+        if st.st_nlink == 0 and not track.deleted:
+            # Kept open: a writer that still holds the file (an intruder's daemon, a
+            # logger not yet told about the rotation) may go on writing into it.
+            track.deleted = True
+            self._flush(track)
+            self._event("deleted", track, size=str(track.offset))
+            if self._by_path.get(track.path) is track:
+                del self._by_path[track.path]
+        elif track.deleted and time.monotonic() - track.last_growth > DELETED_GRACE:
+            self._flush(track)
+            self._untrack(track)
+
+    def _read(self, track: Track, budget: int | None) -> None:
+        got = 0
+        while budget is None or got < budget:
+            want = READ_CHUNK if budget is None else min(READ_CHUNK, budget - got)
+            try:
+                data = os.pread(track.fd, want, track.offset)
+            except OSError as e:
+                self.ctx.error(NAME, f"read failed while following: {e.strerror}", track.path)
+                return
+            if not data:
+                break
+            if not track.pending:
+                track.pending_since = time.monotonic()
+            track.pending += data
+            track.offset += len(data)
+            track.last_growth = time.monotonic()
+            track.tail = (track.tail + data[-TAIL:])[-TAIL:]
+            got += len(data)
+            if len(track.pending) >= self.max_pending * (8 if track.compressed else 1):
+                self._flush(track)
+
+    def _flush_due(self, now: float) -> None:
+        for track in list(self.tracks.values()):
+            if not track.pending:
+                continue
+            if track.compressed:
+                due = now - track.last_growth >= self.settle
+            else:
+                due = now - track.pending_since >= self.flush_interval
+            if due or len(track.pending) >= self.max_pending * 8:
+                self._flush(track)
+
+    def _flush(self, track: Track) -> None:
+        if not track.pending:
+            return
+        start, end = track.pending_start, track.offset
+        data, track.pending = track.pending, bytearray()  # handed over, not copied
+        try:
+            st = stat_fields(os.fstat(track.fd))
+        except OSError:
+            st = {"dev": str(track.key[0]), "ino": str(track.key[1])}
+        gen = f"g{track.generation}" if track.generation else ""
+        rel = f"artifacts/watch/{stored_relpath(track.path)}/i{track.key[1]}{gen}_{start}-{end}"
+        fields = {
+            "kind": "log-increment",
+            "source": {**describe(track.path), "stat": st},
+            "range": {"offset": start, "end": end},
+            "generation": track.generation,
+        }
+        self._outbox.append((rel, data, fields))
+
+    def _store(self) -> None:
+        with self._state:
+            items, self._outbox = self._outbox, []
+        for rel, data, fields in items:
+            if self.ctx.engine.store_bytes(rel, data, NAME, **fields) is not None:
+                self.stats.increments += 1
+                self.stats.bytes += len(data)

@@ -1,0 +1,95 @@
+"""The watcher driven directly, for what the end-to-end tests cannot force on cue: a
+truncate-and-refill between two looks, the periodic callbacks, the seal cadence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import journal_records
+
+from collectors.context import CollectContext, Options
+from collectors.copy import CopyEngine
+from collectors.logprofile import LogSource
+from collectors.logwatch import LogWatcher
+from manifests.journal import Journal
+from manifests.signing import Signer
+
+
+class _Log:
+    def info(self, *a: object, **k: object) -> None: ...
+
+    warning = info
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> CollectContext:
+    root = tmp_path / "evidence"
+    root.mkdir()
+    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
+    engine = CopyEngine(root, journal)
+    yield CollectContext(root, journal, engine, Options(), log=_Log())
+    engine.shutdown()
+    journal.close()
+
+
+def test_truncate_and_refill_between_two_looks_is_noticed(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.write_bytes(b"first life line 1\nfirst life line 2\n")
+    watcher = LogWatcher(ctx, [LogSource(os.fsencode(logs), "t")])
+    watcher.start()
+    try:
+        track = next(iter(watcher.tracks.values()))
+        with watcher._state:
+            watcher._poll(track)
+        assert track.offset == 36
+        # truncated and refilled past the old offset before the watcher looked again
+        log.write_bytes(b"second life, longer than the first one was\n")
+        with watcher._state:
+            watcher._poll(track)
+    finally:
+        watcher.close("test")
+    records = journal_records(ctx.root)
+    truncated = [r for r in records if r.get("what") == "truncated"]
+    assert len(truncated) == 1 and truncated[0]["was"] == "36"
+    pieces = {
+        r["range"]["offset"]: (ctx.root / r["path"]).read_bytes()
+        for r in records
+        if r["type"] == "artifact"
+    }
+    assert pieces[0] == b"second life, longer than the first one was\n"
+    assert b"first life line 1\nfirst life line 2\n" in [
+        (ctx.root / r["path"]).read_bytes() for r in records if r["type"] == "artifact"
+    ]
+
+
+def test_run_calls_periodic_callbacks_and_seals_on_cadence(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_bytes(b"x\n")
+    calls: list[int] = []
+    ctx.periodic.append(lambda: calls.append(1))
+    ctx.periodic.append(lambda: 1 / 0)  # a broken check must not end the watch
+    watcher = LogWatcher(
+        ctx, [LogSource(os.fsencode(logs), "t")], seal_interval=0.3, periodic_interval=0.2
+    )
+    watcher.start()
+    try:
+        with open(logs / "a.log", "ab") as f:
+            for _ in range(5):
+                f.write(b"more\n")
+                f.flush()
+                watcher.run(0.3, lambda: False)
+    finally:
+        watcher.close("test")
+    assert len(calls) >= 5
+    seals = [r for r in journal_records(ctx.root) if r["type"] == "seal"]
+    assert len(seals) >= 3
+    assert journal_records(ctx.root)[-1]["type"] == "seal"

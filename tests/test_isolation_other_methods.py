@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,9 +135,10 @@ print(json.dumps({"code": code, "calm": calm, "present": present}))
 """
 
 
-def test_periodic_recheck_reapplies_after_nft_flush_ruleset(net: Topology, tmp_path: Path) -> None:
-    # --watch (issue 4) is not on this branch: the re-check runs through ctx.periodic,
-    # the same callback list the watch loop calls.
+def test_periodic_recheck_callback_reapplies_after_nft_flush_ruleset(
+    net: Topology, tmp_path: Path
+) -> None:
+    # The callback itself, in-process: the list --watch calls (the next test runs --watch).
     done = net.ex(
         "host",
         sys.executable,
@@ -150,3 +154,57 @@ def test_periodic_recheck_reapplies_after_nft_flush_ruleset(net: Topology, tmp_p
     assert actions.count("isolation-lost") == 1 and actions[-1] == "isolation-reapplied"
     assert not net.can("other", "10.231.2.1", timeout=0.5)
     assert net.can("resp", "10.231.1.1")
+
+
+def test_nft_flush_ruleset_during_watch_is_detected_reapplied_and_journaled(
+    net: Topology, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.log").write_text("line\n")
+    out = tmp_path / "out"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", net.ns["host"], sys.executable, "-c",
+         "from agent._cli import main; main()", "--json", "-o", str(out), "--only", "files",
+         "--path", str(src), "--isolate", "--allow", "10.231.1.2", "--watch", "8s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # wait for the cut, seen from the kit's state
+            states = list((out / ".preserve-isolation").glob("*.json"))
+            if states and json.loads(states[0].read_text()).get("status") == "in-force":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("isolation never reached in-force")
+        assert not net.can("other", "10.231.2.1", timeout=0.5)
+        net.ex("host", "nft", "flush", "ruleset")  # another program wipes the firewall
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if (
+                net.ex(
+                    "host", "nft", "list", "table", "inet", "preserve_isolation", check=False
+                ).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.1)
+        assert not net.can("other", "10.231.2.1", timeout=0.5)  # re-applied by the watch
+        assert net.can("resp", "10.231.1.1")
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, stderr.decode()
+    evidence = Path(json.loads(stdout)["evidence_dir"])
+    actions = [r.get("action") for r in journal_records(evidence) if r["type"] == "action"]
+    assert actions.count("isolation-lost") == 1
+    assert actions.index("isolation-lost") < actions.index("isolation-reapplied")
+    net.preserve("release", "-o", str(out))

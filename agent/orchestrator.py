@@ -156,7 +156,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         },
         **config.start_fields,
     )
-    journal.seal("start")
+    journal.seal("start", journal_only=True)
     log.info("run_started", evidence_dir=str(root), collectors=[c.name for c in config.collectors])
 
     stages = _stages(config.collectors)

@@ -12,6 +12,7 @@ from .commands.collect import check_kit_or_refuse, collection_options, run_colle
 from .commands.custody import custody
 from .commands.export import export_command
 from .commands.keygen import keygen
+from .commands.release import release
 from .commands.report import report_command
 from .commands.selfcheck import selfcheck
 from .commands.verify import verify_command
@@ -38,6 +39,7 @@ def cli(ctx: click.Context, **options: Any) -> None:
 
 cli.add_command(keygen)
 cli.add_command(custody)
+cli.add_command(release)
 cli.add_command(verify_command)
 cli.add_command(report_command)
 cli.add_command(export_command)

@@ -156,7 +156,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         },
         **config.start_fields,
     )
-    journal.seal("start")
+    journal.seal("start", journal_only=True)
     log.info("run_started", evidence_dir=str(root), collectors=[c.name for c in config.collectors])
 
     stages = _stages(config.collectors)
@@ -168,8 +168,21 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     exit_code = 0
     extra: dict[str, Any] = {}
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    isolated = False
+
+    def isolate() -> None:
+        nonlocal number, extra, exit_code, isolated
+        isolated = True
+        number += 1
+        console.stage(number, total, "network isolation")
+        extra, exit_code = config.after_volatile(ctx, console)  # type: ignore[misc]
+        journal.seal("after isolation")
+
     try:
         for stage, members in stages:
+            # No volatile collector selected: isolate before the slow stage all the same.
+            if stage != "volatile" and config.after_volatile and not isolated:
+                isolate()
             number += 1
             console.stage(number, total, STAGE_TITLES.get(stage, stage))
             console.start_progress(lambda: (engine.counters.stored, engine.counters.bytes))
@@ -182,10 +195,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
                 console.stop_progress()
             journal.seal(f"after stage {stage}")
             if stage == "volatile" and config.after_volatile:
-                number += 1
-                console.stage(number, total, "network isolation")
-                extra, exit_code = config.after_volatile(ctx, console)
-                journal.seal("after isolation")
+                isolate()
+        if config.after_volatile and not isolated:
+            isolate()
         if config.after_collect:
             number += 1
             console.stage(number, total, "watching")

@@ -17,6 +17,8 @@ from manifests.errors import ManifestError
 from manifests.signing import Signer, grouped
 
 from ..console import Console
+from ..isolation import cli as isolation_cli
+from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
 from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, KitModifiedError, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
@@ -86,6 +88,7 @@ def collection_options(f: Any) -> Any:
             is_flag=True,
             help="Run from a kit that failed its self-check (recorded in the journal).",
         ),
+        *isolation_cli.OPTIONS,
     ]
     for option in reversed(options):
         f = option(f)
@@ -200,6 +203,9 @@ def run_collection(
         console.warn(kit_check.loader_warning() or "")
     if kit_check is not None and not kit_check.ok:
         console.warn(f"running a modified kit ({kit_check.summary()}); the journal records it")
+    isolation = isolation_cli.prepare(extra, "preserve")
+    if isolation is not None and isolation.dry:
+        return show_dry_run(isolation, json_mode)
     kit = running_kit()
     if output is None and kit is not None:
         output = kit / EVIDENCE
@@ -263,6 +269,7 @@ def run_collection(
         examiner=examiner,
         note=note,
         argv=sys.argv,
+        after_volatile=isolation,
         after_collect=make_watch_hook(watch, collectors, raw_paths) if watch else None,
         start_fields={
             **start_fields,

@@ -1,0 +1,109 @@
+"""The isolation options of ``preserve`` and turning them into an ``Isolation`` step.
+
+Everything that can be wrong with the options (unknown method, bad --allow, an
+unresolvable host name) is found here, before collection starts: exit 2, nothing done."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from .allowlist import AllowError, build_allowlist
+from .base import Request, parse_probe
+from .engine import Isolation
+from .registry import MethodError, choose
+
+OPTIONS = [
+    click.option(
+        "--isolate", is_flag=True, help="Cut the host off the network after the volatile snapshot."
+    ),
+    click.option(
+        "--allow",
+        "allow",
+        multiple=True,
+        metavar="ADDR[/LEN][:PORT]",
+        help="Keep this address, network or host name reachable (repeatable; [v6]:port).",
+    ),
+    click.option(
+        "--isolation-method",
+        default="auto",
+        show_default=True,
+        metavar="NAME",
+        help="auto, nftables, iptables, link-down, exec:PATH or a plug-in's name.",
+    ),
+    click.option(
+        "--no-keep-ssh",
+        is_flag=True,
+        help="Do not keep the peer of this SSH session (SSH_CONNECTION) reachable.",
+    ),
+    click.option("--allow-dns", is_flag=True, help="Keep DNS (port 53) open: a tunnelling path."),
+    click.option("--allow-dhcp", is_flag=True, help="Keep DHCP open, so the lease can renew."),
+    click.option(
+        "--probe",
+        "probes",
+        multiple=True,
+        metavar="ADDR:PORT",
+        help="A non-allowlisted address the cut must block (default: a documentation address).",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="With --isolate: print the exact rules and commands, change and collect nothing.",
+    ),
+]
+
+NAMES = (
+    "isolate",
+    "allow",
+    "isolation_method",
+    "no_keep_ssh",
+    "allow_dns",
+    "allow_dhcp",
+    "probes",
+    "dry_run",
+)
+
+
+def prepare(options: dict[str, Any], ident: str) -> Isolation | None:
+    """Pop the isolation options; None when --isolate was not given."""
+    opts = {name: options.pop(name, None) for name in NAMES}
+    if not opts["isolate"]:
+        used = [
+            f"--{n.replace('_', '-')}" for n in NAMES[1:] if opts[n] and n != "isolation_method"
+        ]
+        if opts["isolation_method"] not in (None, "auto"):
+            used.append("--isolation-method")
+        if used:
+            raise click.UsageError(f"{', '.join(used)} only make sense with --isolate")
+        return None
+    try:
+        allow = build_allowlist(
+            list(opts["allow"] or ()), dict(os.environ), not opts["no_keep_ssh"]
+        )
+        probes = [parse_probe(p) for p in opts["probes"] or ()]
+    except (AllowError, ValueError) as e:
+        raise click.UsageError(str(e)) from e
+    name = opts["isolation_method"] or "auto"
+    if not opts["dry_run"] and not name.startswith("exec:") and os.geteuid() != 0:
+        raise click.UsageError(
+            "--isolate changes the firewall and needs root; run it again with sudo "
+            "(nothing was collected)"
+        )
+    warnings: list[str] = []
+    try:
+        method = choose(name, lambda n, e: warnings.append(f"{n}: {e}"))
+    except MethodError as e:
+        raise click.UsageError(str(e)) from e
+    for warning in warnings:
+        click.echo(f"WARNING: isolation plug-in {warning} (skipped)", err=True)
+    request = Request(
+        allow=allow,
+        allow_dns=bool(opts["allow_dns"]),
+        allow_dhcp=bool(opts["allow_dhcp"]),
+        ident=ident,
+    )
+    isolation = Isolation(method, request, probes)
+    isolation.dry = bool(opts["dry_run"])
+    return isolation

@@ -141,6 +141,22 @@ def test_kit_loads_the_same_collectors_as_the_dev_install(kit: Path, tmp_path: P
     assert in_kit == set(json.loads((kit / "KIT.json").read_text())["collectors"])
 
 
+def test_kit_knows_the_same_isolation_methods_as_the_dev_install(kit: Path, tmp_path: Path) -> None:
+    """The preserve.isolation entry points are carried generically too."""
+    from importlib import metadata
+
+    args = ("--isolate", "--dry-run", "--isolation-method", "no-such-method", "-o", tmp_path)
+    result = run_kit(kit, "preserve", *args, cwd=tmp_path)
+    if b"--isolation-method" not in result.stderr:
+        pytest.skip("this build has no --isolation-method option")
+    known = re.search(rb"known: ([\w, :-]+)", result.stderr)
+    assert result.returncode == 2 and known, result.stderr
+    in_kit = {n.strip() for n in known.group(1).decode().split(",")}
+    dev = {e.name for e in metadata.entry_points(group="preserve.isolation")}
+    assert dev and dev <= in_kit, (dev, in_kit)
+    assert preserve(*args).stderr == result.stderr
+
+
 def test_selfcheck_reports_the_kit(kit: Path, tmp_path: Path) -> None:
     info = json.loads((kit / "KIT.json").read_text())
     result = run_kit(

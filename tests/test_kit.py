@@ -40,6 +40,18 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "preserve-kit"
 
 
+def require_mount_namespaces() -> None:
+    """Skip (with the reason) where root may not make mount namespaces or mounts, e.g.
+    an unprivileged container."""
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "probe", "/tmp"],
+        capture_output=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount here: {probe.stderr.decode().strip()}")
+
+
 def run_kit(
     kit: Path, prog: str, *args: object, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[bytes]:
@@ -339,6 +351,7 @@ def test_footprint_nothing_written_outside_the_output(
     those they record as ``action`` records in the journal."""
     if not shutil.which("strace") or not shutil.which("unshare"):
         pytest.skip("strace and unshare are needed (.ci/run installs them)")
+    require_mount_namespaces()
     src = fixture_tree(tmp_path)
     out = tmp_path / "out"
     cwd = tmp_path / "cwd"
@@ -401,6 +414,7 @@ def test_footprint_nothing_written_outside_the_output(
 
 @requires_root
 def test_kit_on_a_read_only_mount_collects_to_a_writable_output(kit: Path, tmp_path: Path) -> None:
+    require_mount_namespaces()
     ro = tmp_path / "ro"
     ro.mkdir()
     subprocess.run(["mount", "--bind", kit, ro], check=True, timeout=30)

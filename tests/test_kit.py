@@ -465,6 +465,7 @@ def test_selfcheck_outside_a_kit_is_a_usage_error(tmp_path: Path) -> None:
 def test_output_reached_through_a_bind_mount_of_a_collected_tree_is_refused(
     tmp_path: Path,
 ) -> None:
+    require_mount_namespaces()
     src = fixture_tree(tmp_path)
     alias = tmp_path / "alias"
     alias.mkdir()

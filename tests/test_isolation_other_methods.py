@@ -103,8 +103,13 @@ def test_link_down_and_release_restores_links_addresses_routes(
     rel, _ = net.preserve("release", "-o", str(tmp_path / "out"))
     assert rel.returncode == 0, rel.stderr.decode()
     assert _links(net) == before
-    assert net.can("resp", "10.231.1.1") and net.can("resp", "fd00:231:1::1")
-    assert net.can("other", "10.231.2.1")
+    # A link just brought up needs a moment (IPv6 duplicate address detection, neighbour
+    # entries that failed during the cut): poll, bounded, instead of one immediate try.
+    for role, addr in (("resp", "10.231.1.1"), ("resp", "fd00:231:1::1"), ("other", "10.231.2.1")):
+        deadline = time.monotonic() + 8
+        while not net.can(role, addr) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert net.can(role, addr), (role, addr)
 
 
 RECHECK = r"""

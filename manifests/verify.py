@@ -192,7 +192,7 @@ def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> i
                 if record.get("signer") != fingerprint_of(key):
                     raise SignatureError("made by a key that does not hold the evidence")
                 verify_signature(key, signature, seal_message(record))
-            except (SignatureError, ValueError) as e:
+            except (SignatureError, ValueError, TypeError) as e:
                 result.problems.append(f"bad signature on seal at seq {seq}: {e}")
                 return sealed_through
             result.seals.append(
@@ -233,6 +233,12 @@ def _expected_files(
             result.problems.append(
                 f"tampering: record seq {record.get('seq')} names a path outside the "
                 f"evidence directory ({path!r}); it was not opened"
+            )
+            continue
+        size, digest = record.get("size"), record.get("sha256")
+        if type(size) is not int or size < 0 or not isinstance(digest, str):
+            result.problems.append(
+                f"tampering: record seq {record.get('seq')} has no valid size and SHA-256"
             )
             continue
         if path in expected:
@@ -384,7 +390,7 @@ def _hash_all(
         return [check(item) for item in batch]
 
     # Biggest first, so large files spread over all workers; small ones go in batches.
-    items = sorted(expected.items(), key=lambda kv: -int(kv[1].get("size") or 0))
+    items = sorted(expected.items(), key=lambda kv: -kv[1]["size"])
     batches = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [verdict for batch in pool.map(check_batch, batches) for verdict in batch]

@@ -1,0 +1,95 @@
+"""An attacker's view of the trust layer: hostile evidence directories and hostile hosts.
+
+Each test builds a real evidence directory with the real CLI, then does what someone with
+write access to it (but not the collector's private key) could do, and checks that
+``verify`` still says the right thing: exit 1 with a clean one-line FAIL, never exit 0,
+never a traceback, never a hang and never unbounded memory."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from conftest import collect_json, verify
+from evidence_factory import copy_evidence, make_source_tree
+
+from manifests import canonical
+from manifests.digest import sha256_bytes
+from manifests.journal import SEAL_FIELD, seal_message
+from manifests.signing import Signer, public_key_to_raw_b64
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("pristine")
+    src = make_source_tree(base)
+    summary = collect_json(base / "out", "--only", "files", "--path", src, "--case", "A-1")
+    return Path(summary["evidence_dir"]), summary["fingerprint"]
+
+
+@pytest.fixture
+def evidence(pristine: tuple[Path, str], tmp_path: Path) -> Path:
+    return copy_evidence(pristine[0], tmp_path)
+
+
+def _lines(evidence: Path) -> list[bytes]:
+    return (evidence / "custody.jsonl").read_bytes().splitlines()
+
+
+def append_raw(evidence: Path, *raw: bytes) -> None:
+    """Append lines as they are, without any chaining."""
+    with open(evidence / "custody.jsonl", "ab") as f:
+        for line in raw:
+            f.write(line + b"\n")
+
+
+def append(evidence: Path, type_: str, sign_with: Signer | None = None, **fields: object) -> dict:
+    """Append one correctly chained record (a seal is signed by ``sign_with``)."""
+    lines = _lines(evidence)
+    record: dict = {"seq": len(lines), "prev": sha256_bytes(lines[-1]), "type": type_, **fields}
+    if sign_with is not None:
+        record["signer"] = sign_with.fingerprint
+        record[SEAL_FIELD] = base64.b64encode(sign_with.sign(seal_message(record))).decode()
+    append_raw(evidence, canonical.dumps(record))
+    return record
+
+
+def transfer_to(evidence: Path, signer: Signer, to: str = "Mallory", **fields: object) -> None:
+    append(
+        evidence,
+        "transfer",
+        to=to,
+        public_key=public_key_to_raw_b64(signer.public_key),
+        fingerprint=signer.fingerprint,
+        **fields,
+    )
+
+
+def fails_cleanly(evidence: Path, *args: str, timeout: float = 60) -> str:
+    result = verify(evidence, *args, timeout=timeout)
+    out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    assert "Traceback" not in err, err
+    assert result.returncode == 1, (out, err)
+    assert "FAIL" in out
+    return out
+
+
+# -- wrongly typed or hostile values in appended records --------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "seal", SEAL_FIELD: 5, "signer": "x"},
+        {"type": "seal", SEAL_FIELD: ["AAAA"], "signer": "x"},
+        {"type": "artifact", "path": "artifacts/zz", "size": "abc", "sha256": "0" * 64},
+        {"type": "artifact", "path": "artifacts/zz", "size": [1], "sha256": "0" * 64},
+        {"type": "transfer", "public_key": 5},
+    ],
+    ids=["int-signature", "list-signature", "str-size", "list-size", "int-key"],
+)
+def test_wrongly_typed_fields_fail_cleanly(evidence: Path, fields: dict) -> None:
+    fields = dict(fields)
+    append(evidence, fields.pop("type"), **fields)
+    fails_cleanly(evidence)

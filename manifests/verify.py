@@ -311,10 +311,10 @@ def _check_manifest(
     data = (root / layout.MANIFEST).read_bytes()
     verdict = FileVerdict(layout.MANIFEST, "ok")
     try:
-        manifest = json.loads(data)
         signature = (root / layout.MANIFEST_SIG).read_bytes()
         key = public_key_from_raw_b64(result.start["signer"]["public_key"])
-        verify_signature(key, signature, data)
+        verify_signature(key, signature, data)  # before parsing: unsigned bytes are hostile
+        manifest = json.loads(data)
         seq = manifest["chain"]["seq"]
         line_record = records[seq] if 0 <= seq < len(records) else None
         if line_record is None or line_record.get("type") != "seal":
@@ -325,7 +325,7 @@ def _check_manifest(
             raise ValueError("it names a different SHA256SUMS than the journal")
         result.counts = dict(manifest.get("counts", {}))
         result.complete = True
-    except (OSError, ValueError, KeyError, TypeError, SignatureError) as e:
+    except (OSError, ValueError, KeyError, TypeError, SignatureError, RecursionError) as e:
         verdict = FileVerdict(layout.MANIFEST, "changed", str(e) or type(e).__name__)
     result.files.append(verdict)
     result.files.append(FileVerdict(layout.MANIFEST_SIG, verdict.status, verdict.detail))

@@ -93,3 +93,13 @@ def test_wrongly_typed_fields_fail_cleanly(evidence: Path, fields: dict) -> None
     fields = dict(fields)
     append(evidence, fields.pop("type"), **fields)
     fails_cleanly(evidence)
+
+
+def test_deeply_nested_journal_line_fails_cleanly(evidence: Path) -> None:
+    append_raw(evidence, b"[" * 100_000 + b"]" * 100_000)
+    assert "chain broken" in fails_cleanly(evidence)
+
+
+def test_deeply_nested_manifest_fails_cleanly(evidence: Path) -> None:
+    (evidence / "manifest.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    assert "manifest.json" in fails_cleanly(evidence)

@@ -9,6 +9,7 @@ opened, whatever the journal says, and symlinks inside it are reported, not foll
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import stat
@@ -34,6 +35,11 @@ from .sums import parse_sums
 HASHED_RECORD_TYPES = ("artifact",)
 _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
 _BATCH = 64
+# Records that checking reads beyond their seq and type; the rest are not kept in memory.
+_KEPT_WHOLE = ("start", "transfer", "seal", "sums", "end")
+# Bounds on what is read into memory; real records and files are far smaller.
+MAX_LINE = 8 * 1024 * 1024
+MAX_SMALL_FILE = 1024 * 1024  # manifest.json, its signature, signer.pub
 
 
 @dataclass
@@ -102,38 +108,50 @@ class VerificationResult:
 
 
 def _read_journal(path: Path, result: VerificationResult) -> list[dict[str, Any]]:
-    """Parse and chain-check every line; stop at the first break."""
-    with open(path, "rb") as f:
-        lines = f.readlines()
-    torn = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+    """Parse and chain-check every line; stop at the first break.
+
+    Read a line at a time, each at most MAX_LINE bytes: a hostile journal may be one
+    endless line, and memory must not grow with it."""
     records: list[dict[str, Any]] = []
     head = ZERO_HASH
-    for seq, raw in enumerate(lines):
-        line = raw[:-1]
-        try:
-            record = canonical.loads_strict(line)
-        except CanonicalError as e:
-            result.problems.append(f"chain broken at seq {seq}: {e}")
-            return records
-        if not isinstance(record, dict) or record.get("seq") != seq:
-            result.problems.append(f"chain broken at seq {seq}: record out of sequence")
-            return records
-        if record.get("prev") != head:
-            result.problems.append(
-                f"chain broken at seq {seq}: 'prev' does not match the previous line "
-                "(a line was changed, removed or reordered)"
-            )
-            return records
-        head = sha256_bytes(line)
-        if record.get("type") in HASHED_RECORD_TYPES:
-            # Keep only what checking needs: a 20,000-file journal must not cost 100s of MB.
-            record = {k: record.get(k) for k in _ARTIFACT_KEYS}
-        records.append(record)
-    if torn:
-        result.problems.append(
-            f"torn last line after seq {len(records) - 1}: the writer stopped mid-record "
-            "(crash or truncation); it is not trusted"
-        )
+    with open(path, "rb") as f:
+        for seq in itertools.count():
+            raw = f.readline(MAX_LINE + 1)
+            if not raw:
+                break
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_LINE:
+                    result.problems.append(
+                        f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes"
+                    )
+                else:
+                    result.problems.append(
+                        f"torn last line after seq {len(records) - 1}: the writer stopped "
+                        "mid-record (crash or truncation); it is not trusted"
+                    )
+                break
+            line = raw[:-1]
+            try:
+                record = canonical.loads_strict(line)
+            except CanonicalError as e:
+                result.problems.append(f"chain broken at seq {seq}: {e}")
+                return records
+            if not isinstance(record, dict) or record.get("seq") != seq:
+                result.problems.append(f"chain broken at seq {seq}: record out of sequence")
+                return records
+            if record.get("prev") != head:
+                result.problems.append(
+                    f"chain broken at seq {seq}: 'prev' does not match the previous line "
+                    "(a line was changed, removed or reordered)"
+                )
+                return records
+            head = sha256_bytes(line)
+            if record.get("type") in HASHED_RECORD_TYPES:
+                # Keep only what checking needs: a 20,000-file journal must not cost 100s of MB.
+                record = {k: record.get(k) for k in _ARTIFACT_KEYS}
+            elif record.get("type") not in _KEPT_WHOLE:
+                record = {"seq": seq, "type": record.get("type")}
+            records.append(record)
     result.chain_head = head if records else None
     return records
 
@@ -250,6 +268,16 @@ def _expected_files(
     return expected
 
 
+def _read_small(path: Path) -> bytes:
+    """A file that is small when genuine; a hostile one must not fill memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SMALL_FILE + 1)
+    if len(data) > MAX_SMALL_FILE:
+        raise ValueError(f"larger than {MAX_SMALL_FILE} bytes")
+    return data
+
+
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """Every non-directory entry under ``root``, relative, without following symlinks."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -285,9 +313,9 @@ def _check_manifest(
             present.pop(name)
     if result.signer_fingerprint and layout.SIGNER_PUB in present:
         try:
-            pub = load_public_key_pem((root / layout.SIGNER_PUB).read_bytes())
+            pub = load_public_key_pem(_read_small(root / layout.SIGNER_PUB))
             same = fingerprint_of(pub) == result.signer_fingerprint
-        except KeyLoadError:
+        except (KeyLoadError, OSError, ValueError):
             same = False
         result.files.append(
             FileVerdict(
@@ -308,10 +336,10 @@ def _check_manifest(
         )
     if layout.MANIFEST not in present:
         return
-    data = (root / layout.MANIFEST).read_bytes()
     verdict = FileVerdict(layout.MANIFEST, "ok")
     try:
-        signature = (root / layout.MANIFEST_SIG).read_bytes()
+        data = _read_small(root / layout.MANIFEST)
+        signature = _read_small(root / layout.MANIFEST_SIG)
         key = public_key_from_raw_b64(result.start["signer"]["public_key"])
         verify_signature(key, signature, data)  # before parsing: unsigned bytes are hostile
         manifest = json.loads(data)
@@ -337,8 +365,8 @@ def _check_sums_agree(
     present: dict[str, os.stat_result],
     result: VerificationResult,
 ) -> None:
-    if layout.SUMS not in present:
-        return
+    if not any(f.path == layout.SUMS and f.status == "ok" for f in result.files):
+        return  # missing or not the journal's: already reported, and not to be parsed
     try:
         listed = parse_sums((root / layout.SUMS).read_bytes())
     except (ValueError, UnicodeDecodeError) as e:

@@ -8,10 +8,14 @@ never a traceback, never a hang and never unbounded memory."""
 from __future__ import annotations
 
 import base64
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import collect_json, verify
+from conftest import ROOT, collect_json, verify
 from evidence_factory import copy_evidence, make_source_tree
 
 from manifests import canonical
@@ -103,3 +107,42 @@ def test_deeply_nested_journal_line_fails_cleanly(evidence: Path) -> None:
 def test_deeply_nested_manifest_fails_cleanly(evidence: Path) -> None:
     (evidence / "manifest.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
     assert "manifest.json" in fails_cleanly(evidence)
+
+
+# -- memory: nothing hostile is read whole --------------------------------------------
+
+_HUGE = 768 * 1024**2  # sparse: no disk, but reading it whole needs 768 MiB of memory
+_CAP = 512 * 1024**2
+
+
+def verify_capped(evidence: Path) -> subprocess.CompletedProcess[bytes]:
+    """``verify`` with its address space capped, so an unbounded read fails loudly here
+    instead of pushing the test machine into swap."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (_CAP, _CAP))
+
+    code = "import sys; from agent.commands.verify import main; sys.argv[0]='verify'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(evidence)],
+        capture_output=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+        cwd=ROOT,
+        timeout=60,
+        preexec_fn=cap,
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["custody.jsonl", "manifest.json", "manifest.json.sig", "signer.pub", "SHA256SUMS"]
+)
+def test_huge_sparse_file_is_not_read_into_memory(evidence: Path, name: str) -> None:
+    target = evidence / name
+    os.chmod(target, 0o644)
+    with open(target, "ab") as f:
+        f.truncate(target.stat().st_size + _HUGE)
+    result = verify_capped(evidence)
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "Traceback" not in err and "MemoryError" not in err, err
+    assert result.returncode == 1, (out, err)
+    assert "FAIL" in out

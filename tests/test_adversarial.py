@@ -146,3 +146,22 @@ def test_huge_sparse_file_is_not_read_into_memory(evidence: Path, name: str) -> 
     assert "Traceback" not in err and "MemoryError" not in err, err
     assert result.returncode == 1, (out, err)
     assert "FAIL" in out
+
+
+# -- what verify prints: hostile names must not drive the terminal -------------------
+
+
+def test_hostile_names_cannot_forge_verify_output(evidence: Path) -> None:
+    """File names and journal strings are printed: a newline could print a fake 'OK'
+    line, a carriage return or an escape sequence could overwrite the FAIL on screen."""
+    names = ["a\nOK: intact", "b\rOK: intact", "c\x1b[2K\x1b]0;t\x07", "d\u202eLIAF", "e\x9b2K"]
+    for name in names:
+        (evidence / "artifacts" / name).write_bytes(b"x")
+    transfer_to(evidence, Signer.generate_ephemeral(), to="Lab\x1b[1A\rOK")
+    for args in ((), ("-q",)):
+        out = fails_cleanly(evidence, *args)
+        assert not any(c != "\n" and not c.isprintable() for c in out), repr(out)
+        assert not [line for line in out.splitlines() if line.startswith("OK")], out
+        for name in names:  # each one still shown, escaped
+            shown = name.encode("unicode_escape").decode("ascii")
+            assert shown in out, (shown, out)

@@ -31,13 +31,33 @@ def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
     return None
 
 
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte in a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")
+
+
+def shown(text: str) -> str:
+    """Printable text only: names and journal strings come from possibly hostile hands,
+    and a newline, carriage return or escape sequence in them could forge or hide lines
+    of this report on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def _echo(line: str) -> None:
+    click.echo(shown(line))
+
+
 def report(result: VerificationResult, quiet: bool) -> None:
     problems = result.file_problems
     if not quiet:
-        click.echo(f"Evidence:  {result.evidence_dir}")
+        _echo(f"Evidence:  {result.evidence_dir}")
         if result.start:
             host = result.start.get("host", {}).get("hostname")
-            click.echo(
+            _echo(
                 f"Collected: {result.start.get('time')} on {host}, "
                 f"case {result.start.get('case') or '-'}"
             )
@@ -47,32 +67,30 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 "mismatch": "DOES NOT MATCH the pinned key",
                 None: "NOT PINNED: compare it with the custody form, or pass --fingerprint",
             }[result.pin]
-            click.echo(f"Signer:    {grouped(result.signer_fingerprint)} ({pin})")
-        click.echo(
+            _echo(f"Signer:    {grouped(result.signer_fingerprint)} ({pin})")
+        _echo(
             f"Journal:   {result.records} records, {len(result.seals)} valid seals, "
             f"sealed through seq {result.sealed_through}"
         )
-        click.echo(f"Chain head: {result.chain_head}")
-        click.echo("Custody:")
+        _echo(f"Chain head: {result.chain_head}")
+        _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
-            click.echo(
+            _echo(
                 f"  {n}. {holder.name}  since {holder.since}  "
                 f"key {grouped(holder.fingerprint)[:19]}...{note}"
             )
         ok = sum(f.status == "ok" for f in result.files)
-        click.echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
+        _echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
     for problem in result.problems:
-        click.echo(f"FAIL chain: {problem}")
+        _echo(f"FAIL chain: {problem}")
     for f in problems:
         detail = f" ({f.detail})" if f.detail else ""
-        click.echo(f"FAIL {f.status}: {f.path}{detail}")
+        _echo(f"FAIL {f.status}: {f.path}{detail}")
     if result.ok and not quiet:
-        click.echo(f"OK: {result.evidence_dir} is intact")
+        _echo(f"OK: {result.evidence_dir} is intact")
     elif not result.ok:
-        click.echo(
-            f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)"
-        )
+        _echo(f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)")
 
 
 def verify_options(f):  # type: ignore[no-untyped-def]

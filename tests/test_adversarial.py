@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, collect_json, verify
-from evidence_factory import copy_evidence, make_source_tree
+from evidence_factory import copy_evidence, forge, make_source_tree
 
 from manifests import canonical
 from manifests.digest import sha256_bytes
@@ -165,3 +165,16 @@ def test_hostile_names_cannot_forge_verify_output(evidence: Path) -> None:
         for name in names:  # each one still shown, escaped
             shown = name.encode("unicode_escape").decode("ascii")
             assert shown in out, (shown, out)
+
+
+def test_forged_start_with_odd_host_fails_cleanly_when_pinned(
+    evidence: Path, pristine: tuple[Path, str]
+) -> None:
+    """A re-signed directory is caught by the pin; its odd start record must not crash
+    the report first."""
+
+    def mutate(records: list[dict]) -> None:
+        records[0]["host"] = "not a mapping"
+
+    forge(evidence, Signer.generate_ephemeral(), mutate)
+    assert "DOES NOT MATCH" in fails_cleanly(evidence, "--fingerprint", pristine[1])

@@ -56,7 +56,8 @@ def report(result: VerificationResult, quiet: bool) -> None:
     if not quiet:
         _echo(f"Evidence:  {result.evidence_dir}")
         if result.start:
-            host = result.start.get("host", {}).get("hostname")
+            host = result.start.get("host")
+            host = host.get("hostname") if isinstance(host, dict) else host
             _echo(
                 f"Collected: {result.start.get('time')} on {host}, "
                 f"case {result.start.get('case') or '-'}"

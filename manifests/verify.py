@@ -156,6 +156,30 @@ def _read_journal(path: Path, result: VerificationResult) -> list[dict[str, Any]
     return records
 
 
+def _transfer_disagrees(
+    record: dict[str, Any], pending: Any, holder_key: Any, holder: Holder
+) -> str | None:
+    """Why a transfer record cannot be believed, or None.
+
+    Only the new holder signs a transfer (the seal after it), so every holder the
+    journal names must have signed before the next transfer, and what the record says
+    about both sides must be what the chain says."""
+    if pending is not None:
+        return "follows a transfer that its new holder never sealed"
+    try:
+        key = public_key_from_raw_b64(record["public_key"])
+    except (KeyError, TypeError, ValueError):
+        return "has no usable key"
+    if record.get("fingerprint") != fingerprint_of(key):
+        return "names a fingerprint that is not its key's"
+    if record.get("from") != fingerprint_of(holder_key) or record.get("from_name") not in (
+        None,
+        holder.name,
+    ):
+        return f"does not come from the holder at that point ({holder.name})"
+    return None
+
+
 def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> int | None:
     """Check every seal against the holder of the evidence at that point.
 
@@ -188,11 +212,11 @@ def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> i
     for record in records:
         kind = record.get("type")
         if kind == "transfer":
-            try:
-                pending = public_key_from_raw_b64(record["public_key"])
-            except (KeyError, TypeError, ValueError):
-                result.problems.append(f"transfer at seq {record['seq']} has no usable key")
+            wrong = _transfer_disagrees(record, pending, holder_key, result.holders[-1])
+            if wrong:
+                result.problems.append(f"transfer at seq {record['seq']} {wrong}")
                 return sealed_through
+            pending = public_key_from_raw_b64(record["public_key"])
             result.holders.append(
                 Holder(
                     name=str(record.get("to")),

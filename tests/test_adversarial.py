@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, collect_json, verify
+from conftest import ROOT, collect_json, journal_records, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
 from manifests import canonical
@@ -60,13 +60,9 @@ def append(evidence: Path, type_: str, sign_with: Signer | None = None, **fields
 
 
 def transfer_to(evidence: Path, signer: Signer, to: str = "Mallory", **fields: object) -> None:
+    fields = {"fingerprint": signer.fingerprint, **fields}
     append(
-        evidence,
-        "transfer",
-        to=to,
-        public_key=public_key_to_raw_b64(signer.public_key),
-        fingerprint=signer.fingerprint,
-        **fields,
+        evidence, "transfer", to=to, public_key=public_key_to_raw_b64(signer.public_key), **fields
     )
 
 
@@ -178,3 +174,46 @@ def test_forged_start_with_odd_host_fails_cleanly_when_pinned(
 
     forge(evidence, Signer.generate_ephemeral(), mutate)
     assert "DOES NOT MATCH" in fails_cleanly(evidence, "--fingerprint", pristine[1])
+
+
+# -- custody transfers: the holders verify lists must be the chain's ----------------
+
+
+def test_transfer_to_a_holder_who_never_signed_is_refused(evidence: Path) -> None:
+    """Without any key of Sgt Smith's, an attacker names Smith (with Smith's real public
+    key) as a holder, then hands on to himself and seals: Smith never signed anything."""
+    records = journal_records(evidence)
+    collector = records[0]["signer"]["fingerprint"]
+    smith, mallory = Signer.generate_ephemeral(), Signer.generate_ephemeral()
+    transfer_to(evidence, smith, to="Sgt Smith", **{"from": collector})
+    transfer_to(evidence, mallory, **{"from": smith.fingerprint}, from_name="Sgt Smith")
+    append(evidence, "seal", sign_with=mallory, reason="transfer")
+    assert "never sealed" in fails_cleanly(evidence)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"from": "0" * 64},
+        {"from_name": "Det. Jones"},
+        {"fingerprint": "0" * 64},
+    ],
+    ids=["from", "from_name", "fingerprint"],
+)
+def test_transfer_that_lies_about_either_side_is_refused(evidence: Path, fields: dict) -> None:
+    mallory = Signer.generate_ephemeral()
+    collector = journal_records(evidence)[0]["signer"]["fingerprint"]
+    transfer_to(evidence, mallory, **{"from": collector, **fields})
+    append(evidence, "seal", sign_with=mallory, reason="transfer")
+    assert "transfer at seq" in fails_cleanly(evidence)
+
+
+def test_honest_transfer_still_verifies(evidence: Path, pristine: tuple[Path, str]) -> None:
+    """The transfer checks accept what ``preserve custody`` writes."""
+    lab = Signer.generate_ephemeral()
+    collector = journal_records(evidence)[0]["signer"]["fingerprint"]
+    name = "(collector, no examiner named)"
+    transfer_to(evidence, lab, to="Lab", **{"from": collector}, from_name=name)
+    append(evidence, "seal", sign_with=lab, reason="transfer")
+    result = verify(evidence, "--fingerprint", pristine[1])
+    assert result.returncode == 0, result.stdout.decode()

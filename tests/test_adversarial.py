@@ -15,13 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, collect_json, journal_records, verify
+from conftest import ROOT, collect_json, journal_records, preserve, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
 from manifests import canonical
 from manifests.digest import sha256_bytes
 from manifests.journal import SEAL_FIELD, seal_message
 from manifests.signing import Signer, public_key_to_raw_b64
+
+_PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +219,26 @@ def test_honest_transfer_still_verifies(evidence: Path, pristine: tuple[Path, st
     append(evidence, "seal", sign_with=lab, reason="transfer")
     result = verify(evidence, "--fingerprint", pristine[1])
     assert result.returncode == 0, result.stdout.decode()
+
+
+def test_custody_with_a_pin_refuses_evidence_re_signed_with_another_key(
+    evidence: Path, pristine: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A whole-directory re-sign passes unpinned checks (a documented limit); the lab
+    taking custody must be able to pin the collector's key from the paper form, and no
+    transfer may then be recorded on the forgery."""
+    keys = tmp_path / "keys"
+    made = preserve("keygen", "--out", keys, "--name", "lab", env=_PASS)
+    assert made.returncode == 0, made.stderr.decode()
+    forge(evidence, Signer.generate_ephemeral())
+    before = (evidence / "custody.jsonl").read_bytes()
+    args = ("custody", evidence, "--to", "Lab", "--key", keys / "lab.key")
+    moved = preserve(*args, "--fingerprint", pristine[1], env=_PASS)
+    assert moved.returncode == 1, moved.stderr.decode()
+    assert b"no transfer was recorded" in moved.stderr
+    assert b"Traceback" not in moved.stderr
+    assert (evidence / "custody.jsonl").read_bytes() == before
+    honest = copy_evidence(pristine[0], tmp_path / "honest")
+    moved = preserve(*args[:1], honest, *args[2:], "--fingerprint", pristine[1], env=_PASS)
+    assert moved.returncode == 0, moved.stderr.decode()
+    assert verify(honest, "--fingerprint", pristine[1]).returncode == 0

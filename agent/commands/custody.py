@@ -13,7 +13,7 @@ from manifests.signing import grouped, public_key_to_raw_b64
 from manifests.verify import verify_evidence
 
 from ..keys import load_signer
-from .verify import report
+from .verify import _pin, report
 
 
 @click.command("custody")
@@ -26,10 +26,24 @@ from .verify import report
     help="The NEW holder's private key; it signs the transfer.",
 )
 @click.option("--note", help="e.g. 'received sealed bag 7'.")
-def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
+@click.option(
+    "--pubkey",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Collector's public key (PEM) from the custody form: refuse any other signer.",
+)
+@click.option("--fingerprint", help="Collector's fingerprint from the custody form (64 hex).")
+def custody(
+    evidence_dir: Path,
+    to: str,
+    key: Path,
+    note: str | None,
+    pubkey: Path | None,
+    fingerprint: str | None,
+) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
+    pin = _pin(pubkey, fingerprint)
     try:
-        result = verify_evidence(evidence_dir)
+        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
     except NotEvidenceError as e:
         raise click.UsageError(str(e)) from e
     if not result.ok:
@@ -58,5 +72,10 @@ def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
     finally:
         journal.close()
     click.echo(f"custody transferred from {previous.name} to {to}")
+    if result.signer_fingerprint and pin is None:
+        click.echo(
+            f"collector's key:          {grouped(result.signer_fingerprint)} (NOT PINNED: "
+            "compare it with the custody form, or pass --fingerprint next time)"
+        )
     click.echo(f"new holder's fingerprint: {grouped(signer.fingerprint)}")
     click.echo(f"chain head:               {journal.head}")

@@ -242,3 +242,19 @@ def test_custody_with_a_pin_refuses_evidence_re_signed_with_another_key(
     moved = preserve(*args[:1], honest, *args[2:], "--fingerprint", pristine[1], env=_PASS)
     assert moved.returncode == 0, moved.stderr.decode()
     assert verify(honest, "--fingerprint", pristine[1]).returncode == 0
+
+
+def test_hostile_host_file_name_cannot_drive_the_responders_terminal(tmp_path: Path) -> None:
+    """A failed item's host path is printed as a warning during collection: a name with
+    an escape sequence, a newline or a carriage return must be shown escaped."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x\x1b]0;pwned\x07\nFAKE: all good\r").write_bytes(b"0123456789")
+    result = preserve(
+        "-o", tmp_path / "out", "--only", "files", "--path", src, "--max-file-size", "2"
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    warning = next(line for line in err.splitlines() if "max-file-size" in line)
+    assert "x\\x1b]0;pwned\\x07\\nFAKE: all good\\r" in warning, err
+    assert not any(c != "\n" and not c.isprintable() for c in err), err

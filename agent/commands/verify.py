@@ -12,6 +12,8 @@ from manifests.errors import KeyLoadError, NotEvidenceError
 from manifests.signing import fingerprint_of, grouped, load_public_key_pem, normalise_fingerprint
 from manifests.verify import VerificationResult, verify_evidence
 
+from ..console import printable
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -31,24 +33,8 @@ def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
     return None
 
 
-def _escape_char(c: str) -> str:
-    code = ord(c)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte in a file name (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return c.encode("unicode_escape").decode("ascii")
-
-
-def shown(text: str) -> str:
-    """Printable text only: names and journal strings come from possibly hostile hands,
-    and a newline, carriage return or escape sequence in them could forge or hide lines
-    of this report on the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
-
-
 def _echo(line: str) -> None:
-    click.echo(shown(line))
+    click.echo(printable(line))
 
 
 def report(result: VerificationResult, quiet: bool) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import canonical, layout
-from .digest import ZERO_HASH, sha256_bytes, sha256_path_nofollow
+from .digest import ZERO_HASH, sha256_bytes, sha256_fd, sha256_path_nofollow
 from .errors import CanonicalError, KeyLoadError, NotEvidenceError, SignatureError
 from .journal import SEAL_FIELD, seal_message
 from .signing import (
@@ -429,7 +429,17 @@ def _hash_all(
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         try:
-            digest, _ = sha256_path_nofollow(root / path, local.buf)
+            fd = os.open(root / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                # Only the last component is opened without following: a directory
+                # swapped for a symlink since the walk would lead outside (or to
+                # /dev/zero), so the file opened must be the very one the walk saw.
+                opened = os.fstat(fd)
+                if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                    return FileVerdict(path, "changed", "replaced while it was being verified")
+                digest, _ = sha256_fd(fd, local.buf)
+            finally:
+                os.close(fd)
         except OSError as e:
             return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
         if digest != record.get("sha256"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from conftest import ROOT, collect_json, journal_records, preserve, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
 from manifests import canonical
+from manifests import verify as verify_module
 from manifests.digest import sha256_bytes
 from manifests.journal import SEAL_FIELD, seal_message
 from manifests.signing import Signer, public_key_to_raw_b64
@@ -258,3 +260,25 @@ def test_hostile_host_file_name_cannot_drive_the_responders_terminal(tmp_path: P
     warning = next(line for line in err.splitlines() if "max-file-size" in line)
     assert "x\\x1b]0;pwned\\x07\\nFAKE: all good\\r" in warning, err
     assert not any(c != "\n" and not c.isprintable() for c in err), err
+
+
+def test_directory_swapped_for_a_symlink_during_verify_is_not_followed(
+    evidence: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race, made deterministic: right after verify has listed the directory, the
+    attacker swaps ``artifacts`` for a symlink to an identical copy outside it. Hashing
+    by path would then read (and vouch for) files outside the evidence directory."""
+    outside = tmp_path / "outside"
+    shutil.copytree(evidence / "artifacts", outside)
+    listed = verify_module._walk
+
+    def racing_walk(root: Path):  # type: ignore[no-untyped-def]
+        entries = list(listed(root))
+        shutil.rmtree(evidence / "artifacts")
+        (evidence / "artifacts").symlink_to(outside)
+        return iter(entries)
+
+    monkeypatch.setattr(verify_module, "_walk", racing_walk)
+    result = verify_module.verify_evidence(evidence)
+    assert not result.ok
+    assert any("replaced while" in f.detail for f in result.file_problems), result.files

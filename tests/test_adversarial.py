@@ -19,10 +19,12 @@ import pytest
 from conftest import ROOT, collect_json, journal_records, preserve, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
+from collectors.copy import CopyEngine
+from collectors.walk import walk_entries
 from manifests import canonical
 from manifests import verify as verify_module
 from manifests.digest import sha256_bytes
-from manifests.journal import SEAL_FIELD, seal_message
+from manifests.journal import SEAL_FIELD, Journal, seal_message
 from manifests.signing import Signer, public_key_to_raw_b64
 
 _PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
@@ -282,3 +284,57 @@ def test_directory_swapped_for_a_symlink_during_verify_is_not_followed(
     result = verify_module.verify_evidence(evidence)
     assert not result.ok
     assert any("replaced while" in f.detail for f in result.file_problems), result.files
+
+
+# -- the host side: a directory swapped for a symlink while it is being collected ------
+
+
+def _swap_for_symlink(directory: Path, target: Path) -> None:
+    shutil.rmtree(directory)
+    directory.symlink_to(target)
+
+
+def test_walk_does_not_enter_a_directory_swapped_for_a_symlink(tmp_path: Path) -> None:
+    src, elsewhere = tmp_path / "src", tmp_path / "etc"
+    (src / "d").mkdir(parents=True)
+    (src / "a").write_bytes(b"a")
+    (src / "d" / "decoy").write_bytes(b"d")
+    elsewhere.mkdir()
+    (elsewhere / "shadow").write_bytes(b"SECRET")
+    errors: list[bytes] = []
+    entries = walk_entries(os.fsencode(src), lambda path, e: errors.append(path))
+    first, _ = next(entries)  # src/a: src is listed, src/d is waiting on the stack
+    assert first.endswith(b"/a")
+    _swap_for_symlink(src / "d", elsewhere)
+    rest = [path for path, _ in entries]
+    assert rest == [] and errors == [os.fsencode(src / "d")], (rest, errors)
+
+
+@pytest.mark.parametrize("swapped", ["d", "d/e"])
+def test_copy_refuses_a_file_whose_directory_was_swapped_after_listing(
+    tmp_path: Path, swapped: str
+) -> None:
+    """The walk listed src/d/e/shadow (a harmless file); before the queued copy ran, the
+    attacker made src/d (or src/d/e) a symlink to a directory holding a secret of the
+    same name. Opening by path would follow it and store the secret as src/d/e/shadow."""
+    src, elsewhere = tmp_path / "src", tmp_path / "etc"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "e" / "shadow").write_bytes(b"harmless")
+    (elsewhere / "e").mkdir(parents=True)
+    (elsewhere / "e" / "shadow").write_bytes(b"SECRET root:$6$...")
+    listed = list(walk_entries(os.fsencode(src), lambda path, e: None))
+    _swap_for_symlink(src / swapped, elsewhere if swapped == "d" else elsewhere / "e")
+    root = tmp_path / "evidence"
+    root.mkdir()
+    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
+    engine = CopyEngine(root, journal)
+    try:
+        for path, parent_id in listed:
+            stored = engine.preserve(path, "artifacts/files/x", "files", parent_id=parent_id)
+            assert stored is None
+    finally:
+        engine.shutdown()
+        journal.close()
+    assert not any(b"SECRET" in p.read_bytes() for p in root.rglob("*") if p.is_file())
+    errors = [r for r in journal_records(root) if r["type"] == "error"]
+    assert len(errors) == 1 and "not read" in errors[0]["reason"], errors

@@ -302,13 +302,27 @@ def _read_small(path: Path) -> bytes:
     return data
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every non-directory entry under ``root``, relative, without following symlinks."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+def _walk(root: Path, errors: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every non-directory entry under ``root``, relative, without following symlinks.
+
+    What cannot be listed or examined (a tree deeper than PATH_MAX, say) goes into
+    ``errors``: it must fail verification, not be silently left out."""
+
+    def failed(e: OSError) -> None:
+        where = os.path.relpath(e.filename, root) if e.filename else "?"
+        errors.append(
+            f"cannot examine {where[:200]!r}{'...' if len(where) > 200 else ''}: {e.strerror}; "
+            "whatever is there is unaccounted for"
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
         rel_dir = os.path.relpath(dirpath, root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            yield rel, os.lstat(os.path.join(dirpath, name))
+            try:
+                yield rel, os.lstat(os.path.join(dirpath, name))
+            except OSError as e:
+                failed(e)
         if not filenames and not dirnames and rel_dir != ".":
             yield rel_dir + "/", os.lstat(dirpath)
 
@@ -475,7 +489,9 @@ def verify_evidence(
     trusted = records if sealed_through is None else records[: sealed_through + 1]
     expected = _expected_files(records, sealed_through, result)
 
-    present = {rel: st for rel, st in _walk(root)}
+    walk_errors: list[str] = []
+    present = {rel: st for rel, st in _walk(root, walk_errors)}
+    result.problems.extend(walk_errors)
     present.pop(layout.JOURNAL, None)
     _check_manifest(root, trusted, present, result)
     _check_sums_agree(root, expected, present, result)

@@ -274,8 +274,8 @@ def test_directory_swapped_for_a_symlink_during_verify_is_not_followed(
     shutil.copytree(evidence / "artifacts", outside)
     listed = verify_module._walk
 
-    def racing_walk(root: Path):  # type: ignore[no-untyped-def]
-        entries = list(listed(root))
+    def racing_walk(root: Path, *args: object):  # type: ignore[no-untyped-def]
+        entries = list(listed(root, *args))
         shutil.rmtree(evidence / "artifacts")
         (evidence / "artifacts").symlink_to(outside)
         return iter(entries)
@@ -338,3 +338,22 @@ def test_copy_refuses_a_file_whose_directory_was_swapped_after_listing(
     assert not any(b"SECRET" in p.read_bytes() for p in root.rglob("*") if p.is_file())
     errors = [r for r in journal_records(root) if r["type"] == "error"]
     assert len(errors) == 1 and "not read" in errors[0]["reason"], errors
+
+
+def test_added_tree_deeper_than_path_max_is_reported(evidence: Path) -> None:
+    """A directory tree whose paths exceed PATH_MAX cannot be listed by path: it was
+    silently left out of the walk, so files added down there went unreported."""
+    fd = os.open(evidence / "artifacts", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(24):  # 24 x 201 bytes: beyond PATH_MAX (4096)
+            os.close(os.open("f" * 250, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+            os.mkdir("d" * 200, dir_fd=fd)
+            deeper = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        planted = os.open("planted.bin", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(planted, b"evidence that was never collected")
+        os.close(planted)
+    finally:
+        os.close(fd)
+    fails_cleanly(evidence)

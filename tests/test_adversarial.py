@@ -357,3 +357,15 @@ def test_added_tree_deeper_than_path_max_is_reported(evidence: Path) -> None:
     finally:
         os.close(fd)
     fails_cleanly(evidence)
+
+
+@pytest.mark.parametrize(
+    "name", ["manifest.json.sig", "manifest.json", "signer.pub", "SHA256SUMS", "artifacts/pipe"]
+)
+def test_fifo_in_the_evidence_does_not_hang_verify(evidence: Path, name: str) -> None:
+    """A FIFO with no writer blocks whoever opens it for reading without O_NONBLOCK."""
+    target = evidence / name
+    if target.exists():
+        target.unlink()
+    os.mkfifo(target)
+    fails_cleanly(evidence, timeout=20)

@@ -369,3 +369,38 @@ def test_fifo_in_the_evidence_does_not_hang_verify(evidence: Path, name: str) ->
         target.unlink()
     os.mkfifo(target)
     fails_cleanly(evidence, timeout=20)
+
+
+# -- known limits, kept visible: each xfail turns into a failure the day it is fixed ----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design limit: a transfer is signed only by its receiver (the collector's key "
+    "is often ephemeral and gone), so anyone with write access can append a transfer to "
+    "a key of his own and seal it; verify, even pinned, then lists him as the holder",
+)
+def test_self_appointed_holder_is_refused(evidence: Path, pristine: tuple[Path, str]) -> None:
+    mallory = Signer.generate_ephemeral()
+    collector = journal_records(evidence)[0]["signer"]["fingerprint"]
+    name = "(collector, no examiner named)"
+    transfer_to(evidence, mallory, to="FBI evidence unit", **{"from": collector}, from_name=name)
+    append(evidence, "seal", sign_with=mallory, reason="transfer")
+    fails_cleanly(evidence, "--fingerprint", pristine[1])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design limit: nothing outside the journal anchors records after the end seal, "
+    "so cutting the last transfer(s) off the journal leaves a valid, shorter story",
+)
+def test_removed_last_transfer_is_detected(evidence: Path, pristine: tuple[Path, str]) -> None:
+    lab = Signer.generate_ephemeral()
+    collector = journal_records(evidence)[0]["signer"]["fingerprint"]
+    name = "(collector, no examiner named)"
+    before = (evidence / "custody.jsonl").read_bytes()
+    transfer_to(evidence, lab, to="Lab", **{"from": collector}, from_name=name)
+    append(evidence, "seal", sign_with=lab, reason="transfer")
+    assert verify(evidence, "--fingerprint", pristine[1]).returncode == 0
+    (evidence / "custody.jsonl").write_bytes(before)  # the lab's receipt, cut off
+    fails_cleanly(evidence, "--fingerprint", pristine[1])

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import ROOT, collect_json, journal_records, preserve, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
+from agent.commands import custody as custody_module
 from collectors.copy import CopyEngine
 from collectors.walk import walk_entries
 from manifests import canonical
@@ -404,3 +406,26 @@ def test_removed_last_transfer_is_detected(evidence: Path, pristine: tuple[Path,
     assert verify(evidence, "--fingerprint", pristine[1]).returncode == 0
     (evidence / "custody.jsonl").write_bytes(before)  # the lab's receipt, cut off
     fails_cleanly(evidence, "--fingerprint", pristine[1])
+
+
+def test_custody_does_not_seal_a_record_slipped_in_after_its_check(
+    evidence: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race, made deterministic: a record appended between custody's verification
+    and its transfer would be sealed by the new holder's key along with the transfer."""
+    key = tmp_path / "lab.key"
+    key.write_bytes(Signer.generate_ephemeral().private_pem(None))
+    real_verify = custody_module.verify_evidence
+
+    def verify_then_slip_in(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        result = real_verify(*args, **kwargs)
+        append(evidence, "note", text="planted after the check")
+        return result
+
+    monkeypatch.setattr(custody_module, "verify_evidence", verify_then_slip_in)
+    outcome = CliRunner().invoke(
+        custody_module.custody, [str(evidence), "--to", "Lab", "--key", str(key)]
+    )
+    assert outcome.exit_code == 1, outcome.output
+    assert "changed while it was being verified" in outcome.output
+    assert [r["type"] for r in journal_records(evidence)[-2:]] == ["seal", "note"]

@@ -58,6 +58,12 @@ def custody(
         raise click.UsageError(str(e)) from e
     previous = result.holders[-1]
     journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
+    if (journal.next_seq, journal.head) != (result.records, result.chain_head):
+        journal.close()
+        raise click.ClickException(
+            "custody.jsonl changed while it was being verified, so no transfer was "
+            "recorded; make sure nobody else is writing to the evidence, then run again"
+        )
     try:
         journal.append(
             "transfer",

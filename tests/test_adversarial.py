@@ -27,7 +27,7 @@ from manifests import canonical
 from manifests import verify as verify_module
 from manifests.digest import sha256_bytes
 from manifests.journal import SEAL_FIELD, Journal, seal_message
-from manifests.signing import Signer, public_key_to_raw_b64
+from manifests.signing import Signer, grouped, public_key_to_raw_b64
 
 _PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
 
@@ -225,6 +225,9 @@ def test_honest_transfer_still_verifies(evidence: Path, pristine: tuple[Path, st
     append(evidence, "seal", sign_with=lab, reason="transfer")
     result = verify(evidence, "--fingerprint", pristine[1])
     assert result.returncode == 0, result.stdout.decode()
+    # Only the collector is pinned: the later holder's whole key is shown to be checked.
+    assert grouped(lab.fingerprint) in result.stdout.decode()
+    assert "signed by its receiver alone" in result.stdout.decode()
 
 
 def test_custody_with_a_pin_refuses_evidence_re_signed_with_another_key(

@@ -63,9 +63,17 @@ def report(result: VerificationResult, quiet: bool) -> None:
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
+            # The signer line above shows the collector's key; later holders' keys are
+            # checked by nothing but the custody form, so they are shown in full.
+            key = grouped(holder.fingerprint)
             _echo(
-                f"  {n}. {holder.name}  since {holder.since}  "
-                f"key {grouped(holder.fingerprint)[:19]}...{note}"
+                f"  {n}. {holder.name}  since {holder.since}  key {key[:19] if n == 1 else key}"
+                f"{'...' if n == 1 else ''}{note}"
+            )
+        if len(result.holders) > 1:
+            _echo(
+                "  (a transfer is signed by its receiver alone and only the collector's key "
+                "is pinned: check each later holder's key against the custody form)"
             )
         ok = sum(f.status == "ok" for f in result.files)
         _echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")

@@ -432,3 +432,18 @@ def test_custody_does_not_seal_a_record_slipped_in_after_its_check(
     assert outcome.exit_code == 1, outcome.output
     assert "changed while it was being verified" in outcome.output
     assert [r["type"] for r in journal_records(evidence)[-2:]] == ["seal", "note"]
+
+
+def test_custody_escapes_the_previous_holders_name(evidence: Path, tmp_path: Path) -> None:
+    """The previous holder's name comes from the journal (a transfer's 'to')."""
+    holder = Signer.generate_ephemeral()
+    collector = journal_records(evidence)[0]["signer"]["fingerprint"]
+    name = "(collector, no examiner named)"
+    transfer_to(evidence, holder, to="X\x1b]0;t\x07\nOK", **{"from": collector}, from_name=name)
+    append(evidence, "seal", sign_with=holder, reason="transfer")
+    key = tmp_path / "lab.key"
+    key.write_bytes(Signer.generate_ephemeral().private_pem(None))
+    moved = preserve("custody", evidence, "--to", "Lab", "--key", key)
+    out = moved.stdout.decode()
+    assert moved.returncode == 0, moved.stderr.decode()
+    assert "from X\\x1b]0;t\\x07\\nOK to Lab" in out, out

@@ -12,6 +12,7 @@ from manifests.journal import Journal
 from manifests.signing import grouped, public_key_to_raw_b64
 from manifests.verify import verify_evidence
 
+from ..console import printable
 from ..keys import load_signer
 from .verify import _pin, report
 
@@ -77,7 +78,7 @@ def custody(
         journal.seal("transfer", signer)
     finally:
         journal.close()
-    click.echo(f"custody transferred from {previous.name} to {to}")
+    click.echo(printable(f"custody transferred from {previous.name} to {to}"))
     if result.signer_fingerprint and pin is None:
         click.echo(
             f"collector's key:          {grouped(result.signer_fingerprint)} (NOT PINNED: "

@@ -16,6 +16,22 @@ from typing import TextIO
 import click
 
 
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte in a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")
+
+
+def printable(text: str) -> str:
+    """Printable text only: names and journal strings come from possibly hostile hands,
+    and a newline, carriage return or escape sequence in them could forge or hide lines
+    of this report on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -27,7 +27,7 @@ from manifests.journal import Journal
 from manifests.signing import Signer, public_key_to_raw_b64
 
 from . import __version__, evidence
-from .console import Console
+from .console import Console, printable
 from .hostinfo import identity
 from .runlog import RunLog
 from .selfhash import code_sha256
@@ -123,9 +123,12 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
             seq=record["seq"],
         )
         if shown_errors <= MAX_ERROR_LINES:
+            # Host file names are hostile: no escape sequence may reach the terminal.
             console.warn(
-                f"{record['collector']}: {source}: {record['reason']} "
-                f"(recorded at seq {record['seq']})"
+                printable(
+                    f"{record['collector']}: {source}: {record['reason']} "
+                    f"(recorded at seq {record['seq']})"
+                )
             )
         elif shown_errors == MAX_ERROR_LINES + 1:
             console.warn("more items failed; each one is an 'error' record in custody.jsonl")

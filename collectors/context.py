@@ -14,7 +14,7 @@ from manifests.journal import Journal
 
 from .copy import CopyEngine
 from .pathmap import stored_relpath
-from .walk import walk
+from .walk import walk_entries
 
 
 @dataclass
@@ -63,7 +63,7 @@ class CollectContext:
         if not stat.S_ISDIR(st.st_mode):
             self.engine.submit(source, dest(source), collector)
             return
-        for path in walk(source, on_error, self.exclude):
+        for path, parent_id in walk_entries(source, on_error, self.exclude):
             if self.engine.full.is_set():
                 return
-            self.engine.submit(path, dest(path), collector)
+            self.engine.submit(path, dest(path), collector, parent_id=parent_id)

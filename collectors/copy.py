@@ -61,15 +61,15 @@ class Counters:
         }
 
 
-def _open_source(path: bytes, follow: bool = False) -> int:
+def _open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) -> int:
     flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
     try:
-        return os.open(path, flags | _NOATIME)
+        return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
     except PermissionError:
         if not _NOATIME:
             raise
         # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        return os.open(path, flags)
+        return os.open(path, flags, dir_fd=dir_fd)
 
 
 def _is_zero(buf: bytearray, n: int) -> bool:
@@ -255,6 +255,7 @@ class CopyEngine:
         limit: int | None = None,
         offset: int = 0,
         magic_link: bool = False,
+        parent_id: tuple[int, int] | None = None,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Copy one file; returns its artifact record, or None if skipped or failed.
@@ -265,11 +266,55 @@ class CopyEngine:
         ``magic_link=True`` is for kernel "magic" links such as ``/proc/PID/exe``, which
         reach a file even after it was deleted or replaced on disk: the link is followed
         (``stat``, and ``open`` without ``O_NOFOLLOW``), and the descriptor must still be
-        the regular file that ``stat`` saw. Never pass it for paths an attacker can plant."""
+        the regular file that ``stat`` saw. Never pass it for paths an attacker can plant.
+
+        ``parent_id`` is the (st_dev, st_ino) of the directory a walk listed ``source``
+        in: the file is then opened in that very directory, so a directory on the way
+        swapped for a symlink since the walk (to /etc, say) is refused, not followed."""
         if self.full.is_set():
             return None
+        if parent_id is None:
+            return self._preserve_at(
+                source, None, source, rel, collector, limit, offset, magic_link, fields
+            )
+        directory, name = os.path.split(source)
         try:
-            before = os.stat(source) if magic_link else os.lstat(source)
+            dir_fd = os.open(
+                directory or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+        except OSError as e:
+            self.record_error(
+                collector, source, f"its directory cannot be opened: {e.strerror}; not read"
+            )
+            return None
+        try:
+            st = os.fstat(dir_fd)
+            if (st.st_dev, st.st_ino) != parent_id:
+                self.record_error(
+                    collector, source, "its directory was replaced since it was listed; not read"
+                )
+                return None
+            return self._preserve_at(
+                source, dir_fd, name, rel, collector, limit, offset, False, fields
+            )
+        finally:
+            os.close(dir_fd)
+
+    def _preserve_at(
+        self,
+        source: bytes,
+        dir_fd: int | None,
+        name: bytes,
+        rel: str,
+        collector: str,
+        limit: int | None,
+        offset: int,
+        magic_link: bool,
+        fields: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """``preserve`` proper; ``name`` is opened relative to ``dir_fd`` when given."""
+        try:
+            before = os.stat(name) if magic_link else os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
             self.record_error(collector, source, "vanished before it could be read")
             return None
@@ -280,7 +325,7 @@ class CopyEngine:
             extra: dict[str, Any] = {}
             if stat.S_ISLNK(before.st_mode):
                 with contextlib.suppress(OSError):
-                    extra["target"] = describe(os.readlink(source))
+                    extra["target"] = describe(os.readlink(name, dir_fd=dir_fd))
             self.record_skip(
                 collector,
                 source,
@@ -299,7 +344,7 @@ class CopyEngine:
             )
             return None
         try:
-            fd = _open_source(source, follow=magic_link)
+            fd = _open_source(name, follow=magic_link, dir_fd=dir_fd)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink after lstat
                 self.record_skip(collector, source, "symlink: not followed")

@@ -83,6 +83,8 @@ def loads_strict(line: bytes) -> Any:
         raise
     except (UnicodeDecodeError, ValueError) as e:
         raise CanonicalError(f"not valid JSON: {e}") from e
+    except RecursionError as e:  # a hostile line of 100,000 '['
+        raise CanonicalError("not valid JSON: nested too deeply") from e
     if dumps(obj) != line:
         raise CanonicalError("not in canonical form (RFC 8785)")
     return obj

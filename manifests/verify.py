@@ -9,6 +9,7 @@ opened, whatever the journal says, and symlinks inside it are reported, not foll
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import stat
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import canonical, layout
-from .digest import ZERO_HASH, sha256_bytes, sha256_path_nofollow
+from .digest import ZERO_HASH, sha256_bytes, sha256_fd, sha256_path_nofollow
 from .errors import CanonicalError, KeyLoadError, NotEvidenceError, SignatureError
 from .journal import SEAL_FIELD, seal_message
 from .signing import (
@@ -34,6 +35,11 @@ from .sums import parse_sums
 HASHED_RECORD_TYPES = ("artifact",)
 _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
 _BATCH = 64
+# Records that checking reads beyond their seq and type; the rest are not kept in memory.
+_KEPT_WHOLE = ("start", "transfer", "seal", "sums", "end")
+# Bounds on what is read into memory; real records and files are far smaller.
+MAX_LINE = 8 * 1024 * 1024
+MAX_SMALL_FILE = 1024 * 1024  # manifest.json, its signature, signer.pub
 
 
 @dataclass
@@ -102,40 +108,76 @@ class VerificationResult:
 
 
 def _read_journal(path: Path, result: VerificationResult) -> list[dict[str, Any]]:
-    """Parse and chain-check every line; stop at the first break."""
-    with open(path, "rb") as f:
-        lines = f.readlines()
-    torn = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+    """Parse and chain-check every line; stop at the first break.
+
+    Read a line at a time, each at most MAX_LINE bytes: a hostile journal may be one
+    endless line, and memory must not grow with it."""
     records: list[dict[str, Any]] = []
     head = ZERO_HASH
-    for seq, raw in enumerate(lines):
-        line = raw[:-1]
-        try:
-            record = canonical.loads_strict(line)
-        except CanonicalError as e:
-            result.problems.append(f"chain broken at seq {seq}: {e}")
-            return records
-        if not isinstance(record, dict) or record.get("seq") != seq:
-            result.problems.append(f"chain broken at seq {seq}: record out of sequence")
-            return records
-        if record.get("prev") != head:
-            result.problems.append(
-                f"chain broken at seq {seq}: 'prev' does not match the previous line "
-                "(a line was changed, removed or reordered)"
-            )
-            return records
-        head = sha256_bytes(line)
-        if record.get("type") in HASHED_RECORD_TYPES:
-            # Keep only what checking needs: a 20,000-file journal must not cost 100s of MB.
-            record = {k: record.get(k) for k in _ARTIFACT_KEYS}
-        records.append(record)
-    if torn:
-        result.problems.append(
-            f"torn last line after seq {len(records) - 1}: the writer stopped mid-record "
-            "(crash or truncation); it is not trusted"
-        )
+    with open(path, "rb") as f:
+        for seq in itertools.count():
+            raw = f.readline(MAX_LINE + 1)
+            if not raw:
+                break
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_LINE:
+                    result.problems.append(
+                        f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes"
+                    )
+                else:
+                    result.problems.append(
+                        f"torn last line after seq {len(records) - 1}: the writer stopped "
+                        "mid-record (crash or truncation); it is not trusted"
+                    )
+                break
+            line = raw[:-1]
+            try:
+                record = canonical.loads_strict(line)
+            except CanonicalError as e:
+                result.problems.append(f"chain broken at seq {seq}: {e}")
+                return records
+            if not isinstance(record, dict) or record.get("seq") != seq:
+                result.problems.append(f"chain broken at seq {seq}: record out of sequence")
+                return records
+            if record.get("prev") != head:
+                result.problems.append(
+                    f"chain broken at seq {seq}: 'prev' does not match the previous line "
+                    "(a line was changed, removed or reordered)"
+                )
+                return records
+            head = sha256_bytes(line)
+            if record.get("type") in HASHED_RECORD_TYPES:
+                # Keep only what checking needs: a 20,000-file journal must not cost 100s of MB.
+                record = {k: record.get(k) for k in _ARTIFACT_KEYS}
+            elif record.get("type") not in _KEPT_WHOLE:
+                record = {"seq": seq, "type": record.get("type")}
+            records.append(record)
     result.chain_head = head if records else None
     return records
+
+
+def _transfer_disagrees(
+    record: dict[str, Any], pending: Any, holder_key: Any, holder: Holder
+) -> str | None:
+    """Why a transfer record cannot be believed, or None.
+
+    Only the new holder signs a transfer (the seal after it), so every holder the
+    journal names must have signed before the next transfer, and what the record says
+    about both sides must be what the chain says."""
+    if pending is not None:
+        return "follows a transfer that its new holder never sealed"
+    try:
+        key = public_key_from_raw_b64(record["public_key"])
+    except (KeyError, TypeError, ValueError):
+        return "has no usable key"
+    if record.get("fingerprint") != fingerprint_of(key):
+        return "names a fingerprint that is not its key's"
+    if record.get("from") != fingerprint_of(holder_key) or record.get("from_name") not in (
+        None,
+        holder.name,
+    ):
+        return f"does not come from the holder at that point ({holder.name})"
+    return None
 
 
 def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> int | None:
@@ -170,11 +212,11 @@ def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> i
     for record in records:
         kind = record.get("type")
         if kind == "transfer":
-            try:
-                pending = public_key_from_raw_b64(record["public_key"])
-            except (KeyError, TypeError, ValueError):
-                result.problems.append(f"transfer at seq {record['seq']} has no usable key")
+            wrong = _transfer_disagrees(record, pending, holder_key, result.holders[-1])
+            if wrong:
+                result.problems.append(f"transfer at seq {record['seq']} {wrong}")
                 return sealed_through
+            pending = public_key_from_raw_b64(record["public_key"])
             result.holders.append(
                 Holder(
                     name=str(record.get("to")),
@@ -192,7 +234,7 @@ def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> i
                 if record.get("signer") != fingerprint_of(key):
                     raise SignatureError("made by a key that does not hold the evidence")
                 verify_signature(key, signature, seal_message(record))
-            except (SignatureError, ValueError) as e:
+            except (SignatureError, ValueError, TypeError) as e:
                 result.problems.append(f"bad signature on seal at seq {seq}: {e}")
                 return sealed_through
             result.seals.append(
@@ -235,6 +277,12 @@ def _expected_files(
                 f"evidence directory ({path!r}); it was not opened"
             )
             continue
+        size, digest = record.get("size"), record.get("sha256")
+        if type(size) is not int or size < 0 or not isinstance(digest, str):
+            result.problems.append(
+                f"tampering: record seq {record.get('seq')} has no valid size and SHA-256"
+            )
+            continue
         if path in expected:
             result.problems.append(f"record seq {record['seq']} repeats the path {path!r}")
         if sealed_through is not None and record["seq"] <= sealed_through:
@@ -244,13 +292,37 @@ def _expected_files(
     return expected
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every non-directory entry under ``root``, relative, without following symlinks."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+def _read_small(path: Path) -> bytes:
+    """A file that is small when genuine; a hostile one must not fill memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SMALL_FILE + 1)
+    if len(data) > MAX_SMALL_FILE:
+        raise ValueError(f"larger than {MAX_SMALL_FILE} bytes")
+    return data
+
+
+def _walk(root: Path, errors: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every non-directory entry under ``root``, relative, without following symlinks.
+
+    What cannot be listed or examined (a tree deeper than PATH_MAX, say) goes into
+    ``errors``: it must fail verification, not be silently left out."""
+
+    def failed(e: OSError) -> None:
+        where = os.path.relpath(e.filename, root) if e.filename else "?"
+        errors.append(
+            f"cannot examine {where[:200]!r}{'...' if len(where) > 200 else ''}: {e.strerror}; "
+            "whatever is there is unaccounted for"
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
         rel_dir = os.path.relpath(dirpath, root)
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            yield rel, os.lstat(os.path.join(dirpath, name))
+            try:
+                yield rel, os.lstat(os.path.join(dirpath, name))
+            except OSError as e:
+                failed(e)
         if not filenames and not dirnames and rel_dir != ".":
             yield rel_dir + "/", os.lstat(dirpath)
 
@@ -279,9 +351,9 @@ def _check_manifest(
             present.pop(name)
     if result.signer_fingerprint and layout.SIGNER_PUB in present:
         try:
-            pub = load_public_key_pem((root / layout.SIGNER_PUB).read_bytes())
+            pub = load_public_key_pem(_read_small(root / layout.SIGNER_PUB))
             same = fingerprint_of(pub) == result.signer_fingerprint
-        except KeyLoadError:
+        except (KeyLoadError, OSError, ValueError):
             same = False
         result.files.append(
             FileVerdict(
@@ -302,13 +374,13 @@ def _check_manifest(
         )
     if layout.MANIFEST not in present:
         return
-    data = (root / layout.MANIFEST).read_bytes()
     verdict = FileVerdict(layout.MANIFEST, "ok")
     try:
-        manifest = json.loads(data)
-        signature = (root / layout.MANIFEST_SIG).read_bytes()
+        data = _read_small(root / layout.MANIFEST)
+        signature = _read_small(root / layout.MANIFEST_SIG)
         key = public_key_from_raw_b64(result.start["signer"]["public_key"])
-        verify_signature(key, signature, data)
+        verify_signature(key, signature, data)  # before parsing: unsigned bytes are hostile
+        manifest = json.loads(data)
         seq = manifest["chain"]["seq"]
         line_record = records[seq] if 0 <= seq < len(records) else None
         if line_record is None or line_record.get("type") != "seal":
@@ -319,7 +391,7 @@ def _check_manifest(
             raise ValueError("it names a different SHA256SUMS than the journal")
         result.counts = dict(manifest.get("counts", {}))
         result.complete = True
-    except (OSError, ValueError, KeyError, TypeError, SignatureError) as e:
+    except (OSError, ValueError, KeyError, TypeError, SignatureError, RecursionError) as e:
         verdict = FileVerdict(layout.MANIFEST, "changed", str(e) or type(e).__name__)
     result.files.append(verdict)
     result.files.append(FileVerdict(layout.MANIFEST_SIG, verdict.status, verdict.detail))
@@ -331,8 +403,8 @@ def _check_sums_agree(
     present: dict[str, os.stat_result],
     result: VerificationResult,
 ) -> None:
-    if layout.SUMS not in present:
-        return
+    if not any(f.path == layout.SUMS and f.status == "ok" for f in result.files):
+        return  # missing or not the journal's: already reported, and not to be parsed
     try:
         listed = parse_sums((root / layout.SUMS).read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
@@ -371,7 +443,17 @@ def _hash_all(
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         try:
-            digest, _ = sha256_path_nofollow(root / path, local.buf)
+            fd = os.open(root / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                # Only the last component is opened without following: a directory
+                # swapped for a symlink since the walk would lead outside (or to
+                # /dev/zero), so the file opened must be the very one the walk saw.
+                opened = os.fstat(fd)
+                if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                    return FileVerdict(path, "changed", "replaced while it was being verified")
+                digest, _ = sha256_fd(fd, local.buf)
+            finally:
+                os.close(fd)
         except OSError as e:
             return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
         if digest != record.get("sha256"):
@@ -384,7 +466,7 @@ def _hash_all(
         return [check(item) for item in batch]
 
     # Biggest first, so large files spread over all workers; small ones go in batches.
-    items = sorted(expected.items(), key=lambda kv: -int(kv[1].get("size") or 0))
+    items = sorted(expected.items(), key=lambda kv: -kv[1]["size"])
     batches = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [verdict for batch in pool.map(check_batch, batches) for verdict in batch]
@@ -407,7 +489,9 @@ def verify_evidence(
     trusted = records if sealed_through is None else records[: sealed_through + 1]
     expected = _expected_files(records, sealed_through, result)
 
-    present = {rel: st for rel, st in _walk(root)}
+    walk_errors: list[str] = []
+    present = {rel: st for rel, st in _walk(root, walk_errors)}
+    result.problems.extend(walk_errors)
     present.pop(layout.JOURNAL, None)
     _check_manifest(root, trusted, present, result)
     _check_sums_agree(root, expected, present, result)

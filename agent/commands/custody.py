@@ -12,8 +12,9 @@ from manifests.journal import Journal
 from manifests.signing import grouped, public_key_to_raw_b64
 from manifests.verify import verify_evidence
 
+from ..console import printable
 from ..keys import load_signer
-from .verify import report
+from .verify import _pin, report
 
 
 @click.command("custody")
@@ -26,10 +27,24 @@ from .verify import report
     help="The NEW holder's private key; it signs the transfer.",
 )
 @click.option("--note", help="e.g. 'received sealed bag 7'.")
-def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
+@click.option(
+    "--pubkey",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Collector's public key (PEM) from the custody form: refuse any other signer.",
+)
+@click.option("--fingerprint", help="Collector's fingerprint from the custody form (64 hex).")
+def custody(
+    evidence_dir: Path,
+    to: str,
+    key: Path,
+    note: str | None,
+    pubkey: Path | None,
+    fingerprint: str | None,
+) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
+    pin = _pin(pubkey, fingerprint)
     try:
-        result = verify_evidence(evidence_dir)
+        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
     except NotEvidenceError as e:
         raise click.UsageError(str(e)) from e
     if not result.ok:
@@ -44,6 +59,12 @@ def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
         raise click.UsageError(str(e)) from e
     previous = result.holders[-1]
     journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
+    if (journal.next_seq, journal.head) != (result.records, result.chain_head):
+        journal.close()
+        raise click.ClickException(
+            "custody.jsonl changed while it was being verified, so no transfer was "
+            "recorded; make sure nobody else is writing to the evidence, then run again"
+        )
     try:
         journal.append(
             "transfer",
@@ -57,6 +78,11 @@ def custody(evidence_dir: Path, to: str, key: Path, note: str | None) -> None:
         journal.seal("transfer", signer)
     finally:
         journal.close()
-    click.echo(f"custody transferred from {previous.name} to {to}")
+    click.echo(printable(f"custody transferred from {previous.name} to {to}"))
+    if result.signer_fingerprint and pin is None:
+        click.echo(
+            f"collector's key:          {grouped(result.signer_fingerprint)} (NOT PINNED: "
+            "compare it with the custody form, or pass --fingerprint next time)"
+        )
     click.echo(f"new holder's fingerprint: {grouped(signer.fingerprint)}")
     click.echo(f"chain head:               {journal.head}")

@@ -12,6 +12,8 @@ from manifests.errors import KeyLoadError, NotEvidenceError
 from manifests.signing import fingerprint_of, grouped, load_public_key_pem, normalise_fingerprint
 from manifests.verify import VerificationResult, verify_evidence
 
+from ..console import printable
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -31,13 +33,18 @@ def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
     return None
 
 
+def _echo(line: str) -> None:
+    click.echo(printable(line))
+
+
 def report(result: VerificationResult, quiet: bool) -> None:
     problems = result.file_problems
     if not quiet:
-        click.echo(f"Evidence:  {result.evidence_dir}")
+        _echo(f"Evidence:  {result.evidence_dir}")
         if result.start:
-            host = result.start.get("host", {}).get("hostname")
-            click.echo(
+            host = result.start.get("host")
+            host = host.get("hostname") if isinstance(host, dict) else host
+            _echo(
                 f"Collected: {result.start.get('time')} on {host}, "
                 f"case {result.start.get('case') or '-'}"
             )
@@ -47,32 +54,38 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 "mismatch": "DOES NOT MATCH the pinned key",
                 None: "NOT PINNED: compare it with the custody form, or pass --fingerprint",
             }[result.pin]
-            click.echo(f"Signer:    {grouped(result.signer_fingerprint)} ({pin})")
-        click.echo(
+            _echo(f"Signer:    {grouped(result.signer_fingerprint)} ({pin})")
+        _echo(
             f"Journal:   {result.records} records, {len(result.seals)} valid seals, "
             f"sealed through seq {result.sealed_through}"
         )
-        click.echo(f"Chain head: {result.chain_head}")
-        click.echo("Custody:")
+        _echo(f"Chain head: {result.chain_head}")
+        _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
-            click.echo(
-                f"  {n}. {holder.name}  since {holder.since}  "
-                f"key {grouped(holder.fingerprint)[:19]}...{note}"
+            # The signer line above shows the collector's key; later holders' keys are
+            # checked by nothing but the custody form, so they are shown in full.
+            key = grouped(holder.fingerprint)
+            _echo(
+                f"  {n}. {holder.name}  since {holder.since}  key {key[:19] if n == 1 else key}"
+                f"{'...' if n == 1 else ''}{note}"
+            )
+        if len(result.holders) > 1:
+            _echo(
+                "  (a transfer is signed by its receiver alone and only the collector's key "
+                "is pinned: check each later holder's key against the custody form)"
             )
         ok = sum(f.status == "ok" for f in result.files)
-        click.echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
+        _echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
     for problem in result.problems:
-        click.echo(f"FAIL chain: {problem}")
+        _echo(f"FAIL chain: {problem}")
     for f in problems:
         detail = f" ({f.detail})" if f.detail else ""
-        click.echo(f"FAIL {f.status}: {f.path}{detail}")
+        _echo(f"FAIL {f.status}: {f.path}{detail}")
     if result.ok and not quiet:
-        click.echo(f"OK: {result.evidence_dir} is intact")
+        _echo(f"OK: {result.evidence_dir} is intact")
     elif not result.ok:
-        click.echo(
-            f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)"
-        )
+        _echo(f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)")
 
 
 def verify_options(f):  # type: ignore[no-untyped-def]

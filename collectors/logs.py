@@ -19,7 +19,7 @@ from .context import CollectContext, Options
 from .logprofile import LogSource, Profile, load_profile
 from .pathmap import describe, stored_relpath
 from .stat_record import stat_fields
-from .walk import walk
+from .walk import walk_entries
 
 NAME = "logs"
 
@@ -56,8 +56,8 @@ class LogsCollector:
             _logs_macos.collect(ctx, self.profile)
         seen: dict[tuple[int, int], dict[str, Any]] = {}
         for source in self.sources_present(ctx):
-            for path in self._files(ctx, source):
-                self._take(ctx, path, seen)
+            for path, parent_id in self._files(ctx, source):
+                self._take(ctx, path, seen, parent_id)
                 if ctx.engine.full.is_set():
                     return
         ctx.engine.drain()
@@ -81,14 +81,20 @@ class LogsCollector:
             ctx.error(NAME, f"cannot stat: {e.strerror}", source.root)
             return
         if not stat.S_ISDIR(st.st_mode):
-            yield source.root
+            yield source.root, None
             return
-        for path in walk(source.root, on_error, ctx.exclude, source.max_depth):
+        # With the listing directory's identity, so the copy refuses a file whose directory
+        # was swapped for a symlink (to /etc, say) between the walk and the copy.
+        for path, parent_id in walk_entries(source.root, on_error, ctx.exclude, source.max_depth):
             if source.selects(path):
-                yield path
+                yield path, parent_id
 
     def _take(
-        self, ctx: CollectContext, path: bytes, seen: dict[tuple[int, int], dict[str, Any]]
+        self,
+        ctx: CollectContext,
+        path: bytes,
+        seen: dict[tuple[int, int], dict[str, Any]],
+        parent_id: tuple[int, int] | None = None,
     ) -> None:
         rel = stored_path(path)
         try:
@@ -108,4 +114,4 @@ class LogsCollector:
                 )
                 return
             seen[key] = {**describe(path), "stored_path": rel}
-        ctx.engine.submit(path, rel, NAME, kind="log")
+        ctx.engine.submit(path, rel, NAME, parent_id=parent_id, kind="log")

@@ -447,3 +447,35 @@ def test_custody_escapes_the_previous_holders_name(evidence: Path, tmp_path: Pat
     out = moved.stdout.decode()
     assert moved.returncode == 0, moved.stderr.decode()
     assert "from X\\x1b]0;t\\x07\\nOK to Lab" in out, out
+
+
+def test_logs_collector_passes_the_listing_directory_to_the_copy(tmp_path: Path) -> None:
+    """The logs collector walks with directory identities too: a log directory swapped for
+    a symlink after listing is not followed into (here: a planted 'secret' file)."""
+    from collectors.context import CollectContext, Options
+    from collectors.logs import LogsCollector
+
+    logs, elsewhere = tmp_path / "logs", tmp_path / "etc"
+    (logs / "app").mkdir(parents=True)
+    (logs / "app" / "app.log").write_bytes(b"harmless log line\n")
+    elsewhere.mkdir()
+    (elsewhere / "app.log").write_bytes(b"SECRET root:$6$...")
+    collector = LogsCollector()
+    collector.configure(Options(extra={"log_paths": [os.fsencode(logs)]}))
+    root = tmp_path / "evidence"
+    root.mkdir()
+    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
+    engine = CopyEngine(root, journal)
+    ctx = CollectContext(root, journal, engine, Options(), log=None)
+    source = next(s for s in collector.profile.sources if s.root == os.fsencode(logs))
+    listed = list(collector._files(ctx, source))
+    _swap_for_symlink(logs / "app", elsewhere)
+    try:
+        for path, parent_id in listed:
+            collector._take(ctx, path, {}, parent_id)
+        engine.drain()
+    finally:
+        engine.shutdown()
+        journal.close()
+    assert listed and all(parent_id is not None for _, parent_id in listed)
+    assert not any(b"SECRET" in p.read_bytes() for p in root.rglob("*") if p.is_file())

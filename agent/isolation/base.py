@@ -9,12 +9,12 @@ time, for the custody journal."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.hostcmd import find_binary
 from manifests.clock import utc_from_ns
 
 from .allowlist import AllowEntry
@@ -122,6 +123,12 @@ class Runner:
 
     def run(self, step: Step, purpose: str = "") -> dict[str, Any]:
         began = time.time_ns()
+        # Bare tool names are looked up only in the system directories, never through the
+        # (possibly planted) PATH; the journal records the absolute path that ran.
+        if "/" not in step.argv[0]:
+            found = find_binary(step.argv[0])
+            if found:
+                step = dataclasses.replace(step, argv=[found, *step.argv[1:]])
         env = None
         if step.env:
             env = {**os.environ, **step.env}
@@ -176,7 +183,7 @@ class Runner:
 
 
 def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
+    return find_binary(tool) is not None
 
 
 def before_state(runner: Runner) -> dict[str, Any]:

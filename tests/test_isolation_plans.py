@@ -298,3 +298,20 @@ def test_builtin_methods_are_entry_points_with_serialisable_plans() -> None:
         assert isinstance(plan, Plan) and plan.apply and plan.release
         for step in plan.apply + plan.release:
             assert Step.from_dict(json.loads(json.dumps(step.to_dict()))) == step
+
+
+def test_commands_come_from_system_directories_not_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted 'ip' early in PATH is never run; the journal names the binary that ran."""
+    from agent.isolation.base import Runner, Step, have
+
+    planted = tmp_path / "ip"
+    planted.write_text("#!/bin/sh\necho planted\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    record = Runner().run(Step(["ip", "-V"]), "test")
+    assert record["argv"][0] in ("/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip")
+    assert b"planted" not in record["stdout"].encode()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # env -i PATH=/usr/bin:/bin, as from the kit
+    assert have("ip")

@@ -8,13 +8,13 @@ a skipped source (absent) or a failure (denied). No host binaries are run here.
 from __future__ import annotations
 
 import ctypes
-import errno
 import ipaddress
 import os
 import socket
-import stat
 import struct
 from typing import Any
+
+from . import readfile, utmp
 
 PROC = "/proc"
 _MAX_PROC_FILE = 16 * 1024 * 1024  # a /proc table larger than this is not plausible
@@ -51,23 +51,7 @@ def _read(path: str, limit: int = _MAX_PROC_FILE) -> bytes:
         return f.read(limit)
 
 
-def read_regular(path: str, limit: int) -> bytes:
-    """Read at most ``limit`` bytes of a regular file; never blocks on a FIFO or device
-    planted where a file was expected (``O_NONBLOCK`` open, then ``fstat``)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        chunks, left = [], limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+read_regular = readfile.read_regular  # re-exported for the collectors that use it
 
 
 def _text(path: str) -> str:
@@ -290,59 +274,10 @@ def _unescape(text: str) -> str:
     return text.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
 
 
-# utmp(5) on glibc x86_64/aarch64: 384-byte records
-_UTMP = struct.Struct("<hh i 32s 4s 32s 256s hh i ii 4i 20s")
-_UT_TYPES = {
-    0: "EMPTY",
-    1: "RUN_LVL",
-    2: "BOOT_TIME",
-    3: "NEW_TIME",
-    4: "OLD_TIME",
-    5: "INIT_PROCESS",
-    6: "LOGIN_PROCESS",
-    7: "USER_PROCESS",
-    8: "DEAD_PROCESS",
-    9: "ACCOUNTING",
-}
 UTMP_PATHS = ("/run/utmp", "/var/run/utmp")
 
 
-def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
-
-
-def parse_utmp(data: bytes) -> list[dict[str, Any]]:
-    """Every utmp record (psutil.users() keeps only USER_PROCESS): boot time, run
-    level and dead sessions also tell the story."""
-    rows = []
-    for offset in range(0, len(data) - _UTMP.size + 1, _UTMP.size):
-        f = _UTMP.unpack_from(data, offset)
-        ut_type = f[0]
-        if ut_type == 0:
-            continue
-        addr = f[12:16]
-        if any(addr[1:]):
-            address = str(ipaddress.IPv6Address(struct.pack("<4i", *addr)))
-        elif addr[0]:
-            address = socket.inet_ntoa(struct.pack("<i", addr[0]))
-        else:
-            address = None
-        rows.append(
-            {
-                "type": _UT_TYPES.get(ut_type, str(ut_type)),
-                "pid": f[2],
-                "line": _cstr(f[3]),
-                "id": _cstr(f[4]),
-                "user": _cstr(f[5]),
-                "host": _cstr(f[6]),
-                "exit": [f[7], f[8]],
-                "session": f[9],
-                "time_s": f[10],
-                "time_us": f[11],
-                "address": address,
-            }
-        )
-    return rows
+parse_utmp = utmp.parse_utmp  # re-exported: the system collector reads /run/utmp
 
 
 class _Timex(ctypes.Structure):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from collectors.readfile import read_regular
 from manifests import layout
 from manifests.verify import VerificationResult, verify_evidence
 
@@ -98,22 +98,9 @@ class Evidence:
         if not real.startswith(os.path.realpath(self.root) + os.sep):
             return None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            return read_regular(path, limit, follow=False)
         except OSError:
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            chunks, left = [], limit
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
 
     def read_json(self, rel: str) -> Any:
         data = self.read_bytes(rel)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from collectors import utmp
+
 from . import logins as parse
 from . import volatile
 from .evidence import Evidence, to_ns
@@ -32,7 +34,7 @@ def logins(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         offset = v.system["clocks"].get("utc_offset_s")
     for name in parse.LOGIN_FILES:
         for art in ev.artifact_for_source("/" + name):
-            data = ev.read_bytes(art["path"], parse.MAX_RECORDS * parse.UTMP.size)
+            data = ev.read_bytes(art["path"], parse.MAX_RECORDS * utmp.RECORD.size)
             for r in parse.parse_utmp(data or b""):
                 if r["type"] not in ("USER_PROCESS", "BOOT_TIME"):
                     continue

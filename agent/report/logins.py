@@ -3,26 +3,12 @@ logs. Parsing is bounded and never fails: a malformed record is skipped."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
-import struct
 from datetime import datetime
 from typing import Any
 
-# utmp(5) as glibc writes it on 64-bit Linux (x86_64, aarch64): 384-byte records.
-UTMP = struct.Struct("<hh i 32s 4s 32s 256s hh i ii 4i 20s")
-UT_TYPES = {
-    1: "RUN_LVL",
-    2: "BOOT_TIME",
-    3: "NEW_TIME",
-    4: "OLD_TIME",
-    5: "INIT_PROCESS",
-    6: "LOGIN_PROCESS",
-    7: "USER_PROCESS",
-    8: "DEAD_PROCESS",
-    9: "ACCOUNTING",
-}
+from collectors import utmp
+
 LOGIN_FILES = ("wtmp", "btmp", "utmp")
 MAX_RECORDS = 100_000
 MAX_AUTH_LINES = 200_000
@@ -36,38 +22,13 @@ _BSD = re.compile(r"^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
-
-
-def _address(words: tuple[int, ...]) -> str | None:
-    if any(words[1:]):
-        return str(ipaddress.IPv6Address(struct.pack("<4i", *words)))
-    if words[0]:
-        return socket.inet_ntoa(struct.pack("<i", words[0]))
-    return None
-
-
 def parse_utmp(data: bytes) -> list[dict[str, Any]]:
-    """Records with a type we know, as dicts with ``time_ns`` (from tv_sec/tv_usec)."""
-    rows = []
-    for offset in range(0, min(len(data), MAX_RECORDS * UTMP.size) - UTMP.size + 1, UTMP.size):
-        f = UTMP.unpack_from(data, offset)
-        kind = UT_TYPES.get(f[0])
-        if kind is None:
-            continue
-        rows.append(
-            {
-                "type": kind,
-                "pid": f[2],
-                "line": _cstr(f[3]),
-                "user": _cstr(f[5]),
-                "host": _cstr(f[6]),
-                "time_ns": f[10] * 1_000_000_000 + max(0, f[11]) * 1000,
-                "address": _address(f[12:16]),
-            }
-        )
-    return rows
+    """Records with a type we know (the report ignores unknown ones), with ``time_ns``."""
+    return [
+        {**r, "time_ns": r["time_s"] * 1_000_000_000 + max(0, r["time_us"]) * 1000}
+        for r in utmp.parse_utmp(data, MAX_RECORDS)
+        if r["type"] in utmp.TYPES.values()
+    ]
 
 
 def line_time(line: str, year: int, utc_offset_s: int | None) -> int | None:

@@ -37,8 +37,9 @@ if IS_LINUX:
 _AF_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6", psutil.AF_LINK: "link"}
 
 
-def _is_local(addr: str | None) -> bool:
-    if not addr:
+def is_local(addr: object) -> bool:
+    """Loopback, unspecified or not an address: not a connection to another host."""
+    if not isinstance(addr, str) or not addr:
         return True
     try:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
@@ -107,7 +108,7 @@ class NetworkCollector:
             "snapshot": snap.timing,
             "listening": self._listening(sockets),
             "remote_established": [
-                s for s in sockets if s["status"] == "ESTABLISHED" and not _is_local(s["raddr"])
+                s for s in sockets if s["status"] == "ESTABLISHED" and not is_local(s["raddr"])
             ],
             "interfaces": interfaces(),
         }

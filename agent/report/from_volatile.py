@@ -7,21 +7,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from collectors.network import is_local
+
 from . import volatile
 from .evidence import Evidence, to_ns
 from .findings import HIGH, INFO, MAX_LISTED, MEDIUM, WRITABLE_DIRS, Finding, Findings
-
-
-def is_local(addr: Any) -> bool:
-    if not isinstance(addr, str) or not addr:
-        return True
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback or ip.is_unspecified
 
 
 def _flag_names(proc: dict[str, Any]) -> set[str]:

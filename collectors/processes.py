@@ -223,7 +223,7 @@ class ProcessesCollector:
             rows.append(
                 (
                     "Red flags",
-                    f"{len(flagged)} processes ({shown}{more}), "
+                    f"{len(flagged)} process{'es' if len(flagged) != 1 else ''} ({shown}{more}), "
                     "listed in artifacts/volatile/processes.txt",
                 )
             )

@@ -13,6 +13,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,7 +58,14 @@ def main() -> None:
         "verify": [],
     }
     rss: dict[str, int] = {"preserve": 0, "verify": 0}
-    for round_ in range(ROUNDS):
+
+    def settle() -> None:
+        # Deleting a GiB on a disk mounted with 'discard' slows the next creates for
+        # seconds: let it finish before anything is timed.
+        os.sync()
+        time.sleep(3)
+
+    def run_baseline(round_: int) -> None:
         copy = base / f"copy{round_}"
         wall, _, rc = timed(
             [
@@ -85,6 +93,9 @@ def main() -> None:
         assert rc == 0
         results["cp+sha256sum"].append(wall)
         shutil.rmtree(copy)
+        settle()
+
+    def run_preserve(round_: int) -> None:
         out = base / f"out{round_}"
         wall, peak, rc = timed([*PRESERVE, "-q", "-o", out, "--only", "files", "--path", src])
         assert rc == 0, rc
@@ -99,6 +110,13 @@ def main() -> None:
         results["verify"].append(wall)
         rss["verify"] = max(rss["verify"], peak)
         shutil.rmtree(out)
+        settle()
+
+    settle()
+    for round_ in range(ROUNDS):  # alternate who goes first
+        order = (run_baseline, run_preserve) if round_ % 2 == 0 else (run_preserve, run_baseline)
+        for step in order:
+            step(round_)
     med = {k: statistics.median(v) for k, v in results.items()}
     for k, v in med.items():
         runs = ", ".join(f"{x:.2f}" for x in results[k])

@@ -56,6 +56,9 @@ class Holder:
     since: str
     seq: int
     note: str = ""
+    # True when the previous holder also signed the handover (a 'handover' seal by the
+    # giver's key right after the transfer), not only the receiver.
+    cosigned: bool = False
 
 
 @dataclass
@@ -180,6 +183,29 @@ def _transfer_disagrees(
     return None
 
 
+HANDOVER = "handover"
+
+
+def _seal_valid(record: dict[str, Any], key: Any, seq: int, result: VerificationResult) -> bool:
+    try:
+        signature = base64.b64decode(record.get(SEAL_FIELD, ""), validate=True)
+        if record.get("signer") != fingerprint_of(key):
+            raise SignatureError("made by a key that does not hold the evidence")
+        verify_signature(key, signature, seal_message(record))
+    except (SignatureError, ValueError, TypeError) as e:
+        result.problems.append(f"bad signature on seal at seq {seq}: {e}")
+        return False
+    result.seals.append(
+        {
+            "seq": seq,
+            "signer": record["signer"],
+            "reason": record.get("reason"),
+            "time": record.get("time"),
+        }
+    )
+    return True
+
+
 def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> int | None:
     """Check every seal against the holder of the evidence at that point.
 
@@ -227,24 +253,18 @@ def _check_seals(records: list[dict[str, Any]], result: VerificationResult) -> i
                 )
             )
         elif kind == "seal":
-            key = pending or holder_key
             seq = record["seq"]
-            try:
-                signature = base64.b64decode(record.get(SEAL_FIELD, ""), validate=True)
-                if record.get("signer") != fingerprint_of(key):
-                    raise SignatureError("made by a key that does not hold the evidence")
-                verify_signature(key, signature, seal_message(record))
-            except (SignatureError, ValueError, TypeError) as e:
-                result.problems.append(f"bad signature on seal at seq {seq}: {e}")
+            giver = holder_key if pending is not None else None
+            if giver is not None and record.get("reason") == HANDOVER:
+                # The previous holder countersigns the transfer; the receiver seals next.
+                if not _seal_valid(record, giver, seq, result):
+                    return sealed_through
+                result.holders[-1].cosigned = True
+                sealed_through = seq
+                continue
+            key = pending or holder_key
+            if not _seal_valid(record, key, seq, result):
                 return sealed_through
-            result.seals.append(
-                {
-                    "seq": seq,
-                    "signer": record["signer"],
-                    "reason": record.get("reason"),
-                    "time": record.get("time"),
-                }
-            )
             holder_key, pending = key, None
             sealed_through = seq
     last = records[-1]["seq"]

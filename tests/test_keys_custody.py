@@ -144,3 +144,84 @@ def test_verify_usage_errors(tmp_path: Path) -> None:
     assert verify(tmp_path / "nope").returncode == 2
     bad = verify(tmp_path, "--fingerprint", "abc")
     assert bad.returncode == 2 and b"64 hex digits" in bad.stderr
+
+
+def test_handover_countersigned_by_the_giver(tmp_path: Path, keys: Path) -> None:
+    src = make_source_tree(tmp_path)
+    summary = collect_json(
+        tmp_path / "out", "--only", "files", "--path", src, "--key", keys / "signer.key", env=PASS
+    )
+    evidence = Path(summary["evidence_dir"])
+    wrong = preserve(
+        "custody",
+        evidence,
+        "--to",
+        "Lab",
+        "--key",
+        keys / "lab.key",
+        "--from-key",
+        keys / "lab.key",
+        env=PASS,
+    )
+    assert wrong.returncode == 2 and b"not the current holder" in wrong.stderr
+    moved = preserve(
+        "custody",
+        evidence,
+        "--to",
+        "Lab",
+        "--key",
+        keys / "lab.key",
+        "--from-key",
+        keys / "signer.key",
+        env=PASS,
+    )
+    assert moved.returncode == 0, moved.stderr.decode()
+    assert b"countersigned by the giver" in moved.stdout
+    records = journal_records(evidence)
+    assert [r["type"] for r in records[-3:]] == ["transfer", "seal", "seal"]
+    assert records[-2]["reason"] == "handover"
+    assert records[-2]["signer"] == summary["fingerprint"]
+    report = json.loads(verify(evidence, "--json").stdout)
+    assert report["status"] == "intact"
+    assert [h["cosigned"] for h in report["holders"]] == [False, True]
+    assert "countersigned by the previous holder" in verify(evidence).stdout.decode()
+
+
+def test_handover_seal_by_a_stranger_is_a_bad_signature(tmp_path: Path, keys: Path) -> None:
+    """A 'handover' seal must be made by the giver's key; any other key breaks the chain."""
+    import base64
+
+    from manifests import canonical
+    from manifests.journal import seal_message
+    from manifests.signing import Signer
+
+    src = make_source_tree(tmp_path)
+    summary = collect_json(
+        tmp_path / "out", "--only", "files", "--path", src, "--key", keys / "signer.key", env=PASS
+    )
+    evidence = Path(summary["evidence_dir"])
+    assert (
+        preserve(
+            "custody",
+            evidence,
+            "--to",
+            "Lab",
+            "--key",
+            keys / "lab.key",
+            "--from-key",
+            keys / "signer.key",
+            env=PASS,
+        ).returncode
+        == 0
+    )
+    lines = (evidence / "custody.jsonl").read_bytes().split(b"\n")[:-1]
+    handover = json.loads(lines[-2])
+    stranger = Signer.generate_ephemeral()
+    handover["signer"] = stranger.fingerprint
+    handover.pop("signature")
+    handover["signature"] = base64.b64encode(stranger.sign(seal_message(handover))).decode()
+    lines[-2] = canonical.dumps(handover)
+    (evidence / "custody.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    result = verify(evidence)
+    assert result.returncode == 1
+    assert b"bad signature on seal" in result.stdout

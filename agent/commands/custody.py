@@ -10,7 +10,7 @@ from manifests import layout
 from manifests.errors import ManifestError, NotEvidenceError
 from manifests.journal import Journal
 from manifests.signing import grouped, public_key_to_raw_b64
-from manifests.verify import verify_evidence
+from manifests.verify import HANDOVER, verify_evidence
 
 from ..console import printable
 from ..keys import load_signer
@@ -33,6 +33,12 @@ from .verify import _pin, report
     help="Collector's public key (PEM) from the custody form: refuse any other signer.",
 )
 @click.option("--fingerprint", help="Collector's fingerprint from the custody form (64 hex).")
+@click.option(
+    "--from-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The CURRENT holder's private key, if at hand: it countersigns the handover, so "
+    "the record shows the giver agreed, not only the receiver.",
+)
 def custody(
     evidence_dir: Path,
     to: str,
@@ -40,6 +46,7 @@ def custody(
     note: str | None,
     pubkey: Path | None,
     fingerprint: str | None,
+    from_key: Path | None,
 ) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
     pin = _pin(pubkey, fingerprint)
@@ -58,6 +65,16 @@ def custody(
     except ManifestError as e:
         raise click.UsageError(str(e)) from e
     previous = result.holders[-1]
+    giver = None
+    if from_key is not None:
+        try:
+            giver = load_signer(from_key)
+        except ManifestError as e:
+            raise click.UsageError(str(e)) from e
+        if giver.fingerprint != previous.fingerprint:
+            raise click.UsageError(
+                f"--from-key is not the current holder's key ({grouped(previous.fingerprint)})"
+            )
     journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
     if (journal.next_seq, journal.head) != (result.records, result.chain_head):
         journal.close()
@@ -75,10 +92,13 @@ def custody(
             **{"from": previous.fingerprint},
             from_name=previous.name,
         )
+        if giver is not None:
+            journal.seal(HANDOVER, giver)
         journal.seal("transfer", signer)
     finally:
         journal.close()
-    click.echo(printable(f"custody transferred from {previous.name} to {to}"))
+    cosigned = " (countersigned by the giver)" if giver is not None else ""
+    click.echo(printable(f"custody transferred from {previous.name} to {to}{cosigned}"))
     if result.signer_fingerprint and pin is None:
         click.echo(
             f"collector's key:          {grouped(result.signer_fingerprint)} (NOT PINNED: "

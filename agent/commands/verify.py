@@ -63,6 +63,8 @@ def report(result: VerificationResult, quiet: bool) -> None:
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
+            if holder.cosigned:
+                note += "  (handover countersigned by the previous holder)"
             # The signer line above shows the collector's key; later holders' keys are
             # checked by nothing but the custody form, so they are shown in full.
             key = grouped(holder.fingerprint)
@@ -70,10 +72,11 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 f"  {n}. {holder.name}  since {holder.since}  key {key[:19] if n == 1 else key}"
                 f"{'...' if n == 1 else ''}{note}"
             )
-        if len(result.holders) > 1:
+        if any(not h.cosigned for h in result.holders[1:]):
             _echo(
-                "  (a transfer is signed by its receiver alone and only the collector's key "
-                "is pinned: check each later holder's key against the custody form)"
+                "  (a transfer not countersigned is signed by its receiver alone, and only "
+                "the collector's key is pinned: check each later holder's key against the "
+                "custody form)"
             )
         ok = sum(f.status == "ok" for f in result.files)
         _echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")

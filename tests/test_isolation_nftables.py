@@ -106,7 +106,9 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     plan = next(a for a in actions if a["action"] == "isolation-plan")
     assert [e["network"] for e in plan["allow"]] == ["10.231.1.2/32", "fd00:231:1::2/128"]
     command = next(a for a in actions if a["action"] == "isolation-command")
-    assert command["argv"] == ["nft", "-f", "-"] and command["exit_code"] == 0
+    # Run from the system directories, never through PATH: the journal has the real path.
+    assert command["argv"][0] in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
+    assert command["argv"][1:] == ["-f", "-"] and command["exit_code"] == 0
     assert "policy drop" in command["stdin"] and command["started"].endswith("Z")
     applied = next(a for a in actions if a["action"] == "isolation-applied")
     assert applied["release_plan"] == [

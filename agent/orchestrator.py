@@ -81,8 +81,8 @@ class RunOutcome:
         }
 
 
-class _Interrupted(Exception):
-    pass
+class _Interrupted(BaseException):
+    """SIGTERM or SIGHUP; like KeyboardInterrupt, no ``except Exception`` may swallow it."""
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -215,6 +215,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         )
     except (KeyboardInterrupt, _Interrupted) as e:
         status = "interrupted"
+        engine.stopped.set()
         engine.record_error("preserve", None, f"collection interrupted ({e or 'SIGINT'})")
         console.error("interrupted: sealing what was collected so far, please wait")
     finally:
@@ -249,7 +250,7 @@ def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> Non
         ctx.engine.drain()
     except OutputFull:
         raise
-    except (KeyboardInterrupt, MemoryError):
+    except (KeyboardInterrupt, _Interrupted, MemoryError):
         raise
     except Exception as e:  # one broken collector must not lose the others' evidence
         ctx.engine.drain()

@@ -98,6 +98,9 @@ class CopyEngine:
         self.max_file_size = max_file_size
         self.counters = Counters()
         self.full = threading.Event()
+        # Set when the responder interrupts the run: copies in progress stop at the next
+        # chunk (a 100 GiB file must not hold up the seal) and queued ones are not started.
+        self.stopped = threading.Event()
         self._taken: set[str] = set()
         self._made_dirs: set[str] = set()
         self._root_str = os.fspath(root)
@@ -182,7 +185,7 @@ class CopyEngine:
 
     def store_bytes(self, rel: str, data: bytes, collector: str, **fields: Any) -> dict | None:
         """Store data the tool produced itself (JSON snapshots, text views)."""
-        if self.full.is_set():
+        if self.full.is_set() or self.stopped.is_set():
             return None
         rel = self._claim(rel)
         if not self._room_for(len(data), collector, None, rel):
@@ -213,7 +216,7 @@ class CopyEngine:
 
     def submit(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
         """Copy in the background; ``drain`` waits for everything submitted."""
-        if self.full.is_set():
+        if self.full.is_set() or self.stopped.is_set():
             return
         self._slots.acquire()
         future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
@@ -271,7 +274,7 @@ class CopyEngine:
         ``parent_id`` is the (st_dev, st_ino) of the directory a walk listed ``source``
         in: the file is then opened in that very directory, so a directory on the way
         swapped for a symlink since the walk (to /etc, say) is refused, not followed."""
-        if self.full.is_set():
+        if self.full.is_set() or self.stopped.is_set():
             return None
         if parent_id is None:
             return self._preserve_at(
@@ -451,6 +454,16 @@ class CopyEngine:
             if offset:
                 os.lseek(fd, offset, os.SEEK_SET)
             while done < wanted:
+                if self.stopped.is_set():
+                    os.close(out)
+                    self._discard(rel)
+                    self.record_error(
+                        collector,
+                        source,
+                        f"copy interrupted after {done} of {wanted} bytes; not stored",
+                        stat=stat_fields(opened),
+                    )
+                    return None
                 n = reader.readinto(view[: min(CHUNK, wanted - done)])
                 if not n:
                     break  # the file shrank while we read it

@@ -70,3 +70,60 @@ def test_sigkill_mid_copy_leaves_a_verifiable_sealed_prefix(tmp_path: Path) -> N
     assert changed == []
     text = verify(evidence).stdout.decode()
     assert "unsealed tail" in text
+
+
+def test_sigterm_mid_copy_stops_promptly_and_seals_everything(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while a huge file is being copied: the copy stops at the next
+    chunk instead of holding up the seal, the run closes the directory and verify passes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(40):
+        (src / f"small-{n:02d}.log").write_text(f"line {n}\n" * 50)
+    with open(src / "zz-slow.img", "wb") as f:
+        f.truncate(64 * 1024**3)  # minutes to hash: only an early stop ends it quickly
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from agent._cli import main; main()",
+            "--json",
+            "-o",
+            out,
+            "--only",
+            "files",
+            "--path",
+            src,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = list(out.glob("*/custody.jsonl")) if out.exists() else []
+            if found and found[0].read_bytes().count(b'"type":"artifact"') >= 40:
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)  # well inside the 64 GiB copy
+        assert proc.poll() is None
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+    finally:
+        proc.kill()
+        proc.wait()
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert proc.returncode == 1
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    evidence = Path(summary["evidence_dir"])
+    records = [json.loads(line) for line in (evidence / "custody.jsonl").read_bytes().splitlines()]
+    reasons = [r["reason"] for r in records if r["type"] == "error"]
+    assert any(r.startswith("copy interrupted after") for r in reasons), reasons
+    assert any("collection interrupted (SIGTERM)" in r for r in reasons), reasons
+    assert records[-1]["type"] == "seal"
+    result = verify(evidence, "--fingerprint", summary["fingerprint"])
+    assert result.returncode == 0, result.stdout.decode()

@@ -146,13 +146,16 @@ def test_verify_usage_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and b"64 hex digits" in bad.stderr
 
 
-def test_handover_countersigned_by_the_giver(tmp_path: Path, keys: Path) -> None:
+def _kit_signed_evidence(tmp_path: Path, keys: Path) -> tuple[Path, dict]:
     src = make_source_tree(tmp_path)
     summary = collect_json(
         tmp_path / "out", "--only", "files", "--path", src, "--key", keys / "signer.key", env=PASS
     )
-    evidence = Path(summary["evidence_dir"])
-    wrong = preserve(
+    return Path(summary["evidence_dir"]), summary
+
+
+def _hand_over(evidence: Path, keys: Path, giver: str):  # type: ignore[no-untyped-def]
+    return preserve(
         "custody",
         evidence,
         "--to",
@@ -160,21 +163,16 @@ def test_handover_countersigned_by_the_giver(tmp_path: Path, keys: Path) -> None
         "--key",
         keys / "lab.key",
         "--from-key",
-        keys / "lab.key",
+        keys / giver,
         env=PASS,
     )
+
+
+def test_handover_countersigned_by_the_giver(tmp_path: Path, keys: Path) -> None:
+    evidence, summary = _kit_signed_evidence(tmp_path, keys)
+    wrong = _hand_over(evidence, keys, "lab.key")
     assert wrong.returncode == 2 and b"not the current holder" in wrong.stderr
-    moved = preserve(
-        "custody",
-        evidence,
-        "--to",
-        "Lab",
-        "--key",
-        keys / "lab.key",
-        "--from-key",
-        keys / "signer.key",
-        env=PASS,
-    )
+    moved = _hand_over(evidence, keys, "signer.key")
     assert moved.returncode == 0, moved.stderr.decode()
     assert b"countersigned by the giver" in moved.stdout
     records = journal_records(evidence)
@@ -195,25 +193,8 @@ def test_handover_seal_by_a_stranger_is_a_bad_signature(tmp_path: Path, keys: Pa
     from manifests.journal import seal_message
     from manifests.signing import Signer
 
-    src = make_source_tree(tmp_path)
-    summary = collect_json(
-        tmp_path / "out", "--only", "files", "--path", src, "--key", keys / "signer.key", env=PASS
-    )
-    evidence = Path(summary["evidence_dir"])
-    assert (
-        preserve(
-            "custody",
-            evidence,
-            "--to",
-            "Lab",
-            "--key",
-            keys / "lab.key",
-            "--from-key",
-            keys / "signer.key",
-            env=PASS,
-        ).returncode
-        == 0
-    )
+    evidence, _ = _kit_signed_evidence(tmp_path, keys)
+    assert _hand_over(evidence, keys, "signer.key").returncode == 0
     lines = (evidence / "custody.jsonl").read_bytes().split(b"\n")[:-1]
     handover = json.loads(lines[-2])
     stranger = Signer.generate_ephemeral()

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from conftest import PRESERVE_ARGV  # noqa: E402
 from netns_topology import PORT, Topology  # noqa: E402
 
 PROBER = r"""
@@ -103,7 +104,7 @@ def main() -> None:
     try:
         (tmp / "src").mkdir()
         (tmp / "src" / "a").write_text("x")
-        cli = [sys.executable, "-c", "from agent._cli import main; main()"]
+        cli = PRESERVE_ARGV
         dry = subprocess.run(
             ["ip", "netns", "exec", topo.ns["host"], *cli, "--isolate", "--dry-run", "--json",
              "--allow", "10.231.1.2"],

@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESERVE = [sys.executable, "-c", "from agent._cli import main; main()"]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import PRESERVE  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 

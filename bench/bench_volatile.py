@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
-from common import machine  # noqa: E402
+from common import PRESERVE, machine  # noqa: E402
 
 BASELINE = "ps auxww; ss -tanup; ip route; ip neigh"
 
@@ -52,9 +52,7 @@ def run_preserve(out: Path) -> tuple[float, int, int, int]:
     began = time.perf_counter()
     proc = subprocess.run(
         [
-            sys.executable,
-            "-c",
-            "from agent._cli import main; main()",
+            *PRESERVE,
             "--json",
             "-o",
             str(out),

@@ -13,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 
+# The preserve command line, run from this checkout (no installed script needed).
+PRESERVE_CODE = "from agent._cli import main; main()"
+PRESERVE_ARGV = [sys.executable, "-c", PRESERVE_CODE]
+
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (CI runs as root)")
 
 
@@ -27,7 +31,7 @@ def run_cli(
     code = (
         "import sys; from agent.commands.verify import main; sys.argv[0]='verify'; main()"
         if prog == "verify"
-        else "from agent._cli import main; main()"
+        else PRESERVE_CODE
     )
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

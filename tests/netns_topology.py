@@ -15,9 +15,8 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import PRESERVE_ARGV, ROOT
 
 SERVER = r"""
 import socket, sys, threading
@@ -209,8 +208,7 @@ class Topology:
         }
         began = time.monotonic()
         done = subprocess.run(
-            ["ip", "netns", "exec", self.ns[role], sys.executable, "-c",
-             "from agent._cli import main; main()", *args],
+            ["ip", "netns", "exec", self.ns[role], *PRESERVE_ARGV, *args],
             capture_output=True, timeout=120, cwd=ROOT, env=full_env,
         )  # fmt: skip
         return done, time.monotonic() - began

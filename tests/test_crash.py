@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, verify
+from conftest import PRESERVE_ARGV, ROOT, verify
 
 SMALL_FILES = 40
 
@@ -30,9 +29,7 @@ def _start_mid_copy(src: Path, out: Path, *extra: str) -> tuple[subprocess.Popen
     """Start a collection and return once the small files are journalled."""
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-c",
-            "from agent._cli import main; main()",
+            *PRESERVE_ARGV,
             *extra,
             "-o",
             out,

@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, collect_json, journal_records, preserve, verify
+from conftest import (
+    IS_ROOT,
+    PRESERVE_ARGV,
+    PRESERVE_CODE,
+    collect_json,
+    journal_records,
+    preserve,
+    verify,
+)
 
 from collectors.copy import CopyEngine
 from manifests.journal import Journal
@@ -117,9 +125,7 @@ def test_unreadable_file_is_an_error_and_the_run_goes_on(tmp_path: Path) -> None
     result = subprocess.run(
         [
             *args,
-            sys.executable,
-            "-c",
-            "from agent._cli import main; main()",
+            *PRESERVE_ARGV,
             "-o",
             out,
             "--only",
@@ -299,7 +305,7 @@ def test_nothing_written_outside_the_output(tmp_path: Path) -> None:
             sys.executable,
             "-B",
             "-c",
-            "from agent._cli import main; main()",
+            PRESERVE_CODE,
             "-o",
             out,
             "--only",

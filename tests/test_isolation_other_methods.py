@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, journal_records, requires_root
+from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
 from netns_topology import Topology
 
 pytestmark = requires_root
@@ -174,9 +174,9 @@ def test_nft_flush_ruleset_during_watch_is_detected_reapplied_and_journaled(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", net.ns["host"], sys.executable, "-c",
-         "from agent._cli import main; main()", "--json", "-o", str(out), "--only", "files",
-         "--path", str(src), "--isolate", "--allow", "10.231.1.2", "--watch", "8s"],
+        ["ip", "netns", "exec", net.ns["host"], *PRESERVE_ARGV, "--json", "-o", str(out),
+         "--only", "files", "--path", str(src), "--isolate", "--allow", "10.231.1.2",
+         "--watch", "8s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
     )  # fmt: skip
     try:

@@ -9,13 +9,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, ROOT, collect_json, journal_records, verify
+from conftest import IS_ROOT, PRESERVE_ARGV, ROOT, collect_json, journal_records, verify
 from logtools import write_profile
 
 
@@ -162,10 +161,9 @@ def test_unreadable_logs_become_error_records(tmp_path: Path) -> None:
     if subprocess.run(probe, capture_output=True).returncode != 0:
         pytest.skip("cannot drop capabilities here (setpriv needs CAP_SETPCAP)")
     # Root without the capabilities that bypass file permissions: a non-root reader.
-    code = "from agent._cli import main; main()"
     result = subprocess.run(
         ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--",
-         sys.executable, "-c", code, "-o", tmp_path / "out", "--only", "logs",
+         *PRESERVE_ARGV, "-o", tmp_path / "out", "--only", "logs",
          "--profile", profile, "--watch", "1"],
         capture_output=True, cwd=ROOT, timeout=60,
     )  # fmt: skip

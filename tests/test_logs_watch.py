@@ -9,12 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, journal_records, verify
+from conftest import PRESERVE_ARGV, ROOT, journal_records, verify
 from logtools import (
     evidence_dir,
     expected_lines,
@@ -50,9 +49,8 @@ CONF = """\
 
 def _start_preserve(tmp_path: Path, logs: Path, seconds: int) -> subprocess.Popen[bytes]:
     profile = write_profile(tmp_path / "p.toml", tmp_path / "no-such-dir")
-    code = "from agent._cli import main; main()"
     return subprocess.Popen(
-        [sys.executable, "-c", code, "--json", "-o", tmp_path / "out", "--only", "logs",
+        [*PRESERVE_ARGV, "--json", "-o", tmp_path / "out", "--only", "logs",
          "--profile", profile, "--path", logs, "--watch", str(seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import collect_json, journal_records, requires_root, verify
+from conftest import PRESERVE_CODE, collect_json, journal_records, requires_root, verify
 
 from collectors import snapshot
 
@@ -304,9 +304,8 @@ def nobody_dir() -> Iterator[Path]:
 def test_non_root_run_records_what_was_denied(nobody_dir: Path) -> None:
     out = nobody_dir
     exe, env = _interpreter_for_nobody()
-    code = "from agent._cli import main; main()"
     result = subprocess.run(
-        [*NOBODY, exe, "-c", code, "--json", "-o", str(out), "--only", VOLATILE],
+        [*NOBODY, exe, "-c", PRESERVE_CODE, "--json", "-o", str(out), "--only", VOLATILE],
         capture_output=True,
         cwd=REPO,
         env={**NOBODY_ENV, **env},

@@ -44,6 +44,23 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def _guard_text(mode: str) -> str:
+    if mode.startswith("off: "):
+        return (
+            f"truncation guard off ({mode[5:]}): a log truncated during the watch may lose "
+            "its last lines; run as root to prevent that"
+        )
+    if mode == "opens and truncations":
+        return (
+            "truncation guard: opens and truncations of these logs wait until preserve "
+            "has read them"
+        )
+    return (
+        "truncation guard: opens of these logs wait until preserve has read them "
+        "(truncations too, on Linux 6.14+)"
+    )
+
+
 def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) -> WatchHook:
     def hook(ctx: CollectContext, console: Console) -> dict[str, Any]:
         watcher = LogWatcher(ctx, watch_sources(collectors, paths))
@@ -54,6 +71,9 @@ def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) 
 
         watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {s: signal.signal(s, on_signal) for s in watched}
+        # Ctrl-Z would freeze the watch while other processes' opens and truncations of
+        # the followed logs wait for it (collectors/truncation_guard.py).
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
         try:
             watcher.start()
             console.info(
@@ -61,6 +81,7 @@ def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) 
                 f"{_plural(len(watcher.directories()), 'location')} for "
                 f"{_duration_text(duration)}; Ctrl-C ends the watch and seals"
             )
+            console.info(_guard_text(watcher.guard_mode))
             ctx.log.info("watch_started", followed=len(watcher.tracks), seconds=int(duration))
             console.start_progress(lambda: (watcher.stats.increments, watcher.stats.bytes))
             watcher.run(duration, lambda: bool(stop))

@@ -9,6 +9,9 @@
    separate writer while ``preserve --watch`` follows them. Reported: lines lost (must be
    0), the watcher's CPU time as a share of one core (from /proc, target < 25 %) and the
    lag between a line's write and the journal record that preserves it.
+3. The truncation guard's cost to other processes (root): opening a followed log, a
+   logger that reopens it for every line, and one that holds it open, each against the
+   same operations on an unwatched file in the same run.
 
 Everything is generated under a temporary directory in /tmp and deleted afterwards.
 Usage: .venv/bin/python bench/bench_logs.py [--size 2G] [--watch-seconds 20]
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -217,6 +221,78 @@ def bench_watch(work: Path, logs: int, rate: int, seconds: float) -> dict:
     }
 
 
+GUARD_COST = r"""
+import json, os, sys, time
+guarded, plain = sys.argv[1], sys.argv[2]
+held = {guarded: int(sys.argv[3]), plain: int(sys.argv[4])}  # opened before the watch
+line = b"x" * 99 + b"\n"
+
+def open_close(path):
+    os.close(os.open(path, os.O_RDONLY))
+
+def reopen_write(path):  # a logger that opens its file for every line (PHP's error_log)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, line)
+    os.close(fd)
+
+def held_write(path):
+    os.write(held[path], line)
+
+def per_op_us(fn, path, n=2000):
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn(path)
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+print(json.dumps({
+    fn.__name__: {"guarded_us": per_op_us(fn, guarded), "plain_us": per_op_us(fn, plain)}
+    for fn in (open_close, reopen_write, held_write)
+}))
+"""
+
+
+def bench_guard(work: Path) -> dict:
+    """What the truncation guard costs other processes: opens, a logger that reopens its
+    file for every line, and a logger that holds it open, against an unwatched file."""
+    d, other = work / "guarded", work / "plain"
+    d.mkdir()
+    other.mkdir()
+    guarded, plain = d / "app.log", other / "app.log"
+    guarded.write_bytes(b"")
+    plain.write_bytes(b"")
+    held_g = os.open(guarded, os.O_WRONLY | os.O_APPEND)  # opened before the watch
+    held_p = os.open(plain, os.O_WRONLY | os.O_APPEND)
+    prof = profile(work / "none-g.toml", work / "no-such-dir")
+    out = work / "gout"
+    proc = subprocess.Popen(
+        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
+         "--watch", "600"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
+        time.sleep(0.05)
+    started = next(
+        json.loads(line)
+        for line in next(out.glob("*/custody.jsonl")).read_bytes().splitlines()
+        if b"watch-started" in line
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", GUARD_COST, guarded, plain, str(held_g), str(held_p)],
+        capture_output=True, check=True, pass_fds=(held_g, held_p),
+    )  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    summary = json.loads(proc.communicate(timeout=120)[0])
+    os.close(held_g)
+    os.close(held_p)
+    result = json.loads(done.stdout)
+    result["guard"] = started["truncation_guard"]
+    result["status"] = summary["status"]
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="2G")
@@ -236,6 +312,18 @@ def main() -> None:
                 f"{r['preserve_s']:.2f} s vs cp -a + sha256sum {r['baseline_s']:.2f} s "
                 f"(cp {r['cp_s']:.2f} s + sha256sum {r['sha256sum_s']:.2f} s): "
                 f"ratio {r['ratio']:.2f}; verify {r['verify_s']:.2f} s"
+            )
+        g = bench_guard(work)
+        print(f"truncation guard ({g['guard']}), cost to other processes, best of 3 x 2000:")
+        for name, what in [
+            ("open_close", "open+close of a followed log"),
+            ("reopen_write", "open+write+close per line"),
+            ("held_write", "write to a log held open since before the watch"),
+        ]:
+            r = g[name]
+            print(
+                f"  {what}: {r['guarded_us']:.1f} us vs {r['plain_us']:.1f} us unwatched "
+                f"(ratio {r['guarded_us'] / r['plain_us']:.2f})"
             )
         w = bench_watch(work, args.logs, args.rate, args.watch_seconds)
         print(

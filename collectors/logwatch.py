@@ -6,11 +6,19 @@ How it keeps everything:
 * Every followed log is held **open**, tracked by ``(device, inode)`` with the offset up to
   which its bytes are kept. A rotated (renamed), compressed-away or deleted file can still
   be read to its last byte through that descriptor; the name is only a label.
-* watchdog (inotify on Linux) wakes the loop on every change; appended bytes are read at
-  once into memory (so ``copytruncate`` has little to take), and written out as one
-  ``artifact`` (kind ``log-increment``, with source inode and byte range) per file at a
-  bounded cadence (``flush_interval``), so a busy log does not make thousands of tiny
-  artifacts. A periodic sweep and rescan catch anything an event missed.
+* A follow thread looks at every log: one that grew lately every ``active_poll``
+  seconds, a quiet one every ``idle_poll``. Appended bytes are read into memory and
+  written out as one ``artifact`` (kind ``log-increment``, with source inode and byte
+  range) per file at a bounded cadence (``flush_interval``), so a busy log does not make
+  thousands of tiny artifacts. Polling costs the same whatever the write rate; an inotify
+  event per write (a thousand a second on a busy server) cost more than all the rest.
+* watchdog (inotify on Linux) reports new, renamed and deleted files at once; a periodic
+  rescan catches anything an event missed.
+* Truncation must not win a race against the poll: where the kernel allows it (root),
+  ``truncation_guard`` makes another process's open of a followed log, and on Linux 6.14+
+  its truncation, wait until the watch has read the log to its end. Without it, a rotated
+  name appearing or another process opening the log makes the watch poll that log
+  without pause for a moment (``HOT_SECONDS``).
 * Truncation is noticed when the size drops below the offset, or when the bytes just
   before the offset no longer match what was read (the file was truncated and refilled
   between two looks); reading restarts at 0.
@@ -40,7 +48,6 @@ from watchdog.events import (
     DirMovedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -52,6 +59,7 @@ from .copy import _open_source
 from .logprofile import LogSource
 from .pathmap import describe, stored_relpath
 from .stat_record import stat_fields
+from .truncation_guard import TruncationGuard
 from .walk import walk
 
 NAME = "logs"
@@ -59,10 +67,8 @@ COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".z", ".zip")
 READ_CHUNK = 1 << 20
 TAIL = 64  # bytes compared before the offset to notice truncate-and-refill
 _QUIET_EVENTS = {"opened", "closed_no_write"}
-# Only what changes content or names: a logger that opens and closes its file for every
-# line would otherwise triple the events (and the watcher's CPU).
+# Only what changes names: content changes are found by polling (see the module's doc).
 _EVENTS: list[type[FileSystemEvent]] = [
-    FileModifiedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileMovedEvent,
@@ -72,6 +78,11 @@ _EVENTS: list[type[FileSystemEvent]] = [
 ]
 _ROTATED = re.compile(rb"([.-](\d+|\d{4}-?\d{2}-?\d{2}(-?\d{2,6})?))$")  # .1, -20261127
 HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
+IDLE_AFTER = 2.0  # a log that has not grown for this long is polled every idle_poll
+GUARD_WAIT = 0.5  # seconds a guarded open or truncation waits for the watch, at most
+GUARD_READ = 64 << 20  # bytes read for one guarded open or truncation, at most
+ARM_SECONDS = 5.0  # truncations wait this long after another process opened the log,
+ARM_RATE = 50 << 20  # plus the time to copy the log at this rate (copytruncate's copy)
 DELETED_GRACE = 30.0  # seconds a deleted file is still followed after its last growth
 HOT_PAUSE = 0.0001  # seconds between two polls of a hot log, at most (interpreter switch)
 WATCH_SWITCH = 0.0005  # interpreter switch interval during the watch (default 0.005)
@@ -90,6 +101,9 @@ class Track:
     tail: bytes = b""
     hot_until: float = 0.0
     truncations: int = 0
+    next_poll: float = 0.0
+    armed_until: float = 0.0  # truncations wait for the watch until then (guard)
+    opened_by: set[int] = field(default_factory=set)  # pids that opened it (guard)
     # Inode numbers are reused once a file is gone: the n-th file seen with this
     # (device, inode) in this run. The initial pass's copies are generation 0.
     generation: int = 0
@@ -107,6 +121,8 @@ class WatchStats:
     events: dict[str, int] = field(default_factory=dict)
     followed: int = 0
     seals: int = 0
+    guarded_opens: int = 0
+    guarded_accesses: int = 0
 
     def count(self, what: str) -> None:
         self.events[what] = self.events.get(what, 0) + 1
@@ -135,17 +151,16 @@ def preserved_offsets(journal_path: os.PathLike[str] | str) -> dict[tuple[int, i
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: Callable[[bytes, bool], None]) -> None:
+    def __init__(self, sink: Callable[[bytes], None]) -> None:
         self._sink = sink
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _QUIET_EVENTS:
             return
-        modified = event.event_type == "modified"
-        self._sink(os.fsencode(event.src_path), modified)
+        self._sink(os.fsencode(event.src_path))
         dest = getattr(event, "dest_path", "")
         if dest:
-            self._sink(os.fsencode(dest), False)
+            self._sink(os.fsencode(dest))
 
 
 class LogWatcher:
@@ -155,7 +170,8 @@ class LogWatcher:
         sources: list[LogSource],
         flush_interval: float = 1.0,
         seal_interval: float = 10.0,
-        sweep_interval: float = 0.5,
+        active_poll: float = 0.05,
+        idle_poll: float = 0.5,
         rescan_interval: float = 5.0,
         periodic_interval: float = 1.0,
         batch: float = 0.005,
@@ -167,7 +183,8 @@ class LogWatcher:
         self.sources = sources
         self.flush_interval = flush_interval
         self.seal_interval = seal_interval
-        self.sweep_interval = sweep_interval
+        self.active_poll = active_poll
+        self.idle_poll = idle_poll
         self.rescan_interval = rescan_interval
         self.periodic_interval = periodic_interval
         self.batch = batch
@@ -179,12 +196,15 @@ class LogWatcher:
         self._by_path: dict[bytes, Track] = {}
         self._dirty: set[bytes] = set()
         self._lock = threading.Lock()  # guards _dirty
-        # Guards every track: the loop, the event thread (prompt reads) and the hot thread.
+        # Guards every track: the loop, watchdog's thread (prompt reads of renamed and new
+        # files), the follow thread and the guard's thread.
         self._state = threading.RLock()
         self._hot: set[tuple[int, int]] = set()
         self._heat = threading.Event()
         self._closing = threading.Event()
-        self._hot_thread: threading.Thread | None = None
+        self._follow_thread: threading.Thread | None = None
+        self._guard = TruncationGuard(self._guarded_open, self._guarded_access)
+        self.guard_mode = "off"
         self._switch = sys.getswitchinterval()
         self._wake = threading.Event()
         self._observer: Any = None
@@ -195,22 +215,16 @@ class LogWatcher:
         self._refused: set[tuple[int, int]] = set()
         self._dirs: set[tuple[int, int]] = set()
         self._generations: dict[tuple[int, int], int] = {}
-        # Increments cut under the lock, stored by the loop outside it, so that a prompt
+        # Increments cut under the lock, stored by the loop outside it, so that a guarded
         # or hot read never waits for a disk write.
         self._outbox: list[tuple[str, bytearray, dict[str, Any]]] = []
 
     # -- setup -----------------------------------------------------------------------
 
-    def _sink(self, path: bytes, modified: bool = False) -> None:
+    def _sink(self, path: bytes) -> None:
         """Runs in watchdog's thread: queue the path for the loop, and read at once."""
-        track = self._by_path.get(path)
         try:
-            if modified and track is not None:  # the common case, kept cheap: just read
-                with self._state:
-                    if not self._closing.is_set() and track.key in self.tracks:
-                        self._poll(track)
-                return
-            if track is None:  # a followed log's other changes are handled right here
+            if path not in self._by_path:  # a followed log's changes are handled right here
                 with self._lock:
                     self._dirty.add(path)
                 self._wake.set()
@@ -250,20 +264,60 @@ class LogWatcher:
         except OSError:
             return False
 
-    def _hot_loop(self) -> None:
+    # -- the guard's callbacks (in its thread, while another process waits) -------------
+
+    def _guarded_open(self, key: tuple[int, int], pid: int) -> None:
+        """Another process opens a followed log: it may be about to truncate it (``>``,
+        or logrotate's ``copytruncate`` once it has copied it). Read it to the end now,
+        and make its truncation wait for the watch too (arm), or failing that poll it
+        without pause for a moment."""
+        if not self._state.acquire(timeout=GUARD_WAIT):
+            return
+        try:
+            track = self.tracks.get(key)
+            if track is None or self._closing.is_set():
+                return
+            self.stats.guarded_opens += 1
+            self._poll(track, budget=GUARD_READ)
+            now = time.monotonic()
+            if track.armed_until > now or self._guard.arm(track.fd, key[0]):
+                track.armed_until = now + ARM_SECONDS + track.offset / ARM_RATE
+            elif pid not in track.opened_by:
+                # Without pre-content events. Only a process's first open heats the log:
+                # a logger that reopens its file for every line would keep it hot.
+                track.opened_by.add(pid)
+                track.hot_until = now + HOT_SECONDS
+                self._hot.add(key)
+                self._heat.set()
+        finally:
+            self._state.release()
+
+    def _guarded_access(self, key: tuple[int, int], pid: int) -> None:
+        """An armed log is about to be truncated (or read or written through a descriptor
+        opened while it was armed): take every byte that is there first."""
+        if not self._state.acquire(timeout=GUARD_WAIT):
+            return
+        try:
+            track = self.tracks.get(key)
+            if track is not None and not self._closing.is_set():
+                self.stats.guarded_accesses += 1
+                self._poll(track, budget=GUARD_READ)
+        finally:
+            self._state.release()
+
+    # -- the follow thread -----------------------------------------------------------
+
+    def _follow_loop(self) -> None:
+        """Looks at each log when it is due (``active_poll`` or ``idle_poll``), and at hot
+        logs without pause; lets armed logs go once their time is up."""
         hot_switch = False
+        due = 0.0
         while not self._closing.is_set():
             with self._state:
                 now = time.monotonic()
-                for key in list(self._hot):
-                    track = self.tracks.get(key)
-                    if track is None or track.hot_until <= now:
-                        self._hot.discard(key)
-                        continue
-                    seen = track.truncations
-                    self._poll(track)
-                    if track.truncations != seen:
-                        self._hot.discard(key)  # the copy is done and truncated
+                if now >= due:
+                    due = self._poll_due(now)
+                self._poll_hot(now)
                 busy = bool(self._hot)
             if busy:
                 if not hot_switch:
@@ -276,8 +330,33 @@ class LogWatcher:
                 if hot_switch:
                     sys.setswitchinterval(WATCH_SWITCH)
                     hot_switch = False
-                self._heat.wait(0.5)
-                self._heat.clear()
+                if self._heat.wait(max(0.0, due - time.monotonic())):
+                    self._heat.clear()
+
+    def _poll_due(self, now: float) -> float:
+        """Polls every log whose turn it is; returns when the next one is due."""
+        due = now + self.idle_poll
+        for track in list(self.tracks.values()):
+            if track.next_poll <= now:
+                self._poll(track)
+                quiet = now - track.last_growth > IDLE_AFTER
+                track.next_poll = now + (self.idle_poll if quiet else self.active_poll)
+            if track.armed_until and track.armed_until <= now:
+                self._guard.disarm(track.fd)
+                track.armed_until = 0.0
+            due = min(due, track.next_poll)
+        return due
+
+    def _poll_hot(self, now: float) -> None:
+        for key in list(self._hot):
+            track = self.tracks.get(key)
+            if track is None or track.hot_until <= now:
+                self._hot.discard(key)
+                continue
+            seen = track.truncations
+            self._poll(track)
+            if track.truncations != seen:
+                self._hot.discard(key)  # the copy is done and truncated
 
     def _source_for(self, path: bytes) -> LogSource | None:
         for source in self.sources:
@@ -299,11 +378,10 @@ class LogWatcher:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
         self._fd_budget = max(16, min(soft, 65536) - 128)
-        # Threads hand over the interpreter lock at least this often: a prompt read must
-        # not wait 5 ms (the default) behind the loop's work.
+        # Threads hand over the interpreter lock at least this often: a guarded open (and
+        # the process waiting on it) must not wait 5 ms (the default) behind other work.
         sys.setswitchinterval(WATCH_SWITCH)
-        self._hot_thread = threading.Thread(target=self._hot_loop, name="watch-hot", daemon=True)
-        self._hot_thread.start()
+        unguarded = self._guard.start()
         self._known = preserved_offsets(self.ctx.journal.path)
         observer = Observer()
         handler = _Handler(self._sink)
@@ -325,6 +403,11 @@ class LogWatcher:
             self.rescan_interval = min(self.rescan_interval, 1.0)
         # Events from here on are queued; the scan below then cannot miss a file.
         self._rescan(initial=True)
+        self.guard_mode = self._probe_guard(unguarded)
+        self._follow_thread = threading.Thread(
+            target=self._follow_loop, name="watch-follow", daemon=True
+        )
+        self._follow_thread.start()
         self.ctx.journal.append(
             "event",
             collector=NAME,
@@ -332,14 +415,25 @@ class LogWatcher:
             directories=[describe(d) for d in self.directories()],
             followed=len(self.tracks),
             inotify=scheduled > 0,
+            truncation_guard=self.guard_mode,
         )
+
+    def _probe_guard(self, unguarded: str | None) -> str:
+        if unguarded is not None:
+            return f"off: {unguarded}"
+        probe = next(iter(self.tracks.values()), None)
+        if probe is None:
+            return "opens; truncations where the kernel allows"
+        if self._guard.arm(probe.fd, probe.key[0]):
+            self._guard.disarm(probe.fd)
+            return "opens and truncations"
+        return "opens only: truncations need Linux 6.14+ on ext4, xfs, btrfs or tmpfs"
 
     # -- the loop --------------------------------------------------------------------
 
     def run(self, duration: float, stopped: Callable[[], bool]) -> None:
         now = time.monotonic()
         until = now + duration
-        next_sweep = now + self.sweep_interval
         next_rescan = now + self.rescan_interval
         next_periodic = now
         next_seal = now + self.seal_interval
@@ -353,15 +447,10 @@ class LogWatcher:
                 dirty, self._dirty = self._dirty, set()
             for path in sorted(dirty):
                 if self._still_followed(path):
-                    continue  # a followed log, read by the prompt path; sweeps re-check
+                    continue  # a followed log: the follow thread reads it
                 with self._state:
                     self._touch(path)
             now = time.monotonic()
-            if now >= next_sweep:
-                for track in list(self.tracks.values()):
-                    with self._state:
-                        self._poll(track)
-                next_sweep = now + self.sweep_interval
             if now >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self.rescan_interval
@@ -382,9 +471,10 @@ class LogWatcher:
         if self._observer is not None:
             self._observer.stop()
         self._closing.set()
+        self._guard.close()  # nobody waits for the watch from here on
         self._heat.set()
-        if self._hot_thread is not None:
-            self._hot_thread.join(timeout=5)
+        if self._follow_thread is not None:
+            self._follow_thread.join(timeout=5)
         with self._state:
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
@@ -406,6 +496,9 @@ class LogWatcher:
             increments=self.stats.increments,
             bytes=self.stats.bytes,
             events=dict(sorted(self.stats.events.items())),
+            truncation_guard=self.guard_mode,
+            guarded_opens=self.stats.guarded_opens,
+            guarded_accesses=self.stats.guarded_accesses,
         )
         self._seal("watch ended")
         if self._observer is not None:
@@ -548,6 +641,7 @@ class LogWatcher:
         self.tracks[key] = track
         self._by_path[path] = track
         self.stats.followed += 1
+        self._guard.watch(fd)
         if not initial or key not in self._known:
             self._event(
                 "created" if not initial else "followed",
@@ -588,6 +682,8 @@ class LogWatcher:
         self.tracks.pop(track.key, None)
         if self._by_path.get(track.path) is track:
             del self._by_path[track.path]
+        self._hot.discard(track.key)
+        self._guard.unwatch(track.fd)  # an inode mark outlives the descriptor
         with contextlib.suppress(OSError):
             os.close(track.fd)
 
@@ -604,7 +700,7 @@ class LogWatcher:
             return False
         return here != track.tail
 
-    def _poll(self, track: Track, drain: bool = False) -> None:
+    def _poll(self, track: Track, drain: bool = False, budget: int = 16 << 20) -> None:
         try:
             st = os.fstat(track.fd)
         except OSError:
@@ -615,8 +711,8 @@ class LogWatcher:
             track.truncations += 1
             track.offset = 0
             track.tail = b""
-        budget = None if drain or st.st_nlink == 0 else 16 << 20
-        self._read(track, budget)
+        if st.st_size > track.offset:  # else nothing new: the common case, kept cheap
+            self._read(track, None if drain or st.st_nlink == 0 else budget)
         if st.st_nlink == 0 and not track.deleted:
             # Kept open: a writer that still holds the file (an intruder's daemon, a
             # logger not yet told about the rotation) may go on writing into it.

@@ -1,4 +1,5 @@
-"""Shared fixtures: run the real command lines as subprocesses, as a responder would."""
+"""Shared fixtures: the real command lines run as subprocesses, as a responder would run
+them, and a collection context for driving a collector directly."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from collectors.context import CollectContext, Options
+from collectors.copy import CopyEngine
+from manifests.journal import Journal
+from manifests.signing import Signer
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -68,3 +75,23 @@ def collect_json(
 
 def journal_records(evidence_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (evidence_dir / "custody.jsonl").read_bytes().splitlines()]
+
+
+# -- a collection context without the command line, for driving collectors directly --
+
+
+class _Log:
+    def info(self, *a: object, **k: object) -> None: ...
+
+    warning = info
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[CollectContext]:
+    root = tmp_path / "evidence"
+    root.mkdir()
+    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
+    engine = CopyEngine(root, journal)
+    yield CollectContext(root, journal, engine, Options(), log=_Log())
+    engine.shutdown()
+    journal.close()

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from conftest import journal_records
+
+from collectors.context import CollectContext
+from collectors.logprofile import LogSource
+from collectors.logwatch import LogWatcher
 
 WRITER = r"""
 import os, sys, time
@@ -112,3 +117,20 @@ def preserved_lines(evidence: Path) -> set[bytes]:
 
 def expected_lines(counts: dict[str, int]) -> set[bytes]:
     return {f"{n} line {i:08d}".encode() for n, c in counts.items() for i in range(1, c + 1)}
+
+
+def one_log(tmp_path: Path, name: str, content: bytes) -> Path:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / name).write_bytes(content)
+    return logs / name
+
+
+def quiet_watcher(ctx: CollectContext, logs: Path) -> LogWatcher:
+    """A started watcher whose follow thread looks once, at start, and never again: what
+    it stores after that, a test's own ``_poll`` or the truncation guard read."""
+    source = LogSource(os.fsencode(logs), "t")
+    watcher = LogWatcher(ctx, [source], active_poll=3600.0, idle_poll=3600.0)
+    watcher.start()
+    time.sleep(0.2)  # the first look is done
+    return watcher

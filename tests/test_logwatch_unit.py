@@ -6,43 +6,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from conftest import journal_records
+from logtools import one_log, quiet_watcher
 
-from collectors.context import CollectContext, Options
-from collectors.copy import CopyEngine
+from collectors.context import CollectContext
 from collectors.logprofile import LogSource
 from collectors.logwatch import LogWatcher
-from manifests.journal import Journal
-from manifests.signing import Signer
-
-
-class _Log:
-    def info(self, *a: object, **k: object) -> None: ...
-
-    warning = info
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> CollectContext:
-    root = tmp_path / "evidence"
-    root.mkdir()
-    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(root, journal)
-    yield CollectContext(root, journal, engine, Options(), log=_Log())
-    engine.shutdown()
-    journal.close()
 
 
 def test_truncate_and_refill_between_two_looks_is_noticed(
     ctx: CollectContext, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
-    log.write_bytes(b"first life line 1\nfirst life line 2\n")
-    watcher = LogWatcher(ctx, [LogSource(os.fsencode(logs), "t")])
-    watcher.start()
+    log = one_log(tmp_path, "app.log", b"first life line 1\nfirst life line 2\n")
+    watcher = quiet_watcher(ctx, log.parent)
     try:
         track = next(iter(watcher.tracks.values()))
         with watcher._state:

@@ -427,7 +427,7 @@ class LogWatcher:
         if self._guard.arm(probe.fd, probe.key[0]):
             self._guard.disarm(probe.fd)
             return "opens and truncations"
-        return "opens only: truncations need Linux 6.14+ on ext4, xfs, btrfs or tmpfs"
+        return "opens only: truncations need Linux 6.14+ on ext4, xfs or btrfs"
 
     # -- the loop --------------------------------------------------------------------
 

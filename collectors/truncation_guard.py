@@ -9,7 +9,7 @@ Linux's fanotify permission events close that gap. The guard marks every followe
   process's ``open`` of the log waits until the watch has read the log to its end. Both
   ``copytruncate`` and ``>`` start with an open, so the watch knows before they act.
 * ``FAN_PRE_ACCESS`` (Linux 6.14 and later, on file systems that allow it: ext4, xfs,
-  btrfs, tmpfs): added for a while after such an open ("armed"), it makes the truncation
+  btrfs; not tmpfs): added for a while after such an open ("armed"), it makes the truncation
   itself wait until the watch has read every byte that is about to go.
 
 Answers are always "allow": the guard delays, it never refuses, and the host behaves as

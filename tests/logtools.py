@@ -134,3 +134,8 @@ def quiet_watcher(ctx: CollectContext, logs: Path) -> LogWatcher:
     watcher.start()
     time.sleep(0.2)  # the first look is done
     return watcher
+
+
+def kernel_version() -> tuple[int, int]:
+    major, minor = os.uname().release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 from conftest import IS_ROOT, journal_records
-from logtools import one_log, quiet_watcher
+from logtools import kernel_version, one_log, quiet_watcher
 
 from collectors.context import CollectContext
 from collectors.truncation_guard import TruncationGuard
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="fanotify needs root (CI runs as root)")
-
-
-def _kernel() -> tuple[int, int]:
-    major, minor = os.uname().release.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def _stored(ctx: CollectContext) -> bytes:
@@ -43,7 +38,7 @@ def test_copytruncate_style_truncation_waits_for_the_watch(
 ) -> None:
     log = one_log(tmp_path, "app.log", b"old line\n")
     watcher = quiet_watcher(ctx, log.parent)
-    if watcher.guard_mode != "opens and truncations" and _kernel() < (6, 14):
+    if watcher.guard_mode != "opens and truncations" and kernel_version() < (6, 14):
         watcher.close("test")
         pytest.skip(f"truncation events need Linux 6.14+: {watcher.guard_mode}")
     try:

@@ -82,7 +82,8 @@ IDLE_AFTER = 2.0  # a log that has not grown for this long is polled every idle_
 GUARD_WAIT = 0.5  # seconds a guarded open or truncation waits for the watch, at most
 GUARD_READ = 64 << 20  # bytes read for one guarded open or truncation, at most
 ARM_SECONDS = 5.0  # truncations wait this long after another process opened the log,
-ARM_RATE = 50 << 20  # plus the time to copy the log at this rate (copytruncate's copy)
+ARM_RATE = 10 << 20  # plus the time to copy the log at this rate (copytruncate's copy)
+REOPEN_QUIET = 60.0  # a process's open arms a log again only after this long without one
 DELETED_GRACE = 30.0  # seconds a deleted file is still followed after its last growth
 HOT_PAUSE = 0.0001  # seconds between two polls of a hot log, at most (interpreter switch)
 WATCH_SWITCH = 0.0005  # interpreter switch interval during the watch (default 0.005)
@@ -99,11 +100,12 @@ class Track:
     pending_since: float = 0.0
     last_growth: float = 0.0
     tail: bytes = b""
+    mtime_ns: int = 0  # of the file when it was last looked at
     hot_until: float = 0.0
     truncations: int = 0
     next_poll: float = 0.0
     armed_until: float = 0.0  # truncations wait for the watch until then (guard)
-    opened_by: set[int] = field(default_factory=set)  # pids that opened it (guard)
+    opened_by: dict[int, float] = field(default_factory=dict)  # pid -> last open (guard)
     # Inode numbers are reused once a file is gone: the n-th file seen with this
     # (device, inode) in this run. The initial pass's copies are generation 0.
     generation: int = 0
@@ -123,6 +125,7 @@ class WatchStats:
     seals: int = 0
     guarded_opens: int = 0
     guarded_accesses: int = 0
+    guard_timeouts: int = 0  # callbacks that let the other process go unread (busy lock)
 
     def count(self, what: str) -> None:
         self.events[what] = self.events.get(what, 0) + 1
@@ -171,7 +174,7 @@ class LogWatcher:
         flush_interval: float = 1.0,
         seal_interval: float = 10.0,
         active_poll: float = 0.05,
-        idle_poll: float = 0.5,
+        idle_poll: float = 0.1,
         rescan_interval: float = 5.0,
         periodic_interval: float = 1.0,
         batch: float = 0.005,
@@ -268,34 +271,46 @@ class LogWatcher:
 
     def _guarded_open(self, key: tuple[int, int], pid: int) -> None:
         """Another process opens a followed log: it may be about to truncate it (``>``,
-        or logrotate's ``copytruncate`` once it has copied it). Read it to the end now,
-        and make its truncation wait for the watch too (arm), or failing that poll it
-        without pause for a moment."""
+        or logrotate's ``copytruncate`` once it has copied it). Make its truncation wait
+        for the watch too (arm), or failing that poll the log without pause for a moment;
+        then read it to the end before the open goes on."""
         if not self._state.acquire(timeout=GUARD_WAIT):
+            self.stats.guard_timeouts += 1
             return
         try:
             track = self.tracks.get(key)
             if track is None or self._closing.is_set():
                 return
             self.stats.guarded_opens += 1
-            self._poll(track, budget=GUARD_READ)
             now = time.monotonic()
-            if track.armed_until > now or self._guard.arm(track.fd, key[0]):
-                track.armed_until = now + ARM_SECONDS + track.offset / ARM_RATE
-            elif pid not in track.opened_by:
-                # Without pre-content events. Only a process's first open heats the log:
-                # a logger that reopens its file for every line would keep it hot.
-                track.opened_by.add(pid)
-                track.hot_until = now + HOT_SECONDS
-                self._hot.add(key)
-                self._heat.set()
+            if self._first_open(track, pid, now):
+                if track.armed_until > now or self._guard.arm(track.fd, key[0]):
+                    track.armed_until = now + ARM_SECONDS + track.offset / ARM_RATE
+                else:  # no pre-content events (a kernel before 6.14, or tmpfs)
+                    track.hot_until = now + HOT_SECONDS
+                    self._hot.add(key)
+                    self._heat.set()
+            self._poll(track, budget=GUARD_READ)
         finally:
             self._state.release()
+
+    @staticmethod
+    def _first_open(track: Track, pid: int, now: float) -> bool:
+        """A process's first open of the log in a while. Only those arm (or heat) it: a
+        logger that reopens its file for every line would otherwise keep it armed, and
+        every later descriptor on it would then wait for the watch at each write."""
+        last = track.opened_by.get(pid)
+        track.opened_by[pid] = now
+        if len(track.opened_by) > 64:
+            for old in sorted(track.opened_by, key=track.opened_by.__getitem__)[:32]:
+                del track.opened_by[old]
+        return last is None or now - last > REOPEN_QUIET
 
     def _guarded_access(self, key: tuple[int, int], pid: int) -> None:
         """An armed log is about to be truncated (or read or written through a descriptor
         opened while it was armed): take every byte that is there first."""
         if not self._state.acquire(timeout=GUARD_WAIT):
+            self.stats.guard_timeouts += 1
             return
         try:
             track = self.tracks.get(key)
@@ -309,16 +324,21 @@ class LogWatcher:
 
     def _follow_loop(self) -> None:
         """Looks at each log when it is due (``active_poll`` or ``idle_poll``), and at hot
-        logs without pause; lets armed logs go once their time is up."""
+        logs without pause; lets armed logs go once their time is up. An error is logged
+        and the next round goes on: a dead follow thread would stop every increment."""
         hot_switch = False
         due = 0.0
         while not self._closing.is_set():
-            with self._state:
+            try:
                 now = time.monotonic()
                 if now >= due:
                     due = self._poll_due(now)
-                self._poll_hot(now)
-                busy = bool(self._hot)
+                with self._state:
+                    self._poll_hot(time.monotonic())
+                    busy = bool(self._hot)
+            except Exception as e:
+                self.ctx.log.warning("watch_follow_failed", error=f"{type(e).__name__}: {e}")
+                due, busy = time.monotonic() + self.active_poll, False
             if busy:
                 if not hot_switch:
                     # Other threads now hand the interpreter over within HOT_PAUSE, so a
@@ -334,17 +354,21 @@ class LogWatcher:
                     self._heat.clear()
 
     def _poll_due(self, now: float) -> float:
-        """Polls every log whose turn it is; returns when the next one is due."""
+        """Polls every log whose turn it is; returns when the next one is due. The lock is
+        taken per log, so a guarded open never waits for a whole round."""
         due = now + self.idle_poll
         for track in list(self.tracks.values()):
-            if track.next_poll <= now:
-                self._poll(track)
-                quiet = now - track.last_growth > IDLE_AFTER
-                track.next_poll = now + (self.idle_poll if quiet else self.active_poll)
-            if track.armed_until and track.armed_until <= now:
-                self._guard.disarm(track.fd)
-                track.armed_until = 0.0
-            due = min(due, track.next_poll)
+            with self._state:
+                if self.tracks.get(track.key) is not track:
+                    continue  # untracked meanwhile
+                if track.next_poll <= now:
+                    self._poll(track)
+                    quiet = now - track.last_growth > IDLE_AFTER
+                    track.next_poll = now + (self.idle_poll if quiet else self.active_poll)
+                if track.armed_until and track.armed_until <= now:
+                    self._guard.disarm(track.fd)
+                    track.armed_until = 0.0
+                due = min(due, track.next_poll)
         return due
 
     def _poll_hot(self, now: float) -> None:
@@ -377,7 +401,8 @@ class LogWatcher:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
-        self._fd_budget = max(16, min(soft, 65536) - 128)
+        # Spare descriptors: the guard's events each bring one (a read takes up to 16).
+        self._fd_budget = max(16, min(soft, 65536) - 256)
         # Threads hand over the interpreter lock at least this often: a guarded open (and
         # the process waiting on it) must not wait 5 ms (the default) behind other work.
         sys.setswitchinterval(WATCH_SWITCH)
@@ -476,10 +501,13 @@ class LogWatcher:
         if self._follow_thread is not None:
             self._follow_thread.join(timeout=5)
         with self._state:
-            with self._lock:
-                dirty, self._dirty = self._dirty, set()
-            for path in sorted(dirty):
-                self._touch(path)
+            for _ in range(64):  # a new directory queues its files (and subdirectories)
+                with self._lock:
+                    dirty, self._dirty = self._dirty, set()
+                if not dirty:
+                    break
+                for path in sorted(dirty):
+                    self._touch(path)
             for track in list(self.tracks.values()):
                 self._poll(track, drain=True)
                 self._flush(track)
@@ -499,6 +527,7 @@ class LogWatcher:
             truncation_guard=self.guard_mode,
             guarded_opens=self.stats.guarded_opens,
             guarded_accesses=self.stats.guarded_accesses,
+            guard_timeouts=self.stats.guard_timeouts,
         )
         self._seal("watch ended")
         if self._observer is not None:
@@ -561,7 +590,7 @@ class LogWatcher:
             if key not in self._dirs:
                 self._dirs.add(key)
                 if not initial and self._source_for(path + b"/x") is not None:
-                    self._rescan_dir(path)  # a new directory: its files may predate the watch
+                    self._queue_dir(path)  # a new directory: its files may predate the watch
             return
         if not stat.S_ISREG(st.st_mode):
             return
@@ -574,10 +603,17 @@ class LogWatcher:
             self._maybe_renamed(track, path)
         self._poll(track)
 
-    def _rescan_dir(self, directory: bytes) -> None:
-        for path in walk(directory, lambda p, e: None, self.ctx.exclude):
-            if self._source_for(path) is not None:
-                self._touch(path)
+    def _queue_dir(self, directory: bytes) -> None:
+        """The loop follows the files one by one, taking the lock for each: a directory
+        of a thousand logs must not keep a guarded open waiting."""
+        paths = [
+            path
+            for path in walk(directory, lambda p, e: None, self.ctx.exclude)
+            if self._source_for(path) is not None
+        ]
+        with self._lock:
+            self._dirty.update(paths)
+        self._wake.set()
 
     def _maybe_renamed(self, track: Track, new: bytes) -> None:
         try:
@@ -683,17 +719,20 @@ class LogWatcher:
         if self._by_path.get(track.path) is track:
             del self._by_path[track.path]
         self._hot.discard(track.key)
+        if track.armed_until:
+            self._guard.disarm(track.fd)
         self._guard.unwatch(track.fd)  # an inode mark outlives the descriptor
         with contextlib.suppress(OSError):
             os.close(track.fd)
 
     # -- reading ---------------------------------------------------------------------
 
-    def _truncated(self, track: Track, size: int) -> bool:
+    def _truncated(self, track: Track, st: os.stat_result) -> bool:
+        size = st.st_size
         if size < track.offset:
             return True
-        if not track.tail or size == track.offset:
-            return False
+        if not track.tail or (size == track.offset and st.st_mtime_ns == track.mtime_ns):
+            return False  # nothing written since the last look (the common case)
         try:
             here = os.pread(track.fd, len(track.tail), track.offset - len(track.tail))
         except OSError:
@@ -705,7 +744,7 @@ class LogWatcher:
             st = os.fstat(track.fd)
         except OSError:
             return
-        if self._truncated(track, st.st_size):
+        if self._truncated(track, st):
             self._flush(track)
             self._event("truncated", track, was=str(track.offset), size=str(st.st_size))
             track.truncations += 1
@@ -713,6 +752,7 @@ class LogWatcher:
             track.tail = b""
         if st.st_size > track.offset:  # else nothing new: the common case, kept cheap
             self._read(track, None if drain or st.st_nlink == 0 else budget)
+        track.mtime_ns = st.st_mtime_ns
         if st.st_nlink == 0 and not track.deleted:
             # Kept open: a writer that still holds the file (an intruder's daemon, a
             # logger not yet told about the rotation) may go on writing into it.

@@ -12,22 +12,24 @@ Linux's fanotify permission events close that gap. The guard marks every followe
   btrfs; not tmpfs): added for a while after such an open ("armed"), it makes the truncation
   itself wait until the watch has read every byte that is about to go.
 
-Answers are always "allow": the guard delays, it never refuses, and the host behaves as
-without it. A mark costs nothing for a writer that already holds the log open; a process
-that opens the log while it is armed waits a few microseconds per read or write. If the
-watch process dies, the kernel releases every waiting process at once.
+Answers are always "allow": the guard delays, it never refuses. A mark costs nothing
+for a writer that already holds the log open; an open waits for one answer (tens of
+microseconds), and a descriptor opened while the log is armed waits for one at every read
+and write. If the watch process dies, the kernel releases every waiting process at once.
+(The kernel itself refuses an open it cannot report, when no descriptor is left for the
+event: see ``EVENTS_PER_READ``.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 FAN_CLOEXEC = 0x1
@@ -41,16 +43,16 @@ FAN_ALLOW = 0x1
 METADATA = struct.Struct("=IBBHQii")  # struct fanotify_event_metadata
 RESPONSE = struct.Struct("=iI")  # struct fanotify_response
 METADATA_VERSION = 3
+# The kernel opens a descriptor for every event it hands over in one read, and refuses
+# (EPERM) the open it reports when it cannot: read few at a time.
+EVENTS_PER_READ = 16
 
 Key = tuple[int, int]  # (device, inode)
 Callback = Callable[[Key, int], None]  # (key, pid of the process that waits)
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    libc = ctypes.CDLL(name, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library this Python runs on (glibc, musl)
     if not hasattr(libc, "fanotify_init"):
         return None
     libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
@@ -82,6 +84,7 @@ class TruncationGuard:
         self.pre_content: dict[int, bool] = {}  # device -> FAN_PRE_ACCESS allowed there
         self.answered = 0
         self.failures = 0  # callbacks that raised; the waiting process was let go anyway
+        self.read_errors = 0  # reads of the event queue that failed (EMFILE, ENOMEM, ...)
 
     @property
     def active(self) -> bool:
@@ -118,11 +121,14 @@ class TruncationGuard:
 
     def arm(self, fd: int, device: int) -> bool:
         """Make truncations of the file at ``fd`` wait for the watch. False where the
-        kernel or the file system does not allow it (remembered per device)."""
+        kernel (before 6.14) or the file system does not allow it (remembered per device)."""
         if not self.active or self.pre_content.get(device) is False:
             return False
         err = self._mark(FAN_MARK_ADD, FAN_PRE_ACCESS, fd)
-        self.pre_content[device] = err == 0
+        if err in (errno.EINVAL, errno.EOPNOTSUPP):
+            self.pre_content[device] = False
+        elif err == 0:
+            self.pre_content[device] = True
         return err == 0
 
     def disarm(self, fd: int) -> None:
@@ -130,38 +136,52 @@ class TruncationGuard:
             self._mark(FAN_MARK_REMOVE, FAN_PRE_ACCESS, fd)
 
     def unwatch(self, fd: int) -> None:
+        """Remove the open mark (an armed file must be disarmed first: a kernel before
+        6.14 refuses a mask naming FAN_PRE_ACCESS, even to remove it)."""
         if self.active:
-            self._mark(FAN_MARK_REMOVE, FAN_OPEN_PERM | FAN_PRE_ACCESS, fd)
+            self._mark(FAN_MARK_REMOVE, FAN_OPEN_PERM, fd)
 
     def close(self) -> None:
         """Stop; the kernel lets every process still waiting on the group go on."""
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        self._release()
 
     # -- the events --------------------------------------------------------------------
 
     def _serve(self) -> None:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        while not self._closing.is_set():
-            if not poller.poll(200):
-                continue
-            try:
-                buf = os.read(self._fd, 64 * METADATA.size)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            # Our own opens and reads go first: a callback below may wait for a lock that
-            # one of our threads holds while it waits for exactly such an answer.
-            events = list(self._parse(buf))
-            for event in sorted(events, key=lambda e: e[2] != self._pid):
-                self._answer(*event)
+        """Answers events until ``close``. It must not stop earlier: every process that
+        opens a guarded log would then wait until the watch ends. If it ever does, the
+        group is closed at once, which lets them all go."""
+        try:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            while not self._closing.is_set():
+                if not poller.poll(200):
+                    continue
+                try:
+                    buf = os.read(self._fd, EVENTS_PER_READ * METADATA.size)
+                except BlockingIOError:
+                    continue
+                except OSError:  # no descriptor for an event: the kernel refused that open
+                    self.read_errors += 1
+                    time.sleep(0.01)
+                    continue
+                # Our own opens and reads go first: a callback below may wait for a lock
+                # that one of our threads holds while it waits for exactly such an answer.
+                events = self._parse(buf)
+                for event in sorted(events, key=lambda e: e[2] != self._pid):
+                    self._answer(*event)
+        finally:
+            if not self._closing.is_set():
+                self._release()
+
+    def _release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @staticmethod
     def _parse(buf: bytes) -> list[tuple[int, int, int]]:
@@ -183,10 +203,11 @@ class TruncationGuard:
                 st = os.fstat(fd)
                 callback = self._on_open if mask & FAN_OPEN_PERM else self._on_access
                 callback((st.st_dev, st.st_ino), pid)
-        except Exception:  # noqa: BLE001 - the waiting process must be let go whatever happens
+        except BaseException:  # noqa: BLE001 - the waiting process must go on whatever happens
             self.failures += 1
         finally:
             with contextlib.suppress(OSError):
                 os.write(self._fd, RESPONSE.pack(fd, FAN_ALLOW))
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
             self.answered += 1

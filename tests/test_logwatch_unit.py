@@ -69,3 +69,20 @@ def test_run_calls_periodic_callbacks_and_seals_on_cadence(
     seals = [r for r in journal_records(ctx.root) if r["type"] == "seal"]
     assert len(seals) >= 3
     assert journal_records(ctx.root)[-1]["type"] == "seal"
+
+
+def test_truncate_and_refill_to_the_same_size_is_noticed(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    log = one_log(tmp_path, "auth.log", b"session 0 opened\n")
+    watcher = quiet_watcher(ctx, log.parent)
+    try:
+        log.write_bytes(b"session 1 opened\n")  # same length: only the content tells
+        with watcher._state:
+            watcher._poll(next(iter(watcher.tracks.values())))
+    finally:
+        watcher.close("test")
+    records = journal_records(ctx.root)
+    assert [r["was"] for r in records if r.get("what") == "truncated"] == ["17"]
+    stored = [(ctx.root / r["path"]).read_bytes() for r in records if r["type"] == "artifact"]
+    assert b"session 0 opened\n" in stored and b"session 1 opened\n" in stored

@@ -254,7 +254,24 @@ print(json.dumps({
 """
 
 
-def bench_guard(work: Path) -> dict:
+OPEN_LATENCY = r"""
+import json, os, sys, time
+guarded, plain = sys.argv[1], sys.argv[2]
+waits = {guarded: [], plain: []}
+for i in range(400):  # one process opening both files 400 times, 10 ms apart
+    for path in (guarded, plain):
+        start = time.perf_counter()
+        os.close(os.open(path, os.O_RDONLY))
+        waits[path].append((time.perf_counter() - start) * 1e3)
+    time.sleep(0.01)
+def pct(v):
+    v = sorted(v)
+    return {"p50_ms": v[len(v) // 2], "p99_ms": v[int(len(v) * 0.99)], "max_ms": v[-1]}
+print(json.dumps({"guarded": pct(waits[guarded]), "plain": pct(waits[plain])}))
+"""
+
+
+def bench_guard(work: Path, logs: int, rate: int) -> dict:
     """What the truncation guard costs other processes: opens, a logger that reopens its
     file for every line, and a logger that holds it open, against an unwatched file."""
     d, other = work / "guarded", work / "plain"
@@ -283,11 +300,21 @@ def bench_guard(work: Path) -> dict:
         [sys.executable, "-c", GUARD_COST, guarded, plain, str(held_g), str(held_p)],
         capture_output=True, check=True, pass_fds=(held_g, held_p),
     )  # fmt: skip
+    # Under load: the watch also follows `logs` other logs written at `rate` each.
+    load = subprocess.Popen(
+        [sys.executable, "-c", WRITER, d, str(logs), str(rate), "8"], stdout=subprocess.DEVNULL
+    )
+    time.sleep(1)
+    latency = subprocess.run(
+        [sys.executable, "-c", OPEN_LATENCY, guarded, plain], capture_output=True, check=True
+    )
+    load.wait()
     proc.send_signal(signal.SIGTERM)
     summary = json.loads(proc.communicate(timeout=120)[0])
     os.close(held_g)
     os.close(held_p)
     result = json.loads(done.stdout)
+    result["open_under_load"] = json.loads(latency.stdout)
     result["guard"] = started["truncation_guard"]
     result["status"] = summary["status"]
     return result
@@ -313,7 +340,7 @@ def main() -> None:
                 f"(cp {r['cp_s']:.2f} s + sha256sum {r['sha256sum_s']:.2f} s): "
                 f"ratio {r['ratio']:.2f}; verify {r['verify_s']:.2f} s"
             )
-        g = bench_guard(work)
+        g = bench_guard(work, args.logs, args.rate)
         print(f"truncation guard ({g['guard']}), cost to other processes, best of 3 x 2000:")
         for name, what in [
             ("open_close", "open+close of a followed log"),
@@ -325,6 +352,16 @@ def main() -> None:
                 f"  {what}: {r['guarded_us']:.1f} us vs {r['plain_us']:.1f} us unwatched "
                 f"(ratio {r['guarded_us'] / r['plain_us']:.2f})"
             )
+        under = g["open_under_load"]
+        print(
+            f"  open of a followed log while the watch stores {args.logs} x "
+            f"{args.rate / 1e6:.0f} MB/s, p50/p99/max: "
+            + " vs ".join(
+                f"{under[k]['p50_ms']:.2f}/{under[k]['p99_ms']:.2f}/{under[k]['max_ms']:.1f} ms"
+                for k in ("guarded", "plain")
+            )
+            + " unwatched"
+        )
         w = bench_watch(work, args.logs, args.rate, args.watch_seconds)
         print(
             f"watch: {w['logs']} logs x {w['rate_bytes_per_s_each'] / 1e6:.0f} MB/s for "

@@ -126,6 +126,7 @@ class WatchStats:
     guarded_opens: int = 0
     guarded_accesses: int = 0
     guard_timeouts: int = 0  # callbacks that let the other process go unread (busy lock)
+    unguarded: int = 0  # followed logs the guard could not mark
 
     def count(self, what: str) -> None:
         self.events[what] = self.events.get(what, 0) + 1
@@ -528,6 +529,7 @@ class LogWatcher:
             guarded_opens=self.stats.guarded_opens,
             guarded_accesses=self.stats.guarded_accesses,
             guard_timeouts=self.stats.guard_timeouts,
+            unguarded_logs=self.stats.unguarded,
         )
         self._seal("watch ended")
         if self._observer is not None:
@@ -677,7 +679,8 @@ class LogWatcher:
         self.tracks[key] = track
         self._by_path[path] = track
         self.stats.followed += 1
-        self._guard.watch(fd)
+        if self._guard.active and not self._guard.watch(fd):
+            self.stats.unguarded += 1  # the kernel's mark limit, say: polled only
         if not initial or key not in self._known:
             self._event(
                 "created" if not initial else "followed",

@@ -21,7 +21,8 @@ How it keeps everything:
   without pause for a moment (``HOT_SECONDS``).
 * Truncation is noticed when the size drops below the offset, or when the bytes just
   before the offset no longer match what was read (the file was truncated and refilled
-  between two looks); reading restarts at 0.
+  between two looks: checked whenever the size or the modification time changed);
+  reading restarts at 0.
 * Renames, truncations, deletions and new files (compressed generations included) are
   ``event`` records naming the inode, so the lab can rebuild each log's history.
 * The journal is sealed every ``seal_interval`` seconds and when the watch ends.

@@ -9,7 +9,8 @@
    separate writer while ``preserve --watch`` follows them. Reported: lines lost (must be
    0), the watcher's CPU time as a share of one core (from /proc, target < 25 %) and the
    lag between a line's write and the journal record that preserves it.
-3. The truncation guard's cost to other processes (root): opening a followed log, a
+3. An idle watch over 1000 quiet logs: its CPU share.
+4. The truncation guard's cost to other processes (root): opening a followed log, a
    logger that reopens it for every line, and one that holds it open, each against the
    same operations on an unwatched file in the same run.
 
@@ -320,6 +321,31 @@ def bench_guard(work: Path, logs: int, rate: int) -> dict:
     return result
 
 
+def bench_idle(work: Path, logs: int = 1000, seconds: float = 8) -> dict:
+    """The watch's cost when nothing is written: ``logs`` quiet logs (a /var/log full of
+    rotated generations)."""
+    d = work / "quiet"
+    d.mkdir()
+    for i in range(logs):
+        (d / f"old{i}.log").write_bytes(b"an old line\n")
+    prof = profile(work / "none-i.toml", work / "no-such-dir")
+    out = work / "iout"
+    proc = subprocess.Popen(
+        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
+         "--watch", "600"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
+        time.sleep(0.05)
+    time.sleep(1)
+    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(seconds)
+    cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    return {"logs": logs, "cpu_share_of_one_core": (cpu1 - cpu0) / (t1 - t0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="2G")
@@ -340,6 +366,11 @@ def main() -> None:
                 f"(cp {r['cp_s']:.2f} s + sha256sum {r['sha256sum_s']:.2f} s): "
                 f"ratio {r['ratio']:.2f}; verify {r['verify_s']:.2f} s"
             )
+        i = bench_idle(work)
+        print(
+            f"idle watch over {i['logs']} quiet logs: CPU "
+            f"{100 * i['cpu_share_of_one_core']:.1f} % of one core"
+        )
         g = bench_guard(work, args.logs, args.rate)
         print(f"truncation guard ({g['guard']}), cost to other processes, best of 3 x 2000:")
         for name, what in [

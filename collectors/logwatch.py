@@ -80,6 +80,7 @@ _EVENTS: list[type[FileSystemEvent]] = [
 _ROTATED = re.compile(rb"([.-](\d+|\d{4}-?\d{2}-?\d{2}(-?\d{2,6})?))$")  # .1, -20261127
 HOT_SECONDS = 1.0  # how long a log is polled without pause once a rotation of it starts
 IDLE_AFTER = 2.0  # a log that has not grown for this long is polled every idle_poll
+QUIET_POLLS = 2000  # looks a second shared by the quiet logs, at most (beyond 200 logs)
 GUARD_WAIT = 0.5  # seconds a guarded open or truncation waits for the watch, at most
 GUARD_READ = 64 << 20  # bytes read for one guarded open or truncation, at most
 ARM_SECONDS = 5.0  # truncations wait this long after another process opened the log,
@@ -356,22 +357,44 @@ class LogWatcher:
                     self._heat.clear()
 
     def _poll_due(self, now: float) -> float:
-        """Polls every log whose turn it is; returns when the next one is due. The lock is
-        taken per log, so a guarded open never waits for a whole round."""
-        due = now + self.idle_poll
-        for track in list(self.tracks.values()):
-            with self._state:
-                if self.tracks.get(track.key) is not track:
-                    continue  # untracked meanwhile
-                if track.next_poll <= now:
-                    self._poll(track)
-                    quiet = now - track.last_growth > IDLE_AFTER
-                    track.next_poll = now + (self.idle_poll if quiet else self.active_poll)
-                if track.armed_until and track.armed_until <= now:
-                    self._guard.disarm(track.fd)
-                    track.armed_until = 0.0
-                due = min(due, track.next_poll)
+        """Polls every log whose turn it is; returns when the next one is due. A log whose
+        size and modification time have not changed is passed over without the lock, and
+        the lock is taken per log, so a guarded open never waits for a whole round. Quiet
+        logs share a budget of ``QUIET_POLLS`` looks a second (a thousand rotated
+        generations must not cost a tenth of a core)."""
+        tracks = list(self.tracks.values())
+        idle = max(self.idle_poll, len(tracks) / QUIET_POLLS)
+        due = now + idle
+        for track in tracks:
+            if track.next_poll <= now:
+                quiet = now - track.last_growth > IDLE_AFTER
+                track.next_poll = now + (idle if quiet else self.active_poll)
+                if not self._unchanged(track):
+                    with self._state:
+                        if self.tracks.get(track.key) is track:  # not untracked meanwhile
+                            self._poll(track)
+            if track.armed_until and track.armed_until <= now:
+                with self._state:
+                    if track.armed_until and self.tracks.get(track.key) is track:
+                        self._guard.disarm(track.fd)
+                        track.armed_until = 0.0
+            due = min(due, track.next_poll)
         return due
+
+    @staticmethod
+    def _unchanged(track: Track) -> bool:
+        """Nothing written, truncated or unlinked since the last look. A descriptor closed
+        (and its number reused) meanwhile only makes this False: the poll then checks."""
+        try:
+            st = os.fstat(track.fd)
+        except OSError:
+            return False
+        return (
+            st.st_size == track.offset
+            and st.st_mtime_ns == track.mtime_ns
+            and st.st_nlink > 0
+            and not track.deleted
+        )
 
     def _poll_hot(self, now: float) -> None:
         for key in list(self._hot):

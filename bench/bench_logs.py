@@ -156,20 +156,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def start_watch(work: Path, name: str, d: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """``preserve --only logs --path D --watch SECONDS`` (no profile logs), once it watches."""
+    prof = profile(work / f"{name}.toml", work / "no-such-dir")
+    out = work / f"{name}-out"
+    proc = subprocess.Popen(
+        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
+         "--watch", str(seconds)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
+        time.sleep(0.05)
+    return proc
+
+
 def bench_watch(work: Path, logs: int, rate: int, seconds: float) -> dict:
     d = work / "live"
     d.mkdir()
     for i in range(logs):
         (d / f"app{i}.log").write_bytes(b"")
-    prof = profile(work / "none.toml", work / "no-such-dir")
-    out = work / "wout"
-    proc = subprocess.Popen(
-        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
-         "--watch", str(seconds + 4)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
-        time.sleep(0.05)
+    proc = start_watch(work, "watch", d, seconds + 4)
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     writer = subprocess.run(
         [sys.executable, "-c", WRITER, d, str(logs), str(rate), str(seconds)],
@@ -203,7 +209,7 @@ def bench_watch(work: Path, logs: int, rate: int, seconds: float) -> dict:
         [sys.executable, "-c", "from agent.commands.verify import main; main()", "-q", evidence],
         cwd=ROOT,
     ).returncode
-    shutil.rmtree(out)
+    shutil.rmtree(evidence.parent)
     shutil.rmtree(d)
     lags.sort()
     return {
@@ -283,18 +289,10 @@ def bench_guard(work: Path, logs: int, rate: int) -> dict:
     plain.write_bytes(b"")
     held_g = os.open(guarded, os.O_WRONLY | os.O_APPEND)  # opened before the watch
     held_p = os.open(plain, os.O_WRONLY | os.O_APPEND)
-    prof = profile(work / "none-g.toml", work / "no-such-dir")
-    out = work / "gout"
-    proc = subprocess.Popen(
-        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
-         "--watch", "600"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
-        time.sleep(0.05)
+    proc = start_watch(work, "guard", d, 600)
     started = next(
         json.loads(line)
-        for line in next(out.glob("*/custody.jsonl")).read_bytes().splitlines()
+        for line in next((work / "guard-out").glob("*/custody.jsonl")).read_bytes().splitlines()
         if b"watch-started" in line
     )
     done = subprocess.run(
@@ -328,15 +326,7 @@ def bench_idle(work: Path, logs: int = 1000, seconds: float = 8) -> dict:
     d.mkdir()
     for i in range(logs):
         (d / f"old{i}.log").write_bytes(b"an old line\n")
-    prof = profile(work / "none-i.toml", work / "no-such-dir")
-    out = work / "iout"
-    proc = subprocess.Popen(
-        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
-         "--watch", "600"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
-        time.sleep(0.05)
+    proc = start_watch(work, "idle", d, 600)
     time.sleep(1)
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(seconds)

@@ -70,8 +70,9 @@ def _libc() -> ctypes.CDLL | None:
 
 class TruncationGuard:
     """One fanotify group for the watch. ``on_open`` runs when another process opens a
-    guarded log, ``on_truncate`` when an armed log is about to be truncated, read or
-    written by another process; each runs before that process may go on."""
+    guarded log, ``on_access`` when an armed log is about to be truncated (or read or
+    written, through a descriptor opened while it was armed) by another process; each
+    runs before that process may go on."""
 
     def __init__(self, on_open: Callback, on_access: Callback) -> None:
         self._on_open = on_open

@@ -39,7 +39,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,17 +272,28 @@ class LogWatcher:
 
     # -- the guard's callbacks (in its thread, while another process waits) -------------
 
+    @contextlib.contextmanager
+    def _waited_for(self, key: tuple[int, int]) -> Iterator[Track | None]:
+        """The followed log another process waits on, under the lock; None when it is not
+        followed, the watch is closing, or the lock stays busy for ``GUARD_WAIT`` (the
+        process then goes on unread: counted, never held longer)."""
+        if not self._state.acquire(timeout=GUARD_WAIT):
+            self.stats.guard_timeouts += 1
+            yield None
+            return
+        try:
+            track = self.tracks.get(key)
+            yield None if self._closing.is_set() else track
+        finally:
+            self._state.release()
+
     def _guarded_open(self, key: tuple[int, int], pid: int) -> None:
         """Another process opens a followed log: it may be about to truncate it (``>``,
         or logrotate's ``copytruncate`` once it has copied it). Make its truncation wait
         for the watch too (arm), or failing that poll the log without pause for a moment;
         then read it to the end before the open goes on."""
-        if not self._state.acquire(timeout=GUARD_WAIT):
-            self.stats.guard_timeouts += 1
-            return
-        try:
-            track = self.tracks.get(key)
-            if track is None or self._closing.is_set():
+        with self._waited_for(key) as track:
+            if track is None:
                 return
             self.stats.guarded_opens += 1
             now = time.monotonic()
@@ -294,8 +305,6 @@ class LogWatcher:
                     self._hot.add(key)
                     self._heat.set()
             self._poll(track, budget=GUARD_READ)
-        finally:
-            self._state.release()
 
     @staticmethod
     def _first_open(track: Track, pid: int, now: float) -> bool:
@@ -312,16 +321,10 @@ class LogWatcher:
     def _guarded_access(self, key: tuple[int, int], pid: int) -> None:
         """An armed log is about to be truncated (or read or written through a descriptor
         opened while it was armed): take every byte that is there first."""
-        if not self._state.acquire(timeout=GUARD_WAIT):
-            self.stats.guard_timeouts += 1
-            return
-        try:
-            track = self.tracks.get(key)
-            if track is not None and not self._closing.is_set():
+        with self._waited_for(key) as track:
+            if track is not None:
                 self.stats.guarded_accesses += 1
                 self._poll(track, budget=GUARD_READ)
-        finally:
-            self._state.release()
 
     # -- the follow thread -----------------------------------------------------------
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from common import PRESERVE  # noqa: E402
+from common import PRESERVE, start_watch  # noqa: E402
 
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 OLD_KERNEL = (
@@ -80,21 +80,12 @@ def run_mode(work: Path, mode: str, rotations: int) -> dict:
     held, reopen = logs / "held.log", logs / "reopen.log"
     conf = work / f"{mode}.conf"
     conf.write_text(f"{held} {reopen} {{\n    copytruncate\n    compress\n    rotate 1000\n}}\n")
-    prof = work / "none.toml"
-    prof.write_text(f'version = 1\n[[source]]\nroot = "{work}/none"\ndescription = "x"\n')
-    out = work / f"{mode}-out"
     seconds = rotations + 2
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, held, reopen, str(seconds)], stdout=subprocess.PIPE
     )
     time.sleep(0.2)
-    proc = subprocess.Popen(
-        [*MODES[mode], "--json", "-o", out, "--only", "logs", "--profile", prof,
-         "--path", logs, "--watch", str(seconds + 2)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
-        time.sleep(0.05)
+    proc = start_watch(work, mode, logs, seconds + 2, MODES[mode])
     state = work / f"{mode}.state"
     for _ in range(rotations):
         time.sleep(1)

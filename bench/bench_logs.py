@@ -35,14 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from common import PRESERVE  # noqa: E402
+from common import PRESERVE, profile, start_watch  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def profile(path: Path, root: Path) -> Path:
-    path.write_text(f'version = 1\n[[source]]\nroot = "{root}"\ndescription = "bench"\n')
-    return path
 
 
 def make_tree(root: Path, total: int) -> int:
@@ -154,20 +149,6 @@ print(",".join(map(str, seq)))
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def start_watch(work: Path, name: str, d: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """``preserve --only logs --path D --watch SECONDS`` (no profile logs), once it watches."""
-    prof = profile(work / f"{name}.toml", work / "no-such-dir")
-    out = work / f"{name}-out"
-    proc = subprocess.Popen(
-        [*PRESERVE, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
-         "--watch", str(seconds)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
-        time.sleep(0.05)
-    return proc
 
 
 def bench_watch(work: Path, logs: int, rate: int, seconds: float) -> dict:

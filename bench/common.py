@@ -1,4 +1,5 @@
-"""Helpers for benchmarks: wall time and peak RSS of a child process, machine description."""
+"""Helpers for benchmarks: wall time and peak RSS of a child process, machine description,
+and a running ``preserve --watch``."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, "
         f"Python {platform.python_version()}"
     )
+
+
+def profile(path: Path, root: Path) -> Path:
+    """A log profile with one source, ``root`` (a missing directory: no profile logs)."""
+    path.write_text(f'version = 1\n[[source]]\nroot = "{root}"\ndescription = "bench"\n')
+    return path
+
+
+def start_watch(
+    work: Path, name: str, d: Path, seconds: float, preserve: list[str] = PRESERVE
+) -> subprocess.Popen[bytes]:
+    """``preserve --json --only logs --path D --watch SECONDS`` writing to ``work/NAME-out``
+    (no profile logs), returned once it watches."""
+    prof = profile(work / f"{name}.toml", work / "no-such-dir")
+    out = work / f"{name}-out"
+    proc = subprocess.Popen(
+        [*preserve, "--json", "-o", out, "--only", "logs", "--profile", prof, "--path", d,
+         "--watch", str(seconds)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
+        time.sleep(0.05)
+    return proc

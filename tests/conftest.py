@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from manifests.journal import Journal
 from manifests.signing import Signer
+
+if TYPE_CHECKING:
+    from netns_topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -95,3 +99,15 @@ def ctx(tmp_path: Path) -> Iterator[CollectContext]:
     yield CollectContext(root, journal, engine, Options(), log=_Log())
     engine.shutdown()
     journal.close()
+
+
+@pytest.fixture
+def net() -> Iterator[Topology]:
+    """The isolation tests' throw-away network of namespaces, deleted even on failure."""
+    from netns_topology import Topology  # it imports this module
+
+    topo = Topology()
+    try:
+        yield topo
+    finally:
+        topo.close()

@@ -23,15 +23,6 @@ table inet wide_open {
 """
 
 
-@pytest.fixture
-def net() -> Iterator[Topology]:
-    topo = Topology()
-    try:
-        yield topo
-    finally:
-        topo.close()
-
-
 def _src(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir(parents=True)

@@ -7,23 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
 from netns_topology import Topology
 
 pytestmark = requires_root
-
-
-@pytest.fixture
-def net() -> Iterator[Topology]:
-    topo = Topology()
-    try:
-        yield topo
-    finally:
-        topo.close()
 
 
 def _isolate(net: Topology, tmp_path: Path, *extra: str):

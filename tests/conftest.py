@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from evidence_factory import copy_evidence, make_source_tree
 
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
@@ -111,3 +112,21 @@ def net() -> Iterator[Topology]:
         yield topo
     finally:
         topo.close()
+
+
+# -- one collection per test module, and a fresh copy of it for each test to tamper with --
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(evidence directory, signer fingerprint) of a small collection, made once a module."""
+    base = tmp_path_factory.mktemp("pristine")
+    src = make_source_tree(base)
+    summary = collect_json(base / "out", "--only", "files", "--path", src, "--case", "C-1")
+    return Path(summary["evidence_dir"]), summary["fingerprint"]
+
+
+@pytest.fixture
+def evidence(pristine: tuple[Path, str], tmp_path: Path) -> Path:
+    """A copy of ``pristine`` that a test may damage (modules may define their own)."""
+    return copy_evidence(pristine[0], tmp_path)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, collect_json, journal_records, preserve, verify
-from evidence_factory import copy_evidence, forge, make_source_tree
+from conftest import ROOT, journal_records, preserve, verify
+from evidence_factory import copy_evidence, forge
 
 from agent.commands import custody as custody_module
 from collectors.copy import CopyEngine
@@ -30,19 +30,6 @@ from manifests.journal import SEAL_FIELD, Journal, seal_message
 from manifests.signing import Signer, grouped, public_key_to_raw_b64
 
 _PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    base = tmp_path_factory.mktemp("pristine")
-    src = make_source_tree(base)
-    summary = collect_json(base / "out", "--only", "files", "--path", src, "--case", "A-1")
-    return Path(summary["evidence_dir"]), summary["fingerprint"]
-
-
-@pytest.fixture
-def evidence(pristine: tuple[Path, str], tmp_path: Path) -> Path:
-    return copy_evidence(pristine[0], tmp_path)
 
 
 def _lines(evidence: Path) -> list[bytes]:

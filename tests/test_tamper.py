@@ -12,19 +12,6 @@ from evidence_factory import copy_evidence, forge, make_source_tree
 from manifests.signing import Signer
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    base = tmp_path_factory.mktemp("pristine")
-    src = make_source_tree(base)
-    summary = collect_json(base / "out", "--only", "files", "--path", src, "--case", "T-1")
-    return Path(summary["evidence_dir"]), summary["fingerprint"]
-
-
-@pytest.fixture
-def evidence(pristine: tuple[Path, str], tmp_path: Path) -> Path:
-    return copy_evidence(pristine[0], tmp_path)
-
-
 def all_files(root: Path) -> list[str]:
     return sorted(
         str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()

@@ -31,3 +31,9 @@ def identity() -> dict[str, Any]:
         "release": platform.release(),
         "machine": platform.machine(),
     }
+
+
+def safe_hostname() -> str:
+    """The host's name as it may appear in a directory name on any drive."""
+    name = socket.gethostname() or "host"
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in name)[:64]

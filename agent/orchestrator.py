@@ -20,15 +20,14 @@ from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.errors import OutputFull
 from manifests import layout
-from manifests.clock import utc_from_ns
-from manifests.digest import sha256_path_nofollow
-from manifests.durable import syncfs
-from manifests.journal import Journal
+from manifests.clock import compact_stamp, utc_from_ns
+from manifests.errors import EvidenceLostError
 from manifests.signing import Signer, public_key_to_raw_b64
+from manifests.writer import EvidenceWriter
 
-from . import __version__, evidence
+from . import __version__
 from .console import Console, printable
-from .hostinfo import identity
+from .hostinfo import identity, safe_hostname
 from .runlog import RunLog
 from .selfhash import code_sha256
 
@@ -103,12 +102,13 @@ def _argv_text(argv: list[str]) -> list[str]:
 
 def run(config: RunConfig, console: Console) -> RunOutcome:
     started_ns = time.time_ns()
-    root = evidence.create_evidence_dir(config.output)
-    evidence.write_signer_pub(root, config.signer)
-    runlog = RunLog(root / layout.LOG)
+    writer = EvidenceWriter.create(
+        config.output, f"{safe_hostname()}-{compact_stamp()}", config.signer
+    )
+    root, journal = writer.root, writer.journal
+    runlog = RunLog(writer.sink.create(layout.LOG, append=True))
     log = runlog.logger
-    journal = Journal.create(root / layout.JOURNAL, config.signer)
-    engine = CopyEngine(root, journal, config.options.max_file_size)
+    engine = CopyEngine(writer, config.options.max_file_size)
     shown_errors = 0
 
     def show_error(record: dict[str, Any]) -> None:
@@ -213,6 +213,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
             "the output drive is full. What was stored is being sealed now; "
             "use a larger drive and run again for the rest."
         )
+    except EvidenceLostError:
+        _abandon(writer, engine, runlog)
+        raise
     except (KeyboardInterrupt, _Interrupted) as e:
         status = "interrupted"
         engine.stopped.set()
@@ -222,7 +225,11 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     console.stage(total, total, "sealing")
-    ended, chain_head = _finish(root, journal, engine, runlog, config, status, start["time"])
+    try:
+        ended, chain_head = _finish(writer, engine, runlog, config, status, start["time"])
+    except EvidenceLostError:
+        _abandon(writer, engine, runlog)
+        raise
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
@@ -248,9 +255,8 @@ def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> Non
     try:
         collector.collect(ctx)
         ctx.engine.drain()
-    except OutputFull:
-        raise
-    except (KeyboardInterrupt, _Interrupted, MemoryError):
+        ctx.engine.raise_if_lost()
+    except (OutputFull, EvidenceLostError, KeyboardInterrupt, _Interrupted, MemoryError):
         raise
     except Exception as e:  # one broken collector must not lose the others' evidence
         ctx.engine.drain()
@@ -261,9 +267,18 @@ def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> Non
     ctx.log.info("collector_finished", collector=collector.name, duration_ms=took // 1_000_000)
 
 
+def _abandon(writer: EvidenceWriter, engine: CopyEngine, runlog: RunLog) -> None:
+    """The evidence directory is gone: stop every copy and let go of it at once. Nothing
+    can be sealed where it was, and nothing is recreated."""
+    engine.stopped.set()
+    engine.drain()
+    engine.shutdown()
+    runlog.close()
+    writer.abandon()
+
+
 def _finish(
-    root: Path,
-    journal: Journal,
+    writer: EvidenceWriter,
     engine: CopyEngine,
     runlog: RunLog,
     config: RunConfig,
@@ -277,8 +292,8 @@ def _finish(
         engine.shutdown()
         runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
         runlog.close()
-        log_hash, log_size = sha256_path_nofollow(root / layout.LOG)
-        journal.append(
+        log_hash, log_size = writer.hash_stored(layout.LOG)
+        writer.append(
             "artifact",
             collector="preserve",
             path=layout.LOG,
@@ -287,18 +302,12 @@ def _finish(
             kind="collection-log",
             dropped_lines=runlog.writer.dropped,
         )
-        sums_hash = evidence.write_sums(root, journal.hashed)
-        journal.append("sums", path=layout.SUMS, sha256=sums_hash, entries=len(journal.hashed))
         ended = utc_from_ns(time.time_ns())
         counts = engine.counters.as_dict()
-        journal.append("end", status=status, counts=counts)
-        final = journal.seal("end")
-        evidence.write_manifest(
-            root,
-            journal,
-            final,
+        chain_head = writer.close(
+            status,
+            counts,
             {
-                "format": "preserve-evidence/1",
                 "tool": {"name": "preserve", "version": __version__, "code_sha256": code_sha256()},
                 "case": config.case,
                 "examiner": config.examiner,
@@ -307,11 +316,8 @@ def _finish(
                 "ended": ended,
                 "status": status,
                 "counts": counts,
-                "sums_sha256": sums_hash,
             },
         )
-        journal.close()
-        syncfs(root)
-        return ended, journal.head
+        return ended, chain_head
     finally:
         signal.signal(signal.SIGINT, ignore)

@@ -5,27 +5,26 @@ are dropped (and the journal record of the log counts them) instead of raising."
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 import structlog
 
+from manifests.sink import SinkFile
+
 
 class _SafeWriter:
-    def __init__(self, path: os.PathLike[str]) -> None:
-        self._fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
-        )
+    def __init__(self, file: SinkFile) -> None:
+        self._file: SinkFile | None = file
         self._lock = threading.Lock()
         self.dropped = 0
 
     def msg(self, message: str) -> None:
         with self._lock:
-            if self._fd < 0:
+            if self._file is None:
                 return
             try:
-                os.write(self._fd, message.encode("utf-8", "backslashreplace") + b"\n")
+                self._file.write(message.encode("utf-8", "backslashreplace") + b"\n")
             except OSError:
                 self.dropped += 1
 
@@ -33,16 +32,16 @@ class _SafeWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class RunLog:
     """Owns the log file; ``logger`` is a structlog logger bound to it."""
 
-    def __init__(self, path: os.PathLike[str]) -> None:
-        self.writer = _SafeWriter(path)
+    def __init__(self, file: SinkFile) -> None:
+        self.writer = _SafeWriter(file)
         self.logger: Any = structlog.wrap_logger(
             self.writer,
             processors=[

@@ -17,16 +17,17 @@ import io
 import os
 import stat
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from manifests.digest import CHUNK
-from manifests.journal import Journal
+from manifests.errors import EvidenceLostError
+from manifests.sink import NotRegularFileError
+from manifests.writer import EvidenceWriter
 
 from .errors import OutputFull
+from .outcomes import Recorder
 from .pathmap import describe
 from .stat_record import kind_of, stat_fields
 
@@ -34,34 +35,9 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
-# Free space always left on the output, so the journal, SHA256SUMS and the manifest can
-# still be written and sealed after collection stops for lack of room.
-SPACE_MARGIN = 4 * 1024 * 1024
 
 
-@dataclass
-class Counters:
-    stored: int = 0
-    skipped: int = 0
-    failed: int = 0
-    bytes: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "stored": self.stored,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "bytes": self.bytes,
-        }
-
-
-def _open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) -> int:
+def open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) -> int:
     flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
     try:
         return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
@@ -77,109 +53,30 @@ def _is_zero(buf: bytearray, n: int) -> bool:
     return buf == _ZEROS if n == CHUNK else buf[:n] == _ZEROS[:n]
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-class CopyEngine:
+class CopyEngine(Recorder):
     """Stores files and generated data under an evidence directory, journalling each."""
 
     def __init__(
-        self,
-        root: Path,
-        journal: Journal,
-        max_file_size: int | None = None,
-        workers: int | None = None,
+        self, writer: EvidenceWriter, max_file_size: int | None = None, workers: int | None = None
     ) -> None:
-        self.root = root
-        self.journal = journal
+        super().__init__(writer)
+        self.root: Path = writer.root
         self.max_file_size = max_file_size
-        self.counters = Counters()
-        self.full = threading.Event()
         # Set when the responder interrupts the run: copies in progress stop at the next
         # chunk (a 100 GiB file must not hold up the seal) and queued ones are not started.
         self.stopped = threading.Event()
-        self._taken: set[str] = set()
-        self._made_dirs: set[str] = set()
-        self._root_str = os.fspath(root)
-        self._taken_lock = threading.Lock()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
         self._pending: set[Future[Any]] = set()
         self._pending_lock = threading.Lock()
-        self.on_error: Callable[[dict[str, Any]], None] | None = None
-
-    # -- journal helpers -------------------------------------------------------------
-
-    def record_error(
-        self, collector: str, source: bytes | None, reason: str, **fields: Any
-    ) -> dict[str, Any]:
-        self.counters.add(failed=1)
-        src = describe(source) if source is not None else None
-        record = self.journal.append(
-            "error", collector=collector, source=src, reason=reason, **fields
-        )
-        if self.on_error:
-            self.on_error(record)
-        return record
-
-    def record_skip(self, collector: str, source: bytes, reason: str, **fields: Any) -> None:
-        self.counters.add(skipped=1)
-        self.journal.append(
-            "skipped", collector=collector, source=describe(source), reason=reason, **fields
-        )
-
-    def _claim(self, rel: str) -> str:
-        """Reserve a stored path; a second claim of the same name gets a ``~N`` suffix."""
-        with self._taken_lock:
-            candidate, n = rel, 1
-            while candidate in self._taken:
-                n += 1
-                candidate = f"{rel}~{n}"
-            self._taken.add(candidate)
-            return candidate
+        # Set when the evidence directory vanished under a background copy.
+        self.lost: EvidenceLostError | None = None
 
     def _buffer(self) -> bytearray:
         if not hasattr(self._local, "buf"):
             self._local.buf = bytearray(CHUNK)
         return self._local.buf
-
-    def _create(self, rel: str) -> int:
-        dest = os.path.join(self._root_str, rel)
-        parent = os.path.dirname(dest)
-        if parent not in self._made_dirs:  # one mkdir per directory, not one per file
-            os.makedirs(parent, exist_ok=True)
-            self._made_dirs.add(parent)
-        return os.open(
-            dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-
-    def _discard(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self._root_str, rel))
-
-    def _out_of_space(self, collector: str, source: bytes | None, rel: str) -> None:
-        self._discard(rel)
-        if not self.full.is_set():
-            self.full.set()
-            self.record_error(
-                collector,
-                source,
-                "output disk full: collection stopped",
-                errno="ENOSPC",
-                stored_path=rel,
-            )
-
-    def _room_for(self, size: int, collector: str, source: bytes | None, rel: str) -> bool:
-        """Stop before the output is full, keeping SPACE_MARGIN for the seal."""
-        st = os.statvfs(self.root)
-        if st.f_bavail * st.f_frsize - size >= SPACE_MARGIN:
-            return True
-        self._out_of_space(collector, source, rel)
-        return False
 
     # -- generated artifacts ---------------------------------------------------------
 
@@ -191,12 +88,9 @@ class CopyEngine:
         if not self._room_for(len(data), collector, None, rel):
             raise OutputFull()
         try:
-            fd = self._create(rel)
-            try:
-                _write_all(fd, memoryview(data))
-                os.fchmod(fd, 0o444)
-            finally:
-                os.close(fd)
+            digest = self.writer.store_bytes(rel, data)
+        except EvidenceLostError:
+            raise
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 self._out_of_space(collector, None, rel)
@@ -204,12 +98,7 @@ class CopyEngine:
             raise
         self.counters.add(stored=1, bytes=len(data))
         return self.journal.append(
-            "artifact",
-            collector=collector,
-            path=rel,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            **fields,
+            "artifact", collector=collector, path=rel, size=len(data), sha256=digest, **fields
         )
 
     # -- copying files ---------------------------------------------------------------
@@ -228,6 +117,9 @@ class CopyEngine:
         """A background copy must never fail silently: any surprise becomes an error record."""
         try:
             self.preserve(source, rel, collector, **fields)
+        except EvidenceLostError as e:
+            self.lost = self.lost or e
+            self.stopped.set()
         except Exception as e:
             self.record_error(
                 collector, source, f"internal error while copying: {type(e).__name__}: {e}"
@@ -246,6 +138,11 @@ class CopyEngine:
                 return
             for future in pending:
                 future.result()
+
+    def raise_if_lost(self) -> None:
+        """Re-raise, in the collector's thread, a loss a background copy ran into."""
+        if self.lost is not None:
+            raise self.lost
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
@@ -347,7 +244,7 @@ class CopyEngine:
             )
             return None
         try:
-            fd = _open_source(name, follow=magic_link, dir_fd=dir_fd)
+            fd = open_source(name, follow=magic_link, dir_fd=dir_fd)
         except OSError as e:
             if e.errno == errno.ELOOP:  # swapped for a symlink after lstat
                 self.record_skip(collector, source, "symlink: not followed")
@@ -366,15 +263,19 @@ class CopyEngine:
     def reserve(self, rel: str) -> str:
         """Claim a stored path for a file an external command will write (then ``adopt``)."""
         rel = self._claim(rel)
-        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        self.writer.local_path(rel)
         return rel
 
     def adopt(self, rel: str, collector: str, **fields: Any) -> dict[str, Any] | None:
         """Journal a file that a command run by the tool wrote inside the evidence directory
         (``wevtutil epl``, ``log collect``): hash it as it is and make it read-only."""
-        path = self.root / rel
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            digest, size = self.writer.hash_stored(rel)
+        except NotRegularFileError:
+            self.record_error(
+                collector, None, "command output is not a regular file", stored_path=rel, **fields
+            )
+            return None
         except OSError as e:
             self.record_error(
                 collector,
@@ -384,28 +285,9 @@ class CopyEngine:
                 **fields,
             )
             return None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                self.record_error(
-                    collector,
-                    None,
-                    "command output is not a regular file",
-                    stored_path=rel,
-                    **fields,
-                )
-                return None
-            h = hashlib.sha256()
-            size = 0
-            while chunk := os.read(fd, CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-            os.fchmod(fd, 0o444)
-        finally:
-            os.close(fd)
         self.counters.add(stored=1, bytes=size)
         return self.journal.append(
-            "artifact", collector=collector, path=rel, size=size, sha256=h.hexdigest(), **fields
+            "artifact", collector=collector, path=rel, size=size, sha256=digest, **fields
         )
 
     def _copy_open(
@@ -439,7 +321,9 @@ class CopyEngine:
         if not self._room_for(0 if sparse else wanted, collector, source, rel):
             return None
         try:
-            out = self._create(rel)
+            out = self.writer.create_file(rel)
+        except EvidenceLostError:
+            raise
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 self._out_of_space(collector, source, rel)
@@ -455,7 +339,7 @@ class CopyEngine:
                 os.lseek(fd, offset, os.SEEK_SET)
             while done < wanted:
                 if self.stopped.is_set():
-                    os.close(out)
+                    out.close()
                     self._discard(rel)
                     self.record_error(
                         collector,
@@ -470,16 +354,13 @@ class CopyEngine:
                 chunk = view[:n]
                 h.update(chunk)
                 if sparse and _is_zero(buf, n):
-                    os.lseek(out, n, os.SEEK_CUR)
+                    out.skip(n)
                 else:
-                    _write_all(out, chunk)
+                    out.write(chunk)
                 done += n
-            if sparse:
-                os.ftruncate(out, done)
-            os.utime(out, ns=(opened.st_atime_ns, opened.st_mtime_ns))
-            os.fchmod(out, 0o444)
+            out.finish(done, (opened.st_atime_ns, opened.st_mtime_ns))
         except OSError as e:
-            os.close(out)
+            out.close()
             if e.errno == errno.ENOSPC:
                 self._out_of_space(collector, source, rel)
                 return None
@@ -491,7 +372,7 @@ class CopyEngine:
                 stat=stat_fields(opened),
             )
             return None
-        os.close(out)
+        out.close()
         after = os.fstat(fd)
         changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
         self.counters.add(stored=1, bytes=done)

@@ -56,7 +56,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from .context import CollectContext
-from .copy import _open_source
+from .copy import open_source
 from .logprofile import LogSource
 from .pathmap import describe, stored_relpath
 from .stat_record import stat_fields
@@ -675,7 +675,7 @@ class LogWatcher:
                 self.ctx.error(NAME, "too many logs to follow; this and later new ones are not")
             return
         try:
-            fd = _open_source(path)
+            fd = open_source(path)
         except FileNotFoundError:
             # Created and removed between two looks (a rotation's temporary copy, say).
             self._event("vanished", None, **describe(path), ino=str(key[1]), dev=str(key[0]))

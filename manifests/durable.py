@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
-_libc = None
+_syncfs: Any = None
 try:
     # The process's own symbols (libc is loaded already): ctypes.util.find_library would
     # run the host's /sbin/ldconfig or gcc, programs of a host we do not trust.
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _syncfs = _libc.syncfs
+    _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
 except (OSError, AttributeError, TypeError):  # not Linux: fall back to sync()
     _syncfs = None
+
+
+def syncfs_fd(fd: int) -> None:
+    """Flush the file system holding the open file or directory ``fd``."""
+    if _syncfs is None or _syncfs(fd) != 0:
+        os.sync()
 
 
 def syncfs(path: str | os.PathLike[str]) -> None:
     """Flush the file system holding ``path``."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _syncfs is None or _syncfs(fd) != 0:
-            os.sync()
+        syncfs_fd(fd)
     finally:
         os.close(fd)
 

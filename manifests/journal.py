@@ -2,9 +2,10 @@
 
 Each record carries ``seq`` and ``prev`` (the SHA-256 of the previous line's bytes, without
 its newline), so removing, reordering or editing any line breaks the chain. ``seal``
-records sign the chain head with Ed25519. Writes go straight to the file; a background
-group commit fsyncs at least every ``COMMIT_INTERVAL`` seconds, and every seal first flushes
-the whole evidence file system so that the seal only vouches for bytes on stable storage.
+records sign the chain head with Ed25519. Writes go straight to the file (through the
+evidence directory's sink); a background group commit fsyncs at least every
+``COMMIT_INTERVAL`` seconds, and every seal first flushes the whole evidence directory so
+that the seal only vouches for bytes on stable storage.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,14 @@ from . import canonical, clock
 from .digest import ZERO_HASH, sha256_bytes
 from .durable import fsync_dir, syncfs
 from .signing import Signer
+from .sink import LocalFile, SinkFile
 
 COMMIT_INTERVAL = 0.2
 # Long stages are sealed at least this often, so a killed run loses at most this much.
 SEAL_INTERVAL = 5.0
 SEAL_FIELD = "signature"
+# The reason of the giver's countersignature on a transfer (before the receiver's seal).
+HANDOVER = "handover"
 
 
 def seal_message(record: dict[str, Any]) -> bytes:
@@ -34,11 +39,25 @@ def seal_message(record: dict[str, Any]) -> bytes:
 
 
 class Journal:
-    """Thread-safe writer. Collectors call ``append`` from worker threads."""
+    """Thread-safe writer. Collectors call ``append`` from worker threads.
 
-    def __init__(self, path: Path, fd: int, next_seq: int, head: str, signer: Signer) -> None:
+    Constructed on an open ``file`` whose chain so far ends at ``next_seq - 1`` with
+    ``head`` (``ZERO_HASH`` and 0 for a new journal); ``flush_evidence`` puts every file
+    of the evidence on stable storage before a seal."""
+
+    def __init__(
+        self,
+        file: SinkFile,
+        next_seq: int,
+        head: str,
+        signer: Signer,
+        flush_evidence: Callable[[], None],
+        path: Path | None = None,
+    ) -> None:
+        # ``path`` is informative (messages, tests); writes go through ``file`` only.
         self.path = path
-        self._fd = fd
+        self._file = file
+        self._flush_evidence = flush_evidence
         self._seq = next_seq
         self._head = head
         self._signer = signer
@@ -54,21 +73,11 @@ class Journal:
 
     @classmethod
     def create(cls, path: Path, signer: Signer) -> Journal:
+        """A new journal file at ``path`` on its own, outside an evidence writer (tests,
+        tools); collection creates its journal through ``manifests.writer``."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         fsync_dir(path.parent)
-        return cls(path, fd, 0, ZERO_HASH, signer)
-
-    @classmethod
-    def reopen(cls, path: Path, signer: Signer) -> Journal:
-        """Continue a journal that was already verified (for custody transfers)."""
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        if lines[-1] != b"" or len(lines) < 2:
-            raise ValueError("journal does not end with a complete line")
-        last = lines[-2]
-        seq = canonical.loads_strict(last)["seq"] + 1
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        return cls(path, fd, seq, sha256_bytes(last), signer)
+        return cls(LocalFile(fd), 0, ZERO_HASH, signer, lambda: syncfs(path.parent), path)
 
     @property
     def head(self) -> str:
@@ -84,7 +93,7 @@ class Journal:
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:
         line = canonical.dumps(record)
-        os.write(self._fd, line + b"\n")
+        self._file.write(line + b"\n")
         self._head = sha256_bytes(line)
         self._seq += 1
         self._dirty = True
@@ -119,14 +128,14 @@ class Journal:
         (0.6 s on a busy disk) out of the time before network isolation."""
         signer = signer or self._signer
         if not journal_only:
-            syncfs(self.path.parent)
+            self._flush_evidence()
         with self._lock:
             self._last_seal = time.monotonic()
             record = {**self._frame("seal"), "reason": reason, "signer": signer.fingerprint}
             signature = signer.sign(seal_message(record))
             record[SEAL_FIELD] = base64.b64encode(signature).decode("ascii")
             self._write(record)
-            os.fsync(self._fd)
+            self._file.fsync()
             self._dirty = False
             return record
 
@@ -136,11 +145,11 @@ class Journal:
                 self._dirty = False
                 # A failure here resurfaces at the next seal, which fsyncs under the lock.
                 with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
+                    self._file.fsync()
 
     def close(self) -> None:
         self._closed.set()
         self._committer.join()
         with self._lock:
-            os.fsync(self._fd)
-            os.close(self._fd)
+            self._file.fsync()
+            self._file.close()

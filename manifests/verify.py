@@ -9,7 +9,6 @@ opened, whatever the journal says, and symlinks inside it are reported, not foll
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import stat
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from . import canonical, layout
-from .digest import ZERO_HASH, sha256_bytes, sha256_fd, sha256_path_nofollow
-from .errors import CanonicalError, KeyLoadError, NotEvidenceError, SignatureError
-from .journal import SEAL_FIELD, seal_message
+from .digest import sha256_bytes, sha256_fd, sha256_path_nofollow
+from .errors import KeyLoadError, NotEvidenceError, SignatureError
+from .journal import HANDOVER, SEAL_FIELD, seal_message
+from .journal_reader import ChainState, iter_records, open_journal, read_chain
 from .signing import (
     fingerprint_of,
     load_public_key_pem,
@@ -37,8 +37,7 @@ _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
 _BATCH = 64
 # Records that checking reads beyond their seq and type; the rest are not kept in memory.
 _KEPT_WHOLE = ("start", "transfer", "seal", "sums", "end")
-# Bounds on what is read into memory; real records and files are far smaller.
-MAX_LINE = 8 * 1024 * 1024
+# Bounds on what is read into memory; real files are far smaller.
 MAX_SMALL_FILE = 1024 * 1024  # manifest.json, its signature, signer.pub
 
 
@@ -76,6 +75,15 @@ class VerificationResult:
     complete: bool = False
     start: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    journal_bytes: int = 0
+    journal_path: str | None = None
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """The records this verification read, whole, streamed again from the journal by
+        the same parser; raises ``JournalChangedError`` if the journal changed since."""
+        if self.journal_path is None or not self.records:
+            return iter(())
+        return iter_records(self.journal_path, self.records - 1, self.chain_head)
 
     @property
     def file_problems(self) -> list[FileVerdict]:
@@ -111,51 +119,23 @@ class VerificationResult:
 
 
 def _read_journal(path: Path, result: VerificationResult) -> list[dict[str, Any]]:
-    """Parse and chain-check every line; stop at the first break.
+    """Parse and chain-check every line (``journal_reader``); stop at the first break.
 
-    Read a line at a time, each at most MAX_LINE bytes: a hostile journal may be one
-    endless line, and memory must not grow with it."""
+    Only what checking needs is kept: a 20,000-file journal must not cost 100s of MB."""
     records: list[dict[str, Any]] = []
-    head = ZERO_HASH
-    with open(path, "rb") as f:
-        for seq in itertools.count():
-            raw = f.readline(MAX_LINE + 1)
-            if not raw:
-                break
-            if not raw.endswith(b"\n"):
-                if len(raw) > MAX_LINE:
-                    result.problems.append(
-                        f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes"
-                    )
-                else:
-                    result.problems.append(
-                        f"torn last line after seq {len(records) - 1}: the writer stopped "
-                        "mid-record (crash or truncation); it is not trusted"
-                    )
-                break
-            line = raw[:-1]
-            try:
-                record = canonical.loads_strict(line)
-            except CanonicalError as e:
-                result.problems.append(f"chain broken at seq {seq}: {e}")
-                return records
-            if not isinstance(record, dict) or record.get("seq") != seq:
-                result.problems.append(f"chain broken at seq {seq}: record out of sequence")
-                return records
-            if record.get("prev") != head:
-                result.problems.append(
-                    f"chain broken at seq {seq}: 'prev' does not match the previous line "
-                    "(a line was changed, removed or reordered)"
-                )
-                return records
-            head = sha256_bytes(line)
+    state = ChainState()
+    with open_journal(path) as stream:
+        for record in read_chain(stream, state):
             if record.get("type") in HASHED_RECORD_TYPES:
-                # Keep only what checking needs: a 20,000-file journal must not cost 100s of MB.
                 record = {k: record.get(k) for k in _ARTIFACT_KEYS}
             elif record.get("type") not in _KEPT_WHOLE:
-                record = {"seq": seq, "type": record.get("type")}
+                record = {"seq": record["seq"], "type": record.get("type")}
             records.append(record)
-    result.chain_head = head if records else None
+    if state.problem:
+        result.problems.append(state.problem)
+    result.chain_head = state.head if records else None
+    result.journal_bytes = state.bytes_read
+    result.journal_path = os.fspath(path)
     return records
 
 
@@ -181,9 +161,6 @@ def _transfer_disagrees(
     ):
         return f"does not come from the holder at that point ({holder.name})"
     return None
-
-
-HANDOVER = "handover"
 
 
 def _seal_valid(record: dict[str, Any], key: Any, seq: int, result: VerificationResult) -> bool:
@@ -383,7 +360,7 @@ def _check_manifest(
             )
         )
     if layout.SUMS in present:
-        actual, _ = sha256_path_nofollow(root / layout.SUMS)
+        actual, _ = sha256_path_nofollow(os.fspath(root / layout.SUMS))
         good = sums_record is not None and sums_record.get("sha256") == actual
         result.files.append(
             FileVerdict(

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from evidence_factory import copy_evidence, make_source_tree
+from evidence_factory import copy_evidence, make_source_tree, new_writer
 
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
-from manifests.journal import Journal
-from manifests.signing import Signer
 
 if TYPE_CHECKING:
     from netns_topology import Topology
@@ -93,10 +91,9 @@ class _Log:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[CollectContext]:
-    root = tmp_path / "evidence"
-    root.mkdir()
-    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(root, journal)
+    writer = new_writer(tmp_path)
+    root, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     yield CollectContext(root, journal, engine, Options(), log=_Log())
     engine.shutdown()
     journal.close()

@@ -11,6 +11,7 @@ from manifests import canonical
 from manifests.digest import ZERO_HASH, sha256_bytes
 from manifests.journal import SEAL_FIELD, seal_message
 from manifests.signing import Signer, public_key_pem, public_key_to_raw_b64
+from manifests.writer import EvidenceWriter
 
 
 def make_source_tree(root: Path) -> Path:
@@ -65,3 +66,9 @@ def forge(evidence: Path, signer: Signer, mutate=None) -> None:  # type: ignore[
         manifest_path.write_bytes(data)
         (evidence / "manifest.json.sig").write_bytes(signer.sign(data))
     (evidence / "signer.pub").write_bytes(public_key_pem(signer.public_key))
+
+
+def new_writer(parent: Path, name: str = "evidence") -> EvidenceWriter:
+    """A fresh evidence directory ``parent/name`` and its writer (ephemeral key), for
+    driving the copy engine or a collector without the command line."""
+    return EvidenceWriter.create(parent, name, Signer.generate_ephemeral())

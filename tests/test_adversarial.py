@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT, journal_records, preserve, verify
-from evidence_factory import copy_evidence, forge
+from evidence_factory import copy_evidence, forge, new_writer
 
 from agent.commands import custody as custody_module
 from collectors.copy import CopyEngine
@@ -26,7 +26,7 @@ from collectors.walk import walk_entries
 from manifests import canonical
 from manifests import verify as verify_module
 from manifests.digest import sha256_bytes
-from manifests.journal import SEAL_FIELD, Journal, seal_message
+from manifests.journal import SEAL_FIELD, seal_message
 from manifests.signing import Signer, grouped, public_key_to_raw_b64
 
 _PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
@@ -316,10 +316,9 @@ def test_copy_refuses_a_file_whose_directory_was_swapped_after_listing(
     (elsewhere / "e" / "shadow").write_bytes(b"SECRET root:$6$...")
     listed = list(walk_entries(os.fsencode(src), lambda path, e: None))
     _swap_for_symlink(src / swapped, elsewhere if swapped == "d" else elsewhere / "e")
-    root = tmp_path / "evidence"
-    root.mkdir()
-    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(root, journal)
+    writer = new_writer(tmp_path)
+    root, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     try:
         for path, parent_id in listed:
             stored = engine.preserve(path, "artifacts/files/x", "files", parent_id=parent_id)
@@ -449,10 +448,9 @@ def test_logs_collector_passes_the_listing_directory_to_the_copy(tmp_path: Path)
     (elsewhere / "app.log").write_bytes(b"SECRET root:$6$...")
     collector = LogsCollector()
     collector.configure(Options(extra={"log_paths": [os.fsencode(logs)]}))
-    root = tmp_path / "evidence"
-    root.mkdir()
-    journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(root, journal)
+    writer = new_writer(tmp_path)
+    root, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     ctx = CollectContext(root, journal, engine, Options(), log=None)
     source = next(s for s in collector.profile.sources if s.root == os.fsencode(logs))
     listed = list(collector._files(ctx, source))

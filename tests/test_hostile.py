@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,10 +23,9 @@ from conftest import (
     preserve,
     verify,
 )
+from evidence_factory import new_writer
 
 from collectors.copy import CopyEngine
-from manifests.journal import Journal
-from manifests.signing import Signer
 
 
 def by_source(records: list[dict], path: Path | bytes) -> list[dict]:
@@ -153,10 +153,9 @@ def test_unreadable_file_is_an_error_and_the_run_goes_on(tmp_path: Path) -> None
 def test_growing_file_is_cut_at_the_size_seen_at_open(tmp_path: Path) -> None:
     """Engine-level: append while the copy runs; the record says so and the hash is of
     exactly the stored bytes."""
-    evidence = tmp_path / "ev"
-    evidence.mkdir()
-    journal = Journal.create(evidence / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(evidence, journal)
+    writer = new_writer(tmp_path, "ev")
+    evidence, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     log = tmp_path / "growing.log"
     log.write_bytes(b"x" * (64 * 1024 * 1024))
     stop = threading.Event()
@@ -187,10 +186,9 @@ def test_growing_file_is_cut_at_the_size_seen_at_open(tmp_path: Path) -> None:
 
 
 def test_file_removed_between_listing_and_copy(tmp_path: Path) -> None:
-    evidence = tmp_path / "ev"
-    evidence.mkdir()
-    journal = Journal.create(evidence / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(evidence, journal)
+    writer = new_writer(tmp_path, "ev")
+    evidence, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     gone = tmp_path / "gone.log"
     gone.write_text("soon deleted\n")
     listed = os.fsencode(gone)
@@ -205,10 +203,9 @@ def test_file_removed_between_listing_and_copy(tmp_path: Path) -> None:
 def test_swapped_for_another_file_after_lstat_is_refused(tmp_path: Path) -> None:
     """If a path is swapped between lstat and open, the descriptor is not the file that was
     checked: it is not read."""
-    evidence = tmp_path / "ev"
-    evidence.mkdir()
-    journal = Journal.create(evidence / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(evidence, journal)
+    writer = new_writer(tmp_path, "ev")
+    evidence, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     target = tmp_path / "victim"
     target.write_text("original\n")
     real_lstat = os.lstat
@@ -283,6 +280,15 @@ def test_sparse_file_stays_sparse_in_the_copy(tmp_path: Path) -> None:
     assert verify(evidence).returncode == 0
 
 
+def _written_path(line: str) -> str:
+    """The absolute path a traced call names: ``openat(5</dir>, "name", ...)`` is
+    ``/dir/name``; a call on a plain path is that path."""
+    at = re.search(r"\((\d+)<([^>]*)>, \"([^\"]*)\"", line)
+    if at:
+        return os.path.join(at.group(2), at.group(3))
+    return line.split('"')[1] if '"' in line else ""
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to read another user's proc entries")
 def test_nothing_written_outside_the_output(tmp_path: Path) -> None:
     """strace every file the collector opens for writing: all are in the output directory."""
@@ -298,6 +304,7 @@ def test_nothing_written_outside_the_output(tmp_path: Path) -> None:
             "strace",
             "-f",
             "-qq",
+            "-y",  # descriptors shown with their paths: *at() calls name a directory fd
             "-e",
             "trace=openat,open,creat,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat",
             "-o",
@@ -328,8 +335,7 @@ def test_nothing_written_outside_the_output(tmp_path: Path) -> None:
             or "rename" in line
             or "mkdir" in line
         ) and "= -1" not in line:
-            path = line.split('"')[1] if '"' in line else ""
-            writes.append(path)
+            writes.append(_written_path(line))
     outside = [
         p
         for p in writes

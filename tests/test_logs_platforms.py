@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import journal_records
+from evidence_factory import new_writer
 
 from collectors import _logs_macos, _logs_windows
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.logprofile import parse_profile
-from manifests.journal import Journal
-from manifests.signing import Signer
 
 
 class FakeRunner:
@@ -46,10 +45,10 @@ class FakeRunner:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> CollectContext:
-    signer = Signer.generate_ephemeral()
-    journal = Journal.create(tmp_path / "custody.jsonl", signer)
-    engine = CopyEngine(tmp_path, journal)
-    yield CollectContext(tmp_path, journal, engine, Options(), log=None)
+    writer = new_writer(tmp_path)
+    journal = writer.journal
+    engine = CopyEngine(writer)
+    yield CollectContext(writer.root, journal, engine, Options(), log=None)
     engine.shutdown()
     journal.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PRESERVE_CODE, collect_json, journal_records, requires_root, verify
+from evidence_factory import new_writer
 
 from collectors import snapshot
 
@@ -395,11 +396,8 @@ def test_utmp_records_are_parsed() -> None:
 def test_magic_link_copy_needs_the_flag(tmp_path: Path) -> None:
     """Without ``magic_link`` the engine still refuses to follow /proc/self/exe."""
     from collectors.copy import CopyEngine
-    from manifests.journal import Journal
-    from manifests.signing import Signer
 
-    journal = Journal.create(tmp_path / "j.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(tmp_path, journal)
+    engine = CopyEngine(new_writer(tmp_path))
     try:
         assert engine.preserve(b"/proc/self/exe", "a", "t") is None
         rec = engine.preserve(b"/proc/self/exe", "b", "t", magic_link=True)
@@ -408,7 +406,7 @@ def test_magic_link_copy_needs_the_flag(tmp_path: Path) -> None:
         assert rec["sha256"] == want
     finally:
         engine.shutdown()
-        journal.close()
+        engine.journal.close()
 
 
 def test_replaced_executable_is_flagged(tmp_path: Path, reap: list) -> None:
@@ -521,13 +519,10 @@ def test_home_symlinks_do_not_steer_the_copy(tmp_path: Path, monkeypatch) -> Non
 
     from collectors.context import CollectContext, Options
     from collectors.copy import CopyEngine
-    from manifests.journal import Journal
-    from manifests.signing import Signer
 
-    out = tmp_path / "evidence"
-    out.mkdir()
-    journal = Journal.create(out / "custody.jsonl", Signer.generate_ephemeral())
-    engine = CopyEngine(out, journal)
+    writer = new_writer(tmp_path)
+    out, journal = writer.root, writer.journal
+    engine = CopyEngine(writer)
     ctx = CollectContext(out, journal, engine, Options(), log=None)
     collector = system.SystemCollector()
     try:

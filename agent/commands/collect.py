@@ -13,7 +13,7 @@ import click
 from collectors.context import Options
 from collectors.logprofile import Profile, ProfileError, load_profile
 from collectors.registry import load_collectors
-from manifests.errors import ManifestError
+from manifests.errors import EvidenceLostError, ManifestError
 from manifests.signing import Signer, grouped
 
 from ..console import Console
@@ -25,6 +25,12 @@ from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, Duration, split_names
 from ..watch import make_watch_hook
+
+
+class EvidenceLost(click.ClickException):
+    """Exit 3: the evidence directory vanished during the run (deleted, drive pulled)."""
+
+    exit_code = 3
 
 
 class UsageProblem(click.ClickException):
@@ -283,6 +289,13 @@ def run_collection(
         )
     try:
         outcome = run(config, console)
+    except EvidenceLostError as e:
+        if debug:
+            raise
+        raise EvidenceLost(
+            f"{e}. Nothing more was written and nothing was recreated; if the drive was "
+            "pulled, plug it back in and run 'verify' on the directory (its last seal holds)."
+        ) from e
     except OSError as e:
         if debug:
             raise

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from manifests import layout
-from manifests.errors import ManifestError, NotEvidenceError
-from manifests.journal import Journal
-from manifests.signing import grouped, public_key_to_raw_b64
-from manifests.verify import HANDOVER, verify_evidence
+from manifests.errors import JournalChangedError, ManifestError, NotEvidenceError
+from manifests.signing import grouped
+from manifests.transfer import Handover, append_under_custody
+from manifests.verify import verify_evidence
 
 from ..console import printable
 from ..keys import load_signer
@@ -75,28 +74,12 @@ def custody(
             raise click.UsageError(
                 f"--from-key is not the current holder's key ({grouped(previous.fingerprint)})"
             )
-    journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
-    if (journal.next_seq, journal.head) != (result.records, result.chain_head):
-        journal.close()
-        raise click.ClickException(
-            "custody.jsonl changed while it was being verified, so no transfer was "
-            "recorded; make sure nobody else is writing to the evidence, then run again"
-        )
     try:
-        journal.append(
-            "transfer",
-            to=to,
-            note=note,
-            public_key=public_key_to_raw_b64(signer.public_key),
-            fingerprint=signer.fingerprint,
-            **{"from": previous.fingerprint},
-            from_name=previous.name,
+        appended = append_under_custody(
+            evidence_dir, result, signer, "transfer", Handover(to, note, giver)
         )
-        if giver is not None:
-            journal.seal(HANDOVER, giver)
-        journal.seal("transfer", signer)
-    finally:
-        journal.close()
+    except JournalChangedError as e:
+        raise click.ClickException(str(e)) from e
     cosigned = " (countersigned by the giver)" if giver is not None else ""
     click.echo(printable(f"custody transferred from {previous.name} to {to}{cosigned}"))
     if result.signer_fingerprint and pin is None:
@@ -105,4 +88,4 @@ def custody(
             "compare it with the custody form, or pass --fingerprint next time)"
         )
     click.echo(f"new holder's fingerprint: {grouped(signer.fingerprint)}")
-    click.echo(f"chain head:               {journal.head}")
+    click.echo(f"chain head:               {appended.chain_head}")

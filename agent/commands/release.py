@@ -17,12 +17,11 @@ from typing import Any
 
 import click
 
-from manifests import layout
 from manifests.clock import utc_from_ns
-from manifests.errors import ManifestError, NotEvidenceError
-from manifests.journal import Journal
-from manifests.signing import public_key_to_raw_b64
-from manifests.verify import verify_evidence
+from manifests.errors import JournalChangedError, ManifestError, NotEvidenceError
+from manifests.signing import Signer
+from manifests.transfer import Handover, append_under_custody
+from manifests.verify import VerificationResult, verify_evidence
 
 from ..isolation import iptables as ipt
 from ..isolation import nftables as nft
@@ -182,32 +181,38 @@ def release(
 
 
 def _append(
-    evidence: Path, signer: Any, result: Any, done: list[dict[str, Any]], examiner: str | None
+    evidence: Path,
+    signer: Signer,
+    result: VerificationResult,
+    done: list[dict[str, Any]],
+    examiner: str | None,
 ) -> None:
-    holder = result.holders[-1]
-    journal = Journal.reopen(evidence / layout.JOURNAL, signer)
-    try:
-        if holder.fingerprint != signer.fingerprint:
-            journal.append(
-                "transfer",
-                to=examiner or "responder who released the isolation",
-                note="network isolation released; signed by the releasing responder's key",
-                public_key=public_key_to_raw_b64(signer.public_key),
-                fingerprint=signer.fingerprint,
-                **{"from": holder.fingerprint},
-                from_name=holder.name,
-            )
-        for item in done:
-            for record in item["commands"]:
-                journal.append("action", action="isolation-release-command", **record)
-            journal.append(
+    """Record the release in the evidence; a key that does not hold it is handed it first,
+    so ``verify`` still accepts every seal."""
+    handover = None
+    if result.holders[-1].fingerprint != signer.fingerprint:
+        handover = Handover(
+            examiner or "responder who released the isolation",
+            "network isolation released; signed by the releasing responder's key",
+        )
+    records: list[tuple[str, dict[str, Any]]] = []
+    for item in done:
+        records += [
+            ("action", {"action": "isolation-release-command", **r}) for r in item["commands"]
+        ]
+        records.append(
+            (
                 "action",
-                action="isolation-released",
-                method=item["method"],
-                state_file=item["state_file"],
-                failures=item["failures"],
-                examiner=examiner,
+                {
+                    "action": "isolation-released",
+                    "method": item["method"],
+                    "state_file": item["state_file"],
+                    "failures": item["failures"],
+                    "examiner": examiner,
+                },
             )
-        journal.seal("isolation released", signer)
-    finally:
-        journal.close()
+        )
+    try:
+        append_under_custody(evidence, result, signer, "isolation released", handover, records)
+    except JournalChangedError as e:
+        raise click.ClickException(f"{e} (the isolation was released)") from e

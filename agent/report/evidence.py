@@ -17,10 +17,10 @@ from typing import Any
 
 from collectors.readfile import read_regular
 from manifests import layout
+from manifests.errors import ManifestError
 from manifests.verify import VerificationResult, verify_evidence
 
 MAX_JSON = 256 * 1024 * 1024  # bytes read from one stored JSON file
-MAX_JOURNAL = 1024 * 1024 * 1024
 
 
 def to_ns(text: Any) -> int | None:
@@ -124,27 +124,17 @@ class Evidence:
         return rows
 
 
-def read_records(path: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Every journal line that parses, in order; the reason reading stopped early, if any."""
-    records: list[dict[str, Any]] = []
-    with open(path, "rb") as f:
-        data = f.read(MAX_JOURNAL)
-    for n, line in enumerate(data.split(b"\n")):
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            return records, f"journal line {n + 1} is not valid JSON; later lines ignored"
-        if isinstance(record, dict):
-            records.append(record)
-    return records, None
-
-
 def load(evidence_dir: Path, workers: int | None = None) -> Evidence:
-    """Verify, then read. Raises ``NotEvidenceError`` for a directory with no journal."""
+    """Verify, then read the records verification read (the same parser, the same chain:
+    nothing after a break in the chain is reported as fact). Raises ``NotEvidenceError``
+    for a directory with no journal."""
     verification = verify_evidence(evidence_dir, workers=workers)
-    records, problem = read_records(evidence_dir / layout.JOURNAL)
+    problem = None
+    records: list[dict[str, Any]] = []
+    try:
+        records.extend(verification.iter_records())
+    except (OSError, ManifestError) as e:
+        problem = f"the journal could not be read again after verification: {e}"
     evidence = Evidence(evidence_dir, verification, records, problem)
     for record in records:
         if record.get("type") == "artifact" and isinstance(record.get("path"), str):

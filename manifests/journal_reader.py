@@ -1,0 +1,95 @@
+"""The one parser of custody journals: every reader of ``custody.jsonl`` goes through here.
+
+A journal is read a line at a time, each line bounded (a hostile journal may be one
+endless line), parsed as strict canonical JSON and checked against the chain: ``seq``
+counts from 0 and ``prev`` is the SHA-256 of the previous line. Reading stops at the first
+line that breaks any of this, and says why; nothing after a break is believed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from . import canonical
+from .digest import ZERO_HASH, sha256_bytes
+from .errors import CanonicalError, JournalChangedError
+
+MAX_LINE = 8 * 1024 * 1024
+
+
+@dataclass
+class ChainState:
+    """Where reading got to: the last good record and why reading stopped, if it did."""
+
+    records: int = 0
+    head: str = ZERO_HASH
+    bytes_read: int = 0
+    problem: str | None = None
+
+
+def read_chain(stream: IO[bytes], state: ChainState) -> Iterator[dict[str, Any]]:
+    """Yield each record that parses and chains; ``state`` says where and why it stopped."""
+    for seq in itertools.count():
+        raw = stream.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_LINE:
+                state.problem = (
+                    f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes"
+                )
+            else:
+                state.problem = (
+                    f"torn last line after seq {seq - 1}: the writer stopped mid-record "
+                    "(crash or truncation); it is not trusted"
+                )
+            return
+        line = raw[:-1]
+        try:
+            record = canonical.loads_strict(line)
+        except CanonicalError as e:
+            state.problem = f"chain broken at seq {seq}: {e}"
+            return
+        if not isinstance(record, dict) or record.get("seq") != seq:
+            state.problem = f"chain broken at seq {seq}: record out of sequence"
+            return
+        if record.get("prev") != state.head:
+            state.problem = (
+                f"chain broken at seq {seq}: 'prev' does not match the previous line "
+                "(a line was changed, removed or reordered)"
+            )
+            return
+        state.head = sha256_bytes(line)
+        state.records = seq + 1
+        state.bytes_read += len(raw)
+        yield record
+
+
+def open_journal(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a journal for reading without following a symlink or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    return os.fdopen(fd, "rb")
+
+
+def iter_records(
+    path: str | os.PathLike[str], through: int | None = None, head: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Records of the journal at ``path``, in order, up to seq ``through``.
+
+    With ``head``, the chain must reach exactly that hash at ``through``: a journal that
+    changed since it was verified raises ``JournalChangedError`` instead of being read as
+    if it were the verified one."""
+    state = ChainState()
+    with open_journal(path) as stream:
+        for record in read_chain(stream, state):
+            yield record
+            if through is not None and record["seq"] >= through:
+                break
+    if head is not None and state.head != head:
+        raise JournalChangedError(
+            f"{os.fspath(path)} changed since it was verified (the chain no longer "
+            f"reaches {head[:16]}...); verify it again"
+        )

@@ -1,0 +1,200 @@
+"""The evidence writer: the one object that creates, appends to, seals and closes an
+evidence directory.
+
+Collection, the log watch, ``custody`` and ``release`` all write through it, and it writes
+only through a ``Sink`` (``manifests.sink``), so the evidence format lives here and a new
+kind of storage (SFTP, an object store) is a new sink, not an edit elsewhere.
+
+A directory's life: ``create`` (a new directory, ``signer.pub``, the journal), then
+``append`` records and ``create_file`` artifacts, ``seal`` after each stage, and ``close``:
+the run log is journaled, ``SHA256SUMS`` and the signed ``manifest.json`` are written and a
+last seal covers everything. ``continue_custody`` reopens a verified directory to append a
+transfer."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from . import canonical, layout
+from .digest import CHUNK, ZERO_HASH, sha256_bytes
+from .errors import JournalChangedError
+from .journal import Journal
+from .signing import Signer, public_key_pem
+from .sink import LocalDirSink, LocalFile, NotRegularFileError, SinkFile
+from .sums import format_sums
+
+FORMAT = "preserve-evidence/1"
+
+
+class EvidenceWriter:
+    """Writes one evidence directory. Thread-safe where the journal is (``append``)."""
+
+    def __init__(self, sink: LocalDirSink, journal: Journal) -> None:
+        self.sink = sink
+        self.journal = journal
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, output: str | os.PathLike[str], name: str, signer: Signer) -> EvidenceWriter:
+        """A new evidence directory ``OUTPUT/<name>`` (``-2``, ``-3``... if taken)."""
+        sink = LocalDirSink.create_new(output, name)
+        _write_whole(sink.create(layout.SIGNER_PUB), public_key_pem(signer.public_key))
+        journal_file = sink.create(layout.JOURNAL, append=True)
+        sink.fsync_root()
+        journal = Journal(journal_file, 0, ZERO_HASH, signer, sink.sync, cls._path(sink))
+        return cls(sink, journal)
+
+    @classmethod
+    def continue_custody(
+        cls,
+        evidence_dir: str | os.PathLike[str],
+        verified: tuple[int, str, int],
+        signer: Signer,
+    ) -> EvidenceWriter:
+        """Reopen a verified evidence directory to append (a transfer, a release).
+
+        ``verified`` is (records, chain head, journal bytes) as verification read them; if
+        the journal has changed since (another custody run, a writer still running),
+        nothing is appended."""
+        records, head, size = verified
+        sink = LocalDirSink.open_existing(evidence_dir)
+        try:
+            file = sink.append_existing(layout.JOURNAL)
+            if not _ends_with(file, head, size):
+                file.close()
+                raise JournalChangedError(
+                    "custody.jsonl changed while it was being verified, so nothing was "
+                    "recorded; make sure nobody else is writing to the evidence, then run again"
+                )
+        except BaseException:
+            sink.close()
+            raise
+        journal = Journal(file, records, head, signer, sink.sync, cls._path(sink))
+        return cls(sink, journal)
+
+    @staticmethod
+    def _path(sink: LocalDirSink) -> Path:
+        return Path(sink.location) / layout.JOURNAL
+
+    @property
+    def root(self) -> Path:
+        """Where the directory is, for people and for commands that write into it."""
+        return Path(self.sink.location)
+
+    # -- records and artifacts -----------------------------------------------------
+
+    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        return self.journal.append(type_, **fields)
+
+    def seal(
+        self, reason: str, signer: Signer | None = None, journal_only: bool = False
+    ) -> dict[str, Any]:
+        return self.journal.seal(reason, signer, journal_only)
+
+    def create_file(self, rel: str) -> SinkFile:
+        """A new artifact file, created exclusively; its bytes are journaled by the caller."""
+        return self.sink.create(rel)
+
+    def discard(self, rel: str) -> None:
+        """Remove a partial artifact that will not be journaled."""
+        self.sink.remove(rel)
+
+    def store_bytes(self, rel: str, data: bytes) -> str:
+        """Store bytes the tool produced itself; returns their SHA-256."""
+        _write_whole(self.sink.create(rel), data)
+        return sha256_bytes(data)
+
+    def hash_stored(self, rel: str) -> tuple[str, int]:
+        """SHA-256 and size of a stored file (one a host command wrote); made read-only."""
+        fd = self.sink.open_read(rel)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotRegularFileError(rel)
+            h, size = hashlib.sha256(), 0
+            while chunk := os.read(fd, CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            os.fchmod(fd, 0o444)
+            return h.hexdigest(), size
+        finally:
+            os.close(fd)
+
+    def local_path(self, rel: str) -> Path:
+        """A path for a host command that must write its output itself (``wevtutil epl``);
+        its directory is made. Only a local sink has one."""
+        directory = rel.rpartition("/")[0]
+        if directory:
+            self.sink.makedirs(directory)
+        return self.root / rel
+
+    def free_bytes(self) -> int | None:
+        return self.sink.free_bytes()
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self, status: str, counts: dict[str, int], manifest: dict[str, Any]) -> str:
+        """Finish the directory: ``SHA256SUMS``, the ``end`` record, the last seal and the
+        signed manifest. The run log must already be journaled. Returns the chain head."""
+        sums = format_sums(self.journal.hashed.items())
+        sums_hash = self.store_bytes(layout.SUMS, sums)
+        self.append("sums", path=layout.SUMS, sha256=sums_hash, entries=len(self.journal.hashed))
+        self.append("end", status=status, counts=counts)
+        final = self.seal("end")
+        self._write_manifest(final, {**manifest, "format": FORMAT, "sums_sha256": sums_hash})
+        return self.finish()
+
+    def finish(self) -> str:
+        """Close the journal after a last flush; returns the chain head."""
+        self.journal.close()
+        self.sink.sync()
+        self.sink.close()
+        return self.journal.head
+
+    def abandon(self) -> None:
+        """Let go of a directory that was lost: nothing more can reach it."""
+        with contextlib.suppress(OSError):
+            self.journal.close()
+        self.sink.close()
+
+    def _write_manifest(self, final_seal: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Signed summary; the raw Ed25519 signature over the file's exact bytes lets
+        ``openssl pkeyutl -verify -rawin`` check it with ``signer.pub`` alone."""
+        manifest = {
+            **fields,
+            "chain": {"seq": final_seal["seq"], "head": sha256_bytes(canonical.dumps(final_seal))},
+            "signer": self.journal.signer.fingerprint,
+        }
+        data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        _write_whole(self.sink.create(layout.MANIFEST), data)
+        _write_whole(self.sink.create(layout.MANIFEST_SIG), self.journal.signer.sign(data))
+
+
+def _write_whole(file: SinkFile, data: bytes) -> None:
+    try:
+        file.write(data)
+        file.finish(len(data))
+    finally:
+        file.close()
+
+
+def _ends_with(file: LocalFile, head: str, expected_size: int) -> bool:
+    """Is the journal behind ``file`` still ``expected_size`` bytes, ending with the line
+    whose hash is ``head``?"""
+    size = os.fstat(file.fd).st_size
+    if size != expected_size:
+        return False
+    if size == 0:
+        return head == ZERO_HASH
+    span = min(size, 16 * 1024 * 1024)
+    tail = os.pread(file.fd, span, size - span)
+    if not tail.endswith(b"\n"):
+        return False
+    last = tail[:-1].rpartition(b"\n")[2]
+    return sha256_bytes(last) == head

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.base import Collector, Stage
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.errors import OutputFull
@@ -40,7 +41,7 @@ MAX_ERROR_LINES = 10
 class RunConfig:
     output: Path
     signer: Signer
-    collectors: list[Any]
+    collectors: list[Collector]
     options: Options
     case: str | None = None
     examiner: str | None = None
@@ -89,12 +90,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
-def _stages(collectors: list[Any]) -> list[tuple[str, list[Any]]]:
-    order = ["volatile", "slow"]
-    grouped = {
-        s: sorted((c for c in collectors if c.stage == s), key=lambda c: c.order) for s in order
-    }
-    return [(s, grouped[s]) for s in order if grouped[s]]
+def _stages(collectors: list[Collector]) -> list[tuple[Stage, list[Collector]]]:
+    """The stages that have collectors, in order of volatility, each sorted by ``order``."""
+    grouped = [
+        (s, sorted((c for c in collectors if c.stage is s), key=lambda c: c.order)) for s in Stage
+    ]
+    return [(s, members) for s, members in grouped if members]
 
 
 def _argv_text(argv: list[str]) -> list[str]:
@@ -242,7 +243,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     )
 
 
-def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> None:
+def _run_collector(collector: Collector, ctx: CollectContext, console: Console) -> None:
     began = time.monotonic_ns()
     ctx.log.info("collector_started", collector=collector.name)
     try:

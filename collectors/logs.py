@@ -15,6 +15,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import _logs_macos, _logs_windows
+from .base import Collector, Stage
 from .context import CollectContext, Options
 from .logprofile import LogSource, Profile, load_profile
 from .pathmap import describe, stored_relpath
@@ -28,9 +29,9 @@ def stored_path(source: bytes) -> str:
     return f"artifacts/logs/{stored_relpath(source)}"
 
 
-class LogsCollector:
+class LogsCollector(Collector):
     name: ClassVar[str] = NAME
-    stage: ClassVar[str] = "slow"
+    stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 10
     description: ClassVar[str] = "log files named by the profile (default: standard)"
 

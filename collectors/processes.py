@@ -22,6 +22,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import redflags, snapshot
+from .base import Collector, Stage
 from .context import CollectContext
 from .textview import jsonl, printable, table
 
@@ -60,7 +61,8 @@ def hash_executable(pid: int) -> dict[str, Any]:
 
 
 def _parents(pid: int, ppids: dict[int, int | None]) -> list[int]:
-    chain, seen = [], {pid}
+    chain: list[int] = []
+    seen = {pid}
     current = ppids.get(pid)
     while current and current not in seen and len(chain) < MAX_PARENTS:
         chain.append(current)
@@ -79,9 +81,9 @@ def _safe_name(name: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(name or "unknown"))[:40]
 
 
-class ProcessesCollector:
+class ProcessesCollector(Collector):
     name: ClassVar[str] = "processes"
-    stage: ClassVar[str] = "volatile"
+    stage: ClassVar[Stage] = Stage.VOLATILE
     order: ClassVar[int] = 10
     default: ClassVar[bool] = True
     description: ClassVar[str] = "process table, executable hashes, red flags (taken with sockets)"

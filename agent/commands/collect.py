@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from collectors.base import Collector
 from collectors.context import Options
 from collectors.logprofile import Profile, ProfileError, load_profile
 from collectors.registry import load_collectors
@@ -96,8 +97,8 @@ def collection_options(f: Any) -> Any:
 
 
 def _select(
-    available: dict[str, Any], only: list[str], skip: list[str], paths: list[bytes]
-) -> list[Any]:
+    available: dict[str, type[Collector]], only: list[str], skip: list[str], paths: list[bytes]
+) -> list[Collector]:
     unknown = sorted(set(only + skip) - set(available))
     if unknown:
         raise UsageProblem(
@@ -106,7 +107,7 @@ def _select(
     if only:
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n, c in available.items() if getattr(c, "default", n != "files")]
+        names = [n for n, c in available.items() if c.default]
         if paths and "files" in available:
             names.append("files")
     names = [n for n in names if n not in skip]
@@ -239,11 +240,10 @@ def run_collection(
     # are extra log sources. Either way the watch follows them.
     options.extra["log_paths"] = [] if "files" in names else raw_paths
     for c in collectors:
-        if hasattr(c, "configure"):
-            c.configure(options)
+        c.configure(options)
     for w in warnings:
         console.warn(f"{w} (plug-in skipped)")
-    sources = raw_paths + [p for c in collectors for p in getattr(c, "sources", list)()]
+    sources = raw_paths + [p for c in collectors for p in c.sources()]
     for source in sources:
         if _inside(output, source):
             raise UsageProblem(

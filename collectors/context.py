@@ -13,17 +13,23 @@ from typing import Any
 from manifests.journal import Journal
 
 from .copy import CopyEngine
+from .logprofile import Profile
 from .pathmap import stored_relpath
 from .walk import walk_entries
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    paths: list[bytes] = field(default_factory=list)
-    max_file_size: int | None = None
-    collect_env: bool = False
-    profile: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """What the command line asked of this run, one named field per option a collector may
+    read, set once before anything runs and read-only after (so no collector can change
+    what the next one sees)."""
+
+    paths: tuple[bytes, ...] = ()  # --path, absolute
+    max_file_size: int | None = None  # --max-file-size: larger files are recorded, not copied
+    collect_env: bool = False  # --collect-env
+    log_profile: Profile | None = None  # --profile, loaded (None: the default profile)
+    # --path trees the logs collector reads too (when 'files' does not run, --only logs)
+    log_paths: tuple[bytes, ...] = ()
 
 
 @dataclass

@@ -40,8 +40,8 @@ class LogsCollector(Collector):
 
     def configure(self, options: Options) -> None:
         """Take the run's profile and, when asked, the ``--path`` trees as log sources."""
-        profile = options.extra.get("log_profile") or load_profile(options.profile)
-        self.profile = profile.with_paths(options.extra.get("log_paths", []))
+        profile = options.log_profile or load_profile(None)
+        self.profile = profile.with_paths(list(options.log_paths))
 
     def sources(self) -> list[bytes]:
         return [s.root for s in self.profile.sources if os.path.lexists(s.root)]

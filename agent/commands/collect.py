@@ -230,15 +230,14 @@ def run_collection(
     if watch is not None and "logs" not in names and not raw_paths:
         raise UsageProblem("--watch follows log sources: run the logs collector or give --path")
     options = Options(
-        paths=raw_paths,
+        paths=tuple(raw_paths),
         max_file_size=max_file_size,
-        profile=profile,
         collect_env=bool(extra.get("collect_env")),
+        log_profile=log_profile,
+        # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
+        # they are extra log sources. Either way the watch follows them.
+        log_paths=() if "files" in names else tuple(raw_paths),
     )
-    options.extra["log_profile"] = log_profile
-    # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR) they
-    # are extra log sources. Either way the watch follows them.
-    options.extra["log_paths"] = [] if "files" in names else raw_paths
     for c in collectors:
         c.configure(options)
     for w in warnings:

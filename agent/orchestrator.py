@@ -20,6 +20,7 @@ from collectors.base import Collector, Stage
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.errors import OutputFull
+from collectors.summary import Summary
 from manifests import layout
 from manifests.clock import utc_from_ns
 from manifests.digest import sha256_path_nofollow
@@ -48,10 +49,12 @@ class RunConfig:
     note: str | None = None
     argv: list[str] = field(default_factory=list)
     exclude: frozenset[tuple[int, int]] = frozenset()
-    # Called after the volatile stage is sealed (network isolation); returns extra
-    # summary rows and an exit code (0, or 4 when isolation did not take effect).
+    # Called after the volatile stage is sealed (network isolation); adds its rows to
+    # ctx.summary, returns its --json fields and an exit code (0, or 4 when isolation did
+    # not take effect).
     after_volatile: Callable[[CollectContext, Console], tuple[dict[str, Any], int]] | None = None
-    # Called after the slow stage (the --watch loop); returns extra summary rows.
+    # Called after the slow stage (the --watch loop); adds rows to ctx.summary, returns
+    # its --json fields.
     after_collect: Callable[[CollectContext, Console], dict[str, Any]] | None = None
     start_fields: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +70,7 @@ class RunOutcome:
     started: str
     ended: str
     extra: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=Summary)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class RunOutcome:
             "chain_head": self.chain_head,
             "started": self.started,
             "ended": self.ended,
+            **({"summary_rows": self.summary.to_json()} if self.summary else {}),
             **self.extra,
         }
 
@@ -205,9 +210,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         if config.after_collect:
             number += 1
             console.stage(number, total, "watching")
-            watched = config.after_collect(ctx, console)
-            rows = extra.get("summary_rows", []) + watched.pop("summary_rows", [])
-            extra.update(watched, summary_rows=rows)
+            extra.update(config.after_collect(ctx, console))
     except OutputFull:
         status = "stopped: output disk full"
         console.error(
@@ -227,9 +230,6 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
-    # Collectors may add closing-box rows too (e.g. the volatile snapshot's red flags).
-    if ctx.shared.get("summary_rows"):
-        extra["summary_rows"] = [*ctx.shared["summary_rows"], *extra.get("summary_rows", [])]
     return RunOutcome(
         root,
         config.signer.fingerprint,
@@ -240,6 +240,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         utc_from_ns(started_ns),
         ended,
         extra,
+        ctx.summary,
     )
 
 

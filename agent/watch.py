@@ -96,11 +96,9 @@ def make_watch_hook(duration: float, collectors: list[Collector], paths: list[by
         events = ", ".join(f"{n} {w}" for w, n in sorted(s.events.items())) or "none"
         console.info(f"watch {reason}: {s.increments} increments, {human_bytes(s.bytes)}")
         ctx.log.info("watch_ended", reason=reason, increments=s.increments, bytes=s.bytes)
+        ctx.summary.add("Watch", f"{reason}: {s.increments} increments, {human_bytes(s.bytes)}")
+        ctx.summary.add("Log events", events)
         return {
-            "summary_rows": [
-                ("Watch", f"{reason}: {s.increments} increments, {human_bytes(s.bytes)}"),
-                ("Log events", events),
-            ],
             "watch": {
                 "reason": reason,
                 "increments": s.increments,

@@ -15,6 +15,7 @@ from manifests.journal import Journal
 from .copy import CopyEngine
 from .logprofile import Profile
 from .pathmap import stored_relpath
+from .summary import Summary
 from .walk import walk_entries
 
 
@@ -46,6 +47,8 @@ class CollectContext:
     # What one collector hands to a later one in the same run, e.g. the volatile snapshot
     # that ``processes`` takes and ``network`` reuses so both describe the same moment.
     shared: dict[str, Any] = field(default_factory=dict)
+    # The closing box's rows, added by collectors and stage hooks as the run goes.
+    summary: Summary = field(default_factory=Summary)
 
     def error(
         self, collector: str, reason: str, source: bytes | None = None, **fields: Any

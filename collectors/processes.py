@@ -210,24 +210,19 @@ class ProcessesCollector(Collector):
             flagged_processes=flagged[:MAX_LISTED],
         )
         took_ms = int(snap.timing.get("duration_ns", "0")) // 1_000_000
-        rows = ctx.shared.setdefault("summary_rows", [])
-        rows.append(
-            (
-                "Volatile snapshot",
-                f"{len(procs)} processes, {len(snap.sockets)} sockets in {took_ms} ms",
-            )
+        ctx.summary.add(
+            "Volatile snapshot",
+            f"{len(procs)} processes, {len(snap.sockets)} sockets in {took_ms} ms",
         )
         if flagged:
             shown = "; ".join(
                 f"pid {f['pid']} {f['name']}: {','.join(f['flags'])}" for f in flagged[:2]
             )
             more = "; ..." if len(flagged) > 2 else ""
-            rows.append(
-                (
-                    "Red flags",
-                    f"{len(flagged)} process{'es' if len(flagged) != 1 else ''} ({shown}{more}), "
-                    "listed in artifacts/volatile/processes.txt",
-                )
+            ctx.summary.add(
+                "Red flags",
+                f"{len(flagged)} process{'es' if len(flagged) != 1 else ''} ({shown}{more}), "
+                "listed in artifacts/volatile/processes.txt",
             )
         denied = [p for p in procs if p.get("denied")]
         if denied:

@@ -170,7 +170,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
                 "included); the rest of the evidence is complete and sealed",
             )
         )
-    rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
+    rows += outcome.summary
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
         ("Chain head", outcome.chain_head),
@@ -292,10 +292,9 @@ def run_collection(
     if kit_check is not None:
         state = "self-check ok" if kit_check.ok else "MODIFIED, run with the override"
         outcome.extra["kit"] = start_fields["kit"]
-        outcome.extra["summary_rows"] = [
-            *outcome.extra.get("summary_rows", []),
-            ("Kit", f"{kit_check.info.get('version')} ({state}; sums {kit_check.sums_sha256})"),
-        ]
+        outcome.summary.add(
+            "Kit", f"{kit_check.info.get('version')} ({state}; sums {kit_check.sums_sha256})"
+        )
     if json_mode:
         click.echo(json.dumps(outcome.to_json(), sort_keys=True))
     else:

@@ -48,7 +48,6 @@ class RunConfig:
     examiner: str | None = None
     note: str | None = None
     argv: list[str] = field(default_factory=list)
-    exclude: frozenset[tuple[int, int]] = frozenset()
     # Called after the volatile stage is sealed (network isolation); adds its rows to
     # ctx.summary, returns its --json fields and an exit code (0, or 4 when isolation did
     # not take effect).
@@ -140,7 +139,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
             console.warn("more items failed; each one is an 'error' record in custody.jsonl")
 
     engine.on_error = show_error
-    ctx = CollectContext(root, journal, engine, config.options, log, config.exclude)
+    ctx = CollectContext(root, journal, engine, config.options, log)
     start = journal.append(
         "start",
         tool={

@@ -40,7 +40,6 @@ class CollectContext:
     engine: CopyEngine
     options: Options
     log: Any
-    exclude: frozenset[tuple[int, int]] = frozenset()
     # Called regularly by long-running phases (the --watch loop), e.g. to re-check that
     # network isolation still holds. Each must return quickly and never raise.
     periodic: list[Callable[[], None]] = field(default_factory=list)
@@ -72,7 +71,7 @@ class CollectContext:
         if not stat.S_ISDIR(st.st_mode):
             self.engine.submit(source, dest(source), collector)
             return
-        for path, parent_id in walk_entries(source, on_error, self.exclude):
+        for path, parent_id in walk_entries(source, on_error):
             if self.engine.full.is_set():
                 return
             self.engine.submit(path, dest(path), collector, parent_id=parent_id)

@@ -86,7 +86,7 @@ class LogsCollector(Collector):
             return
         # With the listing directory's identity, so the copy refuses a file whose directory
         # was swapped for a symlink (to /etc, say) between the walk and the copy.
-        for path, parent_id in walk_entries(source.root, on_error, ctx.exclude, source.max_depth):
+        for path, parent_id in walk_entries(source.root, on_error, max_depth=source.max_depth):
             if source.selects(path):
                 yield path, parent_id
 

@@ -37,11 +37,6 @@ def load_collectors(on_failure: Callable[[str, Exception], None]) -> dict[str, t
     return collectors
 
 
-def collector_names() -> list[str]:
-    """The names in the group, without importing any plug-in (for ``--help``)."""
-    return sorted({entry.name for entry in metadata.entry_points(group=COLLECTORS_GROUP)})
-
-
 def _checked(name: str, loaded: object) -> type[Collector]:
     """Refuse, at load time, what the orchestrator could not run: a wrong stage would
     otherwise mean a collector silently never runs, a wrong name one --only cannot pick."""

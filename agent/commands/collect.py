@@ -34,6 +34,20 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+class _CollectorNamesOption(click.Option):
+    """``--only``/``--skip``, whose help ends with the collectors installed: loaded from the
+    entry points when the help is shown, not at import, so a plug-in is listed as soon as
+    it is installed, and one the run would skip (broken) is not offered."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        flags, text = record
+        names = sorted(load_collectors(lambda name, e: None))
+        return flags, f"{text} Installed: {', '.join(names)}."
+
+
 def collection_options(f: Any) -> Any:
     options = [
         click.option(
@@ -50,8 +64,15 @@ def collection_options(f: Any) -> Any:
             type=click.Path(dir_okay=False, path_type=Path),
             help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
         ),
-        click.option("--only", multiple=True, help="Run only these collectors (comma-separated)."),
-        click.option("--skip", multiple=True, help="Do not run these collectors."),
+        click.option(
+            "--only",
+            multiple=True,
+            cls=_CollectorNamesOption,
+            help="Run only these collectors (comma-separated).",
+        ),
+        click.option(
+            "--skip", multiple=True, cls=_CollectorNamesOption, help="Do not run these collectors."
+        ),
         click.option(
             "--path",
             "paths",

@@ -37,8 +37,8 @@ class Collector(abc.ABC):
     default: ClassVar[bool] = True  # runs without --only (False: only when asked for)
 
     def configure(self, options: Options) -> None:  # noqa: B027 (optional: no-op default)
-        """Take what this collector needs from the run's options, before anything runs (so
-        a bad option is a usage error, not a failed collection)."""
+        """Take what this collector needs from the run's options. Called once, before
+        anything is collected, so that ``sources`` can already answer."""
 
     def sources(self) -> list[bytes]:
         """The paths this collector reads: the output directory may not be inside any."""

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.base import Collector, Stage
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.errors import OutputFull
+from collectors.summary import Summary
 from manifests import layout
 from manifests.clock import compact_stamp, utc_from_ns
 from manifests.errors import EvidenceLostError
@@ -39,17 +41,18 @@ MAX_ERROR_LINES = 10
 class RunConfig:
     output: Path
     signer: Signer
-    collectors: list[Any]
+    collectors: list[Collector]
     options: Options
     case: str | None = None
     examiner: str | None = None
     note: str | None = None
     argv: list[str] = field(default_factory=list)
-    exclude: frozenset[tuple[int, int]] = frozenset()
-    # Called after the volatile stage is sealed (network isolation); returns extra
-    # summary rows and an exit code (0, or 4 when isolation did not take effect).
+    # Called after the volatile stage is sealed (network isolation); adds its rows to
+    # ctx.summary, returns its --json fields and an exit code (0, or 4 when isolation did
+    # not take effect).
     after_volatile: Callable[[CollectContext, Console], tuple[dict[str, Any], int]] | None = None
-    # Called after the slow stage (the --watch loop); returns extra summary rows.
+    # Called after the slow stage (the --watch loop); adds rows to ctx.summary, returns
+    # its --json fields.
     after_collect: Callable[[CollectContext, Console], dict[str, Any]] | None = None
     start_fields: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +68,7 @@ class RunOutcome:
     started: str
     ended: str
     extra: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=Summary)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class RunOutcome:
             "chain_head": self.chain_head,
             "started": self.started,
             "ended": self.ended,
+            **({"summary_rows": self.summary.to_json()} if self.summary else {}),
             **self.extra,
         }
 
@@ -88,12 +93,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
-def _stages(collectors: list[Any]) -> list[tuple[str, list[Any]]]:
-    order = ["volatile", "slow"]
-    grouped = {
-        s: sorted((c for c in collectors if c.stage == s), key=lambda c: c.order) for s in order
-    }
-    return [(s, grouped[s]) for s in order if grouped[s]]
+def _stages(collectors: list[Collector]) -> list[tuple[Stage, list[Collector]]]:
+    """The stages that have collectors, in order of volatility, each sorted by ``order``."""
+    grouped = [
+        (s, sorted((c for c in collectors if c.stage is s), key=lambda c: c.order)) for s in Stage
+    ]
+    return [(s, members) for s, members in grouped if members]
 
 
 def _argv_text(argv: list[str]) -> list[str]:
@@ -134,7 +139,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
             console.warn("more items failed; each one is an 'error' record in custody.jsonl")
 
     engine.on_error = show_error
-    ctx = CollectContext(root, journal, engine, config.options, log, config.exclude)
+    ctx = CollectContext(root, journal, engine, config.options, log)
     start = journal.append(
         "start",
         tool={
@@ -204,9 +209,7 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         if config.after_collect:
             number += 1
             console.stage(number, total, "watching")
-            watched = config.after_collect(ctx, console)
-            rows = extra.get("summary_rows", []) + watched.pop("summary_rows", [])
-            extra.update(watched, summary_rows=rows)
+            extra.update(config.after_collect(ctx, console))
     except OutputFull:
         status = "stopped: output disk full"
         console.error(
@@ -233,9 +236,6 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     counts = engine.counters.as_dict()
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
-    # Collectors may add closing-box rows too (e.g. the volatile snapshot's red flags).
-    if ctx.shared.get("summary_rows"):
-        extra["summary_rows"] = [*ctx.shared["summary_rows"], *extra.get("summary_rows", [])]
     return RunOutcome(
         root,
         config.signer.fingerprint,
@@ -246,10 +246,11 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         utc_from_ns(started_ns),
         ended,
         extra,
+        ctx.summary,
     )
 
 
-def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> None:
+def _run_collector(collector: Collector, ctx: CollectContext, console: Console) -> None:
     began = time.monotonic_ns()
     ctx.log.info("collector_started", collector=collector.name)
     try:

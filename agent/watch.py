@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from collectors.base import Collector
 from collectors.context import CollectContext
 from collectors.logprofile import LogSource
 from collectors.logwatch import LogWatcher
@@ -21,10 +22,8 @@ from .console import Console, human_bytes
 WatchHook = Callable[[CollectContext, Console], dict[str, Any]]
 
 
-def watch_sources(collectors: list[Any], paths: list[bytes]) -> list[LogSource]:
-    sources: list[LogSource] = []
-    for c in collectors:
-        sources += getattr(c, "watch_sources", list)()
+def watch_sources(collectors: list[Collector], paths: list[bytes]) -> list[LogSource]:
+    sources = [s for c in collectors for s in c.watch_sources()]
     roots = {s.root for s in sources}
     sources += [
         LogSource(p, "given with --path") for p in paths if p not in roots and os.path.lexists(p)
@@ -61,7 +60,7 @@ def _guard_text(mode: str) -> str:
     )
 
 
-def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) -> WatchHook:
+def make_watch_hook(duration: float, collectors: list[Collector], paths: list[bytes]) -> WatchHook:
     def hook(ctx: CollectContext, console: Console) -> dict[str, Any]:
         watcher = LogWatcher(ctx, watch_sources(collectors, paths))
         stop: list[str] = []
@@ -97,11 +96,9 @@ def make_watch_hook(duration: float, collectors: list[Any], paths: list[bytes]) 
         events = ", ".join(f"{n} {w}" for w, n in sorted(s.events.items())) or "none"
         console.info(f"watch {reason}: {s.increments} increments, {human_bytes(s.bytes)}")
         ctx.log.info("watch_ended", reason=reason, increments=s.increments, bytes=s.bytes)
+        ctx.summary.add("Watch", f"{reason}: {s.increments} increments, {human_bytes(s.bytes)}")
+        ctx.summary.add("Log events", events)
         return {
-            "summary_rows": [
-                ("Watch", f"{reason}: {s.increments} increments, {human_bytes(s.bytes)}"),
-                ("Log events", events),
-            ],
             "watch": {
                 "reason": reason,
                 "increments": s.increments,

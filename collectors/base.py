@@ -1,21 +1,55 @@
-"""The collector contract: a name, a stage, and one ``collect`` call.
+"""The collector contract: every hook the orchestrator and the command line call.
 
-Stages run in RFC 3227 order of volatility: ``volatile`` (memory-resident state) before
-``isolation`` before ``slow`` (disk work). Within a stage, lower ``order`` runs first."""
+A collector is one class, found through the ``preserve.collectors`` entry-point group
+(collectors/registry.py), built-ins included: adding one is a new module plus one line in
+``pyproject.toml``. Subclass :class:`Collector`, set ``name`` (the entry point's name) and
+``stage``, and write ``collect``; every other hook has a default that does nothing, so the
+orchestrator calls each hook directly and a collector overrides only what it needs."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+import abc
+import enum
+from typing import ClassVar
 
-from .context import CollectContext
+from .context import CollectContext, Options
+from .logprofile import LogSource
 
-STAGES = ("volatile", "slow")
+
+class Stage(enum.StrEnum):
+    """When a collector runs. Members are in RFC 3227 order of volatility, which is the
+    order the stages run in: memory-resident state first, then (after network isolation,
+    which is not a collector) the slow disk work. The journal names stages by value."""
+
+    VOLATILE = "volatile"
+    SLOW = "slow"
 
 
-class Collector(Protocol):
-    name: ClassVar[str]
-    stage: ClassVar[str]
-    order: ClassVar[int]
-    description: ClassVar[str]
+class Collector(abc.ABC):
+    """One source of evidence. A fresh instance serves one run: the command line makes it,
+    calls ``configure``, asks for ``sources``; the orchestrator calls ``collect`` in its
+    stage; ``--watch`` asks for ``watch_sources``."""
 
-    def collect(self, ctx: CollectContext) -> None: ...
+    name: ClassVar[str]  # as given to --only/--skip and recorded in the journal
+    stage: ClassVar[Stage]
+    order: ClassVar[int] = 50  # lower runs first within the stage
+    description: ClassVar[str] = ""
+    default: ClassVar[bool] = True  # runs without --only (False: only when asked for)
+
+    def configure(self, options: Options) -> None:  # noqa: B027 (optional: no-op default)
+        """Take what this collector needs from the run's options. Called once, before
+        anything is collected, so that ``sources`` can already answer."""
+
+    def sources(self) -> list[bytes]:
+        """The paths this collector reads: the output directory may not be inside any."""
+        return []
+
+    def watch_sources(self) -> list[LogSource]:
+        """What ``--watch`` keeps following after collection (the logs collector's)."""
+        return []
+
+    @abc.abstractmethod
+    def collect(self, ctx: CollectContext) -> None:
+        """Store and journal this collector's evidence through ``ctx``; rows for the
+        closing summary box go to ``ctx.summary.add``. A raised exception is journaled as
+        this collector's failure and the run goes on with the next one."""

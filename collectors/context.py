@@ -13,17 +13,24 @@ from typing import Any
 from manifests.journal import Journal
 
 from .copy import CopyEngine
+from .logprofile import Profile
 from .pathmap import stored_relpath
+from .summary import Summary
 from .walk import walk_entries
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    paths: list[bytes] = field(default_factory=list)
-    max_file_size: int | None = None
-    collect_env: bool = False
-    profile: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """What the command line asked of this run, one named field per option a collector may
+    read, set once before anything runs and read-only after (so no collector can change
+    what the next one sees)."""
+
+    paths: tuple[bytes, ...] = ()  # --path, absolute
+    max_file_size: int | None = None  # --max-file-size: larger files are recorded, not copied
+    collect_env: bool = False  # --collect-env
+    log_profile: Profile | None = None  # --profile, loaded (None: the default profile)
+    # --path trees the logs collector reads too (when 'files' does not run, --only logs)
+    log_paths: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -33,13 +40,14 @@ class CollectContext:
     engine: CopyEngine
     options: Options
     log: Any
-    exclude: frozenset[tuple[int, int]] = frozenset()
     # Called regularly by long-running phases (the --watch loop), e.g. to re-check that
     # network isolation still holds. Each must return quickly and never raise.
     periodic: list[Callable[[], None]] = field(default_factory=list)
     # What one collector hands to a later one in the same run, e.g. the volatile snapshot
     # that ``processes`` takes and ``network`` reuses so both describe the same moment.
     shared: dict[str, Any] = field(default_factory=dict)
+    # The closing box's rows, added by collectors and stage hooks as the run goes.
+    summary: Summary = field(default_factory=Summary)
 
     def error(
         self, collector: str, reason: str, source: bytes | None = None, **fields: Any
@@ -63,7 +71,7 @@ class CollectContext:
         if not stat.S_ISDIR(st.st_mode):
             self.engine.submit(source, dest(source), collector)
             return
-        for path, parent_id in walk_entries(source, on_error, self.exclude):
+        for path, parent_id in walk_entries(source, on_error):
             if self.engine.full.is_set():
                 return
             self.engine.submit(path, dest(path), collector, parent_id=parent_id)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .base import Collector, Stage
 from .context import CollectContext
 
 
-class FilesCollector:
+class FilesCollector(Collector):
     name: ClassVar[str] = "files"
-    stage: ClassVar[str] = "slow"
+    stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 90
+    default: ClassVar[bool] = False  # runs when --path is given
     description: ClassVar[str] = "files and directory trees given with --path"
 
     def collect(self, ctx: CollectContext) -> None:

@@ -15,6 +15,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import _logs_macos, _logs_windows
+from .base import Collector, Stage
 from .context import CollectContext, Options
 from .logprofile import LogSource, Profile, load_profile
 from .pathmap import describe, stored_relpath
@@ -28,9 +29,9 @@ def stored_path(source: bytes) -> str:
     return f"artifacts/logs/{stored_relpath(source)}"
 
 
-class LogsCollector:
+class LogsCollector(Collector):
     name: ClassVar[str] = NAME
-    stage: ClassVar[str] = "slow"
+    stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 10
     description: ClassVar[str] = "log files named by the profile (default: standard)"
 
@@ -39,8 +40,8 @@ class LogsCollector:
 
     def configure(self, options: Options) -> None:
         """Take the run's profile and, when asked, the ``--path`` trees as log sources."""
-        profile = options.extra.get("log_profile") or load_profile(options.profile)
-        self.profile = profile.with_paths(options.extra.get("log_paths", []))
+        profile = options.log_profile or load_profile(None)
+        self.profile = profile.with_paths(list(options.log_paths))
 
     def sources(self) -> list[bytes]:
         return [s.root for s in self.profile.sources if os.path.lexists(s.root)]
@@ -85,7 +86,7 @@ class LogsCollector:
             return
         # With the listing directory's identity, so the copy refuses a file whose directory
         # was swapped for a symlink (to /etc, say) between the walk and the copy.
-        for path, parent_id in walk_entries(source.root, on_error, ctx.exclude, source.max_depth):
+        for path, parent_id in walk_entries(source.root, on_error, max_depth=source.max_depth):
             if source.selects(path):
                 yield path, parent_id
 

@@ -585,7 +585,7 @@ class LogWatcher:
                 continue
             paths: Iterable[bytes]
             if stat.S_ISDIR(st.st_mode):
-                paths = walk(source.root, lambda p, e: None, self.ctx.exclude, source.max_depth)
+                paths = walk(source.root, lambda p, e: None, max_depth=source.max_depth)
             else:
                 paths = [source.root]
             for path in paths:
@@ -637,7 +637,7 @@ class LogWatcher:
         of a thousand logs must not keep a guarded open waiting."""
         paths = [
             path
-            for path in walk(directory, lambda p, e: None, self.ctx.exclude)
+            for path in walk(directory, lambda p, e: None)
             if self._source_for(path) is not None
         ]
         with self._lock:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import psutil
 
 from . import snapshot
+from .base import Collector, Stage
 from .context import CollectContext
 from .hostcmd import run_recorded
 from .textview import json_bytes, jsonl, table
@@ -85,9 +86,9 @@ def interfaces() -> dict[str, Any]:
     return result
 
 
-class NetworkCollector:
+class NetworkCollector(Collector):
     name: ClassVar[str] = "network"
-    stage: ClassVar[str] = "volatile"
+    stage: ClassVar[Stage] = Stage.VOLATILE
     order: ClassVar[int] = 20
     default: ClassVar[bool] = True
     description: ClassVar[str] = "sockets, interfaces, routes, neighbours, DNS and firewall"

@@ -22,6 +22,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import redflags, snapshot
+from .base import Collector, Stage
 from .context import CollectContext
 from .textview import jsonl, printable, table
 
@@ -60,7 +61,8 @@ def hash_executable(pid: int) -> dict[str, Any]:
 
 
 def _parents(pid: int, ppids: dict[int, int | None]) -> list[int]:
-    chain, seen = [], {pid}
+    chain: list[int] = []
+    seen = {pid}
     current = ppids.get(pid)
     while current and current not in seen and len(chain) < MAX_PARENTS:
         chain.append(current)
@@ -79,9 +81,9 @@ def _safe_name(name: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(name or "unknown"))[:40]
 
 
-class ProcessesCollector:
+class ProcessesCollector(Collector):
     name: ClassVar[str] = "processes"
-    stage: ClassVar[str] = "volatile"
+    stage: ClassVar[Stage] = Stage.VOLATILE
     order: ClassVar[int] = 10
     default: ClassVar[bool] = True
     description: ClassVar[str] = "process table, executable hashes, red flags (taken with sockets)"
@@ -208,24 +210,19 @@ class ProcessesCollector:
             flagged_processes=flagged[:MAX_LISTED],
         )
         took_ms = int(snap.timing.get("duration_ns", "0")) // 1_000_000
-        rows = ctx.shared.setdefault("summary_rows", [])
-        rows.append(
-            (
-                "Volatile snapshot",
-                f"{len(procs)} processes, {len(snap.sockets)} sockets in {took_ms} ms",
-            )
+        ctx.summary.add(
+            "Volatile snapshot",
+            f"{len(procs)} processes, {len(snap.sockets)} sockets in {took_ms} ms",
         )
         if flagged:
             shown = "; ".join(
                 f"pid {f['pid']} {f['name']}: {','.join(f['flags'])}" for f in flagged[:2]
             )
             more = "; ..." if len(flagged) > 2 else ""
-            rows.append(
-                (
-                    "Red flags",
-                    f"{len(flagged)} process{'es' if len(flagged) != 1 else ''} ({shown}{more}), "
-                    "listed in artifacts/volatile/processes.txt",
-                )
+            ctx.summary.add(
+                "Red flags",
+                f"{len(flagged)} process{'es' if len(flagged) != 1 else ''} ({shown}{more}), "
+                "listed in artifacts/volatile/processes.txt",
             )
         denied = [p for p in procs if p.get("denied")]
         if denied:

@@ -23,6 +23,7 @@ import psutil
 from agent.hostinfo import machine_id
 from manifests.clock import utc_from_ns
 
+from .base import Collector, Stage
 from .context import CollectContext
 from .textview import json_bytes, printable
 
@@ -153,9 +154,9 @@ def scheduled_units() -> list[dict[str, Any]]:
     return rows
 
 
-class SystemCollector:
+class SystemCollector(Collector):
     name: ClassVar[str] = "system"
-    stage: ClassVar[str] = "volatile"
+    stage: ClassVar[Stage] = Stage.VOLATILE
     order: ClassVar[int] = 30
     default: ClassVar[bool] = True
     description: ClassVar[str] = (

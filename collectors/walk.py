@@ -17,21 +17,21 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 def walk(
     top: bytes,
     on_error: Callable[[bytes, OSError], None],
-    exclude: frozenset[tuple[int, int]] = frozenset(),
+    *,
     max_depth: int | None = None,
 ) -> Iterator[bytes]:
     """Yield every non-directory entry under ``top`` (depth first, sorted by name).
 
     With ``max_depth``, entries deeper than that many levels below ``top`` are not listed
     (1: only ``top``'s own entries), so a narrow source never walks a huge tree."""
-    for path, _ in walk_entries(top, on_error, exclude, max_depth):
+    for path, _ in walk_entries(top, on_error, max_depth=max_depth):
         yield path
 
 
 def walk_entries(
     top: bytes,
     on_error: Callable[[bytes, OSError], None],
-    exclude: frozenset[tuple[int, int]] = frozenset(),
+    *,
     max_depth: int | None = None,
 ) -> Iterator[tuple[bytes, DirId]]:
     """Like ``walk``, with the identity of the directory each entry was listed in.
@@ -52,9 +52,7 @@ def walk_entries(
             yield path, here
         if max_depth is not None and depth >= max_depth:
             continue
-        stack.extend(
-            (path, ident, depth + 1) for path, ident in reversed(subdirs) if ident not in exclude
-        )
+        stack.extend((path, ident, depth + 1) for path, ident in reversed(subdirs))
 
 
 def _list(

@@ -447,7 +447,7 @@ def test_logs_collector_passes_the_listing_directory_to_the_copy(tmp_path: Path)
     elsewhere.mkdir()
     (elsewhere / "app.log").write_bytes(b"SECRET root:$6$...")
     collector = LogsCollector()
-    collector.configure(Options(extra={"log_paths": [os.fsencode(logs)]}))
+    collector.configure(Options(log_paths=(os.fsencode(logs),)))
     writer = new_writer(tmp_path)
     root, journal = writer.root, writer.journal
     engine = CopyEngine(writer)

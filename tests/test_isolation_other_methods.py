@@ -110,13 +110,14 @@ from agent.isolation.base import Request
 from agent.isolation.engine import Isolation
 from agent.isolation.nftables import NftablesMethod
 from agent.console import Console
+from collectors.summary import Summary
 from manifests.journal import Journal
 from manifests.signing import Signer
 import subprocess
 root = Path(sys.argv[1]); root.mkdir()
 journal = Journal.create(root / "custody.jsonl", Signer.generate_ephemeral())
 journal.append("start")
-ctx = SimpleNamespace(root=root, journal=journal, periodic=[])
+ctx = SimpleNamespace(root=root, journal=journal, periodic=[], summary=Summary())
 iso = Isolation(NftablesMethod(), Request(parse_allow("10.231.1.2")), [])
 extra, code = iso(ctx, Console())
 calm = iso._recheck()

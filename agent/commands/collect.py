@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from collectors.base import Collector
 from collectors.context import Options
 from collectors.logprofile import Profile, ProfileError, load_profile
 from collectors.registry import load_collectors
@@ -39,6 +40,20 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+class _CollectorNamesOption(click.Option):
+    """``--only``/``--skip``, whose help ends with the collectors installed: loaded from the
+    entry points when the help is shown, not at import, so a plug-in is listed as soon as
+    it is installed, and one the run would skip (broken) is not offered."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        flags, text = record
+        names = sorted(load_collectors(lambda name, e: None))
+        return flags, f"{text} Installed: {', '.join(names)}."
+
+
 def collection_options(f: Any) -> Any:
     options = [
         click.option(
@@ -55,8 +70,15 @@ def collection_options(f: Any) -> Any:
             type=click.Path(dir_okay=False, path_type=Path),
             help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
         ),
-        click.option("--only", multiple=True, help="Run only these collectors (comma-separated)."),
-        click.option("--skip", multiple=True, help="Do not run these collectors."),
+        click.option(
+            "--only",
+            multiple=True,
+            cls=_CollectorNamesOption,
+            help="Run only these collectors (comma-separated).",
+        ),
+        click.option(
+            "--skip", multiple=True, cls=_CollectorNamesOption, help="Do not run these collectors."
+        ),
         click.option(
             "--path",
             "paths",
@@ -102,8 +124,8 @@ def collection_options(f: Any) -> Any:
 
 
 def _select(
-    available: dict[str, Any], only: list[str], skip: list[str], paths: list[bytes]
-) -> list[Any]:
+    available: dict[str, type[Collector]], only: list[str], skip: list[str], paths: list[bytes]
+) -> list[Collector]:
     unknown = sorted(set(only + skip) - set(available))
     if unknown:
         raise UsageProblem(
@@ -112,7 +134,7 @@ def _select(
     if only:
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n, c in available.items() if getattr(c, "default", n != "files")]
+        names = [n for n, c in available.items() if c.default]
         if paths and "files" in available:
             names.append("files")
     names = [n for n in names if n not in skip]
@@ -175,7 +197,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
                 "included); the rest of the evidence is complete and sealed",
             )
         )
-    rows += [(k, str(v)) for k, v in outcome.extra.get("summary_rows", [])]
+    rows += outcome.summary
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
         ("Chain head", outcome.chain_head),
@@ -235,21 +257,19 @@ def run_collection(
     if watch is not None and "logs" not in names and not raw_paths:
         raise UsageProblem("--watch follows log sources: run the logs collector or give --path")
     options = Options(
-        paths=raw_paths,
+        paths=tuple(raw_paths),
         max_file_size=max_file_size,
-        profile=profile,
         collect_env=bool(extra.get("collect_env")),
+        log_profile=log_profile,
+        # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
+        # they are extra log sources. Either way the watch follows them.
+        log_paths=() if "files" in names else tuple(raw_paths),
     )
-    options.extra["log_profile"] = log_profile
-    # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR) they
-    # are extra log sources. Either way the watch follows them.
-    options.extra["log_paths"] = [] if "files" in names else raw_paths
     for c in collectors:
-        if hasattr(c, "configure"):
-            c.configure(options)
+        c.configure(options)
     for w in warnings:
         console.warn(f"{w} (plug-in skipped)")
-    sources = raw_paths + [p for c in collectors for p in getattr(c, "sources", list)()]
+    sources = raw_paths + [p for c in collectors for p in c.sources()]
     for source in sources:
         if _inside(output, source):
             raise UsageProblem(
@@ -306,10 +326,9 @@ def run_collection(
     if kit_check is not None:
         state = "self-check ok" if kit_check.ok else "MODIFIED, run with the override"
         outcome.extra["kit"] = start_fields["kit"]
-        outcome.extra["summary_rows"] = [
-            *outcome.extra.get("summary_rows", []),
-            ("Kit", f"{kit_check.info.get('version')} ({state}; sums {kit_check.sums_sha256})"),
-        ]
+        outcome.summary.add(
+            "Kit", f"{kit_check.info.get('version')} ({state}; sums {kit_check.sums_sha256})"
+        )
     if json_mode:
         click.echo(json.dumps(outcome.to_json(), sort_keys=True))
     else:

@@ -105,8 +105,8 @@ class Isolation:
                 f"isolation failed ({type(e).__name__}: {e}); treat the host as connected; "
                 "if anything was applied, 'preserve release' undoes it"
             )
-            rows = [("Isolation", f"FAILED ({self.method.name})")]
-            return {"summary_rows": rows, "isolation": {"status": "failed"}}, EXIT_NOT_CONFIRMED
+            ctx.summary.add("Isolation", f"FAILED ({self.method.name})")
+            return {"isolation": {"status": "failed"}}, EXIT_NOT_CONFIRMED
 
     def _isolate(self, ctx: Any, console: Any) -> tuple[dict[str, Any], int]:
         self.request.ident = Path(ctx.root).name
@@ -189,8 +189,7 @@ class Isolation:
         )
         self._report(console, status, detail, failures, results)
         ctx.periodic.append(self.recheck)
-        summary = self.summary(status, results)
-        return summary, 0 if confirmed else EXIT_NOT_CONFIRMED
+        return self.summary(ctx, status, results), 0 if confirmed else EXIT_NOT_CONFIRMED
 
     def release_command(self) -> str:
         if self.state_file is None:
@@ -221,15 +220,10 @@ class Isolation:
             )
         console.info("stays open: " + "; ".join(self.request.stays_open()))
 
-    def summary(self, status: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(self, ctx: Any, status: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The closing box's rows (added to ``ctx.summary``) and the --json fields."""
         words = {"in-force": "IN FORCE", "not-confirmed": "NOT CONFIRMED", "failed": "FAILED"}
-        rows = [
-            ("Isolation", f"{words[status]} ({self.method.name})"),
-            ("Stays open", "; ".join(self.request.stays_open())),
-            ("Release with", self.release_command()),
-        ]
-        return {
-            "summary_rows": rows,
+        fields = {
             "isolation": {
                 "status": status,
                 "method": self.method.name,
@@ -241,6 +235,10 @@ class Isolation:
                 "cut_after_ms": ((self.cut_ns or 0) - self.started_ns) // 1_000_000,
             },
         }
+        ctx.summary.add("Isolation", f"{words[status]} ({self.method.name})")
+        ctx.summary.add("Stays open", "; ".join(self.request.stays_open()))
+        ctx.summary.add("Release with", self.release_command())
+        return fields
 
     # --- while --watch runs ----------------------------------------------------------------
     def recheck(self) -> None:

@@ -8,7 +8,6 @@ collection early but still closes the directory properly: the run log is stored,
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from .console import Console, printable
 from .hostinfo import identity, safe_hostname
 from .runlog import RunLog
 from .selfhash import code_sha256
+from .stopsignals import Interrupted, StopGuard
 
 STAGE_TITLES = {"volatile": "volatile state", "slow": "files and logs"}
 MAX_ERROR_LINES = 10
@@ -85,14 +85,6 @@ class RunOutcome:
         }
 
 
-class _Interrupted(BaseException):
-    """SIGTERM or SIGHUP; like KeyboardInterrupt, no ``except Exception`` may swallow it."""
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise _Interrupted(signal.Signals(signum).name)
-
-
 def _stages(collectors: list[Collector]) -> list[tuple[Stage, list[Collector]]]:
     """The stages that have collectors, in order of volatility, each sorted by ``order``."""
     grouped = [
@@ -105,7 +97,9 @@ def _argv_text(argv: list[str]) -> list[str]:
     return [os.fsencode(a).decode("utf-8", "backslashreplace") for a in argv]
 
 
-def run(config: RunConfig, console: Console) -> RunOutcome:
+def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
+    """Collect, then seal. ``guard`` (installed by the caller, for as long as it still
+    has something to say, such as the closing box) turns stop signals into a sealed end."""
     started_ns = time.time_ns()
     writer = EvidenceWriter.create(
         config.output, f"{safe_hostname()}-{compact_stamp()}", config.signer
@@ -131,8 +125,8 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
             # Host file names are hostile: no escape sequence may reach the terminal.
             console.warn(
                 printable(
-                    f"{record['collector']}: {source}: {record['reason']} "
-                    f"(recorded at seq {record['seq']})"
+                    ": ".join(str(p) for p in (record["collector"], source) if p)
+                    + f": {record['reason']} (recorded at seq {record['seq']})"
                 )
             )
         elif shown_errors == MAX_ERROR_LINES + 1:
@@ -173,9 +167,9 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     )
     number = 0
     status = "complete"
+    stopped_by: str | None = None
     exit_code = 0
     extra: dict[str, Any] = {}
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     isolated = False
 
     def isolate() -> None:
@@ -183,10 +177,12 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
         isolated = True
         number += 1
         console.stage(number, total, "network isolation")
-        extra, exit_code = config.after_volatile(ctx, console)  # type: ignore[misc]
-        journal.seal("after isolation")
+        with guard.deferred():  # never leave the host half isolated
+            extra, exit_code = config.after_volatile(ctx, console)  # type: ignore[misc]
+            journal.seal("after isolation")
 
     try:
+        guard.arm()
         for stage, members in stages:
             # No volatile collector selected: isolate before the slow stage all the same.
             if stage != "volatile" and config.after_volatile and not isolated:
@@ -219,17 +215,19 @@ def run(config: RunConfig, console: Console) -> RunOutcome:
     except EvidenceLostError:
         _abandon(writer, engine, runlog)
         raise
-    except (KeyboardInterrupt, _Interrupted) as e:
+    except (KeyboardInterrupt, Interrupted) as e:
+        guard.hold()
         status = "interrupted"
         engine.stopped.set()
-        engine.record_error("preserve", None, f"collection interrupted ({e or 'SIGINT'})")
+        stopped_by = e.signame if isinstance(e, Interrupted) else "SIGINT"
+        engine.record_error("preserve", None, f"collection interrupted ({stopped_by})")
         console.error("interrupted: sealing what was collected so far, please wait")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    guard.hold()
     console.stage(total, total, "sealing")
     try:
-        ended, chain_head = _finish(writer, engine, runlog, config, status, start["time"])
+        ended, chain_head = _finish(
+            writer, engine, runlog, config, status, start["time"], stopped_by
+        )
     except EvidenceLostError:
         _abandon(writer, engine, runlog)
         raise
@@ -257,7 +255,7 @@ def _run_collector(collector: Collector, ctx: CollectContext, console: Console) 
         collector.collect(ctx)
         ctx.engine.drain()
         ctx.engine.raise_if_lost()
-    except (OutputFull, EvidenceLostError, KeyboardInterrupt, _Interrupted, MemoryError):
+    except (OutputFull, EvidenceLostError, KeyboardInterrupt, Interrupted, MemoryError):
         raise
     except Exception as e:  # one broken collector must not lose the others' evidence
         ctx.engine.drain()
@@ -285,40 +283,38 @@ def _finish(
     config: RunConfig,
     status: str,
     started: str,
+    stopped_by: str | None,
 ) -> tuple[str, str]:
     """Close the directory: after this, every file in it is accounted for and signed."""
-    ignore = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the seal
-    try:
-        engine.drain()
-        engine.shutdown()
-        runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
-        runlog.close()
-        log_hash, log_size = writer.hash_stored(layout.LOG)
-        writer.append(
-            "artifact",
-            collector="preserve",
-            path=layout.LOG,
-            size=log_size,
-            sha256=log_hash,
-            kind="collection-log",
-            dropped_lines=runlog.writer.dropped,
-        )
-        ended = utc_from_ns(time.time_ns())
-        counts = engine.counters.as_dict()
-        chain_head = writer.close(
-            status,
-            counts,
-            {
-                "tool": {"name": "preserve", "version": __version__, "code_sha256": code_sha256()},
-                "case": config.case,
-                "examiner": config.examiner,
-                "host": identity()["hostname"],
-                "started": started,
-                "ended": ended,
-                "status": status,
-                "counts": counts,
-            },
-        )
-        return ended, chain_head
-    finally:
-        signal.signal(signal.SIGINT, ignore)
+    engine.drain()
+    engine.shutdown()
+    runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
+    runlog.close()
+    log_hash, log_size = writer.hash_stored(layout.LOG)
+    writer.append(
+        "artifact",
+        collector="preserve",
+        path=layout.LOG,
+        size=log_size,
+        sha256=log_hash,
+        kind="collection-log",
+        dropped_lines=runlog.writer.dropped,
+    )
+    ended = utc_from_ns(time.time_ns())
+    counts = engine.counters.as_dict()
+    chain_head = writer.close(
+        status,
+        counts,
+        {
+            "tool": {"name": "preserve", "version": __version__, "code_sha256": code_sha256()},
+            "case": config.case,
+            "examiner": config.examiner,
+            "host": identity()["hostname"],
+            "started": started,
+            "ended": ended,
+            "status": status,
+            "counts": counts,
+        },
+        **({"stopped_by": stopped_by} if stopped_by else {}),
+    )
+    return ended, chain_head

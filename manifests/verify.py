@@ -77,6 +77,22 @@ class VerificationResult:
     counts: dict[str, int] = field(default_factory=dict)
     journal_bytes: int = 0
     journal_path: str | None = None
+    # How the collection ended, from its signed 'end' record: status, counts, stopped_by.
+    ending: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def how_it_ended(self) -> str:
+        """In words: complete, interrupted (by what), stopped early, or not finished."""
+        if not self.ending:
+            return "not finished (no sealed 'end' record: the run was killed or is running)"
+        status = str(self.ending.get("status") or "?")
+        by = self.ending.get("stopped_by")
+        counts = self.ending.get("counts") or {}
+        text = f"collection {status}" + (f" by {by}" if by else "")
+        failed = counts.get("failed") if isinstance(counts, dict) else None
+        if isinstance(failed, int) and failed:
+            text += f", {failed} item{'s' if failed != 1 else ''} failed (each recorded)"
+        return text
 
     def iter_records(self) -> Iterator[dict[str, Any]]:
         """The records this verification read, whole, streamed again from the journal by
@@ -115,6 +131,7 @@ class VerificationResult:
             "chain_head": self.chain_head,
             "complete": self.complete,
             "counts": self.counts,
+            "collection": {**self.ending, "summary": self.how_it_ended},
         }
 
 
@@ -332,6 +349,8 @@ def _check_manifest(
 ) -> None:
     """The manifest is signed by the collector's key and must agree with the journal."""
     end = next((r for r in records if r.get("type") == "end"), None)
+    if end is not None:
+        result.ending = {k: end[k] for k in ("status", "stopped_by", "counts") if k in end}
     sums_record = next((r for r in records if r.get("type") == "sums"), None)
     if end is None:
         result.problems.append(

@@ -139,13 +139,20 @@ class EvidenceWriter:
 
     # -- closing -------------------------------------------------------------------
 
-    def close(self, status: str, counts: dict[str, int], manifest: dict[str, Any]) -> str:
-        """Finish the directory: ``SHA256SUMS``, the ``end`` record, the last seal and the
-        signed manifest. The run log must already be journaled. Returns the chain head."""
+    def close(
+        self,
+        status: str,
+        counts: dict[str, int],
+        manifest: dict[str, Any],
+        **end_fields: Any,
+    ) -> str:
+        """Finish the directory: ``SHA256SUMS``, the ``end`` record (with ``end_fields``:
+        why the run stopped early), the last seal and the signed manifest. The run log must
+        already be journaled. Returns the chain head."""
         sums = format_sums(self.journal.hashed.items())
         sums_hash = self.store_bytes(layout.SUMS, sums)
         self.append("sums", path=layout.SUMS, sha256=sums_hash, entries=len(self.journal.hashed))
-        self.append("end", status=status, counts=counts)
+        self.append("end", status=status, counts=counts, **end_fields)
         final = self.seal("end")
         self._write_manifest(final, {**manifest, "format": FORMAT, "sums_sha256": sums_hash})
         return self.finish()

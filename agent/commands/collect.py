@@ -25,6 +25,7 @@ from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, KitModifiedError, gate, run
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, Duration, split_names
+from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
 
 
@@ -307,8 +308,17 @@ def run_collection(
             "no --key given: signing with an ephemeral key that is never stored; "
             f"its fingerprint is {grouped(signer.fingerprint)}"
         )
+    with StopGuard(console.error) as guard:
+        outcome = _collect(config, console, guard, output, debug)
+        _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
+    return outcome.exit_code
+
+
+def _collect(
+    config: RunConfig, console: Console, guard: StopGuard, output: Path, debug: bool
+) -> RunOutcome:
     try:
-        outcome = run(config, console)
+        return run(config, console, guard)
     except EvidenceLostError as e:
         if debug:
             raise
@@ -323,6 +333,17 @@ def run_collection(
             f"cannot write evidence under {output}: {e.strerror or e}. Check the drive "
             "is mounted read-write and has space."
         ) from e
+
+
+def _finish_outcome(
+    outcome: RunOutcome,
+    kit_check: KitCheck | None,
+    start_fields: dict[str, Any],
+    console: Console,
+    json_mode: bool,
+) -> None:
+    """The closing box (or the JSON object), still under the stop guard: a late second
+    Ctrl-C must not cost the responder the fingerprint and chain head to write down."""
     if kit_check is not None:
         state = "self-check ok" if kit_check.ok else "MODIFIED, run with the override"
         outcome.extra["kit"] = start_fields["kit"]
@@ -333,4 +354,3 @@ def run_collection(
         click.echo(json.dumps(outcome.to_json(), sort_keys=True))
     else:
         _summary(console, outcome)
-    return outcome.exit_code

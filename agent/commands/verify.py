@@ -60,6 +60,7 @@ def report(result: VerificationResult, quiet: bool) -> None:
             f"sealed through seq {result.sealed_through}"
         )
         _echo(f"Chain head: {result.chain_head}")
+        _echo(f"Ended:     {result.how_it_ended}")
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
@@ -86,7 +87,7 @@ def report(result: VerificationResult, quiet: bool) -> None:
         detail = f" ({f.detail})" if f.detail else ""
         _echo(f"FAIL {f.status}: {f.path}{detail}")
     if result.ok and not quiet:
-        _echo(f"OK: {result.evidence_dir} is intact")
+        _echo(f"OK: {result.evidence_dir} is intact ({result.how_it_ended})")
     elif not result.ok:
         _echo(f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)")
 

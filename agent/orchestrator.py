@@ -108,6 +108,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
     runlog = RunLog(writer.sink.create(layout.LOG, append=True))
     log = runlog.logger
     engine = CopyEngine(writer, config.options.max_file_size)
+    guard.on_stop = engine.stopped.set
     shown_errors = 0
 
     def show_error(record: dict[str, Any]) -> None:
@@ -177,12 +178,12 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         isolated = True
         number += 1
         console.stage(number, total, "network isolation")
-        with guard.deferred():  # never leave the host half isolated
-            extra, exit_code = config.after_volatile(ctx, console)  # type: ignore[misc]
-            journal.seal("after isolation")
+        extra, exit_code = config.after_volatile(ctx, console)  # type: ignore[misc]
+        journal.seal("after isolation")
+        guard.check()
 
     try:
-        guard.arm()
+        guard.check()  # a signal while the directory was being made stops here
         for stage, members in stages:
             # No volatile collector selected: isolate before the slow stage all the same.
             if stage != "volatile" and config.after_volatile and not isolated:
@@ -195,6 +196,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
                     _run_collector(collector, ctx, console)
                     if engine.full.is_set():
                         raise OutputFull()
+                    guard.check()
             finally:
                 console.stop_progress()
             journal.seal(f"after stage {stage}")
@@ -216,13 +218,11 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         _abandon(writer, engine, runlog)
         raise
     except (KeyboardInterrupt, Interrupted) as e:
-        guard.hold()
         status = "interrupted"
         engine.stopped.set()
         stopped_by = e.signame if isinstance(e, Interrupted) else "SIGINT"
         engine.record_error("preserve", None, f"collection interrupted ({stopped_by})")
         console.error("interrupted: sealing what was collected so far, please wait")
-    guard.hold()
     console.stage(total, total, "sealing")
     try:
         ended, chain_head = _finish(

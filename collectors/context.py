@@ -72,6 +72,6 @@ class CollectContext:
             self.engine.submit(source, dest(source), collector)
             return
         for path, parent_id in walk_entries(source, on_error):
-            if self.engine.full.is_set():
+            if self.engine.halted():
                 return
             self.engine.submit(path, dest(path), collector, parent_id=parent_id)

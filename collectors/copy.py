@@ -48,6 +48,20 @@ def open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) ->
         return os.open(path, flags, dir_fd=dir_fd)
 
 
+class StopFlag:
+    """Like ``threading.Event`` for ``set``/``is_set``, but without a lock, so that a
+    signal handler can set it whatever the interrupted thread was holding."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 def _is_zero(buf: bytearray, n: int) -> bool:
     # bytearray == bytes is a memcmp; comparing memoryviews is 100x slower.
     return buf == _ZEROS if n == CHUNK else buf[:n] == _ZEROS[:n]
@@ -64,7 +78,7 @@ class CopyEngine(Recorder):
         self.max_file_size = max_file_size
         # Set when the responder interrupts the run: copies in progress stop at the next
         # chunk (a 100 GiB file must not hold up the seal) and queued ones are not started.
-        self.stopped = threading.Event()
+        self.stopped = StopFlag()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
@@ -82,13 +96,13 @@ class CopyEngine(Recorder):
 
     def store_bytes(self, rel: str, data: bytes, collector: str, **fields: Any) -> dict | None:
         """Store data the tool produced itself (JSON snapshots, text views)."""
-        if self.full.is_set() or self.stopped.is_set():
+        if self.halted():
             return None
         rel = self._claim(rel)
         if not self._room_for(len(data), collector, None, rel):
             raise OutputFull()
         try:
-            digest = self.writer.store_bytes(rel, data)
+            digest = self.writer.store_artifact(rel, data)
         except EvidenceLostError:
             raise
         except OSError as e:
@@ -97,15 +111,17 @@ class CopyEngine(Recorder):
                 raise OutputFull() from e
             raise
         self.counters.add(stored=1, bytes=len(data))
-        return self.journal.append(
+        record = self.journal.append(
             "artifact", collector=collector, path=rel, size=len(data), sha256=digest, **fields
         )
+        self.writer.commit(rel)
+        return record
 
     # -- copying files ---------------------------------------------------------------
 
     def submit(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
         """Copy in the background; ``drain`` waits for everything submitted."""
-        if self.full.is_set() or self.stopped.is_set():
+        if self.halted():
             return
         self._slots.acquire()
         future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
@@ -139,6 +155,10 @@ class CopyEngine(Recorder):
             for future in pending:
                 future.result()
 
+    def halted(self) -> bool:
+        """Nothing more will be stored: the output is full or the run is stopping."""
+        return self.full.is_set() or self.stopped.is_set()
+
     def raise_if_lost(self) -> None:
         """Re-raise, in the collector's thread, a loss a background copy ran into."""
         if self.lost is not None:
@@ -171,7 +191,7 @@ class CopyEngine(Recorder):
         ``parent_id`` is the (st_dev, st_ino) of the directory a walk listed ``source``
         in: the file is then opened in that very directory, so a directory on the way
         swapped for a symlink since the walk (to /etc, say) is refused, not followed."""
-        if self.full.is_set() or self.stopped.is_set():
+        if self.halted():
             return None
         if parent_id is None:
             return self._preserve_at(
@@ -391,5 +411,6 @@ class CopyEngine(Recorder):
             truncated_during_read=done < wanted,
             **fields,
         )
+        self.writer.commit(rel)
         self.journal.seal_if_due()
         return record

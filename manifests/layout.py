@@ -12,6 +12,15 @@ ARTIFACTS = "artifacts"
 
 FIXED_FILES = (JOURNAL, MANIFEST, MANIFEST_SIG, SIGNER_PUB, SUMS, LOG)
 
+# An artifact is written under its name plus this suffix and renamed once its record is
+# in the journal, so a copy cut short by a killed run is never mistaken for a stored one.
+# Stored names never end so: their '%' is always followed by two hex digits or '~'.
+PARTIAL_SUFFIX = "%part"
+
+
+def partial_name(rel: str) -> str:
+    return rel + PARTIAL_SUFFIX
+
 
 def is_safe_relpath(path: str) -> bool:
     """True for a plain relative path with no ``..``, ``.``, empty or absolute parts.

@@ -57,6 +57,7 @@ class Sink(Protocol):
     def open_read(self, rel: str) -> int: ...
     def remove(self, rel: str) -> None: ...
     def rename(self, old: str, new: str) -> None: ...
+    def remove_empty_dirs(self, dirs: set[str], stop_at: str) -> None: ...
     def exists(self, rel: str) -> bool: ...
     def listdir(self, rel: str) -> list[str]: ...
     def free_bytes(self) -> int | None: ...
@@ -257,6 +258,24 @@ class LocalDirSink:
             self._dir(new_parents, make=True) as dst,
         ):
             os.rename(old_name, new_name, src_dir_fd=src, dst_dir_fd=dst)
+
+    def remove_empty_dirs(self, dirs: set[str], stop_at: str) -> None:
+        """Remove each directory of ``dirs`` that is empty, then its parents while they
+        are empty, up to (not including) ``stop_at``: what a discarded copy left."""
+        with self._lock:
+            doomed = [k for k in self._dirs if any(k == d or k.startswith(d + "/") for d in dirs)]
+            for key in doomed:
+                os.close(self._dirs.pop(key)[0])
+        for directory in sorted(dirs, key=len, reverse=True):
+            parts = directory.split("/")
+            while parts and "/".join(parts) != stop_at and "/".join(parts).startswith(stop_at):
+                parent, name = parts[:-1], parts[-1]
+                try:
+                    with self._dir(parent, make=False) as fd:
+                        os.rmdir(name, dir_fd=fd)
+                except OSError:  # not empty (or gone): stop climbing
+                    break
+                parts = parent
 
     def exists(self, rel: str) -> bool:
         parents, name = self._split(rel)

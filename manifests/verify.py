@@ -488,6 +488,19 @@ def _hash_all(
         return [verdict for batch in pool.map(check_batch, batches) for verdict in batch]
 
 
+def _partial_verdict(rel: str, expected: dict[str, dict[str, Any]]) -> FileVerdict:
+    """A file under its partial name: a copy a killed run was writing, or had journaled
+    but not yet renamed. Still a problem (the run did not finish), said as what it is."""
+    record = expected.get(rel[: -len(layout.PARTIAL_SUFFIX)])
+    if record is not None:
+        return FileVerdict(
+            rel, "incomplete", f"incomplete copy from a killed run (seq {record['seq']})"
+        )
+    return FileVerdict(
+        rel, "incomplete", "incomplete copy from a killed run (being written when it stopped)"
+    )
+
+
 def verify_evidence(
     evidence_dir: str | os.PathLike[str],
     pin_fingerprint: str | None = None,
@@ -520,6 +533,22 @@ def verify_evidence(
         layout.SUMS,
     }
     for rel in sorted(set(present) - accounted):
+        if rel.endswith(layout.PARTIAL_SUFFIX) and stat.S_ISREG(present[rel].st_mode):
+            verdict = _partial_verdict(rel, expected)
+            base = rel[: -len(layout.PARTIAL_SUFFIX)]
+            # Journaled, not yet renamed: one verdict for it, not 'missing' as well.
+            result.files = [f for f in result.files if (f.path, f.status) != (base, "missing")]
+            result.files.append(verdict)
+            continue
+        if rel == layout.LOG and not result.ending and stat.S_ISREG(present[rel].st_mode):
+            result.files.append(
+                FileVerdict(
+                    rel,
+                    "incomplete",
+                    "run log of a run that did not finish (it is journaled when the run ends)",
+                )
+            )
+            continue
         kind = "symlink" if stat.S_ISLNK(present[rel].st_mode) else "file"
         if rel.endswith("/"):
             kind = "empty directory"

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class EvidenceWriter:
     def __init__(self, sink: LocalDirSink, journal: Journal) -> None:
         self.sink = sink
         self.journal = journal
+        self._lock = threading.Lock()
+        self._discarded_in: set[str] = set()
 
     # -- opening -------------------------------------------------------------------
 
@@ -99,15 +102,28 @@ class EvidenceWriter:
         return self.journal.seal(reason, signer, journal_only)
 
     def create_file(self, rel: str) -> SinkFile:
-        """A new artifact file, created exclusively; its bytes are journaled by the caller."""
-        return self.sink.create(rel)
+        """A new artifact, created exclusively under its partial name (``layout``); once
+        its record is journaled, ``commit`` gives it its name, or ``discard`` removes it."""
+        return self.sink.create(layout.partial_name(rel))
+
+    def commit(self, rel: str) -> None:
+        self.sink.rename(layout.partial_name(rel), rel)
 
     def discard(self, rel: str) -> None:
-        """Remove a partial artifact that will not be journaled."""
-        self.sink.remove(rel)
+        """Remove a partial artifact that will not be journaled; the directories made for
+        it are removed at ``close`` if nothing else was stored there."""
+        self.sink.remove(layout.partial_name(rel))
+        with self._lock:
+            self._discarded_in.add(rel.rpartition("/")[0])
+
+    def store_artifact(self, rel: str, data: bytes) -> str:
+        """Store bytes the tool produced itself as an artifact (partial name first; the
+        caller journals it and commits); returns their SHA-256."""
+        _write_whole(self.create_file(rel), data)
+        return sha256_bytes(data)
 
     def store_bytes(self, rel: str, data: bytes) -> str:
-        """Store bytes the tool produced itself; returns their SHA-256."""
+        """Write one of the directory's own files (``SHA256SUMS``, the manifest)."""
         _write_whole(self.sink.create(rel), data)
         return sha256_bytes(data)
 
@@ -149,6 +165,7 @@ class EvidenceWriter:
         """Finish the directory: ``SHA256SUMS``, the ``end`` record (with ``end_fields``:
         why the run stopped early), the last seal and the signed manifest. The run log must
         already be journaled. Returns the chain head."""
+        self.sink.remove_empty_dirs(self._discarded_in, stop_at=layout.ARTIFACTS)
         sums = format_sums(self.journal.hashed.items())
         sums_hash = self.store_bytes(layout.SUMS, sums)
         self.append("sums", path=layout.SUMS, sha256=sums_hash, entries=len(self.journal.hashed))

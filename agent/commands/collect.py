@@ -308,7 +308,7 @@ def run_collection(
             "no --key given: signing with an ephemeral key that is never stored; "
             f"its fingerprint is {grouped(signer.fingerprint)}"
         )
-    with StopGuard(console.error) as guard:
+    with StopGuard() as guard:
         outcome = _collect(config, console, guard, output, debug)
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code

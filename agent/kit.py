@@ -25,7 +25,7 @@ from typing import Any
 from manifests.digest import sha256_bytes, sha256_path_nofollow
 from manifests.errors import KeyLoadError, SignatureError
 from manifests.signing import fingerprint_of, load_public_key_pem, verify_signature
-from manifests.sums import parse_sums
+from manifests.sums import compare_sums, parse_sums
 from manifests.treewalk import walk
 
 KIT_INFO = "KIT.json"
@@ -227,16 +227,16 @@ def check_kit(kit: Path, pin_fingerprint: str | None = None) -> KitCheck:
         return result
     present, problems = _listed_files(kit)
     result.problems += problems
-    result.problems += [
-        f"{rel}: added (not in the signed sums)" for rel in sorted(present - set(expected))
-    ]
-    result.problems += [f"{rel}: missing" for rel in sorted(set(expected) - present)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for rel, digest in pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))):
-            result.checked += 1
-            if digest != expected[rel]:
-                detail = digest if digest and digest.startswith("unreadable") else "content differs"
-                result.problems.append(f"{rel}: {detail}")
+        hashed = dict(pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))))
+    result.checked = len(hashed)
+    diff = compare_sums(expected, {rel: hashed.get(rel) for rel in present})
+    result.problems += [f"{rel}: added (not in the signed sums)" for rel in diff.not_listed]
+    result.problems += [f"{rel}: missing" for rel in diff.only_listed]
+    for rel in diff.differ:
+        digest = hashed[rel]
+        detail = digest if digest and digest.startswith("unreadable") else "content differs"
+        result.problems.append(f"{rel}: {detail}")
     return result
 
 

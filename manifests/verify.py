@@ -31,7 +31,7 @@ from .signing import (
     public_key_from_raw_b64,
     verify_signature,
 )
-from .sums import parse_sums
+from .sums import compare_sums, parse_sums
 
 HASHED_RECORD_TYPES = ("artifact",)
 _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
@@ -404,14 +404,11 @@ def _check_sums_agree(
     except (ValueError, UnicodeDecodeError) as e:
         result.problems.append(f"SHA256SUMS is malformed: {e}")
         return
-    journal = {p: r["sha256"] for p, r in expected.items()}
-    if listed != journal:
-        extra = sorted(set(listed) - set(journal))[:3]
-        lacking = sorted(set(journal) - set(listed))[:3]
-        differ = sorted(p for p in set(listed) & set(journal) if listed[p] != journal[p])[:3]
+    diff = compare_sums(listed, {p: r["sha256"] for p, r in expected.items()})
+    if diff:
         result.problems.append(
-            f"SHA256SUMS disagrees with the journal (extra {extra}, lacking {lacking}, "
-            f"different {differ})"
+            f"SHA256SUMS disagrees with the journal (extra {diff.only_listed[:3]}, "
+            f"lacking {diff.not_listed[:3]}, different {diff.differ[:3]})"
         )
 
 

@@ -445,6 +445,25 @@ def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> 
     _verified(summary)
 
 
+def test_a_bidi_override_in_a_process_name_is_escaped_in_the_text_view(
+    tmp_path: Path, reap: list
+) -> None:
+    """U+202E (right-to-left override) makes "evil\u202etxt.exe" read as "evilexe.txt" in a
+    terminal: the text view shows it as an escape, like every non-printable character."""
+    name = "evil\u202etxt.exe".encode()
+    binary = Path(os.fsdecode(bytes(tmp_path) + b"/" + name))
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)
+    proc = subprocess.Popen([binary, "300"])
+    reap.append(proc)
+    _wait_for(lambda: os.readlink(f"/proc/{proc.pid}/exe".encode()).endswith(name))
+
+    summary, evidence = _collect(tmp_path, only="processes")
+    text = (evidence / "artifacts/volatile/processes.txt").read_bytes()
+    assert "\u202e".encode() not in text
+    assert b"evil\\u202etxt.exe" in text
+    _verified(summary)
+
+
 def test_kernel_modules_and_taint_are_decoded(tmp_path: Path, monkeypatch) -> None:
     from collectors import _linux
 

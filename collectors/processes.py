@@ -22,6 +22,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import redflags, snapshot
+from ._common import LINUX
 from .context import CollectContext
 from .textview import jsonl, printable, table
 
@@ -88,7 +89,7 @@ class ProcessesCollector:
 
     def collect(self, ctx: CollectContext) -> None:
         snap = snapshot.take(ctx)
-        if not snapshot.IS_LINUX:
+        if not LINUX:
             ctx.engine.record_skip(
                 self.name,
                 b"/proc",

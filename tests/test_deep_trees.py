@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from deeptree import make_deep, scratch
 from evidence_factory import copy_evidence
 
 from agent.kit import KIT_INFO, KIT_PUB, KIT_SIG, KIT_SUMS, check_kit
+from manifests import sink as sink_module
 from manifests.digest import sha256_bytes
 from manifests.signing import Signer, public_key_pem
 from manifests.sums import format_sums
@@ -24,8 +26,15 @@ DEPTH = 5000
 
 @pytest.fixture
 def deep(tmp_path: Path) -> Iterator[Path]:
-    with scratch(tmp_path) as base:
-        yield base
+    """A scratch directory for deep trees; the commands run meanwhile (children inherit
+    the limit) may open no more than the usual default of 1,024 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+    try:
+        with scratch(tmp_path) as base:
+            yield base
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _clean(result: object) -> tuple[str, str]:
@@ -65,6 +74,22 @@ def test_a_tree_5000_levels_deep_planted_in_evidence_fails_verify_cleanly(
     assert problems[0]["path"].endswith("/bottom.txt")
     out, _ = _clean(verify(evidence, timeout=600))
     assert "FAIL unexpected: artifacts/planted/d/d/" in out
+
+
+def test_the_sink_stores_a_file_5000_levels_deep_with_few_descriptors(deep: Path) -> None:
+    sink = sink_module.LocalDirSink.create_new(deep, "evidence")
+    rel = "/".join(["d"] * DEPTH + ["f"])
+    baseline = len(os.listdir("/proc/self/fd"))
+    try:
+        stored = sink.create(rel)
+        stored.write(b"at the bottom\n")
+        stored.close()
+        assert len(os.listdir("/proc/self/fd")) - baseline <= sink_module._DIR_CACHE + 1
+        fd = sink.open_read(rel)
+        assert os.read(fd, 100) == b"at the bottom\n"
+        os.close(fd)
+    finally:
+        sink.close()
 
 
 def _kit(base: Path) -> Path:

@@ -18,13 +18,13 @@ record (collection).
 Descriptors: the walk keeps one per directory on the current path, so that the next
 subdirectory of any of them can be opened without a path. At most ``MAX_OPEN_DIRS`` are
 open at once (5,000 levels would otherwise pass the default limit of 1,024): when there
-are more, the shallowest one (never the top's) is closed, and reopened if it is needed
-again by walking down from the nearest open ancestor one name at a time, each step
-checked against the identity recorded when it was listed. A reopen is only needed when a
-directory far above the current one still has subdirectories waiting, so a chain costs
-nothing extra and a comb of depth d costs about d**2 / (2 * MAX_OPEN_DIRS) opens. We chose
-this over reopening through ``..`` because it needs one mechanism only, the same check as
-the way down.
+are more, the shallowest one (never the top's) is closed. Going back up, a closed parent
+is reopened through ``..`` from the directory being left, and checked to be the
+directory that was listed there: one open a level, so a chain or a comb 5,000 deep costs
+about 5,000 extra opens. When that check fails (the directory was moved meanwhile), the
+parent is reopened by walking down from the nearest open ancestor one name at a time,
+each step checked against the identity recorded when it was listed; a directory that is
+no longer the one listed is reported, and what it still held is not walked.
 
 ``open_beneath`` opens a path below a directory descriptor the same way (every
 component without following a symlink), for callers that must open what the walk found

@@ -15,21 +15,15 @@ from typing import TextIO
 
 import click
 
-
-def _escape_char(c: str) -> str:
-    code = ord(c)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte in a file name (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return c.encode("unicode_escape").decode("ascii")
+from collectors.textview import printable as _printable
 
 
 def printable(text: str) -> str:
     """Printable text only: names and journal strings come from possibly hostile hands,
     and a newline, carriage return or escape sequence in them could forge or hide lines
-    of this report on the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+    of this report on the terminal. The one rule (``collectors.textview.printable``),
+    with tab, newline and carriage return written as Python does."""
+    return _printable(text, named=True)
 
 
 def human_bytes(n: float) -> str:

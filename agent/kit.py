@@ -25,7 +25,8 @@ from typing import Any
 from manifests.digest import sha256_bytes, sha256_path_nofollow
 from manifests.errors import KeyLoadError, SignatureError
 from manifests.signing import fingerprint_of, load_public_key_pem, verify_signature
-from manifests.sums import parse_sums
+from manifests.sums import compare_sums, parse_sums
+from manifests.treewalk import walk
 
 KIT_INFO = "KIT.json"
 KIT_SUMS = "SHA256SUMS"
@@ -168,26 +169,25 @@ def loader_report(kit: Path) -> dict[str, Any]:
 
 def _listed_files(kit: Path) -> tuple[set[str], list[str]]:
     """Relative paths of the kit's regular files that the sums must cover, and problems
-    (symlinks, devices) found on the way; ``evidence/`` is the kit's output, not the kit."""
+    (symlinks, devices, what cannot be examined) found on the way; ``evidence/`` is the
+    kit's output, not the kit."""
     files: set[str] = set()
     problems: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(kit):
-        rel_dir = os.path.relpath(dirpath, kit)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != EVIDENCE]
-        for name in dirnames + filenames:
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            try:
-                mode = os.lstat(os.path.join(dirpath, name)).st_mode
-            except OSError as e:
-                problems.append(f"{rel}: unreadable ({e.strerror or e})")
-                continue
-            if stat.S_ISLNK(mode):
-                problems.append(f"{rel}: is a symlink (the kit has none)")
-            elif stat.S_ISREG(mode) and rel not in UNSUMMED:
-                files.add(rel)
-            elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-                problems.append(f"{rel}: not a regular file")
+    top = os.fsencode(kit)
+
+    def failed(path: bytes, e: OSError) -> None:
+        rel = os.fsdecode(os.path.relpath(path, top))
+        problems.append(f"{rel}: unreadable ({e.strerror or e})")
+
+    for entry in walk(top, failed, ignore=frozenset({os.fsencode(EVIDENCE)}), lstat=True):
+        assert entry.stat is not None  # lstat=True
+        rel, mode = os.fsdecode(entry.rel), entry.stat.st_mode
+        if stat.S_ISLNK(mode):
+            problems.append(f"{rel}: is a symlink (the kit has none)")
+        elif stat.S_ISREG(mode) and rel not in UNSUMMED:
+            files.add(rel)
+        elif not stat.S_ISREG(mode):
+            problems.append(f"{rel}: not a regular file")
     return files, problems
 
 
@@ -227,16 +227,16 @@ def check_kit(kit: Path, pin_fingerprint: str | None = None) -> KitCheck:
         return result
     present, problems = _listed_files(kit)
     result.problems += problems
-    result.problems += [
-        f"{rel}: added (not in the signed sums)" for rel in sorted(present - set(expected))
-    ]
-    result.problems += [f"{rel}: missing" for rel in sorted(set(expected) - present)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for rel, digest in pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))):
-            result.checked += 1
-            if digest != expected[rel]:
-                detail = digest if digest and digest.startswith("unreadable") else "content differs"
-                result.problems.append(f"{rel}: {detail}")
+        hashed = dict(pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))))
+    result.checked = len(hashed)
+    diff = compare_sums(expected, {rel: hashed.get(rel) for rel in present})
+    result.problems += [f"{rel}: added (not in the signed sums)" for rel in diff.not_listed]
+    result.problems += [f"{rel}: missing" for rel in diff.only_listed]
+    for rel in diff.differ:
+        digest = hashed[rel]
+        detail = digest if digest and digest.startswith("unreadable") else "content differs"
+        result.problems.append(f"{rel}: {detail}")
     return result
 
 

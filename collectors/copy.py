@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from manifests import longpath
 from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError
 from manifests.sink import NotRegularFileError
@@ -199,9 +200,7 @@ class CopyEngine(Recorder):
             )
         directory, name = os.path.split(source)
         try:
-            dir_fd = os.open(
-                directory or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            )
+            dir_fd = longpath.open_dir(directory or b".")  # a tree of any depth
         except OSError as e:
             self.record_error(
                 collector, source, f"its directory cannot be opened: {e.strerror}; not read"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from typing import Any, ClassVar
 
 from . import _logs_macos, _logs_windows
+from ._common import MACOS, WINDOWS
 from .base import Collector, Stage
 from .context import CollectContext, Options
 from .logprofile import LogSource, Profile, load_profile
@@ -50,10 +50,10 @@ class LogsCollector(Collector):
         return [s for s in self.profile.sources if os.path.lexists(s.root)]
 
     def collect(self, ctx: CollectContext) -> None:
-        if sys.platform == "win32":
+        if WINDOWS:
             _logs_windows.collect(ctx, self.profile)
             return
-        if sys.platform == "darwin":
+        if MACOS:
             _logs_macos.collect(ctx, self.profile)
         seen: dict[tuple[int, int], dict[str, Any]] = {}
         for source in self.sources_present(ctx):

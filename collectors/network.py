@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import psutil
 
 from . import snapshot
+from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
 from .hostcmd import run_recorded
@@ -31,8 +32,7 @@ from .textview import json_bytes, jsonl, table
 
 OUT = "artifacts/volatile"
 DNS_FILES = (b"/etc/resolv.conf", b"/etc/hosts", b"/etc/nsswitch.conf", b"/etc/host.conf")
-IS_LINUX = sys.platform.startswith("linux")
-if IS_LINUX:
+if LINUX:
     from . import _linux
 
 _AF_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6", psutil.AF_LINK: "link"}
@@ -149,7 +149,7 @@ class NetworkCollector(Collector):
         return sorted(rows, key=lambda r: (r["proto"], r["lport"] or 0, r["laddr"] or ""))
 
     def _proc_tables(self, ctx: CollectContext) -> dict[str, Any]:
-        if not IS_LINUX:
+        if not LINUX:
             ctx.engine.record_skip(self.name, b"/proc/net", f"no /proc/net on {sys.platform}")
             return {}
         tables: dict[str, Any] = {}
@@ -167,7 +167,7 @@ class NetworkCollector(Collector):
 
     def _commands(self, ctx: CollectContext) -> None:
         """Sources with no /proc file or library call; each run is journalled."""
-        if not IS_LINUX:
+        if not LINUX:
             return
         for argv, stored in (
             (

@@ -22,6 +22,7 @@ import sys
 from typing import Any, ClassVar
 
 from . import redflags, snapshot
+from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
 from .textview import jsonl, printable, table
@@ -90,7 +91,7 @@ class ProcessesCollector(Collector):
 
     def collect(self, ctx: CollectContext) -> None:
         snap = snapshot.take(ctx)
-        if not snapshot.IS_LINUX:
+        if not LINUX:
             ctx.engine.record_skip(
                 self.name,
                 b"/proc",

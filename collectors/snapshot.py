@@ -15,7 +15,6 @@ process that exits mid-read keeps what was read and is marked ``vanished``.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ import psutil
 
 from manifests.clock import utc_from_ns
 
+from ._common import LINUX
 from .context import CollectContext
 
-IS_LINUX = sys.platform.startswith("linux")
-if IS_LINUX:
+if LINUX:
     from . import _linux
 SHARED_KEY = "volatile_snapshot"
 
@@ -95,7 +94,7 @@ class _Reader:
     def __init__(self, collect_env: bool) -> None:
         self.collect_env = collect_env
         self.users: dict[int, str | None] = {}
-        self.ttys = _linux.terminal_map() if IS_LINUX else {}
+        self.ttys = _linux.terminal_map() if LINUX else {}
         self.boot_time = psutil.boot_time()
 
     def username(self, uid: int | None) -> str | None:
@@ -123,7 +122,7 @@ class _Reader:
         readers = list(PSUTIL_FIELDS)
         if self.collect_env:
             readers.append(("environ", lambda q: q.environ()))
-        if IS_LINUX:
+        if LINUX:
 
             def exe(_: psutil.Process) -> bytes | None:
                 links[pid] = _linux.exe_link(pid)

@@ -23,12 +23,12 @@ import psutil
 from agent.hostinfo import machine_id
 from manifests.clock import utc_from_ns
 
+from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
 from .textview import json_bytes, printable
 
-IS_LINUX = sys.platform.startswith("linux")
-if IS_LINUX:
+if LINUX:
     from . import _linux
 
 OUT = "artifacts/volatile"
@@ -109,7 +109,7 @@ def clocks() -> dict[str, Any]:
         result["localtime_link"] = os.readlink("/etc/localtime")
     except OSError:
         result["localtime_link"] = None
-    if IS_LINUX:
+    if LINUX:
         try:
             result["ntp"] = _linux.ntp_state()
         except OSError as e:
@@ -256,7 +256,7 @@ class SystemCollector(Collector):
             ],
             "mounts": [p._asdict() for p in psutil.disk_partitions(all=True)],
         }
-        if IS_LINUX:
+        if LINUX:
             for key, reader, source in (
                 ("utmp", self._utmp, "/run/utmp"),
                 ("kernel_modules", _linux.kernel_modules, "/proc/modules"),

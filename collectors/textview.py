@@ -1,22 +1,41 @@
 """Helpers shared by the volatile collectors' outputs: JSON Lines and terminal-safe text.
 
-Process names, argv and socket paths are attacker-controlled; a text view read with
-``cat`` in a terminal must not carry escape sequences, so every control character is
-shown as ``\\xNN``."""
+Process names, argv, socket paths and journal strings are attacker-controlled; a text
+view read with ``cat`` in a terminal, or a line this tool prints, must not carry escape
+sequences, line breaks or bidirectional overrides (U+202E turns "exe.txt" around), so
+``printable`` escapes every character that is not printable. It is the one rule for the
+whole tool: the console uses it too."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def printable(value: Any) -> str:
+def _escape(c: str, named: bool) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte in a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if named and c in _NAMED:
+        return _NAMED[c]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(value: Any, named: bool = False) -> str:
+    """``value`` as text with every non-printable character (``str.isprintable``: controls,
+    C1, line and paragraph separators, bidi and other format characters, surrogates)
+    escaped as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; ``named=True`` writes tab,
+    newline and carriage return as ``\\t``, ``\\n`` and ``\\r`` (how the console
+    shows them, as Python does). None is the empty string."""
     text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c, named) for c in text)
 
 
 def jsonl(rows: Iterable[dict[str, Any]]) -> bytes:

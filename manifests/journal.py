@@ -33,6 +33,42 @@ SEAL_FIELD = "signature"
 HANDOVER = "handover"
 
 
+def _check_numbers(record: dict[str, Any]) -> None:
+    """The journal's rule for numbers: integers within +-(2**53 - 1) only, so that every
+    JSON reader gets back the very value that was hashed. A float (or a bigger integer)
+    raises TypeError (ValueError) naming the field, e.g. ``state.routes[2].metric``;
+    ``journal_safe`` turns foreign data into what the rule allows."""
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in record.items()]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float):
+            raise TypeError(
+                f"journal record {record.get('type')!r}: field {where} is a float "
+                f"({value!r}); the journal takes no floats (write a string or an integer)"
+            )
+        if isinstance(value, int) and abs(value) > canonical.MAX_SAFE_INT:
+            raise ValueError(
+                f"journal record {record.get('type')!r}: field {where} is an integer beyond "
+                f"2**53 - 1 ({value}); write it as a string"
+            )
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+
+
+def journal_safe(value: Any) -> Any:
+    """Foreign JSON (a host tool's ``-j`` output) as the journal may hold it: floats and
+    out-of-range integers become strings, keys become strings."""
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) > canonical.MAX_SAFE_INT):
+        return str(value)
+    if isinstance(value, list):
+        return [journal_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): journal_safe(v) for k, v in value.items()}
+    return value
+
+
 def seal_message(record: dict[str, Any]) -> bytes:
     """What a seal's signature covers: the seal record itself, less the signature."""
     return canonical.dumps({k: v for k, v in record.items() if k != SEAL_FIELD})
@@ -92,7 +128,7 @@ class Journal:
         return self._signer
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:
-        line = canonical.dumps(record)
+        line = canonical.dumps(record, check=_check_numbers)  # raises before anything is written
         self._file.write(line + b"\n")
         self._head = sha256_bytes(line)
         self._seq += 1

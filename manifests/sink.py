@@ -188,6 +188,9 @@ class LocalDirSink:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(parts[i], 0o750, dir_fd=fd)
                 fd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
+            # Evict before caching the new one (which opens the next level): a chain 5,000
+            # levels deep must not hold 5,000 descriptors.
+            self._evict()
             self._dirs["/".join(parts[: i + 1])] = [fd, 0]
         return self._dirs["/".join(parts)]
 

@@ -1,11 +1,16 @@
 """``SHA256SUMS`` in the exact format of coreutils ``sha256sum``, so ``sha256sum -c`` works.
 
 coreutils escapes a name holding a backslash, newline or carriage return: the line then
-starts with a backslash and the name has ``\\\\``, ``\\n`` and ``\\r``."""
+starts with a backslash and the name has ``\\\\``, ``\\n`` and ``\\r``.
+
+Two signed listings are checked with the same two functions, ``parse_sums`` and
+``compare_sums``: an evidence directory's (against its journal, in ``verify``) and the
+responder kit's (against its own files, in the kit's self-check)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 
 def _escape(name: str) -> tuple[str, str]:
@@ -52,3 +57,26 @@ def parse_sums(data: bytes) -> dict[str, str]:
     if data and not data.endswith(b"\n"):
         raise ValueError("last line is incomplete")
     return result
+
+
+@dataclass(frozen=True)
+class SumsDiff:
+    """How a listing and what it describes differ; each list sorted. False when they agree."""
+
+    only_listed: list[str]  # in the listing, not there
+    not_listed: list[str]  # there, not in the listing
+    differ: list[str]  # in both, with another digest
+
+    def __bool__(self) -> bool:
+        return bool(self.only_listed or self.not_listed or self.differ)
+
+
+def compare_sums(listed: Mapping[str, str], actual: Mapping[str, str | None]) -> SumsDiff:
+    """Compare a parsed listing with ``actual``: every path that is there, with its
+    digest, or None where it was not computed (a file that is not listed need not be
+    hashed; a listed one without a digest counts as differing)."""
+    return SumsDiff(
+        only_listed=sorted(listed.keys() - actual.keys()),
+        not_listed=sorted(actual.keys() - listed.keys()),
+        differ=sorted(p for p in listed.keys() & actual.keys() if actual[p] != listed[p]),
+    )

@@ -9,6 +9,7 @@ opened, whatever the journal says, and symlinks inside it are reported, not foll
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import stat
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import canonical, layout
+from . import canonical, layout, treewalk
 from .digest import sha256_bytes, sha256_fd, sha256_path_nofollow
 from .errors import KeyLoadError, NotEvidenceError, SignatureError
 from .journal import HANDOVER, SEAL_FIELD, seal_message
@@ -30,7 +31,7 @@ from .signing import (
     public_key_from_raw_b64,
     verify_signature,
 )
-from .sums import parse_sums
+from .sums import compare_sums, parse_sums
 
 HASHED_RECORD_TYPES = ("artifact",)
 _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
@@ -317,28 +318,24 @@ def _read_small(path: Path) -> bytes:
 
 
 def _walk(root: Path, errors: list[str]) -> Iterator[tuple[str, os.stat_result]]:
-    """Every non-directory entry under ``root``, relative, without following symlinks.
+    """Every non-directory entry under ``root``, relative, without following symlinks,
+    and every empty directory (as ``"rel/"``): the one walker, at any depth.
 
-    What cannot be listed or examined (a tree deeper than PATH_MAX, say) goes into
-    ``errors``: it must fail verification, not be silently left out."""
+    What cannot be listed or examined goes into ``errors``: it must fail verification,
+    not be silently left out."""
+    top = os.fsencode(os.path.realpath(root))  # the evidence directory the user named
 
-    def failed(e: OSError) -> None:
-        where = os.path.relpath(e.filename, root) if e.filename else "?"
+    def failed(path: bytes, e: OSError) -> None:
+        where = os.fsdecode(os.path.relpath(path, top))
         errors.append(
             f"cannot examine {where[:200]!r}{'...' if len(where) > 200 else ''}: {e.strerror}; "
             "whatever is there is unaccounted for"
         )
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            try:
-                yield rel, os.lstat(os.path.join(dirpath, name))
-            except OSError as e:
-                failed(e)
-        if not filenames and not dirnames and rel_dir != ".":
-            yield rel_dir + "/", os.lstat(dirpath)
+    for entry in treewalk.walk(top, failed, lstat=True, empty_dirs=True):
+        assert entry.stat is not None  # lstat=True
+        rel = os.fsdecode(entry.rel)
+        yield (rel + "/" if entry.empty_dir else rel), entry.stat
 
 
 def _check_manifest(
@@ -426,14 +423,11 @@ def _check_sums_agree(
     except (ValueError, UnicodeDecodeError) as e:
         result.problems.append(f"SHA256SUMS is malformed: {e}")
         return
-    journal = {p: r["sha256"] for p, r in expected.items()}
-    if listed != journal:
-        extra = sorted(set(listed) - set(journal))[:3]
-        lacking = sorted(set(journal) - set(listed))[:3]
-        differ = sorted(p for p in set(listed) & set(journal) if listed[p] != journal[p])[:3]
+    diff = compare_sums(listed, {p: r["sha256"] for p, r in expected.items()})
+    if diff:
         result.problems.append(
-            f"SHA256SUMS disagrees with the journal (extra {extra}, lacking {lacking}, "
-            f"different {differ})"
+            f"SHA256SUMS disagrees with the journal (extra {diff.only_listed[:3]}, "
+            f"lacking {diff.not_listed[:3]}, different {diff.differ[:3]})"
         )
 
 
@@ -459,11 +453,11 @@ def _hash_all(
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         try:
-            fd = os.open(root / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            # No component is followed if it is a symlink (a directory swapped for one
+            # since the walk would lead outside), at any depth; and the file opened must
+            # still be the very one the walk saw.
+            fd = treewalk.open_beneath(root_fd, path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             try:
-                # Only the last component is opened without following: a directory
-                # swapped for a symlink since the walk would lead outside (or to
-                # /dev/zero), so the file opened must be the very one the walk saw.
                 opened = os.fstat(fd)
                 if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
                     return FileVerdict(path, "changed", "replaced while it was being verified")
@@ -471,6 +465,8 @@ def _hash_all(
             finally:
                 os.close(fd)
         except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR) and e.filename != os.fsencode(path):
+                return FileVerdict(path, "changed", "replaced while it was being verified")
             return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
         if digest != record.get("sha256"):
             return FileVerdict(path, "changed", "SHA-256 differs from the journal")
@@ -484,8 +480,12 @@ def _hash_all(
     # Biggest first, so large files spread over all workers; small ones go in batches.
     items = sorted(expected.items(), key=lambda kv: -kv[1]["size"])
     batches = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [verdict for batch in pool.map(check_batch, batches) for verdict in batch]
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return [verdict for batch in pool.map(check_batch, batches) for verdict in batch]
+    finally:
+        os.close(root_fd)
 
 
 def _partial_verdict(rel: str, expected: dict[str, dict[str, Any]]) -> FileVerdict:

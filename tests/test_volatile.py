@@ -427,13 +427,19 @@ def test_replaced_executable_is_flagged(tmp_path: Path, reap: list) -> None:
     assert "exe_replaced" not in {f["flag"] for f in procs[os.getpid()]["flags"]}
 
 
-def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> None:
-    name = b"\xff\x1b[31mevil\nname"
+def _sleep_named(tmp_path: Path, reap: list, name: bytes) -> tuple[subprocess.Popen, Path]:
+    """A real process running a copy of ``sleep`` named ``name`` (any bytes)."""
     binary = Path(os.fsdecode(bytes(tmp_path) + b"/" + name))
     shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)
     proc = subprocess.Popen([binary, "300"])
     reap.append(proc)
     _wait_for(lambda: os.readlink(f"/proc/{proc.pid}/exe".encode()).endswith(name))
+    return proc, binary
+
+
+def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> None:
+    name = b"\xff\x1b[31mevil\nname"
+    proc, binary = _sleep_named(tmp_path, reap, name)
 
     summary, evidence = _collect(tmp_path, only="processes,network")
     for view in ("processes.txt", "sockets.txt"):
@@ -442,6 +448,19 @@ def test_hostile_process_names_reach_no_terminal(tmp_path: Path, reap: list) -> 
     assert b"\\x1b[31mevil\\x0aname" in (evidence / "artifacts/volatile/processes.txt").read_bytes()
     procs = {p["pid"]: p for p in _jsonl(evidence / "artifacts/volatile/processes.jsonl")}
     assert procs[proc.pid]["cmdline"][0] == os.fsdecode(bytes(binary))
+    _verified(summary)
+
+
+def test_a_bidi_override_in_a_process_name_is_escaped_in_the_text_view(
+    tmp_path: Path, reap: list
+) -> None:
+    """U+202E (right-to-left override) makes "evil\u202etxt.exe" read as "evilexe.txt" in a
+    terminal: the text view shows it as an escape, like every non-printable character."""
+    _sleep_named(tmp_path, reap, "evil\u202etxt.exe".encode())
+    summary, evidence = _collect(tmp_path, only="processes")
+    text = (evidence / "artifacts/volatile/processes.txt").read_bytes()
+    assert "\u202e".encode() not in text
+    assert b"evil\\u202etxt.exe" in text
     _verified(summary)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from collectors.hostcmd import find_binary
 from manifests.clock import utc_from_ns
+from manifests.journal import journal_safe
 
 from .allowlist import AllowEntry
 
@@ -213,20 +214,9 @@ def _json_or_text(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return _no_floats(json.loads(text))
-    except ValueError:
+        return journal_safe(json.loads(text))
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to keep
         return text
-
-
-def _no_floats(value: Any) -> Any:
-    """Journal records allow no floats and no huge ints; make them strings."""
-    if isinstance(value, float) or (isinstance(value, int) and abs(value) >= 2**53):
-        return str(value)
-    if isinstance(value, list):
-        return [_no_floats(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _no_floats(v) for k, v in value.items()}
-    return value
 
 
 def parse_probe(text: str) -> tuple[str, int]:

@@ -12,8 +12,9 @@ live sessions stop."""
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
+
+from collectors._common import MACOS
 
 from .base import Method, Plan, Request, Runner, Step
 
@@ -71,7 +72,7 @@ class PfMethod(Method):
     priority = 30
 
     def viable(self) -> None:
-        if sys.platform != "darwin":
+        if not MACOS:
             raise RuntimeError("pf isolation is implemented for macOS only")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:

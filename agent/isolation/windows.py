@@ -15,8 +15,9 @@ Release: ``netsh advfirewall import <file>`` puts the saved policy back exactly.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
+
+from collectors._common import WINDOWS
 
 from .base import Method, Plan, Request, Runner, Step
 
@@ -100,7 +101,7 @@ class WindowsMethod(Method):
     priority = 30
 
     def viable(self) -> None:
-        if sys.platform != "win32":
+        if not WINDOWS:
             raise RuntimeError("Windows Firewall exists only on Windows")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from manifests import layout
-from manifests.errors import ManifestError, NotEvidenceError
+from manifests.errors import UsageError, VerificationError
 from manifests.journal import Journal
 from manifests.signing import grouped, public_key_to_raw_b64
 from manifests.verify import HANDOVER, verify_evidence
@@ -50,37 +50,28 @@ def custody(
 ) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
     pin = _pin(pubkey, fingerprint)
-    try:
-        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
-    except NotEvidenceError as e:
-        raise click.UsageError(str(e)) from e
+    result = verify_evidence(evidence_dir, pin_fingerprint=pin)
     if not result.ok:
         report(result, quiet=True)
-        raise click.ClickException(
-            "the evidence does not verify, so no transfer was recorded; "
-            "document the problem above on the custody form"
+        raise VerificationError(
+            "the evidence does not verify, so no transfer was recorded",
+            hint="document the problem above on the custody form",
         )
-    try:
-        signer = load_signer(key)
-    except ManifestError as e:
-        raise click.UsageError(str(e)) from e
+    signer = load_signer(key)
     previous = result.holders[-1]
     giver = None
     if from_key is not None:
-        try:
-            giver = load_signer(from_key)
-        except ManifestError as e:
-            raise click.UsageError(str(e)) from e
+        giver = load_signer(from_key)
         if giver.fingerprint != previous.fingerprint:
-            raise click.UsageError(
+            raise UsageError(
                 f"--from-key is not the current holder's key ({grouped(previous.fingerprint)})"
             )
     journal = Journal.reopen(evidence_dir / layout.JOURNAL, signer)
     if (journal.next_seq, journal.head) != (result.records, result.chain_head):
         journal.close()
-        raise click.ClickException(
-            "custody.jsonl changed while it was being verified, so no transfer was "
-            "recorded; make sure nobody else is writing to the evidence, then run again"
+        raise VerificationError(
+            "custody.jsonl changed while it was being verified, so no transfer was recorded",
+            hint="make sure nobody else is writing to the evidence, then run again",
         )
     try:
         journal.append(

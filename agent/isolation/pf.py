@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from .base import Method, Plan, Request, Runner, Step
+from .base import Method, MethodError, Plan, Request, Runner, Step
 
 ANCHOR = "com.apple/preserve_isolation"
 
@@ -72,7 +72,7 @@ class PfMethod(Method):
 
     def viable(self) -> None:
         if sys.platform != "darwin":
-            raise RuntimeError("pf isolation is implemented for macOS only")
+            raise MethodError("pf isolation is implemented for macOS only")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         return pf_plan(request)

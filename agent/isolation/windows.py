@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from .base import Method, Plan, Request, Runner, Step
+from .base import Method, MethodError, Plan, Request, Runner, Step
 
 RULE_PREFIX = "preserve-isolation"
 
@@ -101,7 +101,7 @@ class WindowsMethod(Method):
 
     def viable(self) -> None:
         if sys.platform != "win32":
-            raise RuntimeError("Windows Firewall exists only on Windows")
+            raise MethodError("Windows Firewall exists only on Windows")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         saved = os.path.join(before.get("kit_dir") or ".", f"{request.ident}.wfw")

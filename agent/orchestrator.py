@@ -23,6 +23,7 @@ from manifests import layout
 from manifests.clock import utc_from_ns
 from manifests.digest import sha256_path_nofollow
 from manifests.durable import syncfs
+from manifests.errors import describe
 from manifests.journal import Journal
 from manifests.signing import Signer, public_key_to_raw_b64
 
@@ -254,7 +255,8 @@ def _run_collector(collector: Any, ctx: CollectContext, console: Console) -> Non
         raise
     except Exception as e:  # one broken collector must not lose the others' evidence
         ctx.engine.drain()
-        ctx.error(collector.name, f"collector failed: {type(e).__name__}: {e}")
+        # A CollectorError in its own words (message; hint); anything else, a bug, by type.
+        ctx.error(collector.name, f"collector failed: {describe(e)}")
         ctx.log.exception("collector_failed", collector=collector.name)
     took = time.monotonic_ns() - began
     ctx.journal.append("collector", name=collector.name, duration_ns=str(took))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from manifests.digest import sha256_bytes, sha256_path_nofollow
-from manifests.errors import KeyLoadError, SignatureError
+from manifests.errors import KeyLoadError, SignatureError, UsageError
 from manifests.signing import fingerprint_of, load_public_key_pem, verify_signature
 from manifests.sums import compare_sums, parse_sums
 from manifests.treewalk import walk
@@ -57,8 +57,9 @@ def _info_text(value: object) -> str | None:
     return None if value is None else _text(str(value))
 
 
-class KitModifiedError(Exception):
-    """The kit's files do not match its signed sums; running it would be untrustworthy."""
+class KitModifiedError(UsageError):
+    """The kit's files do not match its signed sums; running it would be untrustworthy,
+    so nothing is done (exit 2) unless the responder overrides."""
 
 
 def running_kit() -> Path | None:
@@ -251,19 +252,16 @@ def gate(override: bool) -> tuple[KitCheck | None, dict[str, Any]]:
     result.loader = loader_report(kit)
     if not result.ok and not override:
         raise KitModifiedError(
-            f"this kit at {kit} has been modified ({result.summary()}) and cannot be trusted; "
-            f"use an intact copy (details: preserve selfcheck), or add {OVERRIDE_FLAG} to run "
-            "anyway (the journal records it)"
+            f"this kit at {kit} has been modified ({result.summary()}) and cannot be trusted",
+            hint=f"use an intact copy (details: preserve selfcheck), or add {OVERRIDE_FLAG} "
+            "to run anyway (the journal records it)",
         )
     return result, {"kit": result.journal_fields(override)}
 
 
 def gate_verify(override: bool) -> None:
-    """``verify`` from a modified kit could report altered evidence as intact: refuse."""
-    try:
-        result, _ = gate(override)
-    except KitModifiedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """``verify`` from a modified kit could report altered evidence as intact: refuse
+    (KitModifiedError, exit 2)."""
+    result, _ = gate(override)
     if result is not None and not result.ok:
         print(f"WARNING: running a modified kit ({result.summary()})", file=sys.stderr)

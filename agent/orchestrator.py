@@ -22,7 +22,7 @@ from collectors.errors import OutputFull
 from collectors.summary import Summary
 from manifests import layout
 from manifests.clock import compact_stamp, utc_from_ns
-from manifests.errors import EvidenceLostError
+from manifests.errors import EvidenceLostError, describe
 from manifests.signing import Signer, public_key_to_raw_b64
 from manifests.writer import EvidenceWriter
 
@@ -259,7 +259,8 @@ def _run_collector(collector: Collector, ctx: CollectContext, console: Console) 
         raise
     except Exception as e:  # one broken collector must not lose the others' evidence
         ctx.engine.drain()
-        ctx.error(collector.name, f"collector failed: {type(e).__name__}: {e}")
+        # A CollectorError in its own words (message; hint); anything else, a bug, by type.
+        ctx.error(collector.name, f"collector failed: {describe(e)}")
         ctx.log.exception("collector_failed", collector=collector.name)
     took = time.monotonic_ns() - began
     ctx.journal.append("collector", name=collector.name, duration_ns=str(took))

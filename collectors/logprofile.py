@@ -16,6 +16,8 @@ from fnmatch import fnmatchcase
 from importlib import resources
 from typing import Any
 
+from manifests.errors import UsageError
+
 DEFAULT_PROFILE = "standard"
 _TOP_KEYS = {"version", "description", "collectors", "source", "windows", "macos"}
 _SOURCE_KEYS = {"root", "description", "include", "exclude", "max_depth"}
@@ -24,8 +26,8 @@ _MACOS_KEYS = {"unified_log", "last"}
 _LAST = re.compile(r"\d+[smhd]")
 
 
-class ProfileError(ValueError):
-    """A profile that cannot be used; the message names where and what to fix."""
+class ProfileError(UsageError):
+    """A profile that cannot be used (exit 2); the message names where and what to fix."""
 
 
 @dataclass(frozen=True)

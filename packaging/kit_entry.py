@@ -18,15 +18,14 @@ else:
 
 
 def _main() -> None:
-    from agent.kit import OVERRIDE_FLAG, gate_verify
+    from agent.kit import OVERRIDE_FLAG
 
     if os.path.basename(sys.executable).startswith("verify"):
         override = OVERRIDE_FLAG in sys.argv
         sys.argv = ["verify", *(a for a in sys.argv[1:] if a != OVERRIDE_FLAG)]
-        gate_verify(override)
         from agent.commands.verify import main as verify_main
 
-        verify_main()
+        verify_main(kit_override=override)  # checks the kit first
     else:
         from agent._cli import main as preserve_main
 

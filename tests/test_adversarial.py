@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from conftest import ROOT, journal_records, preserve, verify
 from evidence_factory import copy_evidence, forge, new_writer
 
+from agent._cli import main as preserve_main
 from agent.commands import custody as custody_module
 from collectors.copy import CopyEngine
 from collectors.walk import walk_entries
@@ -398,7 +398,10 @@ def test_removed_last_transfer_is_detected(evidence: Path, pristine: tuple[Path,
 
 
 def test_custody_does_not_seal_a_record_slipped_in_after_its_check(
-    evidence: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    evidence: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The race, made deterministic: a record appended between custody's verification
     and its transfer would be sealed by the new holder's key along with the transfer."""
@@ -412,11 +415,11 @@ def test_custody_does_not_seal_a_record_slipped_in_after_its_check(
         return result
 
     monkeypatch.setattr(custody_module, "verify_evidence", verify_then_slip_in)
-    outcome = CliRunner().invoke(
-        custody_module.custody, [str(evidence), "--to", "Lab", "--key", str(key)]
-    )
-    assert outcome.exit_code == 1, outcome.output
-    assert "changed while it was being verified" in outcome.output
+    with pytest.raises(SystemExit) as outcome:
+        preserve_main(["custody", str(evidence), "--to", "Lab", "--key", str(key)])
+    output = capsys.readouterr().err
+    assert outcome.value.code == 1, output
+    assert "changed while it was being verified" in output
     assert [r["type"] for r in journal_records(evidence)[-2:]] == ["seal", "note"]
 
 

@@ -8,7 +8,6 @@ import os
 import stat
 from pathlib import Path
 
-import click
 import pytest
 from conftest import preserve, requires_root
 
@@ -19,6 +18,7 @@ from agent.isolation.iptables import restore_input
 from agent.isolation.nftables import ruleset
 from agent.isolation.pf import anchor_rules, parse_token, pf_plan
 from agent.isolation.windows import allow_rules, rule_names, windows_plan
+from manifests.errors import UsageError
 
 
 def test_allow_forms() -> None:
@@ -43,13 +43,13 @@ def test_ssh_peer_and_no_keep_ssh() -> None:
 
 
 def test_options_without_isolate_are_a_usage_error() -> None:
-    with pytest.raises(click.UsageError, match="--allow, --dry-run"):
+    with pytest.raises(UsageError, match="--allow, --dry-run"):
         iso_cli.prepare({"allow": ("10.0.0.1",), "dry_run": True}, "x")
 
 
 def test_isolate_without_root_is_refused_before_collecting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(click.UsageError, match="needs root"):
+    with pytest.raises(UsageError, match="needs root"):
         iso_cli.prepare({"isolate": True, "isolation_method": "nftables"}, "x")
 
 

@@ -12,33 +12,21 @@ import click
 
 from collectors.base import Collector
 from collectors.context import Options
-from collectors.logprofile import Profile, ProfileError, load_profile
+from collectors.logprofile import Profile, load_profile
 from collectors.registry import load_collectors
-from manifests.errors import EvidenceLostError, ManifestError
+from manifests.errors import OutputError, UsageError
 from manifests.signing import Signer, grouped
 
 from ..console import Console
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, KitModifiedError, gate, running_kit
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, Duration, split_names
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
-
-
-class EvidenceLost(click.ClickException):
-    """Exit 3: the evidence directory vanished during the run (deleted, drive pulled)."""
-
-    exit_code = 3
-
-
-class UsageProblem(click.ClickException):
-    """Exit 2: a usage or configuration problem; nothing was collected."""
-
-    exit_code = 2
 
 
 class _CollectorNamesOption(click.Option):
@@ -129,7 +117,7 @@ def _select(
 ) -> list[Collector]:
     unknown = sorted(set(only + skip) - set(available))
     if unknown:
-        raise UsageProblem(
+        raise UsageError(
             f"unknown collector(s) {', '.join(unknown)}; known: {', '.join(sorted(available))}"
         )
     if only:
@@ -140,9 +128,9 @@ def _select(
             names.append("files")
     names = [n for n in names if n not in skip]
     if "files" in names and not paths:
-        raise UsageProblem("the 'files' collector needs at least one --path")
+        raise UsageError("the 'files' collector needs at least one --path")
     if not names:
-        raise UsageProblem("no collector left to run; check --only and --skip")
+        raise UsageError("no collector left to run; check --only and --skip")
     return [available[n]() for n in names]
 
 
@@ -169,14 +157,6 @@ def _inside(child: Path, parent: bytes) -> bool:
         if node == os.path.dirname(node):
             return False
         node = os.path.dirname(node)
-
-
-def check_kit_or_refuse(override: bool) -> tuple[KitCheck | None, dict[str, Any]]:
-    """Run from a kit: check it first (see agent.kit.gate); exit 2 when it is modified."""
-    try:
-        return gate(override)
-    except KitModifiedError as e:
-        raise UsageProblem(str(e)) from e
 
 
 def _signer(key: Path | None) -> Signer:
@@ -220,14 +200,14 @@ def run_collection(
     max_file_size: int | None,
     json_mode: bool,
     quiet: bool,
-    debug: bool,
+    debug: bool,  # agent/program.py shows tracebacks when --debug is given
     profile: str | None = None,
     watch: float | None = None,
     kit_modified_ok: bool = False,
     **extra: Any,
 ) -> int:
     console = Console(quiet=quiet, json_mode=json_mode)
-    kit_check, start_fields = check_kit_or_refuse(kit_modified_ok)
+    kit_check, start_fields = gate(kit_modified_ok)
     if kit_check is not None and kit_check.loader_warning():
         console.warn(kit_check.loader_warning() or "")
     if kit_check is not None and not kit_check.ok:
@@ -239,24 +219,21 @@ def run_collection(
     if output is None and kit is not None:
         output = kit / EVIDENCE
     if output is None:
-        raise UsageProblem(
+        raise UsageError(
             "say where to put the evidence, e.g. -o /media/kit/evidence "
             "(a drive of the kit, not the host's own disk)"
         )
     raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
     warnings: list[str] = []
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
-    try:
-        log_profile: Profile = load_profile(profile)
-    except ProfileError as e:
-        raise UsageProblem(str(e)) from e
+    log_profile: Profile = load_profile(profile)
     only_names = split_names(only) or list(log_profile.collectors or [])
     collectors = _select(available, only_names, split_names(skip), raw_paths)
     names = [c.name for c in collectors]
     if watch is not None and watch <= 0:
-        raise UsageProblem("--watch needs a positive duration such as 90s, 15m or 2h")
+        raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
     if watch is not None and "logs" not in names and not raw_paths:
-        raise UsageProblem("--watch follows log sources: run the logs collector or give --path")
+        raise UsageError("--watch follows log sources: run the logs collector or give --path")
     options = Options(
         paths=tuple(raw_paths),
         max_file_size=max_file_size,
@@ -273,9 +250,9 @@ def run_collection(
     sources = raw_paths + [p for c in collectors for p in c.sources()]
     for source in sources:
         if _inside(output, source):
-            raise UsageProblem(
-                f"the output {output} is inside {os.fsdecode(source)}, which is being "
-                "collected; choose an output outside it (the kit's drive)"
+            raise UsageError(
+                f"the output {output} is inside {os.fsdecode(source)}, which is being collected",
+                hint="choose an output outside it (the kit's drive)",
             )
     fixed = fixed_disk_of(output)
     if fixed:
@@ -283,10 +260,7 @@ def run_collection(
             f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
-    try:
-        signer = _signer(key)
-    except ManifestError as e:
-        raise UsageProblem(str(e)) from e
+    signer = _signer(key)  # KeyLoadError: exit 2
     config = RunConfig(
         output=output,
         signer=signer,
@@ -309,29 +283,18 @@ def run_collection(
             f"its fingerprint is {grouped(signer.fingerprint)}"
         )
     with StopGuard() as guard:
-        outcome = _collect(config, console, guard, output, debug)
+        outcome = _collect(config, console, guard, output)
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code
 
 
-def _collect(
-    config: RunConfig, console: Console, guard: StopGuard, output: Path, debug: bool
-) -> RunOutcome:
+def _collect(config: RunConfig, console: Console, guard: StopGuard, output: Path) -> RunOutcome:
     try:
         return run(config, console, guard)
-    except EvidenceLostError as e:
-        if debug:
-            raise
-        raise EvidenceLost(
-            f"{e}. Nothing more was written and nothing was recreated; if the drive was "
-            "pulled, plug it back in and run 'verify' on the directory (its last seal holds)."
-        ) from e
     except OSError as e:
-        if debug:
-            raise
-        raise click.ClickException(
-            f"cannot write evidence under {output}: {e.strerror or e}. Check the drive "
-            "is mounted read-write and has space."
+        raise OutputError(
+            f"cannot write evidence under {output}: {e.strerror or e}",
+            hint="check the drive is mounted read-write and has space",
         ) from e
 
 

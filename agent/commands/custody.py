@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from manifests.errors import JournalChangedError, ManifestError, NotEvidenceError
+from manifests.errors import UsageError, VerificationError
 from manifests.signing import grouped
 from manifests.transfer import Handover, append_under_custody
 from manifests.verify import verify_evidence
@@ -49,37 +49,25 @@ def custody(
 ) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
     pin = _pin(pubkey, fingerprint)
-    try:
-        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
-    except NotEvidenceError as e:
-        raise click.UsageError(str(e)) from e
+    result = verify_evidence(evidence_dir, pin_fingerprint=pin)
     if not result.ok:
         report(result, quiet=True)
-        raise click.ClickException(
-            "the evidence does not verify, so no transfer was recorded; "
-            "document the problem above on the custody form"
+        raise VerificationError(
+            "the evidence does not verify, so no transfer was recorded",
+            hint="document the problem above on the custody form",
         )
-    try:
-        signer = load_signer(key)
-    except ManifestError as e:
-        raise click.UsageError(str(e)) from e
+    signer = load_signer(key)
     previous = result.holders[-1]
     giver = None
     if from_key is not None:
-        try:
-            giver = load_signer(from_key)
-        except ManifestError as e:
-            raise click.UsageError(str(e)) from e
+        giver = load_signer(from_key)
         if giver.fingerprint != previous.fingerprint:
-            raise click.UsageError(
+            raise UsageError(
                 f"--from-key is not the current holder's key ({grouped(previous.fingerprint)})"
             )
-    try:
-        appended = append_under_custody(
-            evidence_dir, result, signer, "transfer", Handover(to, note, giver)
-        )
-    except JournalChangedError as e:
-        raise click.ClickException(str(e)) from e
+    appended = append_under_custody(
+        evidence_dir, result, signer, "transfer", Handover(to, note, giver)
+    )
     cosigned = " (countersigned by the giver)" if giver is not None else ""
     click.echo(printable(f"custody transferred from {previous.name} to {to}{cosigned}"))
     if result.signer_fingerprint and pin is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from manifests import layout
-from manifests.errors import NotEvidenceError
+from manifests.errors import VerificationError
 
 from ..export import bodyfile, case, hashdeep
 from ..report.evidence import load
@@ -40,10 +40,7 @@ def export_command(evidence_dir: Path, fmt: str, output: Path | None) -> None:
     still needs describing), but the exit code is 1 and a warning names the problem
     when verification fails."""
     check_output(evidence_dir, output)
-    try:
-        ev = load(evidence_dir)
-    except NotEvidenceError as e:
-        raise click.UsageError(str(e)) from e
+    ev = load(evidence_dir)  # NotEvidenceError: exit 2
     # Only artifacts sealed by a valid signature are exported.
     sealed = ev.verification.sealed_through
     arts = [
@@ -66,7 +63,10 @@ def export_command(evidence_dir: Path, fmt: str, output: Path | None) -> None:
         try:
             text = (evidence_dir / layout.SUMS).read_text(encoding="utf-8")
         except OSError as e:
-            raise click.ClickException(f"cannot read {layout.SUMS}: {e.strerror}") from e
+            raise VerificationError(
+                f"cannot read {layout.SUMS}: {e.strerror}",
+                hint=f"run 'verify {evidence_dir}' for the details",
+            ) from e
     write_output(text, output)
     if not ev.verification.ok:
         click.echo(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from manifests.errors import UsageError
 from manifests.signing import Signer, grouped, public_key_pem
 
 from ..keys import passphrase_for
@@ -31,14 +32,17 @@ def keygen(out_dir: Path, name: str, no_passphrase: bool) -> None:
     private_path, public_path = out_dir / f"{name}.key", out_dir / f"{name}.pub"
     for path in (private_path, public_path):
         if path.exists():
-            raise click.UsageError(f"{path} already exists; keys are never overwritten")
+            raise UsageError(
+                f"{path} already exists",
+                hint="keys are never overwritten: choose another --out or --name",
+            )
     passphrase = None
     if not no_passphrase:
         passphrase = passphrase_for(f"the new key {private_path}", confirm=True)
         if not passphrase:
-            raise click.UsageError(
-                "a passphrase is needed: set PRESERVE_KEY_PASSPHRASE, run on a terminal, "
-                "or pass --no-passphrase"
+            raise UsageError(
+                "a passphrase is needed",
+                hint="set PRESERVE_KEY_PASSPHRASE, run on a terminal, or pass --no-passphrase",
             )
     signer = Signer.generate_ephemeral()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from manifests.clock import utc_from_ns
-from manifests.errors import JournalChangedError, ManifestError, NotEvidenceError
+from manifests.errors import JournalChangedError, UsageError, VerificationError
 from manifests.signing import Signer
 from manifests.transfer import Handover, append_under_custody
 from manifests.verify import VerificationResult, verify_evidence
@@ -68,7 +68,7 @@ def _targets(
         try:
             return [(state_file, state_mod.load(state_file))]
         except (OSError, ValueError) as e:
-            raise click.UsageError(f"cannot read --state {state_file}: {e}") from e
+            raise UsageError(f"cannot read --state {state_file}: {e}") from e
     search = output or (evidence.parent if evidence else None)
     found = state_mod.find_in_force(search) if search else _hinted()
     if evidence is not None:
@@ -112,21 +112,18 @@ def release(
 ) -> None:
     """Undo the network isolation that 'preserve --isolate' applied."""
     if evidence is not None and key is None:
-        raise click.UsageError(
+        raise UsageError(
             "--evidence needs --key: the release is sealed into the journal with that key"
         )
     signer = None
     result = None
     if evidence is not None:
-        try:
-            result = verify_evidence(evidence)
-            signer = load_signer(key)  # type: ignore[arg-type]
-        except (NotEvidenceError, ManifestError) as e:
-            raise click.UsageError(str(e)) from e
+        result = verify_evidence(evidence)
+        signer = load_signer(key)  # type: ignore[arg-type]
         if not result.ok:
-            raise click.ClickException(
-                f"{evidence} does not verify, so nothing was appended; run 'verify {evidence}' "
-                "(the isolation was left in force)"
+            raise VerificationError(
+                f"{evidence} does not verify, so nothing was appended",
+                hint=f"run 'verify {evidence}' (the isolation was left in force)",
             )
     runner = Runner()
     targets = _targets(output, state_file, evidence)
@@ -135,7 +132,7 @@ def release(
     if not targets:
         steps = _found_on_host(runner)
         if not steps:
-            raise click.UsageError(
+            raise UsageError(
                 "no isolation in force found here (no saved state under -o/--state, and no "
                 f"table inet {nft.TABLE} or preserve-* chains on this host)"
             )
@@ -215,4 +212,4 @@ def _append(
     try:
         append_under_custody(evidence, result, signer, "isolation released", handover, records)
     except JournalChangedError as e:
-        raise click.ClickException(f"{e} (the isolation was released)") from e
+        raise JournalChangedError(f"{e} (the isolation itself was released)", hint=e.hint) from e

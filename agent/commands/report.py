@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from manifests.errors import NotEvidenceError
+from manifests.errors import UsageError
 
 from ..report import render
-from ..report.deadlines import DeadlinesError
 from ..report.evidence import to_ns
 from ..report.findings import EXPECTED_PORTS
 from ..report.model import build
@@ -63,20 +62,15 @@ def report_command(
     """
     check_output(evidence_dir, output)
     if detected_at and to_ns(detected_at) is None:
-        raise click.UsageError(
-            f"--detected-at {detected_at!r} is not a time; use e.g. 2026-11-27T03:00:00Z"
+        raise UsageError(
+            f"--detected-at {detected_at!r} is not a time", hint="use e.g. 2026-11-27T03:00:00Z"
         )
-    try:
-        data = build(
-            evidence_dir,
-            detected_at=detected_at,
-            deadlines_file=deadlines_file,
-            expected_ports=EXPECTED_PORTS | frozenset(expect_port),
-        )
-    except NotEvidenceError as e:
-        raise click.UsageError(str(e)) from e
-    except DeadlinesError as e:
-        raise click.UsageError(f"--deadlines: {e}") from e
+    data = build(  # NotEvidenceError, DeadlinesError: exit 2
+        evidence_dir,
+        detected_at=detected_at,
+        deadlines_file=deadlines_file,
+        expected_ports=EXPECTED_PORTS | frozenset(expect_port),
+    )
     write_output(render(data, fmt), output)
     v = data["verification"]
     if not v["ok"]:

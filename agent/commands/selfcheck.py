@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from manifests.errors import UsageError
 from manifests.signing import grouped, normalise_fingerprint
 
 from ..kit import check_kit, loader_report, running_kit
@@ -29,16 +30,18 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
     """Check the kit's files against its signed SHA256SUMS and show what the kit is."""
     kit = kit_dir or running_kit()
     if kit is None:
-        raise click.UsageError(
-            "not running from a kit (this is a development install); "
-            "give --kit DIR to check a kit folder"
+        raise UsageError(
+            "not running from a kit (this is a development install)",
+            hint="give --kit DIR to check a kit folder",
         )
     pin = None
     if fingerprint:
         try:
             pin = normalise_fingerprint(fingerprint)
         except ValueError as e:
-            raise click.UsageError(f"--fingerprint: {e}") from e
+            raise UsageError(
+                f"--fingerprint: {e}", hint="copy it from the kit's label (spaces are fine)"
+            ) from e
     result = check_kit(kit, pin)
     if kit_dir is None:  # the running kit: also show what the host's loader added
         result.loader = loader_report(kit)

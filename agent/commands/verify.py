@@ -8,28 +8,32 @@ from pathlib import Path
 
 import click
 
-from manifests.errors import KeyLoadError, NotEvidenceError
+from manifests.errors import KeyLoadError, UsageError
 from manifests.signing import fingerprint_of, grouped, load_public_key_pem, normalise_fingerprint
 from manifests.verify import VerificationResult, verify_evidence
 
 from ..console import printable
+from ..kit import gate_verify
+from ..program import run_program
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
     if pubkey and fingerprint:
-        raise click.UsageError("give --pubkey or --fingerprint, not both")
+        raise UsageError("give --pubkey or --fingerprint, not both")
     if pubkey:
         try:
             return fingerprint_of(load_public_key_pem(pubkey.read_bytes()))
         except (OSError, KeyLoadError) as e:
-            raise click.UsageError(f"cannot use --pubkey {pubkey}: {e}") from e
+            raise UsageError(f"cannot use --pubkey {pubkey}: {e}") from e
     if fingerprint:
         try:
             return normalise_fingerprint(fingerprint)
         except ValueError as e:
-            raise click.UsageError(f"--fingerprint: {e}") from e
+            raise UsageError(
+                f"--fingerprint: {e}", hint="copy it from the custody form (spaces are fine)"
+            ) from e
     return None
 
 
@@ -114,11 +118,7 @@ def run_verify(
     evidence_dir: Path, pubkey: Path | None, fingerprint: str | None, json_mode: bool, quiet: bool
 ) -> int:
     pin = _pin(pubkey, fingerprint)
-    try:
-        result = verify_evidence(evidence_dir, pin_fingerprint=pin)
-    except NotEvidenceError as e:
-        click.echo(f"error: {e}", err=True)
-        return EXIT_USAGE
+    result = verify_evidence(evidence_dir, pin_fingerprint=pin)  # NotEvidenceError: exit 2
     if json_mode:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -133,5 +133,6 @@ def verify_command(**kwargs: object) -> None:
     sys.exit(run_verify(**kwargs))  # type: ignore[arg-type]
 
 
-def main() -> None:
-    verify_command.main(prog_name="verify")
+def main(args: list[str] | None = None, kit_override: bool = False) -> None:
+    """The ``verify`` program; from a kit, only after the kit's own self-check."""
+    run_program(verify_command, args, "verify", before=lambda: gate_verify(kit_override))

@@ -16,13 +16,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from manifests.errors import UsageError
+
 RESOLVE_TIMEOUT = 5.0
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class AllowError(ValueError):
-    """An --allow value that cannot be used; the message says how to write it."""
+class AllowError(UsageError):
+    """An --allow value that cannot be used (exit 2); the message says how to write it."""
 
 
 @dataclass(frozen=True)

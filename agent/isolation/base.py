@@ -25,6 +25,7 @@ from typing import Any
 
 from collectors.hostcmd import find_binary
 from manifests.clock import utc_from_ns
+from manifests.errors import UsageError
 from manifests.journal import journal_safe
 
 from .allowlist import AllowEntry
@@ -36,8 +37,9 @@ PROBE_TIMEOUT = 0.5
 DEFAULT_PROBES = ("192.0.2.1:9", "[2001:db8::1]:9")
 
 
-class IsolationError(Exception):
-    """The isolation could not be planned or applied; the message says what to do."""
+class MethodError(UsageError):
+    """An isolation method cannot be used here (``viable()``), or the one asked for does
+    not exist; found before anything is collected, so exit 2. The message says why."""
 
 
 @dataclass
@@ -148,7 +150,7 @@ class Runner:
         except subprocess.TimeoutExpired as e:
             code, out = 124, e.stdout or b""
             err = (e.stderr or b"") + f"\ntimed out after {COMMAND_TIMEOUT:.0f} s".encode()
-        record = {
+        record: dict[str, Any] = {
             "purpose": purpose,
             "argv": step.argv,
             "stdin": step.stdin,
@@ -229,9 +231,9 @@ def parse_probe(text: str) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError as e:
-        raise ValueError(f"--probe {text}: give ADDR:PORT or [V6ADDR]:PORT") from e
+        raise UsageError(f"--probe {text}: give ADDR:PORT or [V6ADDR]:PORT") from e
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--probe {text}: {port!r} is not a port")
+        raise UsageError(f"--probe {text}: {port!r} is not a port")
     return host, int(port)
 
 
@@ -307,8 +309,11 @@ def default_probes(allow: list[AllowEntry], routes: dict[str, Any]) -> list[tupl
     filter, not the routing table, is what stops the SYN."""
     probes: list[tuple[str, int]] = []
     for family, key, doc in ((4, "routes_v4", "192.0.2.1"), (6, "routes_v6", "2001:db8::1")):
-        table = routes.get(key) if isinstance(routes.get(key), list) else []
+        table = routes.get(key)
+        if not isinstance(table, list):
+            table = []
         main = [r for r in table if r.get("table", "main") == "main" and r.get("type") != "local"]
+        target: str | None
         if any(r.get("dst") == "default" for r in main):
             target = doc
         else:
@@ -348,7 +353,7 @@ def _on_link_target(
 class Method:
     """An isolation method. Subclasses fill in ``plan`` and ``check``; the rest is shared.
 
-    ``viable()`` raises RuntimeError with the reason when the method cannot run here.
+    ``viable()`` raises MethodError with the reason when the method cannot run here.
     ``priority`` orders the methods ``auto`` may choose (0: never chosen automatically).
     ``proof`` is the set of probe outcomes that confirm this method's cut."""
 
@@ -358,7 +363,7 @@ class Method:
     cuts_responder = False
 
     def viable(self) -> None:
-        raise RuntimeError("not an isolation method")
+        raise MethodError("not an isolation method")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         raise NotImplementedError

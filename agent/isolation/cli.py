@@ -10,10 +10,12 @@ from typing import Any
 
 import click
 
-from .allowlist import AllowError, build_allowlist
+from manifests.errors import UsageError
+
+from .allowlist import build_allowlist
 from .base import Request, parse_probe
 from .engine import Isolation
-from .registry import MethodError, choose
+from .registry import choose
 
 OPTIONS = [
     click.option(
@@ -76,26 +78,19 @@ def prepare(options: dict[str, Any], ident: str) -> Isolation | None:
         if opts["isolation_method"] not in (None, "auto"):
             used.append("--isolation-method")
         if used:
-            raise click.UsageError(f"{', '.join(used)} only make sense with --isolate")
+            raise UsageError(f"{', '.join(used)} only make sense with --isolate")
         return None
-    try:
-        allow = build_allowlist(
-            list(opts["allow"] or ()), dict(os.environ), not opts["no_keep_ssh"]
-        )
-        probes = [parse_probe(p) for p in opts["probes"] or ()]
-    except (AllowError, ValueError) as e:
-        raise click.UsageError(str(e)) from e
+    # AllowError, MethodError and a bad --probe are UsageErrors: exit 2, nothing collected.
+    allow = build_allowlist(list(opts["allow"] or ()), dict(os.environ), not opts["no_keep_ssh"])
+    probes = [parse_probe(p) for p in opts["probes"] or ()]
     name = opts["isolation_method"] or "auto"
     if not opts["dry_run"] and not name.startswith("exec:") and os.geteuid() != 0:
-        raise click.UsageError(
-            "--isolate changes the firewall and needs root; run it again with sudo "
-            "(nothing was collected)"
+        raise UsageError(
+            "--isolate changes the firewall and needs root",
+            hint="run it again with sudo (nothing was collected)",
         )
     warnings: list[str] = []
-    try:
-        method = choose(name, lambda n, e: warnings.append(f"{n}: {e}"))
-    except MethodError as e:
-        raise click.UsageError(str(e)) from e
+    method = choose(name, lambda n, e: warnings.append(f"{n}: {e}"))
     for warning in warnings:
         click.echo(f"WARNING: isolation plug-in {warning} (skipped)", err=True)
     request = Request(

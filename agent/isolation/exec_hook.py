@@ -22,7 +22,7 @@ import json
 import os
 from typing import Any
 
-from .base import Method, Plan, Request, Runner, Step
+from .base import Method, MethodError, Plan, Request, Runner, Step
 
 NOT_CONFIRMED = 3
 
@@ -63,7 +63,7 @@ class ExecHookMethod(Method):
 
     def viable(self) -> None:
         if not os.path.isfile(self.path) or not os.access(self.path, os.X_OK):
-            raise RuntimeError(f"{self.path} is not an executable file")
+            raise MethodError(f"{self.path} is not an executable file")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         env = hook_env(request)

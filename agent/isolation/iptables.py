@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .allowlist import AllowEntry
-from .base import Method, Plan, Request, Runner, Step, have
+from .base import Method, MethodError, Plan, Request, Runner, Step, have
 from .state import hint
 
 CHAINS = {"INPUT": "preserve-in", "OUTPUT": "preserve-out", "FORWARD": "preserve-fwd"}
@@ -86,7 +86,7 @@ class IptablesMethod(Method):
     def viable(self) -> None:
         for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
             if not have(tool):
-                raise RuntimeError(f"the {tool} command is not installed")
+                raise MethodError(f"the {tool} command is not installed")
 
     def _present(self, runner: Runner) -> bool:
         return any(

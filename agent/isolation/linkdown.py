@@ -14,7 +14,7 @@ import os
 import subprocess
 from typing import Any
 
-from .base import Method, Plan, Request, Runner, Step, have
+from .base import Method, MethodError, Plan, Request, Runner, Step, have
 
 SKIP_ROUTE_PREFIXES = ("fe80::", "ff00::", "multicast")
 
@@ -88,21 +88,21 @@ def plan_for(
         for info in link.get("addr_info", []):
             if info.get("scope") == "link" and info.get("family") == "inet6":
                 continue  # the kernel makes the link-local address itself
-            family = "-6" if info.get("family") == "inet6" else "-4"
-            argv = ["ip", family, "address", "replace", f"{info['local']}/{info['prefixlen']}"]
+            flag = "-6" if info.get("family") == "inet6" else "-4"
+            argv = ["ip", flag, "address", "replace", f"{info['local']}/{info['prefixlen']}"]
             argv += ["dev", name]
             if info.get("broadcast"):
                 argv += ["broadcast", info["broadcast"]]
-            if family == "-6":
+            if flag == "-6":
                 argv.append("nodad")  # it was in use a moment ago; do not wait for DAD
             release.append(Step(argv, tolerate=True))
     for family, key in ((4, "routes_v4"), (6, "routes_v6")):
         for route in before.get(key) or []:
             if route.get("dev") not in names or route.get("table") == "local":
                 continue
-            argv = _route_argv(route, family)
-            if argv:
-                release.append(Step(argv, tolerate=True))
+            route_argv = _route_argv(route, family)
+            if route_argv:
+                release.append(Step(route_argv, tolerate=True))
     for name in names:
         if mgr.get("systemd_networkd"):
             release.append(Step(["networkctl", "up", name], tolerate=True))
@@ -119,7 +119,7 @@ class LinkDownMethod(Method):
 
     def viable(self) -> None:
         if not have("ip"):
-            raise RuntimeError("the ip command (iproute2) is not installed")
+            raise MethodError("the ip command (iproute2) is not installed")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         mgr = managers()

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .allowlist import AllowEntry
-from .base import Method, Plan, Request, Runner, Step, have
+from .base import Method, MethodError, Plan, Request, Runner, Step, have
 from .state import hint
 
 TABLE = "preserve_isolation"
@@ -139,7 +139,7 @@ class NftablesMethod(Method):
 
     def viable(self) -> None:
         if not have("nft"):
-            raise RuntimeError("the nft command is not installed")
+            raise MethodError("the nft command is not installed")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         self._shape = expected_shape(request)

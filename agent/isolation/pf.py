@@ -16,7 +16,7 @@ from typing import Any
 
 from collectors._common import MACOS
 
-from .base import Method, Plan, Request, Runner, Step
+from .base import Method, MethodError, Plan, Request, Runner, Step
 
 ANCHOR = "com.apple/preserve_isolation"
 
@@ -73,7 +73,7 @@ class PfMethod(Method):
 
     def viable(self) -> None:
         if not MACOS:
-            raise RuntimeError("pf isolation is implemented for macOS only")
+            raise MethodError("pf isolation is implemented for macOS only")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         return pf_plan(request)

@@ -8,14 +8,10 @@ from typing import Any
 
 from collectors.registry import load_group
 
-from .base import Method
+from .base import Method, MethodError
 from .exec_hook import ExecHookMethod
 
 ISOLATION_GROUP = "preserve.isolation"
-
-
-class MethodError(ValueError):
-    """The method asked for cannot be used here; the message says why and what instead."""
 
 
 def available(on_failure: Callable[[str, Exception], None]) -> dict[str, Any]:
@@ -27,7 +23,7 @@ def choose(name: str, on_failure: Callable[[str, Exception], None]) -> Method:
         method: Method = ExecHookMethod(name[5:])
         try:
             method.viable()
-        except RuntimeError as e:
+        except MethodError as e:
             raise MethodError(f"--isolation-method {name}: {e}") from e
         return method
     classes = available(on_failure)
@@ -39,20 +35,21 @@ def choose(name: str, on_failure: Callable[[str, Exception], None]) -> Method:
             candidate = cls()
             try:
                 candidate.viable()
-            except RuntimeError as e:
+            except MethodError as e:
                 reasons.append(f"{cls.name}: {e}")
                 continue
             return candidate
         raise MethodError(
-            "no isolation method works here (" + "; ".join(reasons) + "); install nftables "
-            "or iptables, or choose --isolation-method link-down or exec:PATH"
+            "no isolation method works here (" + "; ".join(reasons) + ")",
+            hint="install nftables or iptables, or choose --isolation-method link-down or "
+            "exec:PATH",
         )
     if name not in classes:
         known = ", ".join(sorted(classes) + ["auto", "exec:PATH"])
-        raise MethodError(f"unknown --isolation-method {name}; known: {known}")
+        raise MethodError(f"unknown --isolation-method {name}", hint=f"known: {known}")
     method = classes[name]()
     try:
         method.viable()
-    except RuntimeError as e:
+    except MethodError as e:
         raise MethodError(f"--isolation-method {name} cannot run here: {e}") from e
     return method

@@ -19,7 +19,7 @@ from typing import Any
 
 from collectors._common import WINDOWS
 
-from .base import Method, Plan, Request, Runner, Step
+from .base import Method, MethodError, Plan, Request, Runner, Step
 
 RULE_PREFIX = "preserve-isolation"
 
@@ -102,7 +102,7 @@ class WindowsMethod(Method):
 
     def viable(self) -> None:
         if not WINDOWS:
-            raise RuntimeError("Windows Firewall exists only on Windows")
+            raise MethodError("Windows Firewall exists only on Windows")
 
     def plan(self, request: Request, runner: Runner, before: dict[str, Any]) -> Plan:
         saved = os.path.join(before.get("kit_dir") or ".", f"{request.ident}.wfw")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from manifests.errors import UsageError
+
 from .evidence import utc_text
 
 DEFAULT_FILE = Path(__file__).with_name("deadlines.toml")
@@ -21,8 +23,11 @@ DISCLAIMER = (
 _H = 3600 * 1_000_000_000
 
 
-class DeadlinesError(ValueError):
-    """A deadlines file that cannot be used; the message names the entry and field."""
+class DeadlinesError(UsageError):
+    """A deadlines file that cannot be used (exit 2); the message names the entry and
+    field."""
+
+    hint = "fix the --deadlines file, or leave --deadlines out for the built-in duties"
 
 
 @dataclass

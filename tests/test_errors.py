@@ -12,7 +12,7 @@ import pytest
 from conftest import journal_records, preserve, run_cli, verify
 
 from collectors.errors import CollectorError
-from manifests.errors import PreserveError, UsageError
+from manifests.errors import EvidenceLostError, PreserveError, UsageError
 
 # Every module that defines a member of the family, so that the walk below sees them all.
 FAMILY_MODULES = [
@@ -29,6 +29,7 @@ BROKEN = "the widget table is locked by another process"
 BROKEN_HINT = "close the widget console, then run again"
 
 PLUGIN = f"""
+from collectors.base import Collector, Stage
 from collectors.errors import CollectorError
 from manifests.errors import UsageError
 
@@ -41,9 +42,9 @@ def _open_widgets(ctx):
     return _read_table(b"/var/lib/widgets/table")
 
 
-class Broken:
+class Broken(Collector):
     name = "broken"
-    stage = "volatile"
+    stage = Stage.VOLATILE
     order = 99
     default = False
     description = "a test plug-in whose collect() fails deep down"
@@ -162,11 +163,13 @@ def _family() -> list[type[PreserveError]]:
 
 
 def test_every_error_of_the_family_exits_with_a_code_of_the_contract() -> None:
-    """0 is success and 4 is an outcome (isolation not in effect), never an error."""
+    """0 is success and 4 is an outcome (isolation not in effect), never an error; 3 is
+    the evidence directory lost under the run, and only that."""
     family = _family()
     assert len(family) > 10
     for cls in family:
-        assert cls.exit_code in (1, 2), cls
+        assert cls.exit_code in (1, 2) or cls.__name__ == "EvidenceLostError", cls
+    assert [c for c in family if c.exit_code == 3] == [EvidenceLostError]
 
 
 def test_a_hint_says_what_to_do_next_after_the_message() -> None:

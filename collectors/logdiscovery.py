@@ -177,9 +177,7 @@ class Discovery:
         """Queue the path for the loop, and read at once."""
         try:
             if path not in self.followed.by_path:  # a followed log's changes: right here
-                with self._lock:
-                    self._dirty.add(path)
-                self._wake.set()
+                self._queue([path])
             self._prompt(path)
         except Exception as e:  # never kill watchdog's thread; the loop will retry
             self.ctx.log.warning("watch_prompt_failed", error=f"{type(e).__name__}: {e}")
@@ -196,9 +194,7 @@ class Discovery:
             if log is not None:
                 followed.poll(log)
                 if not self._still_followed(path):  # renamed away, or replaced
-                    with self._lock:
-                        self._dirty.add(path)
-                    self._wake.set()
+                    self._queue([path])
                 return
             try:
                 st = os.lstat(path)
@@ -281,11 +277,15 @@ class Discovery:
     def _queue_dir(self, directory: bytes) -> None:
         """The loop follows the files one by one, taking the lock for each: a directory
         of a thousand logs must not keep a guarded open waiting."""
-        paths = [
+        self._queue(
             path
             for path in walk(directory, lambda p, e: None, self.ctx.exclude)
             if self._source_for(path) is not None
-        ]
+        )
+
+    def _queue(self, paths: Iterable[bytes]) -> None:
+        """For the main loop to handle (``handle_queued``)."""
+        paths = list(paths)
         with self._lock:
             self._dirty.update(paths)
         self._wake.set()

@@ -103,7 +103,9 @@ class LogWatcher:
     def start(self) -> None:
         fd_limit = self._settings.apply()
         unguarded = self._followed.guard.start()
-        known = preserved_offsets(self.ctx.journal.path)
+        journal = self.ctx.journal.path
+        assert journal is not None, "a local evidence directory's journal (the only kind yet)"
+        known = preserved_offsets(journal)
         inotify = self._discovery.start(known, fd_limit)
         if not inotify:
             self.rescan_interval = min(self.rescan_interval, 1.0)

@@ -128,7 +128,7 @@ def one_log(tmp_path: Path, name: str, content: bytes) -> Path:
 
 def quiet_watcher(ctx: CollectContext, logs: Path) -> LogWatcher:
     """A started watcher whose follow thread looks once, at start, and never again: what
-    it stores after that, a test's own ``_poll`` or the truncation guard read."""
+    it stores after that, a test's own ``_followed.poll`` or the truncation guard read."""
     source = LogSource(os.fsencode(logs), "t")
     watcher = LogWatcher(ctx, [source], active_poll=3600.0, idle_poll=3600.0)
     watcher.start()

@@ -190,7 +190,7 @@ def test_a_quiet_log_written_then_truncated_by_path_keeps_its_line(
 def test_the_follow_thread_outlives_an_error(ctx: CollectContext, tmp_path: Path) -> None:
     log = one_log(tmp_path, "app.log", b"")
     watcher = LogWatcher(ctx, [LogSource(os.fsencode(log.parent), "t")])
-    real_poll = watcher._poll
+    real_poll = watcher._followed.poll
     failures: list[str] = []
 
     def poll_failing_once(track: object, *a: object, **k: object) -> None:
@@ -199,7 +199,7 @@ def test_the_follow_thread_outlives_an_error(ctx: CollectContext, tmp_path: Path
             raise OSError(28, "No space left on device")
         real_poll(track, *a, **k)  # type: ignore[arg-type]
 
-    watcher._poll = poll_failing_once  # type: ignore[method-assign]
+    watcher._followed.poll = poll_failing_once  # type: ignore[method-assign]
     watcher.start()
     try:
         time.sleep(0.3)
@@ -245,11 +245,11 @@ def test_marks_go_with_the_log(ctx: CollectContext, tmp_path: Path) -> None:
     watcher = quiet_watcher(ctx, log.parent)
     try:
         _run("open(__import__('sys').argv[1]).close()", log)  # arms it where possible
-        guard_fd = watcher._guard._fd
+        guard_fd = watcher._followed.guard._fd
         marks = Path(f"/proc/self/fdinfo/{guard_fd}").read_text().count("fanotify ino:")
         assert marks == 1
-        with watcher._state:
-            watcher._untrack(next(iter(watcher.tracks.values())))
+        with watcher._followed.lock:
+            watcher._followed.untrack(next(iter(watcher.tracks.values())))
         assert Path(f"/proc/self/fdinfo/{guard_fd}").read_text().count("fanotify ino:") == 0
     finally:
         watcher.close("test")

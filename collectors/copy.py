@@ -30,37 +30,11 @@ from manifests.writer import EvidenceWriter
 from .errors import OutputFull
 from .outcomes import Recorder
 from .pathmap import describe
+from .source import open_source
 from .stat_record import kind_of, stat_fields
 
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
-
-
-def open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) -> int:
-    flags = _READ_FLAGS & ~os.O_NOFOLLOW if follow else _READ_FLAGS
-    try:
-        return os.open(path, flags | _NOATIME, dir_fd=dir_fd)
-    except PermissionError:
-        if not _NOATIME:
-            raise
-        # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        return os.open(path, flags, dir_fd=dir_fd)
-
-
-class StopFlag:
-    """Like ``threading.Event`` for ``set``/``is_set``, but without a lock, so that a
-    signal handler can set it whatever the interrupted thread was holding."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
 
 
 def _is_zero(buf: bytearray, n: int) -> bool:
@@ -77,9 +51,6 @@ class CopyEngine(Recorder):
         super().__init__(writer)
         self.root: Path = writer.root
         self.max_file_size = max_file_size
-        # Set when the responder interrupts the run: copies in progress stop at the next
-        # chunk (a 100 GiB file must not hold up the seal) and queued ones are not started.
-        self.stopped = StopFlag()
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
@@ -155,10 +126,6 @@ class CopyEngine(Recorder):
                 return
             for future in pending:
                 future.result()
-
-    def halted(self) -> bool:
-        """Nothing more will be stored: the output is full or the run is stopping."""
-        return self.full.is_set() or self.stopped.is_set()
 
     def raise_if_lost(self) -> None:
         """Re-raise, in the collector's thread, a loss a background copy ran into."""

@@ -38,11 +38,11 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from .context import CollectContext
-from .copy import open_source
 from .logfollowed import HOT_SECONDS, NAME, FollowedLogs
 from .logprofile import LogSource
 from .logtrack import COMPRESSED, Key, LogEvent, TrackedLog, key_of
 from .pathmap import describe
+from .source import open_source
 from .walk import walk
 
 _QUIET_EVENTS = {"opened", "closed_no_write"}

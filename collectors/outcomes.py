@@ -44,6 +44,20 @@ class Counters:
         }
 
 
+class StopFlag:
+    """Like ``threading.Event`` for ``set``/``is_set``, but without a lock, so that a
+    signal handler can set it whatever the interrupted thread was holding."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class Recorder:
     """Journals outcomes and reserves names for one evidence directory."""
 
@@ -52,6 +66,9 @@ class Recorder:
         self.journal = writer.journal
         self.counters = Counters()
         self.full = threading.Event()
+        # Set when the responder interrupts the run (from a signal handler: no lock):
+        # copies in progress stop at the next chunk and queued ones are not started.
+        self.stopped = StopFlag()
         self._taken: set[str] = set()
         self._taken_lock = threading.Lock()
         self.on_error: Callable[[dict[str, Any]], None] | None = None
@@ -83,6 +100,10 @@ class Recorder:
                 candidate = f"{rel}~{n}"
             self._taken.add(candidate)
             return candidate
+
+    def halted(self) -> bool:
+        """Nothing more will be stored: the output is full or the run is stopping."""
+        return self.full.is_set() or self.stopped.is_set()
 
     def _discard(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class Journal:
         # ``path`` is informative (messages, tests); writes go through ``file`` only.
         self.path = path
         self._file = file
+        self._held: list[bytes] | None = None  # lines kept back by ``as_one_write``
         self._flush_evidence = flush_evidence
         self._seq = next_seq
         self._head = head
@@ -129,7 +130,10 @@ class Journal:
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:
         line = canonical.dumps(record, check=_check_numbers)  # raises before anything is written
-        self._file.write(line + b"\n")
+        if self._held is not None:
+            self._held.append(line + b"\n")
+        else:
+            self._file.write(line + b"\n")
         self._head = sha256_bytes(line)
         self._seq += 1
         self._dirty = True
@@ -171,9 +175,32 @@ class Journal:
             signature = signer.sign(seal_message(record))
             record[SEAL_FIELD] = base64.b64encode(signature).decode("ascii")
             self._write(record)
+            if self._held is None:
+                self._file.fsync()
+                self._dirty = False
+            return record
+
+    @contextlib.contextmanager
+    def as_one_write(self) -> Iterator[None]:
+        """Records appended and sealed inside the block reach the file in one ``write``
+        at its end, then one ``fsync``: a custody transfer and the seal that makes it
+        valid land together or not at all (a killed ``custody`` leaves no holder who
+        never signed). Nothing is written if the block raises."""
+        with self._lock:
+            start = (self._seq, self._head)
+            self._held = []
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._seq, self._head = start
+                self._held = None
+            raise
+        with self._lock:
+            data, self._held = b"".join(self._held), None
+            self._file.write(data)
             self._file.fsync()
             self._dirty = False
-            return record
 
     def _group_commit(self) -> None:
         while not self._closed.wait(COMMIT_INTERVAL):

@@ -59,23 +59,24 @@ def append_under_custody(
     writer = EvidenceWriter.continue_custody(evidence_dir, state, signer)
     appended: list[dict[str, Any]] = []
     try:
-        if handover is not None:
-            appended.append(
-                writer.append(
-                    "transfer",
-                    to=handover.to,
-                    note=handover.note,
-                    public_key=public_key_to_raw_b64(signer.public_key),
-                    fingerprint=signer.fingerprint,
-                    **{"from": holder.fingerprint},
-                    from_name=holder.name,
+        with writer.journal.as_one_write():  # the transfer and its seal, or nothing
+            if handover is not None:
+                appended.append(
+                    writer.append(
+                        "transfer",
+                        to=handover.to,
+                        note=handover.note,
+                        public_key=public_key_to_raw_b64(signer.public_key),
+                        fingerprint=signer.fingerprint,
+                        **{"from": holder.fingerprint},
+                        from_name=holder.name,
+                    )
                 )
-            )
-            if handover.giver is not None:
-                writer.seal(HANDOVER, handover.giver)
-        for type_, fields in records or []:
-            appended.append(writer.append(type_, **fields))
-        writer.seal(reason, signer)
+                if handover.giver is not None:
+                    writer.seal(HANDOVER, handover.giver)
+            for type_, fields in records or []:
+                appended.append(writer.append(type_, **fields))
+            writer.seal(reason, signer)
     finally:
         head = writer.finish()
     return Appended(head, handover is not None, appended)

@@ -206,3 +206,39 @@ def test_handover_seal_by_a_stranger_is_a_bad_signature(tmp_path: Path, keys: Pa
     result = verify(evidence)
     assert result.returncode == 1
     assert b"bad signature on seal" in result.stdout
+
+
+def test_a_transfer_and_its_seals_reach_the_journal_in_one_write(
+    tmp_path: Path, keys: Path
+) -> None:
+    """Killed between the transfer and its seal, ``custody`` must not leave a holder who
+    never signed: strace shows the journal gets exactly one write, holding the transfer,
+    the giver's countersignature and the receiver's seal."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import PRESERVE_CODE, ROOT
+
+    if not shutil.which("strace"):
+        pytest.skip("strace not installed")
+    evidence, _ = _kit_signed_evidence(tmp_path, keys)
+    trace = tmp_path / "trace"
+    argv = [sys.executable, "-c", PRESERVE_CODE, "custody", evidence, "--to", "Lab"]
+    argv += ["--key", keys / "lab.key", "--from-key", keys / "signer.key"]
+    done = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-s", "65536", "-e", "trace=write,pwrite64,writev"]
+        + ["-o", trace, *argv],
+        env={**os.environ, **PASS},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    writes = [
+        line for line in trace.read_text().splitlines() if "custody.jsonl>" in line.split(",")[0]
+    ]
+    assert len(writes) == 1, writes
+    assert writes[0].count('\\"type\\":\\"transfer\\"') == 1
+    assert writes[0].count('\\"type\\":\\"seal\\"') == 2
+    assert verify(evidence).returncode == 0

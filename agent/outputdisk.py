@@ -49,3 +49,20 @@ def fixed_disk_of(output: Path) -> str | None:
         return None if _disk_removable(device) else device.resolve().name
     except OSError:
         return None
+
+
+def unwritable_reason(output: Path) -> str | None:
+    """Why evidence cannot be written under ``output``, found before anything is
+    collected (a read-only drive, a directory the user may not write, a file in the way),
+    or None. Nothing is created to find out."""
+    where = _existing_ancestor(output)
+    if not where.is_dir():
+        return f"{where} is not a directory"
+    try:
+        if os.statvfs(where).f_flag & os.ST_RDONLY:
+            return f"{where} is on a file system mounted read-only"
+    except OSError as e:
+        return f"{where} cannot be examined: {e.strerror}"
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"{where} is not writable by this user"
+    return None

@@ -23,7 +23,7 @@ from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
 from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
-from ..outputdisk import fixed_disk_of
+from ..outputdisk import fixed_disk_of, unwritable_reason
 from ..params import ByteSize, Duration, split_names
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
@@ -223,7 +223,19 @@ def run_collection(
             "say where to put the evidence, e.g. -o /media/kit/evidence "
             "(a drive of the kit, not the host's own disk)"
         )
+    unwritable = unwritable_reason(output)
+    if unwritable:
+        raise UsageError(
+            f"cannot write evidence under {output}: {unwritable}",
+            hint="give -o a writable directory on the kit's drive (is it mounted read-write?)",
+        )
     raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
+    missing = [p for p in raw_paths if not os.path.lexists(p)]
+    if missing:
+        names = ", ".join(os.fsdecode(p) for p in missing)
+        raise UsageError(
+            f"--path {names}: no such file or directory", hint="check the path and run again"
+        )
     warnings: list[str] = []
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
     log_profile: Profile = load_profile(profile)

@@ -26,10 +26,11 @@ Dependencies run one way: logtrack <- logfollowed <- logdiscovery, logscheduler 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
+
+from manifests.journal_reader import iter_records
 
 from .context import CollectContext
 from .logdiscovery import Discovery
@@ -42,20 +43,17 @@ from .process_settings import ProcessSettings
 
 
 def preserved_offsets(journal_path: os.PathLike[str] | str) -> dict[tuple[int, int], int]:
-    """(device, inode) -> end of the bytes already stored, from the run's own journal."""
+    """(device, inode) -> end of the bytes already stored, from the run's own journal,
+    read through the one journal parser (a line still being written ends the read)."""
     known: dict[tuple[int, int], int] = {}
-    with open(journal_path, "rb") as f:
-        for line in f:
-            if b'"artifact"' not in line:
-                continue
-            record = json.loads(line)
-            source = record.get("source") or {}
-            st = source.get("stat") if isinstance(source, dict) else None
-            rng = record.get("range")
-            if record.get("type") != "artifact" or not st or not rng:
-                continue
-            key = (int(st["dev"]), int(st["ino"]))
-            known[key] = max(known.get(key, 0), int(rng["end"]))
+    for record in iter_records(journal_path):
+        source = record.get("source") or {}
+        st = source.get("stat") if isinstance(source, dict) else None
+        rng = record.get("range")
+        if record.get("type") != "artifact" or not st or not rng:
+            continue
+        key = (int(st["dev"]), int(st["ino"]))
+        known[key] = max(known.get(key, 0), int(rng["end"]))
     return known
 
 

@@ -86,13 +86,18 @@ def flags_for(proc: dict[str, Any], link: bytes | None, listening: bool) -> list
     pid = proc["pid"]
     exe, deleted = exe_text(link)
     name = proc.get("name") or ""
-    cmdline = proc.get("cmdline") if isinstance(proc.get("cmdline"), list) else []
+    raw_cmdline = proc.get("cmdline")
+    cmdline: list[Any] = raw_cmdline if isinstance(raw_cmdline, list) else []
     if exe and deleted and not exe.startswith(MEMORY_PREFIXES):  # memfds are never on disk
         flag("exe_deleted", f"its executable {exe} was deleted from disk")
     # Replacing a running binary (rename over it) also marks the old one deleted; a bind
     # mount over it does not. Either way, the path now holds another file.
-    on_disk = exe is not None and exe.startswith("/")
-    if on_disk and _same_file(pid, exe) is False and (not deleted or _exists(pid, exe)):
+    if (
+        exe is not None
+        and exe.startswith("/")
+        and _same_file(pid, exe) is False
+        and (not deleted or _exists(pid, exe))
+    ):
         flag("exe_replaced", f"the file now at {exe} is not the one it runs")
     if exe and exe.startswith(MEMORY_PREFIXES):
         flag("exe_in_memory", f"runs from an anonymous memory file ({exe})")

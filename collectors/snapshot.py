@@ -49,7 +49,7 @@ def _cpu(p: psutil.Process) -> dict[str, float]:
     return p.cpu_times()._asdict()
 
 
-def _memory(p: psutil.Process) -> dict[str, int]:
+def _memory(p: psutil.Process) -> dict[str, int | None]:
     m = p.memory_info()
     return {"rss": m.rss, "vms": m.vms, "shared": getattr(m, "shared", None)}
 

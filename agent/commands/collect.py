@@ -232,9 +232,9 @@ def run_collection(
     raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
     missing = [p for p in raw_paths if not os.path.lexists(p)]
     if missing:
-        names = ", ".join(os.fsdecode(p) for p in missing)
+        absent = ", ".join(os.fsdecode(p) for p in missing)
         raise UsageError(
-            f"--path {names}: no such file or directory", hint="check the path and run again"
+            f"--path {absent}: no such file or directory", hint="check the path and run again"
         )
     warnings: list[str] = []
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))

@@ -70,7 +70,8 @@ def _targets(
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read --state {state_file}: {e}") from e
     search = output or (evidence.parent if evidence else None)
-    found = state_mod.find_in_force(search) if search else _hinted()
+    found: list[tuple[Path | None, dict[str, Any]]] = []
+    found += state_mod.find_in_force(search) if search else _hinted()
     if evidence is not None:
         mine = [(p, s) for p, s in found if Path(s.get("evidence_dir", "")) == evidence.resolve()]
         found = mine or found

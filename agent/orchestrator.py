@@ -19,6 +19,7 @@ from collectors.base import Collector, Stage
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine
 from collectors.errors import OutputFull
+from collectors.hostinfo import identity, safe_hostname
 from collectors.summary import Summary
 from manifests import layout
 from manifests.clock import compact_stamp, utc_from_ns
@@ -28,7 +29,6 @@ from manifests.writer import EvidenceWriter
 
 from . import __version__
 from .console import Console, printable
-from .hostinfo import identity, safe_hostname
 from .runlog import RunLog
 from .selfhash import code_sha256
 from .stopsignals import Interrupted, StopGuard

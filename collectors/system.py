@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 import psutil
 
-from agent.hostinfo import machine_id
 from manifests.clock import utc_from_ns
 
 from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
+from .hostinfo import machine_id
 from .textview import json_bytes, printable
 
 if LINUX:

@@ -15,7 +15,7 @@ from typing import Any
 
 from manifests.writer import EvidenceWriter
 
-from .pathmap import describe
+from .pathmap import StoredNames, describe
 
 # Free space always left on the output, so the journal, SHA256SUMS and the manifest can
 # still be written and sealed after collection stops for lack of room.
@@ -52,8 +52,7 @@ class Recorder:
         self.journal = writer.journal
         self.counters = Counters()
         self.full = threading.Event()
-        self._taken: set[str] = set()
-        self._taken_lock = threading.Lock()
+        self.names = StoredNames()
         self.on_error: Callable[[dict[str, Any]], None] | None = None
 
     def record_error(
@@ -75,14 +74,9 @@ class Recorder:
         )
 
     def _claim(self, rel: str) -> str:
-        """Reserve a stored path; a second claim of the same name gets a ``~N`` suffix."""
-        with self._taken_lock:
-            candidate, n = rel, 1
-            while candidate in self._taken:
-                n += 1
-                candidate = f"{rel}~{n}"
-            self._taken.add(candidate)
-            return candidate
+        """Reserve a stored path; a second claim of the same name, or of one that differs
+        only in case, gets a ``~N`` suffix (``pathmap.StoredNames``)."""
+        return self.names.claim(rel)
 
     def _discard(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):

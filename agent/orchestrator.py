@@ -150,6 +150,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         uid=os.getuid(),
         euid=os.geteuid(),
         evidence_dir=os.fsdecode(root),
+        output_file_system=writer.file_system.name,  # what it can store: FAT32, no 4 GiB file
         collectors=[c.name for c in config.collectors],
         signer={
             "fingerprint": config.signer.fingerprint,

@@ -120,6 +120,8 @@ def test_hostile_names_are_stored_and_map_back(tmp_path: Path, drive: Drive, kin
     summary = collect_json(out, "--only", "files", "--path", src)
     assert summary["counts"]["failed"] == 0 and summary["exit_code"] == 0, summary
     evidence = Path(summary["evidence_dir"])
+    start = journal_records(evidence)[0]
+    assert start["output_file_system"] == {"fat32": "FAT32", "exfat": "exFAT"}[kind]
     records = [r for r in journal_records(evidence) if r["type"] == "artifact" and "source" in r]
     stored = {_source_of(r): r["path"] for r in records}
     assert sorted(stored) == sorted([*files, os.fsencode(sparse)])

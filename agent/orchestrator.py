@@ -151,6 +151,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         uid=os.getuid(),
         euid=os.geteuid(),
         evidence_dir=os.fsdecode(root),
+        output_file_system=writer.file_system.name,  # what it can store: FAT32, no 4 GiB file
         collectors=[c.name for c in config.collectors],
         signer={
             "fingerprint": config.signer.fingerprint,
@@ -172,6 +173,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
     exit_code = 0
     extra: dict[str, Any] = {}
     isolated = False
+    ran: list[str] = []
 
     def isolate() -> None:
         nonlocal number, extra, exit_code, isolated
@@ -194,6 +196,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
             try:
                 for collector in members:
                     _run_collector(collector, ctx, console)
+                    ran.append(collector.name)
                     if engine.full.is_set():
                         raise OutputFull()
                     guard.check()
@@ -208,8 +211,13 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
             number += 1
             console.stage(number, total, "watching")
             extra.update(config.after_collect(ctx, console))
+            if engine.full.is_set():  # the watch ended for it
+                raise OutputFull()
     except OutputFull:
         status = "stopped: output disk full"
+        for collector in config.collectors:
+            if collector.name not in ran:
+                engine.record_not_run(collector.name)
         console.error(
             "the output drive is full. What was stored is being sealed now; "
             "use a larger drive and run again for the rest."
@@ -289,6 +297,7 @@ def _finish(
     """Close the directory: after this, every file in it is accounted for and signed."""
     engine.drain()
     engine.shutdown()
+    engine.close_untried()
     runlog.logger.info("run_finished", status=status, **engine.counters.as_dict())
     runlog.close()
     log_hash, log_size = writer.hash_stored(layout.LOG)

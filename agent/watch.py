@@ -86,7 +86,12 @@ def make_watch_hook(duration: float, collectors: list[Collector], paths: list[by
             watcher.run(duration, lambda: bool(stop))
         finally:
             console.stop_progress()
-            reason = f"ended by {stop[0]}" if stop else "duration elapsed"
+            if stop:
+                reason = f"ended by {stop[0]}"
+            elif ctx.engine.full.is_set():
+                reason = "output drive full"
+            else:
+                reason = "duration elapsed"
             try:
                 watcher.close(reason)
             finally:

@@ -72,6 +72,7 @@ class CollectContext:
             self.engine.submit(source, dest(source), collector)
             return
         for path, parent_id in walk_entries(source, on_error):
-            if self.engine.halted():
+            # After a full drive the walk goes on: each file left is journaled as skipped.
+            if self.engine.stopped.is_set():
                 return
             self.engine.submit(path, dest(path), collector, parent_id=parent_id)

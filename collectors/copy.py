@@ -27,7 +27,6 @@ from manifests.errors import EvidenceLostError
 from manifests.sink import NotRegularFileError
 from manifests.writer import EvidenceWriter
 
-from .errors import OutputFull
 from .outcomes import Recorder
 from .pathmap import describe
 from .source import open_source
@@ -68,11 +67,11 @@ class CopyEngine(Recorder):
 
     def store_bytes(self, rel: str, data: bytes, collector: str, **fields: Any) -> dict | None:
         """Store data the tool produced itself (JSON snapshots, text views)."""
-        if self.halted():
+        if self.stopped.is_set() or self._skipped_when_full(collector, None, rel):
+            return None
+        if not self._admit(len(data), len(data), collector, None, stored_path=rel):
             return None
         rel = self._claim(rel)
-        if not self._room_for(len(data), collector, None, rel):
-            raise OutputFull()
         try:
             digest = self.writer.store_artifact(rel, data)
         except EvidenceLostError:
@@ -80,7 +79,7 @@ class CopyEngine(Recorder):
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 self._out_of_space(collector, None, rel)
-                raise OutputFull() from e
+                return None
             raise
         self.counters.add(stored=1, bytes=len(data))
         record = self.journal.append(
@@ -93,7 +92,7 @@ class CopyEngine(Recorder):
 
     def submit(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
         """Copy in the background; ``drain`` waits for everything submitted."""
-        if self.halted():
+        if self.stopped.is_set() or self._skipped_when_full(collector, source, None):
             return
         self._slots.acquire()
         future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
@@ -159,7 +158,7 @@ class CopyEngine(Recorder):
         ``parent_id`` is the (st_dev, st_ino) of the directory a walk listed ``source``
         in: the file is then opened in that very directory, so a directory on the way
         swapped for a symlink since the walk (to /etc, say) is refused, not followed."""
-        if self.halted():
+        if self.stopped.is_set() or self._skipped_when_full(collector, source, None):
             return None
         if parent_id is None:
             return self._preserve_at(
@@ -301,11 +300,11 @@ class CopyEngine(Recorder):
         size_at_open = opened.st_size
         end = size_at_open if limit is None else min(size_at_open, offset + limit)
         wanted = max(0, end - offset)
-        # Sparse sources (lastlog, VM images) keep their holes in the copy.
-        sparse = opened.st_blocks * 512 < opened.st_size
-        rel = self._claim(rel)
-        if not self._room_for(0 if sparse else wanted, collector, source, rel):
+        sparse = self._keeps_holes(opened)
+        needed = self._space_needed(opened, wanted, sparse)
+        if not self._admit(wanted, needed, collector, source, stat=stat_fields(opened)):
             return None
+        rel = self._claim(rel)
         try:
             out = self.writer.create_file(rel)
         except EvidenceLostError:

@@ -59,7 +59,7 @@ class LogsCollector(Collector):
         for source in self.sources_present(ctx):
             for path, parent_id in self._files(ctx, source):
                 self._take(ctx, path, seen, parent_id)
-                if ctx.engine.halted():
+                if ctx.engine.stopped.is_set():  # a full drive: the rest is journaled as skipped
                     return
         ctx.engine.drain()
 

@@ -24,6 +24,7 @@ from .digest import ZERO_HASH, sha256_bytes
 from .durable import fsync_dir, syncfs
 from .signing import Signer
 from .sink import LocalFile, SinkFile
+from .sums import line_size
 
 COMMIT_INTERVAL = 0.2
 # Long stages are sealed at least this often, so a killed run loses at most this much.
@@ -104,6 +105,7 @@ class Journal:
         self._last_seal = time.monotonic()
         # stored path -> SHA-256 of every artifact recorded, for SHA256SUMS at the end
         self.hashed: dict[str, str] = {}
+        self.sums_size = 0  # bytes SHA256SUMS will take: room the drive must keep for it
         self._closed = threading.Event()
         self._committer = threading.Thread(target=self._group_commit, daemon=True)
         self._committer.start()
@@ -139,6 +141,7 @@ class Journal:
         self._dirty = True
         if record["type"] == "artifact":
             self.hashed[record["path"]] = record["sha256"]
+            self.sums_size += line_size(record["path"])
         return record
 
     def _frame(self, type_: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from .durable import syncfs_fd
 from .errors import EvidenceLostError
+from .fstype import FileSystem, probe
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -51,6 +52,8 @@ class Sink(Protocol):
 
     @property
     def location(self) -> str: ...
+    @property
+    def file_system(self) -> FileSystem: ...
     def create(self, rel: str, append: bool = False) -> SinkFile: ...
     def append_existing(self, rel: str) -> SinkFile: ...
     def makedirs(self, rel: str) -> None: ...
@@ -111,6 +114,8 @@ class LocalDirSink:
         self._root = root_fd
         self._identity = _identity(os.fstat(root_fd))
         self._location = location
+        # What the drive can hold (FAT32: no file of 4 GiB, no holes), known before a copy.
+        self._file_system = probe(root_fd)
         self._dirs: OrderedDict[str, list[int]] = OrderedDict()  # path -> [fd, users]
         self._lock = threading.Lock()
 
@@ -144,6 +149,10 @@ class LocalDirSink:
     @property
     def location(self) -> str:
         return self._location
+
+    @property
+    def file_system(self) -> FileSystem:
+        return self._file_system
 
     # -- names ---------------------------------------------------------------------
 
@@ -301,8 +310,10 @@ class LocalDirSink:
             return os.open(name, flags, dir_fd=directory)
 
     def free_bytes(self) -> int | None:
+        """Room left for evidence; None when the file system does not say (``fusefat``
+        reports a size of 0)."""
         st = os.statvfs(self._root)
-        return st.f_bavail * st.f_frsize
+        return st.f_bavail * st.f_frsize if st.f_blocks else None
 
     def sync(self, journal_only: bool = False) -> None:
         """Everything written so far onto stable storage: one ``syncfs`` for all files."""

@@ -25,6 +25,7 @@ from typing import Any
 from . import canonical, layout
 from .digest import CHUNK, ZERO_HASH, sha256_bytes
 from .errors import JournalChangedError
+from .fstype import FileSystem
 from .journal import Journal
 from .signing import Signer, public_key_pem
 from .sink import LocalDirSink, LocalFile, NotRegularFileError, SinkFile
@@ -137,7 +138,8 @@ class EvidenceWriter:
             while chunk := os.read(fd, CHUNK):
                 h.update(chunk)
                 size += len(chunk)
-            os.fchmod(fd, 0o444)
+            with contextlib.suppress(OSError):  # FAT cannot; best effort, as for copies
+                os.fchmod(fd, 0o444)
             return h.hexdigest(), size
         finally:
             os.close(fd)
@@ -152,6 +154,11 @@ class EvidenceWriter:
 
     def free_bytes(self) -> int | None:
         return self.sink.free_bytes()
+
+    @property
+    def file_system(self) -> FileSystem:
+        """What the output can store: a file size limit, holes or not."""
+        return self.sink.file_system
 
     # -- closing -------------------------------------------------------------------
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import journal_records, preserve, requires_root, verify
+from conftest import PRESERVE_ARGV, ROOT, journal_records, preserve, requires_root, verify
+
+from collectors import outcomes
+from collectors.context import CollectContext
 
 
 @pytest.fixture
@@ -46,9 +50,56 @@ def test_full_output_disk_seals_what_was_stored(tmp_path: Path, tiny_fs: Path) -
 def test_full_disk_message_says_what_to_do(tmp_path: Path, tiny_fs: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(12 * 1024 * 1024))
+    for n in range(12):  # one file too big for the drive is only "does not fit": fill it
+        (src / f"f{n:02d}.bin").write_bytes(os.urandom(1024 * 1024))
     result = preserve("-o", tiny_fs, "--only", "files", "--path", src)
     assert result.returncode == 1
     err = result.stderr.decode()
     assert "output drive is full" in err and "larger drive" in err
     assert "Traceback" not in err
+
+
+def test_items_not_attempted_are_listed_then_counted(
+    ctx: CollectContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outcomes, "UNTRIED_RECORDS_MAX", 3)
+    ctx.engine.full.set()  # as after "output disk full: collection stopped"
+    for n in range(10):
+        ctx.engine.submit(b"/x/%d" % n, f"artifacts/files/x/{n}", "files")
+    ctx.engine.store_bytes("artifacts/volatile/p.json", b"{}", "processes")
+    ctx.engine.close_untried()
+    skipped = [r for r in journal_records(ctx.root) if r["type"] == "skipped"]
+    assert [r["source"]["path"] for r in skipped[:3]] == ["/x/0", "/x/1", "/x/2"]
+    assert {r["reason"] for r in skipped[:3]} == {outcomes.UNTRIED}
+    [summary] = skipped[3:]
+    assert summary["count"] == 8 and summary["by_collector"] == {"files": 7, "processes": 1}
+    assert ctx.engine.counters.skipped == 11
+
+
+@requires_root
+def test_watch_ends_when_the_drive_fills_and_says_so(tmp_path: Path, tiny_fs: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    log.write_bytes(b"start\n")
+    proc = subprocess.Popen(
+        [*PRESERVE_ARGV, "--json", "-o", tiny_fs, "--only", "files", "--path", logs,
+         "--watch", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        with open(log, "ab") as f:
+            while proc.poll() is None:  # about 1 MiB a second into 4 MiB of room
+                f.write(os.urandom(100 * 1024))
+                f.flush()
+                time.sleep(0.1)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    summary = json.loads(out)
+    assert summary["status"] == "stopped: output disk full", err.decode()
+    assert summary["watch"]["reason"] == "output drive full"
+    evidence = Path(summary["evidence_dir"])
+    [ended] = [r for r in journal_records(evidence) if r.get("what") == "watch-ended"]
+    assert ended["reason"] == "output drive full"
+    assert verify(evidence).returncode == 0

@@ -7,6 +7,7 @@ collection early but still closes the directory properly: the run log is stored,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -222,6 +223,10 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
             "the output drive is full. What was stored is being sealed now; "
             "use a larger drive and run again for the rest."
         )
+        if config.after_volatile and not isolated:
+            # A full drive ends the collection, never the cut: isolate all the same.
+            with contextlib.suppress(Interrupted):
+                isolate()
     except EvidenceLostError:
         _abandon(writer, engine, runlog)
         raise
@@ -231,6 +236,14 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         stopped_by = e.signame if isinstance(e, Interrupted) else "SIGINT"
         engine.record_error("preserve", None, f"collection interrupted ({stopped_by})")
         console.error("interrupted: sealing what was collected so far, please wait")
+    if config.after_volatile and not isolated:
+        exit_code = 4
+        ctx.summary.add(
+            "Isolation",
+            "NOT APPLIED: the run stopped before the cut; cut the network now "
+            "(preserve --isolate --only system, or by hand)",
+        )
+        console.error("isolation was asked for and was NOT applied: the run stopped before it")
     console.stage(total, total, "sealing")
     try:
         ended, chain_head = _finish(

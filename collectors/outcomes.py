@@ -112,10 +112,6 @@ class Recorder:
         only in case, gets a ``~N`` suffix (``pathmap.StoredNames``)."""
         return self.names.claim(rel)
 
-    def halted(self) -> bool:
-        """Nothing more will be stored: the output is full or the run is stopping."""
-        return self.full.is_set() or self.stopped.is_set()
-
     def _discard(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.writer.discard(rel)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import journal_records, preserve, requires_root, verify
+from conftest import PRESERVE_ARGV, ROOT, journal_records, preserve, requires_root, verify
 from netns_topology import Topology
 
 pytestmark = requires_root
@@ -217,3 +218,31 @@ def test_release_appends_to_the_evidence_journal(net: Topology, tmp_path: Path) 
     assert "preserve_isolation" not in net.ruleset()
     state = json.loads(next((tmp_path / "out" / ".preserve-isolation").glob("*.json")).read_text())
     assert state["status"] == "released"
+
+
+def test_a_full_drive_in_the_volatile_stage_still_cuts_the_network(
+    net: Topology, tmp_path: Path
+) -> None:
+    """The kit's drive filling up ends the collection, never the isolation: the host is
+    cut all the same (exit 1, sealed), and the state to release it is saved."""
+    small = tmp_path / "small"
+    small.mkdir()
+    argv = " ".join(f"'{a}'" for a in PRESERVE_ARGV)
+    script = (
+        f"mount -t tmpfs -o size=2m tmpfs '{small}' || exit 99; "
+        f"exec {argv} --json -o '{small}/out' --only processes,network "
+        "--isolate --allow 10.231.1.2"
+    )
+    done = subprocess.run(
+        ["ip", "netns", "exec", net.ns["host"], "unshare", "-m", "--propagation", "private"]
+        + ["sh", "-c", script],
+        capture_output=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    if done.returncode == 99:
+        pytest.skip(f"cannot mount here: {done.stderr.decode().strip()}")
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "stopped: output disk full", done.stderr.decode()
+    assert summary["isolation"]["status"] == "in-force", summary["isolation"]
+    assert not net.can("other", "10.231.2.1")
+    assert done.returncode == 1
+    net.ex("host", "nft", "delete", "table", "inet", "preserve_isolation", check=False)

@@ -319,6 +319,7 @@ class CopyEngine(Recorder):
         buf = self._buffer()
         view = memoryview(buf)
         reader = io.FileIO(fd, "rb", closefd=False)
+        writing = False  # which side failed: the host's file, or the evidence drive
         try:
             if offset:
                 os.lseek(fd, offset, os.SEEK_SET)
@@ -338,11 +339,14 @@ class CopyEngine(Recorder):
                     break  # the file shrank while we read it
                 chunk = view[:n]
                 h.update(chunk)
+                writing = True
                 if sparse and _is_zero(buf, n):
                     out.skip(n)
                 else:
                     out.write(chunk)
+                writing = False
                 done += n
+            writing = True
             out.finish(done, (opened.st_atime_ns, opened.st_mtime_ns))
         except OSError as e:
             out.close()
@@ -350,10 +354,11 @@ class CopyEngine(Recorder):
                 self._out_of_space(collector, source, rel)
                 return None
             self._discard(rel)
+            failed = "writing the copy to the evidence drive failed" if writing else "read failed"
             self.record_error(
                 collector,
                 source,
-                f"read failed after {done} bytes: {e.strerror}",
+                f"{failed} after {done} bytes: {e.strerror}",
                 stat=stat_fields(opened),
             )
             return None

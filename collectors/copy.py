@@ -81,6 +81,8 @@ class CopyEngine(Recorder):
                 self._out_of_space(collector, None, rel)
                 return None
             raise
+        finally:
+            self._release(len(data))
         self.counters.add(stored=1, bytes=len(data))
         record = self.journal.append(
             "artifact", collector=collector, path=rel, size=len(data), sha256=digest, **fields
@@ -304,6 +306,25 @@ class CopyEngine(Recorder):
         needed = self._space_needed(opened, wanted, sparse)
         if not self._admit(wanted, needed, collector, source, stat=stat_fields(opened)):
             return None
+        try:
+            return self._store_copy(fd, opened, source, rel, collector, offset, wanted, fields)
+        finally:
+            self._release(needed)
+
+    def _store_copy(
+        self,
+        fd: int,
+        opened: os.stat_result,
+        source: bytes,
+        rel: str,
+        collector: str,
+        offset: int,
+        wanted: int,
+        fields: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The copy proper, once the room for it is reserved: read, hash, store, journal."""
+        size_at_open = opened.st_size
+        sparse = self._keeps_holes(opened)
         rel = self._claim(rel)
         try:
             out = self.writer.create_file(rel)

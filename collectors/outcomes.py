@@ -84,6 +84,8 @@ class Recorder:
         # Set when the responder interrupts the run (from a signal handler: no lock):
         # copies in progress stop at the next chunk and queued ones are not started.
         self.stopped = StopFlag()
+        self._space_lock = threading.Lock()
+        self._in_flight = 0  # bytes admitted for copies still being written
         self.names = StoredNames()
         self._untried_lock = threading.Lock()
         self._untried_listed = 0
@@ -155,14 +157,26 @@ class Recorder:
         free = self.writer.free_bytes()
         if free is None:
             return True
-        room = free - self._reserve()
-        if room >= size:
-            return True
+        with self._space_lock:
+            # Copies running in parallel each hold their room until they end (``_release``),
+            # so two of them never both take the last free megabytes, the seal's reserve.
+            room = free - self._reserve() - self._in_flight
+            if room >= size:
+                self._in_flight += size
+                return True
         if room < FULL_BELOW:
             self._stop_full(collector, source, **fields)
         else:
             self._does_not_fit(collector, source, f"{size} bytes, {room} free", **fields)
         return False
+
+    def _release(self, size: int) -> None:
+        """A copy admitted by ``_room_for`` has ended: its bytes are on the drive now, or
+        were never written."""
+        if self.writer.free_bytes() is None:
+            return
+        with self._space_lock:
+            self._in_flight = max(0, self._in_flight - size)
 
     def _does_not_fit(self, collector: str, source: bytes | None, what: str, **fields: Any) -> None:
         self.record_error(

@@ -82,6 +82,7 @@ class RunOutcome:
             "started": self.started,
             "ended": self.ended,
             **({"summary_rows": self.summary.to_json()} if self.summary else {}),
+            "degraded": self.summary.degraded,
             **self.extra,
         }
 

@@ -72,6 +72,27 @@ def exe_link(pid: int) -> bytes | None:
         raise
 
 
+def cmdline_raw(pid: int) -> bytes:
+    """``/proc/PID/cmdline`` exactly as the kernel gives it (argv, NUL-separated)."""
+    return _read(f"{PROC}/{pid}/cmdline", 1 << 20)
+
+
+def split_cmdline(raw: bytes) -> list[str]:
+    """argv as psutil shows it (NUL-separated, or space-separated for a process that
+    rewrote its title), decoded as file names are, but with every byte kept: no newline
+    translation."""
+    data = os.fsdecode(raw)
+    if not data:
+        return []
+    sep = "\x00" if data.endswith("\x00") else " "
+    if data.endswith(sep):
+        data = data[:-1]
+    args = data.split(sep)
+    if sep == "\x00" and len(args) == 1 and " " in data:
+        args = data.split(" ")
+    return args
+
+
 def root_link(pid: int) -> str:
     return os.readlink(f"{PROC}/{pid}/root")
 

@@ -31,6 +31,8 @@ class Options:
     log_profile: Profile | None = None  # --profile, loaded (None: the default profile)
     # --path trees the logs collector reads too (when 'files' does not run, --only logs)
     log_paths: tuple[bytes, ...] = ()
+    reference_time: int | None = None  # --reference-time, ns since the epoch
+    tool_built: str | None = None  # the kit's recorded build time, when run from a kit
 
 
 @dataclass

@@ -120,6 +120,11 @@ class ProcessesCollector(Collector):
             listening = any(s["status"] == "LISTEN" for s in sockets)
             proc["flags"] = redflags.flags_for(proc, link, listening)
             index[pid] = proc
+        if snap.survey is not None:  # Linux: what the views disagreed on (crossfindings.py)
+            from . import crossfindings
+
+            crossfindings.judge(ctx, self.name, snap.survey, snap, procs)
+            index.update((p["pid"], p) for p in procs)
         ctx.shared["process_index"] = index
         procs.sort(key=lambda p: p["pid"])
         ctx.engine.store_bytes(

@@ -14,6 +14,7 @@ process that exits mid-read keeps what was read and is marked ``vanished``.
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from ._common import LINUX
 from .context import CollectContext
 
 if LINUX:
-    from . import _linux
+    from . import _linux, crossview, kernsockets
 SHARED_KEY = "volatile_snapshot"
 
 _FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
@@ -86,6 +87,11 @@ class Snapshot:
     exe_links: dict[int, bytes | None] = field(default_factory=dict)
     vanished: list[int] = field(default_factory=list)
     timing: dict[str, str] = field(default_factory=dict)
+    # Linux: the cross-view survey the PIDs came from, and the kernel's socket tables
+    # (inet, raw, packet) with inodes and owners (collectors/crossview.py, kernsockets.py)
+    survey: Any = None
+    kernel_sockets: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class _Reader:
@@ -128,6 +134,14 @@ class _Reader:
                 links[pid] = _linux.exe_link(pid)
                 return links[pid]
 
+            def cmdline(q: psutil.Process) -> list[str]:
+                # Byte-exact: psutil reads it in text mode, where "\r\n" becomes "\n".
+                raw = _linux.cmdline_raw(pid)
+                if not raw and q.status() == psutil.STATUS_ZOMBIE:
+                    raise psutil.ZombieProcess(pid)
+                rec["cmdline_b64"] = base64.b64encode(raw).decode("ascii")
+                return _linux.split_cmdline(raw)
+
             def ids(_: psutil.Process) -> int:
                 ppid, tty, start = _linux.stat_ids(pid)
                 rec["terminal"] = self.ttys.get(tty)
@@ -136,7 +150,7 @@ class _Reader:
 
             readers = [
                 ("ppid", ids),
-                *(r for r in readers if r[0] != "create_time"),
+                *((n, cmdline if n == "cmdline" else r) for n, r in readers if n != "create_time"),
                 ("exe", exe),
                 ("root", lambda q: _linux.root_link(pid)),
             ]
@@ -241,7 +255,8 @@ def take(ctx: CollectContext) -> Snapshot:
     reader = _Reader(ctx.options.collect_env)
     links: dict[int, bytes | None] = {}
     processes, vanished = [], []
-    for pid in psutil.pids():
+    survey = crossview.survey() if LINUX else None
+    for pid in survey.pids() if survey else psutil.pids():
         rec = reader.read(pid, links)
         if rec is None or rec.get("vanished"):
             vanished.append(pid)
@@ -252,8 +267,15 @@ def take(ctx: CollectContext) -> Snapshot:
         socket_error = None
     except (psutil.AccessDenied, OSError) as e:
         sockets, socket_error = [], str(e)
+    kernel_sockets: list[dict[str, Any]] = []
+    unreadable: dict[str, str] = {}
+    if survey is not None:
+        kernel_sockets = kernsockets.read_tables(unreadable)
+        kernsockets.attach_owners(kernel_sockets, survey)
+        kernsockets.fill_pids(sockets, kernel_sockets)
     wall1, mono1 = time.time_ns(), time.monotonic_ns()
-    snap = Snapshot(processes, sockets, links, vanished)
+    snap = Snapshot(processes, sockets, links, vanished, survey=survey)
+    snap.kernel_sockets, snap.unreadable = kernel_sockets, unreadable
     _record_timing(ctx, snap, ["processes", "sockets"], (wall0, wall1), (mono0, mono1))
     if socket_error:
         ctx.error("processes", f"cannot list sockets: {socket_error}")

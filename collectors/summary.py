@@ -15,9 +15,16 @@ SummaryRow = tuple[str, str]  # (label, value), e.g. ("Isolation", "IN FORCE (nf
 @dataclass
 class Summary:
     rows: list[SummaryRow] = field(default_factory=list)
+    # Views that disagreed or could not be read (hidden processes, a skewed clock): each
+    # is also a "DEGRADED" row, and ``--json`` prints them as its ``degraded`` list.
+    degraded: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, label: str, value: str) -> None:
         self.rows.append((label, value))
+
+    def degrade(self, view: str, severity: str, reason: str) -> None:
+        self.degraded.append({"view": view, "severity": severity, "reason": reason})
+        self.add(f"DEGRADED ({view})", f"{severity.upper()}: {reason}")
 
     def __iter__(self) -> Iterator[SummaryRow]:
         return iter(self.rows)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from collectors.base import Collector
+from collectors.clock import parse_reference_time
 from collectors.context import Options
 from collectors.logprofile import Profile, load_profile
 from collectors.registry import load_collectors
@@ -96,6 +97,11 @@ def collection_options(f: Any) -> Any:
         ),
         click.option(
             "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
+        ),
+        click.option(
+            "--reference-time",
+            help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
+            "an offset is given): recorded, and the host clock's difference checked.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
@@ -254,6 +260,10 @@ def run_collection(
         # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
         # they are extra log sources. Either way the watch follows them.
         log_paths=() if "files" in names else tuple(raw_paths),
+        reference_time=(
+            parse_reference_time(extra["reference_time"]) if extra.get("reference_time") else None
+        ),
+        tool_built=str(kit_check.info.get("built") or "") or None if kit_check else None,
     )
     for c in collectors:
         c.configure(options)

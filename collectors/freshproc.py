@@ -1,0 +1,113 @@
+"""Read processes through a fresh ``proc`` instance, where no overmount can reach.
+
+A bind mount over ``/proc/PID`` hides that directory from every reader of the host's
+``/proc``. A new ``proc`` mounted elsewhere is another instance with no mounts on it, so
+it shows the process as the kernel has it. The mount is made in a private mount namespace
+of a short-lived child (``python -m collectors.freshproc PID...``), on top of that
+namespace's ``/proc``, never in the collector's own process: the host's mount table is
+not touched, no mount point is created on its disks, and the namespace dies with the
+child. Needs root (CAP_SYS_ADMIN); the child prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_CLONE_NEWNS = 0x00020000  # os.unshare is Python 3.12
+_TIMEOUT = 60
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), what)
+
+
+def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    _check(libc.mount(source, target, fstype, ctypes.c_ulong(flags), None), os.fsdecode(target))
+
+
+def _read(path: str, limit: int = 1 << 20) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.read(limit)
+
+
+def _one(root: str, pid: int) -> dict[str, Any]:
+    base = f"{root}/{pid}"
+    rec: dict[str, Any] = {"pid": pid}
+    try:
+        status = _read(f"{base}/status").decode("utf-8", "backslashreplace")
+    except OSError as e:
+        return {"pid": pid, "error": e.strerror or str(e)}
+    rec["status"] = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in status.splitlines())
+    )
+    for name, reader in (
+        ("cmdline_b64", lambda: base64.b64encode(_read(f"{base}/cmdline")).decode()),
+        ("exe", lambda: os.readlink(f"{base}/exe".encode()).decode("utf-8", "backslashreplace")),
+        ("exe_sha256", lambda: hashlib.sha256(_read(f"{base}/exe", 1 << 30)).hexdigest()),
+        ("cwd", lambda: os.readlink(f"{base}/cwd".encode()).decode("utf-8", "backslashreplace")),
+        ("fds", lambda: _fds(base)),
+    ):
+        try:
+            rec[name] = reader()
+        except OSError as e:
+            rec.setdefault("errors", {})[name] = e.strerror or str(e)
+    return rec
+
+
+def _fds(base: str) -> dict[str, str]:
+    out = {}
+    for fd in os.listdir(f"{base}/fd"):
+        try:
+            out[fd] = os.readlink(f"{base}/fd/{fd}".encode()).decode("utf-8", "backslashreplace")
+        except OSError:
+            continue
+    return out
+
+
+def child(pids: list[int]) -> dict[str, Any]:
+    _check(ctypes.CDLL(None, use_errno=True).unshare(_CLONE_NEWNS), "unshare")
+    _mount(None, b"/", None, _MS_REC | _MS_PRIVATE)  # nothing of ours propagates back
+    # On top of /proc itself: the new instance covers the old one and every mount on it,
+    # and nothing is created on the host's disks for a mount point.
+    _mount(b"proc", b"/proc", b"proc", 0)
+    return {"mounted_at": "/proc", "processes": [_one("/proc", pid) for pid in pids]}
+
+
+def read(pids: list[int]) -> dict[str, Any]:
+    """The processes as a fresh proc shows them, or ``{"error": why}``."""
+    if os.geteuid() != 0:
+        return {"error": "needs root (a proc mount in a private mount namespace)"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "collectors.freshproc", *map(str, pids)],
+            capture_output=True,
+            timeout=_TIMEOUT,
+            check=False,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"cannot run the reader: {e}"}
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+    except ValueError:
+        tail = done.stderr.decode("utf-8", "backslashreplace").strip().splitlines()[-1:]
+        return {"error": f"reader failed (exit {done.returncode}): {' '.join(tail)}"}
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(child([int(a) for a in sys.argv[1:]])))
+    except OSError as e:
+        print(json.dumps({"error": f"{e.strerror or e} ({e.filename})"}))

@@ -106,6 +106,10 @@ class Console:
         if not self.quiet:
             self._line(self._style(f"[{number}/{total}] {text} ...", bold=True))
 
+    def plain(self, text: str) -> None:
+        if not self.quiet:
+            self._line(text)
+
     def info(self, text: str) -> None:
         if not self.quiet:
             self._line(f"      {text}")

@@ -110,7 +110,7 @@ def test_a_single_large_file_moves_the_counter_on_a_terminal(tmp_path: Path) -> 
                 ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
             ).stdout
             assert "FINISHED" not in screen, f"the copy ended before two readings:\n{screen}"
-            line = next((ln for ln in screen.splitlines() if "B/s" in ln), None)
+            line = next((ln for ln in screen.splitlines() if " of 1 item " in ln), None)
             if line is not None:
                 readings.append(line.strip())
                 time.sleep(1.0)
@@ -119,5 +119,6 @@ def test_a_single_large_file_moves_the_counter_on_a_terminal(tmp_path: Path) -> 
         assert len(readings) == 2, "no progress line appeared"
         first, second = (_COUNTER.findall(r.split("  ")[1])[0] for r in readings)
         assert first != second, readings
+        assert "of 4.0 GiB" in readings[1] and "left" in readings[1], readings
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)

@@ -50,6 +50,7 @@ def collection_options(f: Any) -> Any:
             "-o",
             "--output",
             type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
             help="Where evidence directories are created (the kit's drive).",
         ),
         click.option("--case", help="Case or incident ID, recorded in the journal."),
@@ -73,6 +74,7 @@ def collection_options(f: Any) -> Any:
             "--path",
             "paths",
             multiple=True,
+            metavar="PATH",
             help="Also preserve this file or directory tree (repeatable).",
         ),
         click.option(

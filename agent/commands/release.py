@@ -83,6 +83,7 @@ def _targets(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="The kit's output directory given to 'preserve -o' (its saved states are searched).",
 )
 @click.option(
@@ -94,6 +95,7 @@ def _targets(
 @click.option(
     "--evidence",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Append the release to this evidence directory's custody journal (needs --key).",
 )
 @click.option(

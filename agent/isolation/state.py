@@ -89,3 +89,18 @@ def find_in_force(output: Path) -> list[tuple[Path, dict[str, Any]]]:
         if state.get("status") in IN_FORCE and all(state.get(k) == v for k, v in here.items()):
             found.append((path, state))
     return sorted(found, key=lambda item: item[1].get("created", ""), reverse=True)
+
+
+def find_released(output: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """States under OUTPUT already released on this host and namespace, newest release
+    first: a second ``preserve release`` says when, instead of failing."""
+    here = where()
+    found = []
+    for path in sorted((Path(output) / STATE_DIR).glob("*.json")):
+        try:
+            state = load(path)
+        except (OSError, ValueError):
+            continue
+        if state.get("status") == "released" and all(state.get(k) == v for k, v in here.items()):
+            found.append((path, state))
+    return sorted(found, key=lambda item: str(item[1].get("released", "")), reverse=True)

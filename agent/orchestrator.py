@@ -29,7 +29,7 @@ from manifests.signing import Signer, public_key_to_raw_b64
 from manifests.writer import EvidenceWriter
 
 from . import __version__
-from .console import Console, printable
+from .console import Console, Estimate, printable
 from .runlog import RunLog
 from .selfhash import code_sha256
 from .stopsignals import Interrupted, StopGuard
@@ -56,6 +56,8 @@ class RunConfig:
     # its --json fields.
     after_collect: Callable[[CollectContext, Console], dict[str, Any]] | None = None
     start_fields: dict[str, Any] = field(default_factory=dict)
+    # What the pre-flight scan expects the files-and-logs stage to read (the progress).
+    estimate: Estimate | None = None
 
 
 @dataclass
@@ -194,7 +196,10 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
                 isolate()
             number += 1
             console.stage(number, total, STAGE_TITLES.get(stage, stage))
-            console.start_progress(lambda: (engine.counters.stored, engine.counters.bytes))
+            console.start_progress(
+                lambda: (engine.counters.stored, engine.read.total),
+                config.estimate if stage is Stage.SLOW else None,
+            )
             try:
                 for collector in members:
                     _run_collector(collector, ctx, console)

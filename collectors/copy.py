@@ -31,6 +31,7 @@ from .outcomes import Recorder
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
+from .tally import ByteTally
 
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
@@ -57,6 +58,7 @@ class CopyEngine(Recorder):
         self._pending_lock = threading.Lock()
         # Set when the evidence directory vanished under a background copy.
         self.lost: EvidenceLostError | None = None
+        self.read = ByteTally()  # bytes read so far, a chunk at a time: the live progress
 
     def _buffer(self) -> bytearray:
         if not hasattr(self._local, "buf"):
@@ -84,6 +86,7 @@ class CopyEngine(Recorder):
         finally:
             self._release(len(data))
         self.counters.add(stored=1, bytes=len(data))
+        self.read.add(len(data))
         record = self.journal.append(
             "artifact", collector=collector, path=rel, size=len(data), sha256=digest, **fields
         )
@@ -273,6 +276,7 @@ class CopyEngine(Recorder):
             )
             return None
         self.counters.add(stored=1, bytes=size)
+        self.read.add(size)
         return self.journal.append(
             "artifact", collector=collector, path=rel, size=size, sha256=digest, **fields
         )
@@ -340,6 +344,7 @@ class CopyEngine(Recorder):
         buf = self._buffer()
         view = memoryview(buf)
         reader = io.FileIO(fd, "rb", closefd=False)
+        tally = self.read.slot()
         writing = False  # which side failed: the host's file, or the evidence drive
         try:
             if offset:
@@ -367,6 +372,7 @@ class CopyEngine(Recorder):
                     out.write(chunk)
                 writing = False
                 done += n
+                tally[0] += n
             writing = True
             out.finish(done, (opened.st_atime_ns, opened.st_mtime_ns))
         except OSError as e:

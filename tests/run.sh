@@ -16,11 +16,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # chromium: the HTML report's screenshot; binutils, python3-dev: the kit build;
     # e2fsprogs, mount, util-linux: loop and read-only mounts in private namespaces;
     # fusefat, exfat-fuse, dosfstools, exfatprogs: real FAT32 and exFAT output drives
-    # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001.
+    # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001;
+    # tmux: a real terminal for the live progress.
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps \
         coreutils e2fsprogs binutils findutils mount python3-dev \
-        hashdeep sleuthkit chromium fusefat exfat-fuse dosfstools exfatprogs faketime >/dev/null
+        hashdeep sleuthkit chromium fusefat exfat-fuse dosfstools exfatprogs faketime tmux \
+        >/dev/null
 fi
 
 python3 -m venv .venv

@@ -18,6 +18,7 @@ from collectors.registry import load_collectors
 from manifests.errors import OutputError, UsageError
 from manifests.signing import Signer, grouped
 
+from .. import preflight
 from ..console import Console
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
@@ -50,6 +51,7 @@ def collection_options(f: Any) -> Any:
             "-o",
             "--output",
             type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
             help="Where evidence directories are created (the kit's drive).",
         ),
         click.option("--case", help="Case or incident ID, recorded in the journal."),
@@ -73,6 +75,7 @@ def collection_options(f: Any) -> Any:
             "--path",
             "paths",
             multiple=True,
+            metavar="PATH",
             help="Also preserve this file or directory tree (repeatable).",
         ),
         click.option(
@@ -282,6 +285,9 @@ def run_collection(
             f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
+    profile_name = log_profile.name if "logs" in names else None
+    plan = preflight.survey(collectors, profile_name, raw_paths, output, isolation)
+    preflight.show(console, plan)
     signer = _signer(key)  # KeyLoadError: exit 2
     config = RunConfig(
         output=output,
@@ -298,6 +304,7 @@ def run_collection(
             **start_fields,
             **({"log_profile": log_profile.name} if "logs" in names else {}),
         },
+        estimate=plan.estimate,
     )
     if signer.ephemeral:
         console.info(
@@ -306,6 +313,7 @@ def run_collection(
         )
     with StopGuard() as guard:
         outcome = _collect(config, console, guard, output)
+        outcome.extra["preflight"] = plan.to_json()
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code
 

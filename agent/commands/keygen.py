@@ -1,4 +1,4 @@
-"""``preserve keygen --out DIR``: an Ed25519 key pair for a kit or an examiner."""
+"""``preserve keygen -o DIR``: an Ed25519 key pair for a kit or an examiner."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from ..keys import passphrase_for
 
 @click.command("keygen")
 @click.option(
+    "-o",
+    "--output",
     "--out",
     "out_dir",
     required=True,
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for NAME.key (private, 0600) and NAME.pub.",
 )
@@ -34,7 +37,7 @@ def keygen(out_dir: Path, name: str, no_passphrase: bool) -> None:
         if path.exists():
             raise UsageError(
                 f"{path} already exists",
-                hint="keys are never overwritten: choose another --out or --name",
+                hint="keys are never overwritten: choose another -o or --name",
             )
     passphrase = None
     if not no_passphrase:

@@ -83,6 +83,7 @@ def _targets(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="The kit's output directory given to 'preserve -o' (its saved states are searched).",
 )
 @click.option(
@@ -94,6 +95,7 @@ def _targets(
 @click.option(
     "--evidence",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Append the release to this evidence directory's custody journal (needs --key).",
 )
 @click.option(
@@ -111,23 +113,45 @@ def release(
     examiner: str | None,
     json_mode: bool,
 ) -> None:
-    """Undo the network isolation that 'preserve --isolate' applied."""
+    """Undo the network isolation that 'preserve --isolate' applied.
+
+    With --key, the release is also recorded in the evidence of the collection that made
+    the cut (found from its saved state), as --evidence does."""
     if evidence is not None and key is None:
         raise UsageError(
             "--evidence needs --key: the release is sealed into the journal with that key"
         )
+    runner = Runner()
+    targets = _targets(output, state_file, evidence)
+    released = [(p, s) for p, s in targets if s.get("status") == "released"]
+    targets = [(p, s) for p, s in targets if s.get("status") != "released"]
+    if not targets and not _found_on_host(runner):
+        search = output or (evidence.parent if evidence else None)
+        if not released and search:
+            released = list(state_mod.find_released(search))
+        if released:
+            _already_released(released[0], json_mode)
+            return
+    implied = evidence is None and key is not None
+    if implied:
+        evidence = _evidence_of(targets)
     signer = None
     result = None
     if evidence is not None:
         result = verify_evidence(evidence)
         signer = load_signer(key)  # type: ignore[arg-type]
-        if not result.ok:
+        if not result.ok and implied:
+            click.echo(
+                f"WARNING: {evidence} does not verify: the release is not recorded in it "
+                f"(run 'verify {evidence}')",
+                err=True,
+            )
+            evidence = None
+        elif not result.ok:
             raise VerificationError(
                 f"{evidence} does not verify, so nothing was appended",
                 hint=f"run 'verify {evidence}' (the isolation was left in force)",
             )
-    runner = Runner()
-    targets = _targets(output, state_file, evidence)
     done: list[dict[str, Any]] = []
     failures: list[str] = []
     if not targets:
@@ -168,14 +192,51 @@ def release(
     if evidence is not None and signer is not None and result is not None:
         _append(evidence, signer, result, done, examiner)
     if json_mode:
-        click.echo(json.dumps({"released": done, "ok": not failures}, sort_keys=True))
+        recorded = str(evidence) if evidence is not None and signer is not None else None
+        click.echo(
+            json.dumps(
+                {"released": done, "ok": not failures, "recorded_in": recorded}, sort_keys=True
+            )
+        )
     else:
         for item in done:
             click.echo(f"released: {item['method']} ({item['state_file'] or 'found on host'})")
+        if evidence is not None and signer is not None:
+            click.echo(f"recorded in the evidence: {evidence}")
+        elif key is None and _evidence_of(targets) is not None:
+            click.echo(
+                "not recorded in the evidence: give --key to seal the release into "
+                f"{_evidence_of(targets)}",
+                err=True,
+            )
         for failure in failures:
             click.echo(f"ERROR: {failure}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
+
+
+def _already_released(target: tuple[Path | None, dict[str, Any]], json_mode: bool) -> None:
+    """A second release changes nothing and is not an error: say when the first one was."""
+    path, saved = target
+    when = saved.get("released", "an unrecorded time")
+    if json_mode:
+        click.echo(
+            json.dumps(
+                {"released": [], "ok": True, "already_released": when, "state_file": str(path)},
+                sort_keys=True,
+            )
+        )
+    else:
+        click.echo(f"already released at {when} ({saved.get('method')}, {path})")
+
+
+def _evidence_of(targets: list[tuple[Path | None, dict[str, Any]]]) -> Path | None:
+    """The evidence directory of the collection that made the cut, if it is at hand."""
+    dirs = {s.get("evidence_dir") for _, s in targets if s.get("evidence_dir")}
+    if len(dirs) != 1:
+        return None
+    path = Path(str(dirs.pop()))
+    return path if path.is_dir() else None
 
 
 def _append(

@@ -22,6 +22,7 @@ EXIT_OK, EXIT_MODIFIED, EXIT_USAGE = 0, 1, 2
     "--kit",
     "kit_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Check this kit folder instead of the running one (e.g. from a lab machine).",
 )
 @click.option("--fingerprint", help="Expected kit key fingerprint (from the kit's label).")

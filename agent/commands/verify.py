@@ -12,6 +12,7 @@ from manifests.errors import KeyLoadError, UsageError
 from manifests.signing import fingerprint_of, grouped, load_public_key_pem, normalise_fingerprint
 from manifests.verify import VerificationResult, verify_evidence
 
+from .. import __version__
 from ..console import printable
 from ..kit import gate_verify
 from ..program import run_program
@@ -126,7 +127,8 @@ def run_verify(
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-@click.command("verify")
+@click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="verify")
 @verify_options
 def verify_command(**kwargs: object) -> None:
     """Check signatures, the custody chain and every file of an evidence directory."""

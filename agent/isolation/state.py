@@ -77,8 +77,9 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
-def find_in_force(output: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """States under OUTPUT that are still in force on this host and namespace, newest first."""
+def _states_here(output: Path, statuses: tuple[str, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    """The readable states under OUTPUT with one of ``statuses``, for this host and
+    network namespace."""
     here = where()
     found = []
     for path in sorted((Path(output) / STATE_DIR).glob("*.json")):
@@ -86,6 +87,19 @@ def find_in_force(output: Path) -> list[tuple[Path, dict[str, Any]]]:
             state = load(path)
         except (OSError, ValueError):
             continue
-        if state.get("status") in IN_FORCE and all(state.get(k) == v for k, v in here.items()):
+        if state.get("status") in statuses and all(state.get(k) == v for k, v in here.items()):
             found.append((path, state))
+    return found
+
+
+def find_in_force(output: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """States under OUTPUT that are still in force on this host and namespace, newest first."""
+    found = _states_here(output, IN_FORCE)
     return sorted(found, key=lambda item: item[1].get("created", ""), reverse=True)
+
+
+def find_released(output: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """States under OUTPUT already released on this host and namespace, newest release
+    first: a second ``preserve release`` says when, instead of failing."""
+    found = _states_here(output, ("released",))
+    return sorted(found, key=lambda item: str(item[1].get("released", "")), reverse=True)

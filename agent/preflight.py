@@ -1,0 +1,242 @@
+"""The pre-flight: what a collection is about to do, said before anything is collected.
+
+A responder at a console wants to know, before the first byte moves, whether the tool can
+see everything (root or not), what it will take, roughly how much that is, and whether
+the drive in their hand holds it. This informs; it never asks (no ``--yes``): the run
+starts right after. The same facts go into ``--json`` as ``preflight``, and the size
+estimate is what the live progress counts against.
+
+The size comes from a pre-scan of the ``--path`` trees and the log sources: ``lstat``
+only, nothing opened, and bounded in time (``SCAN_SECONDS``); a scan cut short says "at
+least"."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectors.base import Collector, Stage
+from manifests import fstype
+from manifests.fstype import FileSystem
+
+from .console import Console, Estimate, human_bytes, plural
+from .isolation.engine import Isolation
+
+SCAN_SECONDS = 2.0
+NOT_ROOT = (
+    "not root: other users' process details and root-only logs cannot be read "
+    "(each is recorded as an error), and --isolate is unavailable"
+)
+
+
+@dataclass
+class Scan:
+    files: int = 0
+    bytes: int = 0  # what will be read (and hashed)
+    allocated: int = 0  # what it occupies on disk (holes excluded)
+    over_fat_limit: int = 0  # files FAT32 cannot hold
+    complete: bool = True
+
+
+@dataclass
+class Preflight:
+    root: bool
+    collectors: list[str]
+    profile: str | None
+    paths: list[str]
+    scan: Scan
+    output: str
+    file_system: FileSystem
+    free: int | None
+    isolation: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def needed(self) -> int:
+        """Room the copies take on the output: a drive that keeps holes stores a sparse
+        file's data only; FAT32 and exFAT store it whole."""
+        return self.scan.allocated if self.file_system.supports_holes else self.scan.bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.free is None else self.needed <= self.free
+
+    @property
+    def estimate(self) -> Estimate:
+        return Estimate(self.scan.files, self.scan.bytes, not self.scan.complete)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "collectors": self.collectors,
+            "profile": self.profile,
+            "paths": self.paths,
+            "estimate": {
+                "files": self.scan.files,
+                "bytes": self.scan.bytes,
+                "bytes_on_output": self.needed,
+                "at_least": not self.scan.complete,
+            },
+            "output": {
+                "path": self.output,
+                "file_system": self.file_system.name,
+                "free_bytes": self.free,
+                "fits": self.fits,
+            },
+            "isolation": self.isolation,
+            "warnings": self.warnings,
+        }
+
+
+def scan_trees(roots: list[bytes], seconds: float = SCAN_SECONDS) -> Scan:
+    """Count the regular files under ``roots`` and their sizes, by ``lstat`` alone
+    (symlinks not followed, as the collectors do), stopping after ``seconds``."""
+    scan = Scan()
+    deadline = time.monotonic() + seconds
+    stack = list(_outermost(roots))
+    while stack:
+        if time.monotonic() > deadline:
+            scan.complete = False
+            return scan
+        path = stack.pop()
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            _count(scan, st)
+        elif stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError), os.scandir(path) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            _count(scan, entry.stat(follow_symlinks=False))
+    return scan
+
+
+def _count(scan: Scan, st: os.stat_result) -> None:
+    scan.files += 1
+    scan.bytes += st.st_size
+    scan.allocated += min(st.st_size, getattr(st, "st_blocks", 0) * 512)
+    if st.st_size > fstype.FAT_MAX_FILE:
+        scan.over_fat_limit += 1
+
+
+def _outermost(roots: list[bytes]) -> list[bytes]:
+    """Each tree once: a root inside another root is already counted by it."""
+    real = sorted({os.path.realpath(r) for r in roots})
+    kept: list[bytes] = []
+    for r in real:
+        if not any(r == k or r.startswith(k.rstrip(b"/") + b"/") for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _existing(path: Path) -> Path:
+    """The output, or its nearest existing parent (the run creates what is missing)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _file_system(path: Path) -> FileSystem:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return fstype.UNKNOWN
+    try:
+        return fstype.probe(fd)
+    finally:
+        os.close(fd)
+
+
+def survey(
+    collectors: list[Collector],
+    profile: str | None,
+    paths: list[bytes],
+    output: Path,
+    isolation: Isolation | None,
+    seconds: float = SCAN_SECONDS,
+) -> Preflight:
+    """Everything the pre-flight says, found without changing anything."""
+    slow = [p for c in collectors if c.stage is Stage.SLOW for p in c.sources()]
+    scan = scan_trees(list(paths) + slow, seconds)
+    where = _existing(output)
+    free: int | None = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(where).free
+    plan = Preflight(
+        root=os.geteuid() == 0 if hasattr(os, "geteuid") else False,
+        collectors=[c.name for c in collectors],
+        profile=profile,
+        paths=[os.fsdecode(p) for p in paths],
+        scan=scan,
+        output=str(output),
+        file_system=_file_system(where),
+        free=free,
+    )
+    if isolation is not None:
+        plan.isolation = {
+            "method": isolation.method.name,
+            "when": "after the volatile snapshot",
+            "stays_open": isolation.request.stays_open(),
+        }
+    fs = plan.file_system
+    if fs.max_file_size is not None:
+        note = f"the output is {fs.name}: it holds no file of {human_bytes(fs.max_file_size + 1)}"
+        if scan.over_fat_limit:
+            note += f" or more; {plural(scan.over_fat_limit, 'file')} to collect will be refused"
+        plan.warnings.append(note if scan.over_fat_limit else note + " or more")
+    if plan.fits is False:
+        plan.warnings.append(
+            f"the estimate ({human_bytes(plan.needed)}) does not fit in the "
+            f"{human_bytes(plan.free or 0)} free on the output: the run stops and seals "
+            "when it is full; use a larger drive for everything"
+        )
+    return plan
+
+
+def show(console: Console, plan: Preflight) -> None:
+    """The pre-flight block on stderr (nothing with --quiet or --json)."""
+    s = plan.scan
+    about = "at least" if not s.complete else "about"
+    rows = [
+        ("running as", "root: every process and log is readable" if plan.root else NOT_ROOT),
+        ("collecting", ", ".join(plan.collectors)),
+    ]
+    if plan.profile:
+        rows.append(("log profile", plan.profile))
+    if plan.paths:
+        rows.append(("paths", ", ".join(plan.paths)))
+    size = f"{about} {plural(s.files, 'file')}, {human_bytes(s.bytes)} to read"
+    if plan.needed != s.bytes:
+        size += f" ({human_bytes(plan.needed)} on the output)"
+    if not s.complete:
+        size += f" (pre-scan stopped after {SCAN_SECONDS:.0f} s)"
+    rows.append(("estimate", size))
+    room = "free space unknown"
+    if plan.free is not None:
+        verdict = {True: "fits", False: "DOES NOT FIT", None: ""}[plan.fits]
+        room = f"{human_bytes(plan.free)} free: {verdict}"
+    fs = "" if plan.file_system.name == "unknown" else f", {plan.file_system.name}"
+    rows.append(("output", f"{plan.output}{fs}, {room}"))
+    if plan.isolation:
+        i = plan.isolation
+        rows.append(
+            ("isolation", f"{i['method']} {i['when']}; stays open: {'; '.join(i['stays_open'])}")
+        )
+    console.plain("pre-flight (nothing collected yet):")
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.info(f"{key.ljust(width)}  {value}")
+    for warning in plan.warnings:
+        console.warn(warning)

@@ -18,20 +18,17 @@ import os
 import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from manifests import longpath
 from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError
-from manifests.sink import NotRegularFileError
 from manifests.writer import EvidenceWriter
 
-from .outcomes import Recorder
+from .generated import GeneratedStore
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
-from .tally import ByteTally
 
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
@@ -42,14 +39,13 @@ def _is_zero(buf: bytearray, n: int) -> bool:
     return buf == _ZEROS if n == CHUNK else buf[:n] == _ZEROS[:n]
 
 
-class CopyEngine(Recorder):
+class CopyEngine(GeneratedStore):
     """Stores files and generated data under an evidence directory, journalling each."""
 
     def __init__(
         self, writer: EvidenceWriter, max_file_size: int | None = None, workers: int | None = None
     ) -> None:
         super().__init__(writer)
-        self.root: Path = writer.root
         self.max_file_size = max_file_size
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
@@ -58,40 +54,11 @@ class CopyEngine(Recorder):
         self._pending_lock = threading.Lock()
         # Set when the evidence directory vanished under a background copy.
         self.lost: EvidenceLostError | None = None
-        self.read = ByteTally()  # bytes read so far, a chunk at a time: the live progress
 
     def _buffer(self) -> bytearray:
         if not hasattr(self._local, "buf"):
             self._local.buf = bytearray(CHUNK)
         return self._local.buf
-
-    # -- generated artifacts ---------------------------------------------------------
-
-    def store_bytes(self, rel: str, data: bytes, collector: str, **fields: Any) -> dict | None:
-        """Store data the tool produced itself (JSON snapshots, text views)."""
-        if self.stopped.is_set() or self._skipped_when_full(collector, None, rel):
-            return None
-        if not self._admit(len(data), len(data), collector, None, stored_path=rel):
-            return None
-        rel = self._claim(rel)
-        try:
-            digest = self.writer.store_artifact(rel, data)
-        except EvidenceLostError:
-            raise
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                self._out_of_space(collector, None, rel)
-                return None
-            raise
-        finally:
-            self._release(len(data))
-        self.counters.add(stored=1, bytes=len(data))
-        self.read.add(len(data))
-        record = self.journal.append(
-            "artifact", collector=collector, path=rel, size=len(data), sha256=digest, **fields
-        )
-        self.writer.commit(rel)
-        return record
 
     # -- copying files ---------------------------------------------------------------
 
@@ -249,37 +216,6 @@ class CopyEngine(Recorder):
             return self._copy_open(fd, before, source, rel, collector, limit, offset, fields)
         finally:
             os.close(fd)
-
-    def reserve(self, rel: str) -> str:
-        """Claim a stored path for a file an external command will write (then ``adopt``)."""
-        rel = self._claim(rel)
-        self.writer.local_path(rel)
-        return rel
-
-    def adopt(self, rel: str, collector: str, **fields: Any) -> dict[str, Any] | None:
-        """Journal a file that a command run by the tool wrote inside the evidence directory
-        (``wevtutil epl``, ``log collect``): hash it as it is and make it read-only."""
-        try:
-            digest, size = self.writer.hash_stored(rel)
-        except NotRegularFileError:
-            self.record_error(
-                collector, None, "command output is not a regular file", stored_path=rel, **fields
-            )
-            return None
-        except OSError as e:
-            self.record_error(
-                collector,
-                None,
-                f"output of the command is missing: {e.strerror}",
-                stored_path=rel,
-                **fields,
-            )
-            return None
-        self.counters.add(stored=1, bytes=size)
-        self.read.add(size)
-        return self.journal.append(
-            "artifact", collector=collector, path=rel, size=size, sha256=digest, **fields
-        )
 
     def _copy_open(
         self,

@@ -15,8 +15,8 @@ from manifests.signing import Signer, key_is_encrypted
 PASSPHRASE_ENV = "PRESERVE_KEY_PASSPHRASE"
 
 
-def passphrase_for(purpose: str, confirm: bool = False) -> bytes | None:
-    value = os.environ.get(PASSPHRASE_ENV)
+def passphrase_for(purpose: str, confirm: bool = False, env: str = PASSPHRASE_ENV) -> bytes | None:
+    value = os.environ.get(env)
     if value:
         return value.encode()
     if not sys.stdin.isatty():

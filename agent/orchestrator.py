@@ -26,6 +26,7 @@ from manifests import layout
 from manifests.clock import compact_stamp, utc_from_ns
 from manifests.errors import EvidenceLostError, describe
 from manifests.signing import Signer, public_key_to_raw_b64
+from manifests.sink import Sink
 from manifests.writer import EvidenceWriter
 
 from . import __version__
@@ -58,11 +59,13 @@ class RunConfig:
     start_fields: dict[str, Any] = field(default_factory=dict)
     # What the pre-flight scan expects the files-and-logs stage to read (the progress).
     estimate: Estimate | None = None
+    # Makes the evidence directory somewhere else than under ``output`` (agent.sinks).
+    open_sink: Callable[[str], Sink] | None = None
 
 
 @dataclass
 class RunOutcome:
-    evidence_dir: Path
+    evidence_dir: Path | str  # a str for an sftp:// URL (a Path would fold its '//')
     fingerprint: str
     status: str
     exit_code: int
@@ -106,9 +109,11 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
     has something to say, such as the closing box) turns stop signals into a sealed end."""
     started_ns = time.time_ns()
     writer = EvidenceWriter.create(
-        config.output, f"{safe_hostname()}-{compact_stamp()}", config.signer
+        config.output, f"{safe_hostname()}-{compact_stamp()}", config.signer, config.open_sink
     )
     root, journal = writer.root, writer.journal
+    # Where it is, as people and scripts should read it: a path, or an sftp:// URL.
+    where = writer.sink.location if "://" in writer.sink.location else os.fsdecode(root)
     runlog = RunLog(writer.sink.create(layout.LOG, append=True))
     log = runlog.logger
     engine = CopyEngine(writer, config.options.max_file_size)
@@ -154,7 +159,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         argv=_argv_text(config.argv),
         uid=os.getuid(),
         euid=os.geteuid(),
-        evidence_dir=os.fsdecode(root),
+        evidence_dir=where,
         output_file_system=writer.file_system.name,  # what it can store: FAT32, no 4 GiB file
         collectors=[c.name for c in config.collectors],
         signer={
@@ -262,7 +267,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
     if exit_code == 0 and (counts["failed"] or status != "complete"):
         exit_code = 1
     return RunOutcome(
-        root,
+        root if where == os.fsdecode(root) else where,
         config.signer.fingerprint,
         status,
         exit_code,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import click
+
+from manifests.errors import UsageError
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -43,3 +47,21 @@ class Duration(click.ParamType):
 
 def split_names(values: tuple[str, ...]) -> list[str]:
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+class OutputDir(click.Path):
+    """``-o``: a local directory (``click.Path``), or ``sftp://USER@HOST[:PORT]/PATH``
+    (an ``agent.sinks.SftpTarget``)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .sinks import is_remote, parse_target
+
+        if isinstance(value, str) and is_remote(value):
+            try:
+                return parse_target(value)
+            except UsageError as e:
+                self.fail(str(e), param, ctx)
+        return super().convert(value, param, ctx)

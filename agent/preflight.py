@@ -163,17 +163,18 @@ def survey(
     collectors: list[Collector],
     profile: str | None,
     paths: list[bytes],
-    output: Path,
+    output: Path | object,
     isolation: Isolation | None,
     seconds: float = SCAN_SECONDS,
 ) -> Preflight:
     """Everything the pre-flight says, found without changing anything."""
     slow = [p for c in collectors if c.stage is Stage.SLOW for p in c.sources()]
     scan = scan_trees(list(paths) + slow, seconds)
-    where = _existing(output)
+    # A remote output (sftp://) has no local file system to look at: unknown, as its room.
+    where = _existing(output) if isinstance(output, Path) else None
     free: int | None = None
     with contextlib.suppress(OSError):
-        free = shutil.disk_usage(where).free
+        free = shutil.disk_usage(where).free if where else None
     plan = Preflight(
         root=os.geteuid() == 0 if hasattr(os, "geteuid") else False,
         collectors=[c.name for c in collectors],
@@ -181,7 +182,7 @@ def survey(
         paths=[os.fsdecode(p) for p in paths],
         scan=scan,
         output=str(output),
-        file_system=_file_system(where),
+        file_system=_file_system(where) if where else fstype.UNKNOWN,
         free=free,
     )
     if isolation is not None:

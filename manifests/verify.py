@@ -37,7 +37,7 @@ HASHED_RECORD_TYPES = ("artifact",)
 _ARTIFACT_KEYS = ("seq", "type", "path", "size", "sha256")
 _BATCH = 64
 # Records that checking reads beyond their seq and type; the rest are not kept in memory.
-_KEPT_WHOLE = ("start", "transfer", "seal", "sums", "end")
+_KEPT_WHOLE = ("start", "transfer", "seal", "sums", "end", "begin", "discarded")
 # Bounds on what is read into memory; real files are far smaller.
 MAX_SMALL_FILE = 1024 * 1024  # manifest.json, its signature, signer.pub
 
@@ -501,6 +501,24 @@ def _partial_verdict(rel: str, expected: dict[str, dict[str, Any]]) -> FileVerdi
     )
 
 
+def _written_in_place(records: list[dict[str, Any]]) -> dict[str, FileVerdict]:
+    """Artifacts a sink that cannot rename (an SFTP drop-box) wrote under their final
+    name: each announced by a ``begin`` record before its bytes. One with no ``artifact``
+    record after it was cut short by a killed run, or given up (``discarded``)."""
+    verdicts: dict[str, FileVerdict] = {}
+    for record in records:
+        path, kind = record.get("path"), record.get("type")
+        if not isinstance(path, str):
+            continue
+        if kind == "begin":
+            detail = f"incomplete copy from a killed run (seq {record.get('seq')})"
+            verdicts[path] = FileVerdict(path, "incomplete", detail)
+        elif kind == "discarded" and path in verdicts:
+            detail = f"copy given up and left in place (seq {record.get('seq')}); not evidence"
+            verdicts[path] = FileVerdict(path, "ok", detail)
+    return verdicts
+
+
 def verify_evidence(
     evidence_dir: str | os.PathLike[str],
     pin_fingerprint: str | None = None,
@@ -532,7 +550,11 @@ def verify_evidence(
         layout.SIGNER_PUB,
         layout.SUMS,
     }
+    in_place = _written_in_place(records)
     for rel in sorted(set(present) - accounted):
+        if rel in in_place and stat.S_ISREG(present[rel].st_mode):
+            result.files.append(in_place[rel])
+            continue
         if rel.endswith(layout.PARTIAL_SUFFIX) and stat.S_ISREG(present[rel].st_mode):
             verdict = _partial_verdict(rel, expected)
             base = rel[: -len(layout.PARTIAL_SUFFIX)]

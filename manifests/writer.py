@@ -19,6 +19,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from .errors import JournalChangedError
 from .fstype import FileSystem
 from .journal import Journal
 from .signing import Signer, public_key_pem
-from .sink import LocalDirSink, LocalFile, NotRegularFileError, SinkFile
+from .sink import LocalDirSink, LocalFile, NotRegularFileError, Sink, SinkFile
 from .sums import format_sums
 
 FORMAT = "preserve-evidence/1"
@@ -37,7 +38,7 @@ FORMAT = "preserve-evidence/1"
 class EvidenceWriter:
     """Writes one evidence directory. Thread-safe where the journal is (``append``)."""
 
-    def __init__(self, sink: LocalDirSink, journal: Journal) -> None:
+    def __init__(self, sink: Sink, journal: Journal) -> None:
         self.sink = sink
         self.journal = journal
         self._lock = threading.Lock()
@@ -46,9 +47,16 @@ class EvidenceWriter:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, output: str | os.PathLike[str], name: str, signer: Signer) -> EvidenceWriter:
-        """A new evidence directory ``OUTPUT/<name>`` (``-2``, ``-3``... if taken)."""
-        sink = LocalDirSink.create_new(output, name)
+    def create(
+        cls,
+        output: str | os.PathLike[str],
+        name: str,
+        signer: Signer,
+        open_sink: Callable[[str], Sink] | None = None,
+    ) -> EvidenceWriter:
+        """A new evidence directory ``OUTPUT/<name>`` (``-2``, ``-3``... if taken);
+        ``open_sink(name)`` makes it elsewhere (an SFTP server) instead."""
+        sink = open_sink(name) if open_sink else LocalDirSink.create_new(output, name)
         _write_whole(sink.create(layout.SIGNER_PUB), public_key_pem(signer.public_key))
         journal_file = sink.create(layout.JOURNAL, append=True)
         sink.fsync_root()
@@ -84,7 +92,7 @@ class EvidenceWriter:
         return cls(sink, journal)
 
     @staticmethod
-    def _path(sink: LocalDirSink) -> Path:
+    def _path(sink: Sink) -> Path:
         return Path(sink.location) / layout.JOURNAL
 
     @property
@@ -104,15 +112,27 @@ class EvidenceWriter:
 
     def create_file(self, rel: str) -> SinkFile:
         """A new artifact, created exclusively under its partial name (``layout``); once
-        its record is journaled, ``commit`` gives it its name, or ``discard`` removes it."""
+        its record is journaled, ``commit`` gives it its name, or ``discard`` removes it.
+
+        A sink that cannot rename (an SFTP drop-box, ``renames`` False) gets the file
+        under its final name, announced first by a ``begin`` record: ``verify`` then
+        names a copy cut short by a killed run from that record."""
+        if not getattr(self.sink, "renames", True):
+            self.append("begin", path=rel)
+            return self.sink.create(rel)
         return self.sink.create(layout.partial_name(rel))
 
     def commit(self, rel: str) -> None:
-        self.sink.rename(layout.partial_name(rel), rel)
+        if getattr(self.sink, "renames", True):
+            self.sink.rename(layout.partial_name(rel), rel)
 
     def discard(self, rel: str) -> None:
         """Remove a partial artifact that will not be journaled; the directories made for
-        it are removed at ``close`` if nothing else was stored there."""
+        it are removed at ``close`` if nothing else was stored there. Where nothing can
+        be removed, a ``discarded`` record says the file left in place is no evidence."""
+        if not getattr(self.sink, "renames", True):
+            self.append("discarded", path=rel)
+            return
         self.sink.remove(layout.partial_name(rel))
         with self._lock:
             self._discarded_in.add(rel.rpartition("/")[0])

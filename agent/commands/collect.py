@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +27,8 @@ from ..keys import load_signer
 from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
-from ..params import ByteSize, Duration, split_names
+from ..params import ByteSize, Duration, OutputDir, split_names
+from ..sinks import SftpTarget, open_destination
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
 
@@ -50,9 +52,27 @@ def collection_options(f: Any) -> Any:
         click.option(
             "-o",
             "--output",
-            type=click.Path(file_okay=False, path_type=Path),
+            type=OutputDir(),
             metavar="DIR",
-            help="Where evidence directories are created (the kit's drive).",
+            help="Where evidence directories are created (the kit's drive), or "
+            "sftp://USER@HOST[:PORT]/PATH: on a server, nothing on the host.",
+        ),
+        click.option(
+            "--sink-host-key",
+            metavar="FINGERPRINT|FILE",
+            help="For sftp://: the server's pinned host key (SHA256:... as ssh-keygen -lf "
+            "prints it, or a known_hosts file).",
+        ),
+        click.option(
+            "--sink-key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="For sftp://: the upload account's private key (passphrase from "
+            "PRESERVE_SINK_KEY_PASSPHRASE or a prompt).",
+        ),
+        click.option(
+            "--sink-no-fsync",
+            is_flag=True,
+            help="For sftp://: accept a server without fsync@openssh.com (recorded).",
         ),
         click.option("--case", help="Case or incident ID, recorded in the journal."),
         click.option("--examiner", help="Who is collecting, recorded in the journal."),
@@ -198,7 +218,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
 
 
 def run_collection(
-    output: Path | None,
+    output: Path | SftpTarget | None,
     case: str | None,
     examiner: str | None,
     note: str | None,
@@ -232,7 +252,7 @@ def run_collection(
             "say where to put the evidence, e.g. -o /media/kit/evidence "
             "(a drive of the kit, not the host's own disk)"
         )
-    unwritable = unwritable_reason(output)
+    unwritable = unwritable_reason(output) if isinstance(output, Path) else None
     if unwritable:
         raise UsageError(
             f"cannot write evidence under {output}: {unwritable}",
@@ -274,23 +294,30 @@ def run_collection(
         console.warn(f"{w} (plug-in skipped)")
     sources = raw_paths + [p for c in collectors for p in c.sources()]
     for source in sources:
-        if _inside(output, source):
+        if isinstance(output, Path) and _inside(output, source):
             raise UsageError(
                 f"the output {output} is inside {os.fsdecode(source)}, which is being collected",
                 hint="choose an output outside it (the kit's drive)",
             )
-    fixed = fixed_disk_of(output)
+    fixed = fixed_disk_of(output) if isinstance(output, Path) else None
     if fixed:
         console.warn(
             f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
+    # A remote sink is connected (host key pinned, fsync checked) before anything else.
+    destination = open_destination(
+        output, extra.get("sink_host_key"), extra.get("sink_key"), bool(extra.get("sink_no_fsync"))
+    )
+    if isolation is not None and destination.target is not None:
+        isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)
     profile_name = log_profile.name if "logs" in names else None
     plan = preflight.survey(collectors, profile_name, raw_paths, output, isolation)
     preflight.show(console, plan)
     signer = _signer(key)  # KeyLoadError: exit 2
     config = RunConfig(
-        output=output,
+        output=Path(str(output)),
+        open_sink=destination.open_sink,
         signer=signer,
         collectors=collectors,
         options=options,
@@ -303,6 +330,7 @@ def run_collection(
         start_fields={
             **start_fields,
             **({"log_profile": log_profile.name} if "logs" in names else {}),
+            **({"sink": destination.record} if destination.record else {}),
         },
         estimate=plan.estimate,
     )
@@ -311,14 +339,16 @@ def run_collection(
             "no --key given: signing with an ephemeral key that is never stored; "
             f"its fingerprint is {grouped(signer.fingerprint)}"
         )
-    with StopGuard() as guard:
+    with StopGuard() as guard, contextlib.closing(destination):
         outcome = _collect(config, console, guard, output)
         outcome.extra["preflight"] = plan.to_json()
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code
 
 
-def _collect(config: RunConfig, console: Console, guard: StopGuard, output: Path) -> RunOutcome:
+def _collect(
+    config: RunConfig, console: Console, guard: StopGuard, output: Path | SftpTarget
+) -> RunOutcome:
     try:
         return run(config, console, guard)
     except OSError as e:

@@ -5,6 +5,7 @@ unresolvable host name) is found here, before collection starts: exit 2, nothing
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 
 from manifests.errors import UsageError
 
-from .allowlist import build_allowlist
+from .allowlist import AllowEntry, build_allowlist
 from .base import Request, parse_probe
 from .engine import Isolation
 from .registry import choose
@@ -102,3 +103,11 @@ def prepare(options: dict[str, Any], ident: str) -> Isolation | None:
     isolation = Isolation(method, request, probes)
     isolation.dry = bool(opts["dry_run"])
     return isolation
+
+
+def keep_reachable(isolation: Isolation, address: str, port: int) -> None:
+    """The evidence server (``-o sftp://``) stays reachable through the cut: its address
+    and port join the allowlist, recorded with the rest (source ``sftp sink``)."""
+    entry = AllowEntry(ipaddress.ip_network(address), port, "sftp sink")
+    if entry not in isolation.request.allow:
+        isolation.request.allow = [*isolation.request.allow, entry]

@@ -1,0 +1,42 @@
+"""Where evidence goes: ``open_destination`` turns ``-o`` into a way to make the run's
+evidence directory, a local directory or a directory on an SFTP server.
+
+Everything that can refuse a remote destination (the URL, the pinned host key, the
+client key, the server's fsync) is checked here, before anything is collected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifests.sink import Sink
+
+from .target import SftpTarget, is_remote, parse_target
+
+__all__ = ["Destination", "SftpTarget", "is_remote", "open_destination", "parse_target"]
+
+
+@dataclass
+class Destination:
+    """``open_sink(name)`` makes the new evidence directory; None means a local ``-o``
+    (the writer's own ``LocalDirSink``). ``record`` goes into the journal's start."""
+
+    target: SftpTarget | None = None
+    open_sink: Callable[[str], Sink] | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+
+def open_destination(
+    output: Path | SftpTarget,
+    host_key: str | None = None,
+    client_key: Path | None = None,
+    no_fsync: bool = False,
+) -> Destination:
+    if not isinstance(output, SftpTarget):
+        return Destination()
+    from .connect import connect  # asyncssh only for a remote run
+
+    return connect(output, host_key, client_key, no_fsync)

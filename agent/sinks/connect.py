@@ -1,0 +1,144 @@
+"""Connecting to the evidence server: pinned host key, the upload key, and the
+capabilities the sink needs (fsync, rename), all settled before collection starts."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from ..keys import passphrase_for
+from . import Destination
+from ._ssh import asyncssh
+from .sftp import SftpSink, _Loop
+from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
+
+PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
+CONNECT_TIMEOUT = 20.0
+
+
+class _Pinned(asyncssh.SSHClient):  # type: ignore[misc]
+    """Accepts the server only if its host key is one of the pinned fingerprints."""
+
+    def __init__(self, pins: set[str]) -> None:
+        self.pins = pins
+        self.seen: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+        self.seen = key.get_fingerprint("sha256")
+        return self.seen.rstrip("=") in self.pins
+
+
+def _client_key(path: Path | None) -> Any:
+    if path is None:
+        raise SinkRefusedError(
+            "an sftp:// output needs --sink-key KEY (the upload account's private key)"
+        )
+    try:
+        return asyncssh.read_private_key(str(path))
+    except asyncssh.KeyImportError as e:
+        if "assphrase" not in str(e):
+            raise SinkRefusedError(f"--sink-key {path}: {e}") from e
+    except OSError as e:
+        raise SinkRefusedError(f"--sink-key {path}: {e.strerror}") from e
+    passphrase = passphrase_for(str(path), env=PASSPHRASE_ENV)
+    if passphrase is None:
+        raise SinkRefusedError(
+            f"--sink-key {path} is passphrase-protected: set {PASSPHRASE_ENV} or run on a "
+            "terminal so the passphrase can be asked for"
+        )
+    try:
+        return asyncssh.read_private_key(str(path), passphrase)
+    except asyncssh.KeyImportError as e:
+        raise SinkRefusedError(f"--sink-key {path}: {e}") from e
+
+
+async def _open(target: SftpTarget, pins: set[str], key: Any) -> tuple[Any, Any, _Pinned]:
+    client = _Pinned(pins)
+    conn, _ = await asyncssh.create_connection(
+        lambda: client,
+        target.host,
+        target.port,
+        username=target.user,
+        client_keys=[key],
+        known_hosts=([], [], []),  # nothing trusted but the pins (checked by _Pinned)
+        config=None,  # no ~/.ssh/config, no agent, no PKCS#11, no GSS: only what was given
+        agent_path=None,
+        pkcs11_provider=None,
+        gss_host=None,
+        preferred_auth="publickey",
+        keepalive_interval=10,
+        keepalive_count_max=3,
+        connect_timeout=CONNECT_TIMEOUT,
+    )
+    return conn, await conn.start_sftp_client(), client
+
+
+async def _can_rename(sftp: Any, path: str) -> bool:
+    """Renaming two names that do not exist tells, without creating anything, whether
+    the account may rename: 'no such file' if it may, 'permission denied' if not."""
+    if not sftp._handler._supports_posix_rename:
+        return False
+    probe = f"{path.rstrip('/')}/.preserve-rename-probe"
+    try:
+        await sftp.posix_rename(probe, probe + "2")
+    except asyncssh.SFTPNoSuchFile:
+        return True
+    except asyncssh.SFTPError:
+        return False
+    return True
+
+
+def connect(
+    target: SftpTarget, host_key: str | None, client_key: Path | None, no_fsync: bool
+) -> Destination:
+    if not host_key:
+        raise SinkRefusedError(
+            f"{target}: the server's host key must be pinned with --sink-host-key "
+            "SHA256:... (as 'ssh-keygen -lf' prints it on the server) or a known_hosts file"
+        )
+    pins = pinned_fingerprints(host_key)
+    key = _client_key(client_key)
+    loop = _Loop()
+    client: _Pinned | None = None
+    try:
+        try:
+            conn, sftp, client = loop.run(_open(target, pins, key), CONNECT_TIMEOUT + 5)
+        except asyncssh.HostKeyNotVerifiable as e:
+            raise SinkRefusedError(
+                f"{target}: the server's host key is not the pinned one; refusing to send "
+                "evidence there",
+                hint="check the fingerprint on the server with 'ssh-keygen -lf' and pin it",
+            ) from e
+        except asyncssh.PermissionDenied as e:
+            raise SinkRefusedError(f"{target}: the server refused the key {client_key}") from e
+        except (OSError, asyncssh.Error, TimeoutError) as e:
+            raise SinkRefusedError(f"{target}: cannot connect ({e})") from e
+        fsync_ok = bool(sftp._handler._supports_fsync)
+        if not fsync_ok and not no_fsync:
+            conn.close()
+            raise SinkRefusedError(
+                f"{target}: the server does not offer fsync@openssh.com, so a seal could "
+                "vouch for bytes not yet on its disk",
+                hint="use an OpenSSH server, or accept it with --sink-no-fsync (recorded)",
+            )
+        renames = loop.run(_can_rename(sftp, target.path))
+    except BaseException:
+        loop.stop()
+        raise
+    sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
+    record = {
+        "url": str(target),
+        "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
+        "host_key": client.seen if client else None,
+        "fsync": fsync_ok,
+        "in_place": not renames,
+    }
+    if not fsync_ok:
+        record["no_fsync_accepted"] = True
+
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            sink.close()
+
+    return Destination(target, sink.create_new, record, close)

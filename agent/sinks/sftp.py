@@ -1,0 +1,404 @@
+"""An evidence directory on an SFTP server: the second ``manifests.sink.Sink``.
+
+asyncssh is asyncio; the copy engine writes from several worker threads. So the sink owns
+one event loop in a background thread and gives the writer a synchronous facade: each
+``write`` hands a copy of its chunk to the loop and returns, with at most ``IN_FLIGHT``
+writes outstanding per file (a bounded memory buffer, never a spill to disk). Nothing is
+staged on the host: bytes go from the one-pass copy to the server.
+
+Durability: each artifact is ``fsync@openssh.com``-ed before its handle is closed, so a
+seal (which comes after the artifact's record) only covers bytes on the server's stable
+storage; ``sync`` flushes the files still open (the run log). A drop-box account that may
+not rename makes ``renames`` False: the writer then writes artifacts under their final
+names and announces each in the journal first (``begin``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Awaitable
+from typing import Any
+
+from manifests.errors import EvidenceLostError
+from manifests.fstype import FileSystem
+
+from ._ssh import asyncssh
+from .target import SftpTarget
+
+IN_FLIGHT = 16  # outstanding writes per file: 16 MiB at most with 1 MiB chunks
+TIMEOUT = 60.0  # seconds one request may take before the link counts as lost
+READ_LIMIT = 1 << 30  # a stored file read back (the run log) is held in memory
+SFTP_FS = FileSystem("sftp")
+_CREATE = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+_ERRNO = {
+    asyncssh.FX_NO_SUCH_FILE: errno.ENOENT,
+    asyncssh.FX_PERMISSION_DENIED: errno.EACCES,
+}
+_LINK_ERRORS = (
+    asyncssh.ConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    ConnectionError,
+    asyncio.TimeoutError,
+    concurrent.futures.TimeoutError,
+    BrokenPipeError,
+    EOFError,
+)
+
+
+class SinkLostError(EvidenceLostError):
+    """The connection to the server broke and did not come back in time: exit 1, with
+    the last chain head the server acknowledged (what ``verify`` there will find)."""
+
+    exit_code = 1
+    hint = (
+        "nothing more was sent; run 'verify' on the directory on the server: it holds up "
+        "to its last seal"
+    )
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    """Some asyncssh calls return an awaitable that is not a coroutine (``open``)."""
+    return await awaitable
+
+
+class _Loop:
+    """One asyncio loop in a daemon thread, owned by the sink."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="preserve-sftp", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop)
+
+    def run(self, coro: Awaitable[Any], timeout: float | None = TIMEOUT) -> Any:
+        return self.submit(coro).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def os_error(e: Exception, where: str) -> OSError:
+    """An SFTP status as the ``OSError`` the writer and the copy engine understand."""
+    code = _ERRNO.get(getattr(e, "code", None), errno.EIO)
+    return OSError(code, f"{getattr(e, 'reason', e) or os.strerror(code)} (on the server)", where)
+
+
+class SftpFile:
+    """A file being written on the server. Thread-safe: the journal's group commit
+    fsyncs while another thread appends."""
+
+    def __init__(self, sink: SftpSink, rel: str, handle: Any, append: bool) -> None:
+        self._sink, self.rel, self._handle, self._append = sink, rel, handle, append
+        self._offset = 0
+        self._end = 0
+        self._pending: deque[tuple[concurrent.futures.Future[Any], bytes]] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _gone(self) -> bool:
+        """After a loss, the journal and the run log stop quietly (the seal that would
+        cover them raises); an artifact raises at once so its copy stops."""
+        if self._sink.lost is None:
+            return False
+        if self._append:
+            return True
+        raise self._sink.lost
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._gone() or not data:
+            return
+        blob = bytes(data)  # the caller reuses its buffer
+        with self._lock:
+            future = self._sink.loop.submit(self._handle.write(blob, self._offset))
+            self._offset += len(blob)
+            self._end = max(self._end, self._offset)
+            self._pending.append((future, blob))
+            while len(self._pending) > IN_FLIGHT:
+                self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, blob = self._pending.popleft()
+        self._sink.result(future, self.rel)
+        if self.rel == self._sink.journal_name:
+            self._sink.acknowledge(blob)
+
+    def _drain(self) -> None:
+        with self._lock:
+            while self._pending:
+                self._wait_oldest()
+
+    def skip(self, count: int) -> None:
+        self._offset += count
+
+    def finish(self, size: int, times_ns: tuple[int, int] | None = None) -> None:
+        """A trailing hole becomes one zero byte at the end (truncating is a setstat,
+        which a drop-box denies); times are copied where the server allows it. The file
+        was created read-only (mode 0444), so there is no chmod to do."""
+        if self._gone():
+            return
+        if self._end < size:
+            self._offset = size - 1
+            self.write(b"\0")
+        if times_ns is not None and self._sink.can_setstat:
+            self._drain()
+            try:
+                self._sink.call(self._handle.utime(ns=times_ns), self.rel)
+            except OSError:
+                self._sink.can_setstat = False  # denied once: not asked again
+
+    def fsync(self) -> None:
+        if self._gone():
+            return
+        self._drain()
+        if self._sink.fsync_ok:
+            self._sink.call(self._handle.fsync(), self.rel)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sink.forget(self)
+        if self._sink.lost is not None:
+            return
+        self.fsync()
+        self._sink.call(self._handle.close(), self.rel)
+
+
+class SftpSink:
+    """One evidence directory under ``target.path`` on a connected server."""
+
+    def __init__(
+        self, loop: _Loop, conn: Any, sftp: Any, target: SftpTarget, fsync_ok: bool, renames: bool
+    ) -> None:
+        self.loop, self._conn, self._sftp, self.target = loop, conn, sftp, target
+        self.fsync_ok = fsync_ok
+        self.renames = renames  # False: artifacts are written in place (see the writer)
+        self.can_setstat = renames  # a drop-box denies both
+        self.lost: SinkLostError | None = None
+        self.journal_name = "custody.jsonl"
+        self.acked: tuple[int, str] | None = None  # (seq, chain head) the server holds
+        self._base = target.path
+        self._made: set[str] = set()
+        self._open: set[SftpFile] = set()
+        self._journal: SftpFile | None = None
+        self._lock = threading.Lock()
+
+    # -- the directory ---------------------------------------------------------------
+
+    def create_new(self, base: str) -> SftpSink:
+        """Make ``PATH/<base>`` (or ``<base>-N``) on the server: new, never reused."""
+        self._mkdirs(self.target.path)
+        for n in range(1, 100):
+            name = base if n == 1 else f"{base}-{n}"
+            path = f"{self.target.path.rstrip('/')}/{name}"
+            try:
+                self.call(self._sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=0o750)), path)
+            except OSError:
+                if self.call(self._sftp.exists(path), path):
+                    continue
+                raise
+            self._base = path
+            return self
+        raise FileExistsError(f"could not create a new evidence directory under {self.target}")
+
+    @property
+    def location(self) -> str:
+        return self.target.url(self._base)
+
+    @property
+    def file_system(self) -> FileSystem:
+        return SFTP_FS
+
+    def _path(self, rel: str) -> str:
+        parts = rel.split("/")
+        if not rel or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"not a plain relative path: {rel!r}")
+        return f"{self._base}/{rel}"
+
+    # -- calls -----------------------------------------------------------------------
+
+    def result(self, future: concurrent.futures.Future[Any], where: str) -> Any:
+        """Wait for one request; an SFTP status is an ``OSError``, a broken link is
+        ``SinkLostError`` (and every later call raises it too)."""
+        if self.lost is not None:
+            raise self.lost
+        try:
+            return future.result(TIMEOUT)
+        except asyncssh.SFTPError as e:
+            if isinstance(e, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
+                raise self._lose(e) from e
+            raise os_error(e, where) from e
+        except _LINK_ERRORS as e:
+            raise self._lose(e) from e
+
+    def call(self, coro: Awaitable[Any], where: str) -> Any:
+        return self.result(self.loop.submit(coro), where)
+
+    def _lose(self, e: BaseException) -> SinkLostError:
+        with self._lock:
+            if self.lost is None:
+                reason = f"the connection broke ({type(e).__name__}: {e})".rstrip(": )") + ")"
+                if self.acked is not None:
+                    reason += (
+                        f"; the server acknowledged the journal up to seq {self.acked[0]}, "
+                        f"chain head {self.acked[1]}"
+                    )
+                self.lost = SinkLostError(self.location, reason)
+            return self.lost
+
+    def acknowledge(self, journal_bytes: bytes) -> None:
+        """The server has these journal lines: remember the last one's seq and hash."""
+        line = journal_bytes.rstrip(b"\n").rpartition(b"\n")[2]
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            self.acked = (int(json.loads(line)["seq"]), hashlib.sha256(line).hexdigest())
+
+    def forget(self, file: SftpFile) -> None:
+        with self._lock:
+            self._open.discard(file)
+
+    # -- the Sink operations ------------------------------------------------------------
+
+    def _mkdirs(self, path: str) -> None:
+        parts = [p for p in path.split("/") if p]
+        prefix = "" if path.startswith("/") else "."
+        for part in parts:
+            prefix = f"{prefix}/{part}" if prefix else part
+            if prefix in self._made:
+                continue
+            try:
+                self.call(self._sftp.mkdir(prefix, asyncssh.SFTPAttrs(permissions=0o750)), prefix)
+            except OSError:
+                if not self.call(self._sftp.isdir(prefix), prefix):
+                    raise
+            self._made.add(prefix)
+
+    def makedirs(self, rel: str) -> None:
+        self._mkdirs(self._path(rel))
+
+    def create(self, rel: str, append: bool = False) -> SftpFile:
+        """Create ``rel`` exclusively (SFTP ``CREAT|EXCL``), read-only from the start."""
+        path = self._path(rel)
+        parent = path.rpartition("/")[0]
+        if parent != self._base:
+            self._mkdirs(parent)
+        if not self.renames and self._journal is not None:
+            # In place, the journal's 'begin' naming this file must be on the server
+            # before any byte of the file: a killed run then leaves no unnamed file.
+            self._journal._drain()
+        attrs = asyncssh.SFTPAttrs(permissions=0o444)
+        handle = self.call(self._sftp.open(path, _CREATE, attrs, encoding=None), rel)
+        file = SftpFile(self, rel, handle, append)
+        with self._lock:
+            self._open.add(file)
+        if rel == self.journal_name:
+            self._journal = file
+        return file
+
+    def append_existing(self, rel: str) -> SftpFile:
+        raise OSError(errno.EROFS, "custody is appended on the server itself, not over SFTP")
+
+    def open_read(self, rel: str) -> int:
+        """A stored file read back over SFTP into an anonymous memory file (``memfd``):
+        the descriptor the writer hashes, and nothing on the host's disk."""
+        path = self._path(rel)
+
+        async def read() -> bytes:
+            async with self._sftp.open(path, "rb") as f:
+                data: bytes = await f.read(READ_LIMIT + 1)
+                return data
+
+        data = self.call(read(), rel)
+        if len(data) > READ_LIMIT:
+            raise OSError(errno.EFBIG, "too large to read back into memory", rel)
+        fd = os.memfd_create("preserve-readback", os.MFD_CLOEXEC)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                self.call(self._sftp.remove(self._path(rel)), rel)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    raise FileNotFoundError(rel) from e
+                raise
+
+    def rename(self, old: str, new: str) -> None:
+        new_path = self._path(new)
+        parent = new_path.rpartition("/")[0]
+        if parent != self._base:
+            self._mkdirs(parent)
+        self.call(self._sftp.posix_rename(self._path(old), new_path), old)
+
+    def remove_empty_dirs(self, dirs: set[str], stop_at: str) -> None:
+        """Best effort, as locally; a drop-box that denies ``rmdir`` keeps them."""
+        for directory in sorted(dirs, key=len, reverse=True):
+            parts = directory.split("/")
+            while parts and "/".join(parts) != stop_at and "/".join(parts).startswith(stop_at):
+                try:
+                    self.call(self._sftp.rmdir(self._path("/".join(parts))), directory)
+                except OSError:
+                    break
+                self._made.discard(self._path("/".join(parts)))
+                parts = parts[:-1]
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.call(self._sftp.exists(self._path(rel)), rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        path = self._path(rel) if rel else self._base
+        names = self.call(self._sftp.listdir(path), rel)
+        return sorted(str(n) for n in names if n not in (".", ".."))
+
+    def free_bytes(self) -> int | None:
+        return None  # unknown: the copy engine then relies on the server's ENOSPC
+
+    def sync(self, journal_only: bool = False) -> None:
+        """Before a seal: the artifacts it covers were fsynced when closed; flush the
+        files still open (the run log) and make sure the link is alive."""
+        self.check()
+        if journal_only:
+            return
+        with self._lock:
+            still_open = [f for f in self._open if f._append and f.rel != self.journal_name]
+        for file in still_open:
+            file.fsync()
+
+    def fsync_root(self) -> None:
+        """SFTP has no directory fsync; the server's file system orders the ``mkdir``."""
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise self.lost
+        if self._conn.is_closed():
+            raise self._lose(ConnectionError("closed by the server"))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._sftp.exit()
+            self.loop.run(self._sftp.wait_closed(), 10)
+        with contextlib.suppress(Exception):
+            self._conn.close()
+            self.loop.run(self._conn.wait_closed(), 10)
+        self.loop.stop()

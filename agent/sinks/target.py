@@ -1,0 +1,88 @@
+"""``sftp://USER@HOST[:PORT]/PATH`` and the pinned host key: parsed before anything
+connects, so a mistyped URL or pin is a usage error (exit 2) with nothing collected."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from manifests.errors import UsageError
+
+SCHEME = "sftp://"
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
+
+
+class SinkRefusedError(UsageError):
+    """The server could not be used as it was given (wrong host key, no fsync, login
+    refused): exit 2, before anything is collected."""
+
+
+@dataclass(frozen=True)
+class SftpTarget:
+    user: str
+    host: str
+    port: int
+    path: str
+
+    def url(self, path: str | None = None) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{SCHEME}{self.user}@{host}:{self.port}{path or self.path}"
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+def is_remote(text: str) -> bool:
+    return text.startswith(SCHEME)
+
+
+def parse_target(text: str) -> SftpTarget:
+    parts = urlsplit(text)
+    try:
+        port = parts.port or 22
+    except ValueError as e:
+        raise UsageError(f"-o {text}: the port is not a number") from e
+    if parts.scheme != "sftp" or not parts.username or not parts.hostname:
+        raise UsageError(
+            f"-o {text}: expected sftp://USER@HOST[:PORT]/PATH",
+            hint="e.g. -o sftp://evidence@10.0.0.5:22/srv/evidence",
+        )
+    if parts.password is not None:
+        raise UsageError(
+            "-o: a password in the URL is not accepted", hint="use --sink-key KEY (a key pair)"
+        )
+    return SftpTarget(unquote(parts.username), parts.hostname, port, unquote(parts.path) or "/")
+
+
+def pinned_fingerprints(text: str) -> set[str]:
+    """``SHA256:...`` as ``ssh-keygen -lf`` prints it, or a file: known_hosts lines,
+    ``.pub`` lines or ``ssh-keygen -lf`` output. Every key in the file is accepted."""
+    if _FINGERPRINT.fullmatch(text.strip()):
+        return {text.strip().rstrip("=")}
+    path = Path(text)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise UsageError(
+            f"--sink-host-key {text}: neither a SHA256:... fingerprint nor a readable file "
+            f"({e.strerror})",
+            hint="give the server's key as 'ssh-keygen -lf' prints it on the server",
+        ) from e
+    from ._ssh import asyncssh  # only a remote run pays for the import
+
+    found: set[str] = set()
+    for line in lines:
+        found.update(m.group(0).rstrip("=") for m in _FINGERPRINT.finditer(line))
+        words = line.split()
+        for i, word in enumerate(words[:-1]):
+            if word.startswith(("ssh-", "ecdsa-", "sk-")):
+                try:
+                    key = asyncssh.import_public_key(f"{word} {words[i + 1]}")
+                except (asyncssh.KeyImportError, ValueError):
+                    continue
+                found.add(key.get_fingerprint("sha256"))
+    if not found:
+        raise UsageError(f"--sink-host-key {text}: no host key or fingerprint in the file")
+    return found

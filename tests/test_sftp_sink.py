@@ -169,3 +169,14 @@ def test_the_dropbox_denies_deletion(server: SftpServer, tmp_path: Path) -> None
         assert tried.returncode != 0, (command, tried.stdout, tried.stderr)
     assert (evidence / "custody.jsonl").exists() and (evidence / "signer.pub").exists()
     assert verify(evidence).returncode == 0
+
+
+def test_isolate_with_a_remote_output_is_refused_until_its_state_has_a_home(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """The release state would land on the host's own disk: refused, nothing collected."""
+    argv = _argv(server, server.plain_key, "--only", "files", "--path", _tree(tmp_path, 1))
+    done = _run([*argv, "--isolate"])  # inside the test's client namespace only
+    assert done.returncode == 2, done.stderr.decode()
+    assert b"--isolate with an sftp:// output is not supported yet" in done.stderr
+    assert _evidence_dirs(server) == []

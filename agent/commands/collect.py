@@ -305,6 +305,13 @@ def run_collection(
             f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
+    if isolation is not None and not isinstance(output, Path):
+        # The release state is saved beside the evidence; for a remote output it would land
+        # on the host's own disk, so the two are not combined yet (docs/remote.md).
+        raise UsageError(
+            "--isolate with an sftp:// output is not supported yet",
+            hint="isolate first with a local -o on the kit, or cut the network by hand",
+        )
     # A remote sink is connected (host key pinned, fsync checked) before anything else.
     destination = open_destination(
         output, extra.get("sink_host_key"), extra.get("sink_key"), bool(extra.get("sink_no_fsync"))

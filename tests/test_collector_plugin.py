@@ -80,7 +80,7 @@ def test_only_and_skip_help_list_the_collectors_found(plugin_env: dict[str, str]
     def listed(help_text: str, option: str) -> set[str]:
         block = re.search(rf"{option} TEXT\s+(.*?)\n  -", help_text, re.S)
         assert block, help_text
-        installed = re.search(r"Installed: ([\w\s,-]+)\.", block.group(1))
+        installed = re.search(r"Installed:\s+([\w\s,-]+)\.", block.group(1))
         assert installed, block.group(1)
         return {n.strip() for n in installed.group(1).split(",")}
 

@@ -266,5 +266,6 @@ class CustodyCheck:
             result.problems.append(
                 f"chain head mismatch: the head given is that of seq {at}, not of the last "
                 f"seal (seq {through}): {self.after_pin} record(s) were appended after it "
-                "(listed below); if they are transfers you expect, pin the newer head"
+                f"({'; '.join(result.after_chain_pin[:3])}{'; ...' if self.after_pin > 3 else ''}"
+                "); if they are transfers you expect, pin the newer head"
             )

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .errors import UsageError
+
 CACHE_KIB = 16 * 1024
 _BIG = 1024 * 1024  # files hashed first, biggest first, so they spread over all workers
 _IFMT = 0o170000  # the file-type bits of st_mode
@@ -52,13 +54,16 @@ def s64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _scratch_parent(root: Path) -> str | None:
+def _scratch_parent(root: Path) -> str:
     """The system's temporary directory, unless it lies inside the evidence directory."""
     inside = os.path.realpath(root) + os.sep
     for candidate in (tempfile.gettempdir(), "/var/tmp", "/tmp"):
         if not (os.path.realpath(candidate) + os.sep).startswith(inside):
             return candidate
-    return None
+    raise UsageError(
+        f"no temporary directory outside {root} for verify's scratch index",
+        hint="set TMPDIR to a directory outside the evidence directory",
+    )
 
 
 class EvidenceIndex:
@@ -70,6 +75,9 @@ class EvidenceIndex:
             self.db = sqlite3.connect(os.path.join(self._dir, "index.sqlite"))
             for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE"):
                 self.db.execute(f"PRAGMA {pragma}")
+            # SQLite's own sort files too, not in TMPDIR (which may be inside the evidence)
+            quoted = self._dir.replace("'", "''")
+            self.db.execute(f"PRAGMA temp_store_directory = '{quoted}'")
             self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             for statement in _SCHEMA:
                 self.db.execute(statement)

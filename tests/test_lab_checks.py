@@ -13,7 +13,9 @@ import pytest
 from conftest import collect_json, journal_records, preserve, verify
 from evidence_factory import copy_evidence, make_source_tree
 
+from manifests.errors import VerificationError
 from manifests.signing import Signer, grouped
+from manifests.verify import require_intact, verify_evidence
 
 PASS = {"PRESERVE_KEY_PASSPHRASE": "correct horse battery staple"}
 
@@ -78,7 +80,11 @@ def test_records_appended_after_the_pinned_head_are_listed(
     assert result.returncode == 1, out
     assert "chain head mismatch: the head given is that of seq" in out
     assert "2 record(s) were appended after it" in out
-    assert "after the pinned head: seq" in out and "transfer to 'Forensic lab'" in out
+    assert "transfer to 'Forensic lab'" in out
+    code, report = _json(evidence, "--chain-head", collected[1])
+    assert code == 1 and [r.split(" ", 2)[2] for r in report["after_chain_pin"]][0] == (
+        "transfer to 'Forensic lab'"
+    )
     assert verify(evidence, "--chain-head", new_head).returncode == 0  # the updated form
 
 
@@ -252,3 +258,24 @@ def test_a_directory_with_none_of_the_evidence_files_is_not_evidence(tmp_path: P
         result = verify(path)
         assert result.returncode == 2, result.stdout.decode()
         assert b"is not an evidence directory" in result.stderr
+
+
+# -- verify itself -----------------------------------------------------------------------
+
+
+def test_verify_writes_nothing_inside_even_when_tmpdir_points_there(evidence: Path) -> None:
+    """The scratch index goes elsewhere: had it been made inside, the walk would have
+    found it as an unexpected file."""
+    before = sorted((p.relative_to(evidence), p.stat().st_mtime_ns) for p in evidence.rglob("*"))
+    result = verify(evidence, env={"TMPDIR": str(evidence / "artifacts")})
+    assert result.returncode == 0, result.stdout.decode()
+    after = sorted((p.relative_to(evidence), p.stat().st_mtime_ns) for p in evidence.rglob("*"))
+    assert after == before
+
+
+def test_require_intact_raises_where_verify_evidence_reports(evidence: Path) -> None:
+    assert require_intact(evidence).ok
+    (evidence / _an_artifact(evidence)).write_bytes(b"altered")
+    assert not verify_evidence(evidence).ok  # the non-raising result
+    with pytest.raises(VerificationError, match="does not verify"):
+        require_intact(evidence)

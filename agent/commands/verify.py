@@ -109,8 +109,9 @@ def report(result: VerificationResult, quiet: bool) -> None:
         )
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
-    for record in result.after_chain_pin:
-        _echo(f"  after the pinned head: {record}")
+    if len(result.after_chain_pin) > 3:  # the first three are in the problem itself
+        for record in result.after_chain_pin:
+            _echo(f"  after the pinned head: {record}")
     for f in problems:
         detail = f" ({f.detail})" if f.detail else ""
         _echo(f"FAIL {f.status}: {f.path}{detail}")

@@ -103,8 +103,6 @@ class Journal:
         self._dirty = False
         self._sealing = threading.Lock()
         self._last_seal = time.monotonic()
-        # stored path -> SHA-256 of every artifact recorded, for SHA256SUMS at the end
-        self.hashed: dict[str, str] = {}
         self.sums_size = 0  # bytes SHA256SUMS will take: room the drive must keep for it
         self._closed = threading.Event()
         self._committer = threading.Thread(target=self._group_commit, daemon=True)
@@ -140,7 +138,6 @@ class Journal:
         self._seq += 1
         self._dirty = True
         if record["type"] == "artifact":
-            self.hashed[record["path"]] = record["sha256"]
             self.sums_size += line_size(record["path"])
         return record
 

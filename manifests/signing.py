@@ -28,11 +28,12 @@ def fingerprint_of(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def normalise_fingerprint(text: str) -> str:
-    """Accept a fingerprint however it was written down (spaces, colons, case)."""
+def normalise_fingerprint(text: str, what: str = "a fingerprint") -> str:
+    """Accept a fingerprint (or a chain head: ``what``) however it was written down
+    (spaces, colons, case)."""
     fp = re.sub(r"[^0-9a-fA-F]", "", text.removeprefix("SHA256:")).lower()
     if len(fp) != 64:
-        raise ValueError(f"a fingerprint has 64 hex digits, got {len(fp)}")
+        raise ValueError(f"{what} has 64 hex digits, got {len(fp)}")
     return fp
 
 

@@ -5,12 +5,22 @@ starts with a backslash and the name has ``\\\\``, ``\\n`` and ``\\r``.
 
 Two signed listings are checked with the same two functions, ``parse_sums`` and
 ``compare_sums``: an evidence directory's (against its journal, in ``verify``) and the
-responder kit's (against its own files, in the kit's self-check)."""
+responder kit's (against its own files, in the kit's self-check). An evidence directory's
+listing of a million files is 100 MB, so it is also written line by line (``sums_line``)
+and read line by line (``iter_sums``) without ever being held whole."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import IO
+
+# Longer lines are refused: no genuine stored path comes near (5,000 levels is 10 KB).
+MAX_SUMS_LINE = 8 * 1024 * 1024
+_HEX64 = re.compile("[0-9a-f]{64}")
 
 
 def _escape(name: str) -> tuple[str, str]:
@@ -19,13 +29,15 @@ def _escape(name: str) -> tuple[str, str]:
     return "\\", name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
+def sums_line(path: str, digest: str) -> bytes:
+    """One line of a listing, escaped as coreutils does."""
+    prefix, name = _escape(path)
+    return f"{prefix}{digest}  {name}\n".encode()
+
+
 def format_sums(entries: Iterable[tuple[str, str]]) -> bytes:
     """``entries`` are (relative path, hex digest); output is sorted by path."""
-    lines = []
-    for path, digest in sorted(entries):
-        prefix, name = _escape(path)
-        lines.append(f"{prefix}{digest}  {name}\n")
-    return "".join(lines).encode("utf-8")
+    return b"".join(sums_line(path, digest) for path, digest in sorted(entries))
 
 
 def line_size(path: str) -> int:
@@ -47,21 +59,35 @@ def _unescape(name: str) -> str:
     return "".join(out)
 
 
+def iter_sums(stream: IO[bytes]) -> Iterator[tuple[int, str, str]]:
+    """(line number, path, digest) of each line read from ``stream``, one line at a time.
+
+    Raises ValueError on a malformed, overlong or incomplete line. Repeated names are the
+    caller's to find: remembering every name is what this function exists to avoid."""
+    for number in itertools.count(1):
+        raw = stream.readline(MAX_SUMS_LINE + 1)
+        if not raw:
+            return
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_SUMS_LINE:
+                raise ValueError(f"line {number} is longer than {MAX_SUMS_LINE} bytes")
+            raise ValueError("last line is incomplete")
+        text = raw[:-1].decode("utf-8")
+        escaped = text.startswith("\\")
+        line = text[1:] if escaped else text
+        digest, sep, name = line.partition("  ")
+        if not sep or not _HEX64.fullmatch(digest):
+            raise ValueError(f"line {number} is not '<sha256>  <name>'")
+        yield number, (_unescape(name) if escaped else name), digest
+
+
 def parse_sums(data: bytes) -> dict[str, str]:
     """Return {path: digest}; raises ValueError on a malformed or duplicated line."""
     result: dict[str, str] = {}
-    for number, raw in enumerate(data.decode("utf-8").split("\n")[:-1], start=1):
-        escaped = raw.startswith("\\")
-        line = raw[1:] if escaped else raw
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise ValueError(f"line {number} is not '<sha256>  <name>'")
-        name = _unescape(name) if escaped else name
+    for number, name, digest in iter_sums(io.BytesIO(data)):
         if name in result:
             raise ValueError(f"line {number} repeats {name!r}")
         result[name] = digest
-    if data and not data.endswith(b"\n"):
-        raise ValueError("last line is incomplete")
     return result
 
 

@@ -28,9 +28,10 @@ from .digest import CHUNK, ZERO_HASH, sha256_bytes
 from .errors import JournalChangedError
 from .fstype import FileSystem
 from .journal import Journal
+from .journal_reader import records_of
 from .signing import Signer, public_key_pem
 from .sink import LocalDirSink, LocalFile, NotRegularFileError, Sink, SinkFile
-from .sums import format_sums
+from .sums import sums_line
 
 FORMAT = "preserve-evidence/1"
 
@@ -193,9 +194,8 @@ class EvidenceWriter:
         why the run stopped early), the last seal and the signed manifest. The run log must
         already be journaled. Returns the chain head."""
         self.sink.remove_empty_dirs(self._discarded_in, stop_at=layout.ARTIFACTS)
-        sums = format_sums(self.journal.hashed.items())
-        sums_hash = self.store_bytes(layout.SUMS, sums)
-        self.append("sums", path=layout.SUMS, sha256=sums_hash, entries=len(self.journal.hashed))
+        sums_hash, entries = self._write_sums()
+        self.append("sums", path=layout.SUMS, sha256=sums_hash, entries=entries)
         self.append("end", status=status, counts=counts, **end_fields)
         final = self.seal("end")
         self._write_manifest(final, {**manifest, "format": FORMAT, "sums_sha256": sums_hash})
@@ -213,6 +213,33 @@ class EvidenceWriter:
         with contextlib.suppress(OSError):
             self.journal.close()
         self.sink.close()
+
+    def _write_sums(self) -> tuple[str, int]:
+        """``SHA256SUMS`` from the journal's own artifact records, read back through the
+        one parser and written as they stream past, in journal order: nothing remembers
+        every artifact for the whole run (a million files would cost 200 MB of memory),
+        and ``sha256sum -c`` does not need sorted lines. Returns (SHA-256, lines)."""
+        out = self.sink.create(layout.SUMS)
+        digest, size, entries, pending = hashlib.sha256(), 0, 0, bytearray()
+        try:
+            with os.fdopen(self.sink.open_read(layout.JOURNAL), "rb") as stream:
+                last, head = self.journal.next_seq - 1, self.journal.head
+                for record in records_of(stream, layout.JOURNAL, last, head, own=True):
+                    if record.get("type") != "artifact":
+                        continue
+                    pending += sums_line(record["path"], record["sha256"])
+                    entries += 1
+                    if len(pending) >= CHUNK:
+                        out.write(bytes(pending))
+                        digest.update(pending)
+                        size += len(pending)
+                        pending.clear()
+            out.write(bytes(pending))
+            digest.update(pending)
+            out.finish(size + len(pending))
+        finally:
+            out.close()
+        return digest.hexdigest(), entries
 
     def _write_manifest(self, final_seal: dict[str, Any], fields: dict[str, Any]) -> None:
         """Signed summary; the raw Ed25519 signature over the file's exact bytes lets

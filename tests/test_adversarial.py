@@ -23,7 +23,7 @@ from agent._cli import main as preserve_main
 from agent.commands import custody as custody_module
 from collectors.copy import CopyEngine
 from collectors.walk import walk_entries
-from manifests import canonical
+from manifests import canonical, verify_files
 from manifests import verify as verify_module
 from manifests.digest import sha256_bytes
 from manifests.journal import SEAL_FIELD, seal_message
@@ -264,7 +264,7 @@ def test_directory_swapped_for_a_symlink_during_verify_is_not_followed(
     by path would then read (and vouch for) files outside the evidence directory."""
     outside = tmp_path / "outside"
     shutil.copytree(evidence / "artifacts", outside)
-    listed = verify_module._walk
+    listed = verify_files._walk
 
     def racing_walk(root: Path, *args: object):  # type: ignore[no-untyped-def]
         entries = list(listed(root, *args))
@@ -272,10 +272,10 @@ def test_directory_swapped_for_a_symlink_during_verify_is_not_followed(
         (evidence / "artifacts").symlink_to(outside)
         return iter(entries)
 
-    monkeypatch.setattr(verify_module, "_walk", racing_walk)
+    monkeypatch.setattr(verify_files, "_walk", racing_walk)
     result = verify_module.verify_evidence(evidence)
     assert not result.ok
-    assert any("replaced while" in f.detail for f in result.file_problems), result.files
+    assert any("replaced while" in f.detail for f in result.file_problems), result.file_problems
 
 
 # -- the host side: a directory swapped for a symlink while it is being collected ------

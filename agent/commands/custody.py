@@ -13,7 +13,7 @@ from manifests.verify import verify_evidence
 
 from ..console import printable
 from ..keys import load_signer
-from .verify import _pin, report
+from .verify import _chain_pin, _pin, report
 
 
 @click.command("custody")
@@ -33,6 +33,12 @@ from .verify import _pin, report
 )
 @click.option("--fingerprint", help="Collector's fingerprint from the custody form (64 hex).")
 @click.option(
+    "--chain-head",
+    metavar="HEX",
+    help="The chain head from the custody form: refuse unless it is the head at the "
+    "journal's last seal.",
+)
+@click.option(
     "--from-key",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The CURRENT holder's private key, if at hand: it countersigns the handover, so "
@@ -45,11 +51,13 @@ def custody(
     note: str | None,
     pubkey: Path | None,
     fingerprint: str | None,
+    chain_head: str | None,
     from_key: Path | None,
 ) -> None:
     """Append a signed custody transfer, after checking the evidence is intact."""
     pin = _pin(pubkey, fingerprint)
-    result = verify_evidence(evidence_dir, pin_fingerprint=pin)
+    head = _chain_pin(chain_head)
+    result = verify_evidence(evidence_dir, pin_fingerprint=pin, chain_head=head)
     if not result.ok:
         report(result, quiet=True)
         raise VerificationError(

@@ -13,6 +13,7 @@ from ..report.evidence import to_ns
 from ..report.findings import EXPECTED_PORTS
 from ..report.model import build
 from ._output import check_output, write_output
+from .verify import _chain_pin
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,6 +47,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
     multiple=True,
     help="A listening port that is normal on this host (repeatable).",
 )
+@click.option(
+    "--chain-head",
+    metavar="HEX",
+    help="The chain head from the custody form: the evidence fails verification unless "
+    "it is the head at the journal's last seal.",
+)
 def report_command(
     evidence_dir: Path,
     fmt: str,
@@ -53,6 +60,7 @@ def report_command(
     detected_at: str | None,
     deadlines_file: Path | None,
     expect_port: tuple[int, ...],
+    chain_head: str | None,
 ) -> None:
     """Verify EVIDENCE_DIR, then write a report: verdict, custody, host facts, findings,
     timeline, 5W1H worksheet and a deadlines checklist.
@@ -70,6 +78,7 @@ def report_command(
         detected_at=detected_at,
         deadlines_file=deadlines_file,
         expected_ports=EXPECTED_PORTS | frozenset(expect_port),
+        chain_head=_chain_pin(chain_head),
     )
     write_output(render(data, fmt), output)
     v = data["verification"]

@@ -38,6 +38,18 @@ def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
     return None
 
 
+def _chain_pin(chain_head: str | None) -> str | None:
+    """The chain head as written on the custody form (spaces and case do not matter)."""
+    if chain_head is None:
+        return None
+    try:
+        return normalise_fingerprint(chain_head, "a chain head")
+    except ValueError as e:
+        raise UsageError(
+            f"--chain-head: {e}", hint="copy it from the custody form (spaces are fine)"
+        ) from e
+
+
 def _echo(line: str) -> None:
     click.echo(printable(line))
 
@@ -46,6 +58,8 @@ def report(result: VerificationResult, quiet: bool) -> None:
     problems = result.file_problems
     if not quiet:
         _echo(f"Evidence:  {result.evidence_dir}")
+        for note in result.notes:
+            _echo(f"Note:      {note}")
         if result.start:
             host = result.start.get("host")
             host = host.get("hostname") if isinstance(host, dict) else host
@@ -64,7 +78,12 @@ def report(result: VerificationResult, quiet: bool) -> None:
             f"Journal:   {result.records} records, {len(result.seals)} valid seals, "
             f"sealed through seq {result.sealed_through}"
         )
-        _echo(f"Chain head: {result.chain_head}")
+        pinned = {
+            "matched": " (pinned, matches the last seal)",
+            "mismatch": " (DOES NOT MATCH the pinned head)",
+            None: "",
+        }[result.chain_pin]
+        _echo(f"Chain head: {result.chain_head}{pinned}")
         _echo(f"Ended:     {result.how_it_ended}")
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
@@ -84,10 +103,15 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 "the collector's key is pinned: check each later holder's key against the "
                 "custody form)"
             )
-        ok = sum(f.status == "ok" for f in result.files)
-        _echo(f"Files:     {len(result.files)} checked, {ok} ok, {len(problems)} problems")
+        _echo(
+            f"Files:     {result.files_checked} checked, {result.files_ok} ok, "
+            f"{result.files_checked - result.files_ok} problems"
+        )
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
+    if len(result.after_chain_pin) > 3:  # the first three are in the problem itself
+        for record in result.after_chain_pin:
+            _echo(f"  after the pinned head: {record}")
     for f in problems:
         detail = f" ({f.detail})" if f.detail else ""
         _echo(f"FAIL {f.status}: {f.path}{detail}")
@@ -107,6 +131,12 @@ def verify_options(f):  # type: ignore[no-untyped-def]
                 help="Expected signer's public key (PEM).",
             ),
             click.option("--fingerprint", help="Expected signer's fingerprint (64 hex digits)."),
+            click.option(
+                "--chain-head",
+                metavar="HEX",
+                help="The chain head written on the custody form: it must be the head at "
+                "the journal's last seal (anything appended after it is listed).",
+            ),
             click.option("--json", "json_mode", is_flag=True, help="Machine-readable result."),
             click.option("-q", "--quiet", is_flag=True, help="Print only problems."),
         ]
@@ -116,10 +146,17 @@ def verify_options(f):  # type: ignore[no-untyped-def]
 
 
 def run_verify(
-    evidence_dir: Path, pubkey: Path | None, fingerprint: str | None, json_mode: bool, quiet: bool
+    evidence_dir: Path,
+    pubkey: Path | None,
+    fingerprint: str | None,
+    chain_head: str | None,
+    json_mode: bool,
+    quiet: bool,
 ) -> int:
     pin = _pin(pubkey, fingerprint)
-    result = verify_evidence(evidence_dir, pin_fingerprint=pin)  # NotEvidenceError: exit 2
+    head = _chain_pin(chain_head)
+    # NotEvidenceError (none of the evidence files there): exit 2
+    result = verify_evidence(evidence_dir, pin_fingerprint=pin, chain_head=head)
     if json_mode:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

@@ -124,11 +124,12 @@ class Evidence:
         return rows
 
 
-def load(evidence_dir: Path, workers: int | None = None) -> Evidence:
+def load(evidence_dir: Path, workers: int | None = None, chain_head: str | None = None) -> Evidence:
     """Verify, then read the records verification read (the same parser, the same chain:
     nothing after a break in the chain is reported as fact). Raises ``NotEvidenceError``
-    for a directory with no journal."""
-    verification = verify_evidence(evidence_dir, workers=workers)
+    for a directory that holds none of the evidence files. ``chain_head``: the head from
+    the custody form, which the last seal's must be."""
+    verification = verify_evidence(evidence_dir, workers=workers, chain_head=chain_head)
     problem = None
     records: list[dict[str, Any]] = []
     try:

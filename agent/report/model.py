@@ -34,7 +34,7 @@ def _verification(ev: Evidence) -> dict[str, Any]:
         "ok": r.ok and not ev.journal_problem,
         "status": "INTACT" if r.ok and not ev.journal_problem else "FAILED VERIFICATION",
         "problems": problems,
-        "files_checked": len(r.files),
+        "files_checked": r.files_checked,
         "records": r.records,
         "sealed_through_seq": r.sealed_through,
         "chain_head": r.chain_head,
@@ -163,8 +163,9 @@ def build(
     deadlines_file: Path | None = None,
     expected_ports: frozenset[int] = findings.EXPECTED_PORTS,
     now_ns: int | None = None,
+    chain_head: str | None = None,
 ) -> dict[str, Any]:
-    ev = load(evidence_dir)
+    ev = load(evidence_dir, chain_head=chain_head)
     v = volatile.load(ev)
     duties = deadlines.load(deadlines_file)
     started = ev.start.get("time")

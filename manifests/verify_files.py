@@ -1,0 +1,315 @@
+"""What the evidence directory holds against what the journal vouches for: every artifact
+there with its size and SHA-256, nothing missing, nothing added.
+
+Both sides go into the on-disk index (``verify_index``) as they stream past: the
+journal's artifact records (``ExpectedFiles``) and the walk of the directory
+(``load_present``); the comparisons are then queries, and only problems are kept. Files
+are hashed on all cores (``hash_expected``), a bounded number of batches in flight, each
+opened relative to the evidence directory's descriptor without following any symlink,
+and checked to be the very file the walk saw."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import layout, treewalk
+from .digest import sha256_fd
+from .sums import iter_sums
+from .verify_index import EvidenceIndex, key, s64, text
+
+if TYPE_CHECKING:
+    from .verify import VerificationResult
+
+HASHED_RECORD_TYPES = ("artifact",)
+# The directory's own files: checked by ``verify_manifest``, never artifacts.
+OWN_FILES = (layout.JOURNAL, layout.MANIFEST, layout.MANIFEST_SIG, layout.SIGNER_PUB, layout.SUMS)
+_BATCH, _BATCH_BYTES = 64, 8 * 1024 * 1024  # files, bytes a batch of hashing
+_FLUSH = 10_000  # rows sent to the index at a time
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+
+
+@dataclass
+class FileVerdict:
+    path: str
+    status: str  # ok | changed | missing | unexpected | incomplete
+    detail: str = ""
+
+
+def hard_link(nlink: int) -> str:
+    """Why a stored file with more than one name is a problem."""
+    return (
+        f"a hard link: {nlink} names share this file, so it can be changed through another "
+        "one, even from outside the evidence directory"
+    )
+
+
+class ExpectedFiles:
+    """The journal's artifact records, each checked for a safe path and a usable size and
+    SHA-256, into the index. Problems go to ``problems`` in journal order."""
+
+    def __init__(self, index: EvidenceIndex) -> None:
+        self.index = index
+        self.problems: list[str] = []
+        self._rows: list[tuple[Any, ...]] = []
+
+    def add(self, record: dict[str, Any]) -> None:
+        path, seq = record.get("path"), record.get("seq")
+        if (
+            not isinstance(path, str)
+            or not layout.is_safe_relpath(path)
+            or not (path.startswith(layout.ARTIFACTS + "/") or path == layout.LOG)
+        ):
+            self.problems.append(
+                f"tampering: record seq {seq} names a path outside the "
+                f"evidence directory ({path!r}); it was not opened"
+            )
+            return
+        size, digest = record.get("size"), record.get("sha256")
+        if type(size) is not int or size < 0 or not isinstance(digest, str):
+            self.problems.append(f"tampering: record seq {seq} has no valid size and SHA-256")
+            return
+        self._rows.append((key(path), seq, size, digest))
+        if len(self._rows) >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        for raw, seq, *_ in self.index.add_unique("expected", self._rows):
+            self.problems.append(f"record seq {seq} repeats the path {text(raw)!r}")
+        self._rows.clear()
+        self.index.commit()
+
+
+def _walk(root: Path, errors: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every non-directory entry under ``root``, relative, without following symlinks,
+    and every empty directory (as ``"rel/"``): the one walker, at any depth.
+
+    What cannot be listed or examined goes into ``errors``: it must fail verification,
+    not be silently left out."""
+    top = os.fsencode(os.path.realpath(root))  # the evidence directory the user named
+
+    def failed(path: bytes, e: OSError) -> None:
+        where = os.fsdecode(os.path.relpath(path, top))
+        errors.append(
+            f"cannot examine {where[:200]!r}{'...' if len(where) > 200 else ''}: {e.strerror}; "
+            "whatever is there is unaccounted for"
+        )
+
+    for entry in treewalk.walk(top, failed, lstat=True, empty_dirs=True):
+        assert entry.stat is not None  # lstat=True
+        rel = os.fsdecode(entry.rel)
+        yield (rel + "/" if entry.empty_dir else rel), entry.stat
+
+
+def load_present(root: Path, index: EvidenceIndex, result: VerificationResult) -> dict[str, Any]:
+    """Walk the directory into the index; returns the stat of each of its own files
+    (``OWN_FILES``) that is there."""
+    errors: list[str] = []
+    own: dict[str, os.stat_result] = {}
+
+    def artifacts() -> Iterator[tuple[str, os.stat_result]]:
+        for rel, st in _walk(root, errors):
+            if rel in OWN_FILES:
+                own[rel] = st
+            else:
+                yield rel, st
+
+    index.add_present(artifacts(), layout.PARTIAL_SUFFIX)
+    index.commit()
+    result.problems.extend(errors)
+    return own
+
+
+def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult) -> None:
+    """``SHA256SUMS`` (already known to be the journal's) must list exactly the journal's
+    artifacts, each with its digest; read a line at a time."""
+    rows: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        repeats = index.add_unique("listed", rows)
+        rows.clear()
+        if repeats:
+            raw, number, _ = repeats[0]
+            raise ValueError(f"line {number} repeats {text(raw)!r}")
+
+    try:
+        fd = os.open(root / layout.SUMS, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as stream:
+            for number, name, digest in iter_sums(stream):
+                rows.append((key(name), number, digest))
+                if len(rows) >= _FLUSH:
+                    flush()
+            flush()
+    except ValueError as e:  # UnicodeDecodeError included
+        result.problems.append(f"SHA256SUMS is malformed: {e}")
+        return
+    except OSError as e:
+        result.problems.append(f"SHA256SUMS cannot be read: {e.strerror}")
+        return
+    index.commit()
+    extra, lacking, different = index.sums_disagree()
+    if extra or lacking or different:
+        result.problems.append(
+            f"SHA256SUMS disagrees with the journal (extra {extra}, "
+            f"lacking {lacking}, different {different})"
+        )
+
+
+def _check(root_fd: int, row: tuple[Any, ...], buf: bytearray, dirs: _DirCache) -> FileVerdict:
+    raw, seq, size, digest, mode, on_disk, dev, ino, nlink = row
+    path = text(raw)
+    if not stat.S_ISREG(mode):
+        return FileVerdict(path, "changed", "no longer a regular file")
+    if nlink > 1:
+        return FileVerdict(path, "changed", hard_link(nlink))
+    if on_disk != size:
+        return FileVerdict(path, "changed", f"size {on_disk}, journal says {size}")
+    parent, _, name = raw.rpartition(b"/")
+    try:
+        # No component is followed if it is a symlink (a directory swapped for one since
+        # the walk would lead outside), at any depth; and the file opened must still be
+        # the very one the walk saw.
+        directory = dirs.open(root_fd, parent)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            return FileVerdict(path, "changed", "replaced while it was being verified")
+        return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=directory)
+    except OSError as e:
+        return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
+    try:
+        opened = os.fstat(fd)
+        if (s64(opened.st_dev), s64(opened.st_ino)) != (dev, ino):
+            return FileVerdict(path, "changed", "replaced while it was being verified")
+        actual, _ = sha256_fd(fd, buf)
+    except OSError as e:
+        return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
+    finally:
+        os.close(fd)
+    if actual != digest:
+        return FileVerdict(path, "changed", "SHA-256 differs from the journal")
+    return FileVerdict(path, "ok")
+
+
+class _DirCache:
+    """The directory of the last file a batch opened: files come in path order, so a
+    directory of a thousand files is opened once, not a thousand times."""
+
+    def __init__(self) -> None:
+        self.parent: bytes | None = None
+        self.fd: int | None = None
+
+    def open(self, root_fd: int, parent: bytes) -> int:
+        if not parent:
+            return root_fd
+        if parent != self.parent or self.fd is None:
+            self.close()
+            self.fd = treewalk.open_beneath(root_fd, parent)
+            self.parent = parent
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.parent = self.fd = None
+
+
+def hash_expected(
+    root: Path, index: EvidenceIndex, result: VerificationResult, workers: int
+) -> None:
+    """Every journaled file that is there: type, links, size, identity and SHA-256."""
+    local = threading.local()
+
+    def check_batch(rows: list[tuple[Any, ...]]) -> list[FileVerdict]:
+        if not hasattr(local, "buf"):
+            local.buf = bytearray(1024 * 1024)
+        dirs = _DirCache()
+        try:
+            return [_check(root_fd, row, local.buf, dirs) for row in rows]
+        finally:
+            dirs.close()
+
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            window: deque[Future[list[FileVerdict]]] = deque()
+            batch: list[tuple[Any, ...]] = []
+            size = 0
+            for row in index.to_hash():
+                batch.append(row)
+                size += row[2]
+                if len(batch) < _BATCH and size < _BATCH_BYTES:
+                    continue
+                window.append(pool.submit(check_batch, batch))
+                batch, size = [], 0
+                if len(window) >= 4 * workers:  # bounded: results are taken in order
+                    result.add_files(window.popleft().result())
+            if batch:
+                window.append(pool.submit(check_batch, batch))
+            while window:
+                result.add_files(window.popleft().result())
+    finally:
+        os.close(root_fd)
+
+
+class InPlaceWrites:
+    """Artifacts a sink that cannot rename (an SFTP drop-box) wrote under their final
+    name, each announced by a ``begin`` record before its bytes. Only those with no
+    ``artifact`` record after it are kept: cut short by a killed run, or given up
+    (``discarded``)."""
+
+    def __init__(self) -> None:
+        self.unfinished: dict[str, FileVerdict] = {}
+
+    def feed(self, record: dict[str, Any]) -> None:
+        path, kind = record.get("path"), record.get("type")
+        if not isinstance(path, str):
+            return
+        if kind == "begin":
+            detail = f"incomplete copy from a killed run (seq {record.get('seq')})"
+            self.unfinished[path] = FileVerdict(path, "incomplete", detail)
+        elif kind == "artifact":
+            self.unfinished.pop(path, None)
+        elif kind == "discarded" and path in self.unfinished:
+            detail = f"copy given up and left in place (seq {record.get('seq')}); not evidence"
+            self.unfinished[path] = FileVerdict(path, "ok", detail)
+
+
+def missing_and_unexpected(
+    index: EvidenceIndex, result: VerificationResult, in_place: dict[str, FileVerdict]
+) -> None:
+    """Journaled files that are not there; what is there that the journal does not name
+    (a killed run's partial copy and run log said as what they are)."""
+    for raw, seq in index.missing():
+        result.add_files([FileVerdict(text(raw), "missing", f"journal seq {seq}")])
+    for raw, mode, base_seq in index.unaccounted():
+        rel = text(raw)
+        regular = stat.S_ISREG(mode)
+        if rel in in_place and regular:
+            verdict = in_place[rel]
+        elif rel.endswith(layout.PARTIAL_SUFFIX) and regular:
+            # A copy a killed run was writing, or had journaled but not yet renamed.
+            # Still a problem (the run did not finish), said as what it is.
+            when = f"seq {base_seq}" if base_seq is not None else "being written when it stopped"
+            verdict = FileVerdict(rel, "incomplete", f"incomplete copy from a killed run ({when})")
+        elif rel == layout.LOG and not result.ending and regular:
+            verdict = FileVerdict(
+                rel,
+                "incomplete",
+                "run log of a run that did not finish (it is journaled when the run ends)",
+            )
+        else:
+            kind = "symlink" if stat.S_ISLNK(mode) else "file"
+            if rel.endswith("/"):
+                kind = "empty directory"
+            verdict = FileVerdict(rel, "unexpected", f"{kind} not recorded in the journal")
+        result.add_files([verdict])

@@ -22,18 +22,28 @@ from . import (
 )
 from .evidence import Evidence, load, to_ns, utc_text
 
+MAX_PROBLEMS = 1_000  # verification problems listed (verify lists every one)
+MAX_LISTED_CUSTODY = 1_000  # holders and seals listed
+
 
 def _verification(ev: Evidence) -> dict[str, Any]:
     r = ev.verification
-    problems = list(r.problems) + [
-        f"{f.status}: {f.path}" + (f" ({f.detail})" if f.detail else "") for f in r.file_problems
+    files = r.file_problems
+    problems = list(r.problems[:MAX_PROBLEMS]) + [
+        f"{f.status}: {f.path}" + (f" ({f.detail})" if f.detail else "")
+        for f in files[: max(0, MAX_PROBLEMS - len(r.problems))]
     ]
+    total = len(r.problems) + len(files)
+    if total > len(problems):
+        problems.append(f"... and {total - len(problems)} more: run verify for all of them")
     if ev.journal_problem:
         problems.append(ev.journal_problem)
+        total += 1
     return {
         "ok": r.ok and not ev.journal_problem,
         "status": "INTACT" if r.ok and not ev.journal_problem else "FAILED VERIFICATION",
         "problems": problems,
+        "problem_count": total,
         "files_checked": len(r.files),
         "records": r.records,
         "sealed_through_seq": r.sealed_through,
@@ -50,6 +60,13 @@ def _verification(ev: Evidence) -> dict[str, Any]:
 
 
 def _custody(ev: Evidence) -> dict[str, Any]:
+    if ev.journal.left_out("transfer"):
+        ev.not_examined(
+            None,
+            f"{ev.journal.left_out('transfer')} transfer record(s) after the first "
+            f"{len(ev.of_type('transfer'))} not listed",
+            "the report lists a bounded number; verify lists every holder",
+        )
     start = ev.start
     tool = start.get("tool") or {}
     r = ev.verification
@@ -69,8 +86,8 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         else None,
         "ephemeral_key": (start.get("signer") or {}).get("ephemeral"),
         "argv": start.get("argv"),
-        "holders": [h.__dict__ for h in r.holders],
-        "seals": r.seals,
+        "holders": [h.__dict__ for h in r.holders[:MAX_LISTED_CUSTODY]],
+        "seals": r.seals[:MAX_LISTED_CUSTODY],
         "transfers": [
             {
                 "seq": t.get("seq"),
@@ -142,9 +159,12 @@ def _findings(
     return out
 
 
-def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) -> None:
+def _mark_unverified(report: dict[str, Any], ev: Evidence) -> None:
     """A finding that rests on a file which failed verification, or on a journal record
     no valid seal covers, says so itself, so it cannot be quoted without its caveat."""
+    cited = {r.get("artifact") for f in report["findings"] for r in f["refs"]}
+    bad = {f.path for f in ev.verification.file_problems if f.path in cited}
+    sealed = ev.verification.sealed_through
     for f in report["findings"]:
         broken: list[str] = []
         for r in f["refs"]:
@@ -157,6 +177,19 @@ def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) 
         f["unverified"] = sorted(set(broken))
 
 
+def _reference(started: Any, detected_at: str | None, now_ns: int) -> tuple[int, str]:
+    """When deadlines count from, and why: --detected-at, else the collection start."""
+    if detected_at:
+        detected_ns = to_ns(detected_at)
+        if detected_ns is None:
+            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
+        return detected_ns, "--detected-at"
+    if to_ns(started) is not None:
+        return to_ns(started) or 0, "collection start (default)"
+    # no readable start record (damaged journal): say so rather than guess quietly
+    return now_ns, "report time: the journal has no readable start time"
+
+
 def build(
     evidence_dir: Path,
     detected_at: str | None = None,
@@ -164,20 +197,18 @@ def build(
     expected_ports: frozenset[int] = findings.EXPECTED_PORTS,
     now_ns: int | None = None,
 ) -> dict[str, Any]:
-    ev = load(evidence_dir)
-    v = volatile.load(ev)
-    duties = deadlines.load(deadlines_file)
-    started = ev.start.get("time")
-    end = next((r for r in reversed(ev.records) if r.get("type") == "end"), None)
     now_ns = now_ns or time.time_ns()
-    if detected_at:
-        detected_ns, source = to_ns(detected_at), "--detected-at"
-        if detected_ns is None:
-            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
-    elif to_ns(started) is not None:
-        detected_ns, source = to_ns(started), "collection start (default)"
-    else:  # no readable start record (damaged journal): say so rather than guess quietly
-        detected_ns, source = now_ns, "report time: the journal has no readable start time"
+    duties = deadlines.load(deadlines_file)
+    ev = load(
+        evidence_dir,
+        since=lambda start: from_journal.recent_since(
+            _reference(start.get("time"), detected_at, now_ns)[0]
+        ),
+    )
+    v = volatile.load(ev)
+    started = ev.start.get("time")
+    end = ev.end
+    detected_ns, source = _reference(started, detected_at, now_ns)
     found = _findings(ev, v, detected_ns, expected_ports)
     report: dict[str, Any] = {
         "format": "preserve-report/1",
@@ -210,10 +241,7 @@ def build(
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }
-    _mark_unverified(
-        report,
-        {f.path for f in ev.verification.file_problems},
-        ev.verification.sealed_through,
-    )
+    report["limits"] = ev.limits
+    _mark_unverified(report, ev)
     report["worksheet"] = worksheet.build(report)
     return report

@@ -15,6 +15,18 @@ from typing import Any
 from .evidence import Evidence
 
 VOLATILE = "artifacts/volatile"
+# The keys of each row that the findings, the host facts and the timeline read; the rest
+# (open files, memory maps, environment) is left out of memory.
+KEYS = {
+    "processes": (
+        *("pid", "ppid", "name", "exe", "exe_deleted", "flags", "executable", "cmdline"),
+        *("username", "uids", "create_time"),
+    ),
+    "sockets": (
+        *("family", "status", "proto", "laddr", "lport", "raddr", "rport", "pid"),
+        *("process", "exe", "exe_sha256"),
+    ),
+}
 
 
 @dataclass
@@ -59,10 +71,13 @@ def load(evidence: Evidence) -> Volatile:
         rel = _find(evidence, names)
         if rel is None:
             continue
-        data = evidence.read_jsonl(rel) if rel.endswith(".jsonl") else evidence.read_json(rel)
+        if rel.endswith(".jsonl"):
+            data = evidence.read_jsonl(rel, KEYS.get(key, ()))
+        else:
+            data = evidence.read_json(rel)
         if jsonl and isinstance(data, dict):  # a JSON file holding a list under a key
             data = data.get(key)
-        if data is None:
+        if data is None or (jsonl and not isinstance(data, list)):
             continue
         if jsonl:
             data = [row for row in data if isinstance(row, dict)]

@@ -25,7 +25,7 @@ from manifests import layout, treewalk
 from manifests.errors import ManifestError
 from manifests.verify import VerificationResult, verify_evidence
 
-from .artifactindex import ArtifactIndex
+from .artifactindex import CAPS, ArtifactIndex
 from .bounded import MAX_DEPTH, JSONTooDeepError, clip_counted, loads
 from .journalview import JournalView
 from .values import source_name, to_ns, utc_text
@@ -159,18 +159,22 @@ class Evidence:
         if data is None:
             return None
         if len(data) > MAX_JSON:
-            self.not_examined(rel, "the whole file", f"it is larger than {MAX_JSON} bytes")
+            self.not_examined(
+                rel, "the whole file was not read", f"it is larger than {MAX_JSON // 2**20} MiB"
+            )
             return None
         try:
             value = loads(data)
         except JSONTooDeepError:
-            self.not_examined(rel, "the whole file", "its JSON is nested too deeply to parse")
+            self.not_examined(
+                rel, "the whole file was not read", "its JSON is nested too deeply to parse"
+            )
             return None
         except (ValueError, UnicodeDecodeError):
             return None
         value, _, cut = clip_counted(value, JSON_BUDGET)
         if cut:
-            self.not_examined(rel, "part of the file", _CUT)
+            self.not_examined(rel, "part of the file was cut", _CUT)
         return value
 
     def read_jsonl(self, rel: str, keys: tuple[str, ...] = ()) -> list[Any] | None:
@@ -190,9 +194,9 @@ class Evidence:
                     last = number + count_lines(stream)
                     self.not_examined(
                         rel,
-                        f"lines {number} to {last} ({last - number + 1} lines)",
-                        f"the report reads at most {MAX_JSONL_BYTES} bytes and about "
-                        f"{JSON_BUDGET // 2**20} MiB of rows of one file",
+                        f"lines {number} to {last} ({last - number + 1} lines) were not read",
+                        f"the report reads at most {MAX_JSONL_BYTES // 2**20} MiB, and about "
+                        f"{JSON_BUDGET // 2**20} MiB of rows, of one JSON-lines file",
                     )
                     break
                 if not whole:
@@ -212,17 +216,19 @@ class Evidence:
                 left -= used
                 cut += clipped
         if long:
-            self.not_examined(rel, _numbers(long), f"longer than {MAX_JSONL_LINE} bytes")
+            self.not_examined(
+                rel, _numbers(long) + " not read", f"longer than {MAX_JSONL_LINE // 2**20} MiB"
+            )
         if deep:
-            self.not_examined(rel, _numbers(deep), "nested too deeply to parse")
+            self.not_examined(rel, _numbers(deep) + " not read", "nested too deeply to parse")
         if cut:
-            self.not_examined(rel, f"parts of {cut} line(s)", _CUT)
+            self.not_examined(rel, f"parts of {cut} line(s) were cut", _CUT)
         return rows
 
 
 _CUT = (
     f"values nested deeper than {MAX_DEPTH} levels, or beyond the report's size bound for "
-    "one value, were cut"
+    "one value, are left out"
 )
 
 
@@ -249,4 +255,11 @@ def load(
             evidence.index.feed(record)
     except (OSError, ManifestError) as e:
         evidence.journal_problem = f"the journal could not be read again after verification: {e}"
+    for kind, what in (("volatile", "volatile"), ("login", "login record"), ("auth", "auth log")):
+        if evidence.index.left_out[kind]:
+            evidence.not_examined(
+                None,
+                f"{evidence.index.left_out[kind]} more {what} artifact(s) were not read",
+                f"the report reads at most {CAPS[kind]} of them",
+            )
     return evidence

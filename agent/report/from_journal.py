@@ -53,9 +53,9 @@ def actions(ev: Evidence, out: Findings) -> None:
     if ev.journal.left_out("action"):
         ev.not_examined(
             None,
-            f"the journal's action records after the first {len(actions)} "
-            f"({ev.journal.left_out('action')} records)",
-            "the report keeps a bounded number of them; run verify --json or read the journal",
+            f"{ev.journal.left_out('action')} action record(s) of the journal after the first "
+            f"{len(actions)} were not examined",
+            "the report keeps a bounded number of them; read the journal for the rest",
         )
     iso = [r for r in actions if str(r.get("action", "")).startswith("isolation")]
     other = [r for r in actions if not str(r.get("action", "")).startswith("isolation")]

@@ -2,11 +2,12 @@
 in preserved ``wtmp``/``btmp``/``utmp`` files, and sshd lines in preserved auth logs.
 
 Every record and line is examined (``logins``); what is kept is bounded: failed logins
-are counted by address and listed up to a number, other logins listed (each a finding)
-up to a larger one. What is counted but not listed is noted in the report."""
+are counted by address and the newest listed up to a number, other logins listed (each a
+finding) up to a larger one. What is found but not listed is noted in the report."""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,8 @@ from . import volatile
 from .evidence import Evidence, lines, to_ns
 from .findings import INFO, MEDIUM, Finding, Findings, to_year
 
-MAX_LISTED = 10_000  # logins and sessions listed, each a finding
-MAX_FAILED_LISTED = 1_000  # failed logins listed (all are counted)
+MAX_LISTED = 10_000  # logins and sessions listed (the newest), each a finding
+MAX_FAILED_LISTED = 1_000  # failed logins listed (the newest; all are counted)
 MAX_ADDRESSES = 10_000  # addresses failed logins are counted by
 OTHER = "(other addresses)"
 
@@ -28,14 +29,17 @@ def _failed(row: dict[str, Any]) -> bool:
 
 @dataclass
 class _Rows:
-    """Login rows in the order found, within the bounds above; failed ones counted."""
+    """Login rows within the bounds above, in the order found: of more than the bound,
+    the newest are kept (the ones nearest the incident); failed ones are all counted."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    listed: Counter[bool] = field(default_factory=Counter)  # by failed
     failed: int = 0
     first_failed: dict[str, Any] | None = None
     by_addr: Counter[str] = field(default_factory=Counter)
     unlisted: Counter[tuple[str | None, bool]] = field(default_factory=Counter)
+    _kept: dict[bool, list[tuple[int, int, dict[str, Any]]]] = field(
+        default_factory=lambda: {True: [], False: []}
+    )
+    _order: int = 0
 
     def add(self, row: dict[str, Any]) -> None:
         failed = _failed(row)
@@ -47,11 +51,22 @@ class _Rows:
                 self.by_addr[addr] += 1
             else:
                 self.by_addr[OTHER] += 1
-        if self.listed[failed] < (MAX_FAILED_LISTED if failed else MAX_LISTED):
-            self.listed[failed] += 1
-            self.rows.append(row)
-        else:
-            self.unlisted[(row.get("artifact"), failed)] += 1
+        self._order += 1
+        ns = row.get("time_ns")
+        entry = (ns if isinstance(ns, int) else -(2**63), self._order, row)
+        kept = self._kept[failed]
+        if len(kept) < (MAX_FAILED_LISTED if failed else MAX_LISTED):
+            heapq.heappush(kept, entry)
+            return
+        oldest = heapq.heappushpop(kept, entry)[2]
+        self.unlisted[(oldest.get("artifact"), failed)] += 1
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The kept rows, in the order they were found."""
+        return [
+            row for _, _, row in sorted(self._kept[True] + self._kept[False], key=lambda e: e[1])
+        ]
 
 
 def _utmp_rows(ev: Evidence, name: str, art: dict[str, Any], rows: _Rows) -> None:
@@ -77,8 +92,9 @@ def _utmp_rows(ev: Evidence, name: str, art: dict[str, Any], rows: _Rows) -> Non
             if done >= parse.MAX_UTMP_BYTES and stream.read(1):
                 ev.not_examined(
                     art["path"],
-                    f"the records after the first {done} bytes",
-                    f"the report reads at most {parse.MAX_UTMP_BYTES} bytes of one login file",
+                    f"the records after the first {done} bytes were not read",
+                    f"the report reads at most {parse.MAX_UTMP_BYTES // 2**30} GiB of one "
+                    "login file",
                 )
                 return
 
@@ -94,8 +110,8 @@ def _auth_rows(ev: Evidence, art: dict[str, Any], offset: Any, rows: _Rows) -> N
             if number % 4096 == 0 and stream.tell() > parse.MAX_AUTH_BYTES:
                 ev.not_examined(
                     art["path"],
-                    f"lines {number} to the end",
-                    f"the report reads at most {parse.MAX_AUTH_BYTES} bytes of one auth log",
+                    f"lines {number} to the end were not read",
+                    f"the report reads at most {parse.MAX_AUTH_BYTES // 2**30} GiB of one auth log",
                 )
                 break
             r = parse.auth_row(line, number, year, offset)
@@ -115,8 +131,8 @@ def _auth_rows(ev: Evidence, art: dict[str, Any], offset: Any, rows: _Rows) -> N
     if long:
         ev.not_examined(
             art["path"],
-            f"the rest of {long} line(s) longer than {parse.MAX_LINE} bytes",
-            "each line is examined in its first bytes only",
+            f"the rest of {long} line(s) longer than {parse.MAX_LINE // 1024} KiB was not examined",
+            f"a line is examined in its first {parse.MAX_LINE // 1024} KiB",
         )
 
 
@@ -139,6 +155,7 @@ def logins(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
     offset = None
     if v.system and isinstance(v.system.get("clocks"), dict):
         offset = v.system["clocks"].get("utc_offset_s")
+        offset = offset if isinstance(offset, int) else None
     for name in parse.LOGIN_FILES:
         for art in ev.artifact_for_source("/" + name):
             _utmp_rows(ev, name, art, found)
@@ -149,8 +166,8 @@ def logins(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         limit = MAX_FAILED_LISTED if failed else MAX_LISTED
         ev.not_examined(
             artifact,
-            f"{n} {'failed ' if failed else ''}login(s) not listed",
-            f"the report lists the first {limit} {'failed ' if failed else ''}logins"
+            f"{n} older {'failed ' if failed else ''}login(s) were found but not listed",
+            f"the report lists the newest {limit} {'failed ' if failed else ''}logins"
             + (" (all of them are counted by address)" if failed else ""),
         )
     rows = found.rows

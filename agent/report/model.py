@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from . import (
     volatile,
     worksheet,
 )
+from .bounded import mapping, text
 from .evidence import Evidence, load, to_ns, utc_text
 
 MAX_PROBLEMS = 1_000  # verification problems listed (verify lists every one)
@@ -64,7 +66,7 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         ev.not_examined(
             None,
             f"{ev.journal.left_out('transfer')} transfer record(s) after the first "
-            f"{len(ev.of_type('transfer'))} not listed",
+            f"{len(ev.of_type('transfer'))} were not listed",
             "the report lists a bounded number; verify lists every holder",
         )
     start = ev.start
@@ -103,22 +105,23 @@ def _custody(ev: Evidence) -> dict[str, Any]:
 
 
 def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
-    start_host = ev.start.get("host") or {}
+    start_host = mapping(ev.start.get("host"))
     s = v.system or {}
-    clocks = s.get("clocks") or {}
-    ntp = clocks.get("ntp") if isinstance(clocks.get("ntp"), dict) else {}
+    clocks = mapping(s.get("clocks"))
+    ntp = mapping(clocks.get("ntp"))
     addresses = []
     interfaces = (v.network or {}).get("interfaces") or {}
     for name, entry in interfaces.items() if isinstance(interfaces, dict) else []:
-        for a in (entry or {}).get("addresses") or []:
+        found = mapping(entry).get("addresses")
+        for a in found if isinstance(found, list) else []:
             if isinstance(a, dict) and a.get("family") in ("inet", "inet6"):
                 addresses.append(f"{a.get('address')} ({name})")
     listening = volatile.listening(v)
-    kernel = s.get("kernel") or {}
+    kernel = mapping(s.get("kernel"))
     return {
         "hostname": s.get("hostname") or start_host.get("hostname"),
         "machine_id": s.get("machine_id") or start_host.get("machine_id"),
-        "os": (s.get("os_release") or {}).get("PRETTY_NAME") or start_host.get("system"),
+        "os": mapping(s.get("os_release")).get("PRETTY_NAME") or start_host.get("system"),
         "kernel": kernel.get("release") or start_host.get("release"),
         "architecture": s.get("architecture") or start_host.get("machine"),
         "boot_time": s.get("boot_time") or start_host.get("boot_time"),
@@ -149,13 +152,25 @@ def _findings(
 ) -> findings.Findings:
     """Every category in order; each adds findings, or a gap saying why it could not."""
     out = findings.Findings()
-    from_volatile.processes(ev, v, out)
-    from_volatile.listeners(v, expected_ports, out)
-    from_volatile.connections(v, out)
-    from_logins.logins(ev, v, out)
-    from_journal.recent_files(ev, reference_ns, out)
-    from_journal.actions(ev, out)
-    from_journal.errors(ev, out)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("processes", lambda: from_volatile.processes(ev, v, out)),
+        ("listening", lambda: from_volatile.listeners(v, expected_ports, out)),
+        ("connections", lambda: from_volatile.connections(v, out)),
+        ("logins", lambda: from_logins.logins(ev, v, out)),
+        ("files", lambda: from_journal.recent_files(ev, reference_ns, out)),
+        ("actions", lambda: from_journal.actions(ev, out)),
+        ("collection", lambda: from_journal.errors(ev, out)),
+    ]
+    for category, step in steps:
+        try:
+            step()
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+            # Evidence that holds what no collector writes (a forged or damaged file):
+            # the category says so instead of the whole report failing.
+            out.gaps[category] = (
+                f"could not be assessed: the evidence holds values of unexpected types "
+                f"({type(e).__name__}: {text(str(e), 200)})"
+            )
     return out
 
 

@@ -20,6 +20,9 @@ from .from_volatile import suspicious_exe
 LANES = ("host", "logins", "processes", "logs", "files", "collection", "custody", "errors")
 MAX_FILES = 500
 MAX_PROCESSES = 500
+# The times a calendar (and so the report) can show, with a day's margin for time zones.
+FIRST_NS = to_ns("0001-01-02") or 0
+LAST_NS = to_ns("9999-12-30") or 0
 
 
 @dataclass
@@ -104,7 +107,7 @@ def _log_events(ev: Evidence, offset: int | None) -> list[Event]:
     if left:
         ev.not_examined(
             None,
-            f"the first and last entries of {left} more log file(s)",
+            f"the first and last entries of {left} more log file(s) were not read",
             f"the timeline reads those of the first {len(ev.index.kinds.get('logs', {}))} logs",
         )
     return rows
@@ -147,6 +150,15 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
     events += _log_events(ev, offset if isinstance(offset, int) else None)
     files, files_left_out = _file_events(ev)
     events += files
+    drawable = [e for e in events if FIRST_NS <= e.ns <= LAST_NS]
+    if len(drawable) < len(events):
+        ev.not_examined(
+            None,
+            f"{len(events) - len(drawable)} timeline event(s) dated outside years 1 to 9999 "
+            "were left out",
+            "no calendar holds such a time: it is forged or damaged",
+        )
+    events = drawable
     events.sort(key=lambda e: (e.ns, LANES.index(e.lane) if e.lane in LANES else 99))
     return {
         "events": [e.to_dict() for e in events],

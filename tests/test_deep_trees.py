@@ -64,13 +64,19 @@ def test_a_tree_5000_levels_deep_is_collected_and_verifies(deep: Path) -> None:
     assert "OK:" in out
 
 
-def test_a_tree_5000_levels_deep_planted_in_evidence_fails_verify_cleanly(
-    pristine: tuple[Path, str], deep: Path
-) -> None:
+def _planted(pristine: tuple[Path, str], deep: Path) -> Path:
+    """A copy of the pristine evidence with a tree 5,000 levels deep planted in it."""
     evidence = copy_evidence(pristine[0], deep)
     planted = evidence / "artifacts" / "planted"
     planted.mkdir()
     make_deep(planted, DEPTH)
+    return evidence
+
+
+def test_a_tree_5000_levels_deep_planted_in_evidence_fails_verify_cleanly(
+    pristine: tuple[Path, str], deep: Path
+) -> None:
+    evidence = _planted(pristine, deep)
     result = verify(evidence, "--json", timeout=600)
     _clean(result)
     assert result.returncode == 1
@@ -123,10 +129,7 @@ def test_a_tree_5000_levels_deep_is_reported_exported_and_handed_over(deep: Path
 def test_a_tree_5000_levels_deep_planted_in_evidence_fails_report_export_and_custody(
     pristine: tuple[Path, str], deep: Path
 ) -> None:
-    evidence = copy_evidence(pristine[0], deep)
-    planted = evidence / "artifacts" / "planted"
-    planted.mkdir()
-    make_deep(planted, DEPTH)
+    evidence = _planted(pristine, deep)
     result = preserve("report", evidence, "--format", "json", timeout=600)
     out, err = _clean(result)
     assert result.returncode == 1 and "FAILED verification" in err

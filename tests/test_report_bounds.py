@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import PRESERVE_CODE, ROOT, collect_json
-from evidence_factory import copy_evidence
+from evidence_factory import copy_evidence, forge
 from report_helpers import utmp_record
 
+from agent.export.stream import Indented
+from agent.report.bounded import CLIPPED, MAX_DEPTH, MAX_TEXT, clip
 from manifests import canonical
 from manifests.digest import sha256_bytes
+from manifests.signing import Signer
 
 _CAP = 512 * 1024**2  # address space: what verify is held to in test_adversarial
 VOLATILE = "artifacts/volatile"
@@ -188,6 +191,20 @@ def test_chained_records_that_are_huge_or_deep_are_clipped(evidence: Path) -> No
     assert len(outputs["md"]) < 20 * 1024**2  # no 7 MB field copied 24 times
 
 
+def test_a_re_signed_journal_with_odd_values_still_gives_a_report(evidence: Path) -> None:
+    """Re-signed with another key, so it verifies (only a pin would tell): a start
+    record whose host is a string, whose tool is a list and whose argv nests 900 deep."""
+
+    def mutate(records: list[dict]) -> None:
+        records[0].update(host="not a mapping", tool=["x"], argv=deep(900), case=deep(900))
+
+    forge(evidence, Signer.generate_ephemeral(), mutate)
+    for command, fmt in RUNS:
+        result = capped(command, evidence, "--format", fmt)
+        _, err = clean(result)
+        assert result.returncode == 0, (command, fmt, err[-2000:])
+
+
 # -- stored JSON files the report parses ------------------------------------------------
 
 
@@ -309,3 +326,35 @@ def test_a_large_tree_is_summarised_not_listed(tmp_path: Path) -> None:
         exported = capped("export", evidence, "--format", fmt)
         assert exported.returncode == 0
         assert len(re.findall(rb"/f\d{4}\.log", exported.stdout)) == 1200
+
+
+# -- the pieces: clipping, and the streamed JSON of the CASE export ----------------------
+
+
+def test_clip_keeps_small_values_and_bounds_the_rest() -> None:
+    record = {"type": "start", "argv": ["preserve", "-o", "/x"], "host": {"name": "é"}, "n": 5}
+    assert clip(record) == record
+    clipped = clip({"a": deep(100), "b": "x" * 100_000}, budget=10**6)
+    depth, value = 0, clipped["a"]
+    while isinstance(value, list):
+        depth, value = depth + 1, value[0]
+    assert depth < MAX_DEPTH and value == CLIPPED
+    assert len(clipped["b"]) <= MAX_TEXT + 3
+    json.dumps(clipped)  # shallow enough for anything downstream
+    many = clip({"first": "kept", "c": list(range(100_000)), "last": 1})
+    assert many["first"] == "kept" and many["last"] == 1  # breadth first: the top is kept
+    assert many["c"][-1] == CLIPPED and len(many["c"]) < 1_000
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"@id": "kb:x", "n": 5, "t": True, "z": None, "e": [], "d": {}, "s": 'é\u202e\n\x00"\\'},
+        {"list": [{"@id": "a"}, {"@id": "b", "more": [1, [2, [3]]]}], "neg": -7},
+        {},
+    ],
+)
+def test_indented_nodes_are_what_json_dumps_writes(node: dict) -> None:
+    indented = Indented(2)
+    for _ in range(2):  # the second time from the cached template
+        assert indented(node) == json.dumps(node, indent=2).replace("\n", "\n    ")

@@ -66,7 +66,7 @@ def clip_counted(value: Any, budget: int, depth: int = MAX_DEPTH) -> tuple[Any, 
     def scalar(v: Any) -> Any:
         nonlocal left, cut
         if isinstance(v, str):
-            left -= NODE_COST + len(v)
+            left -= NODE_COST + min(len(v), MAX_TEXT)
             if len(v) <= MAX_TEXT:
                 return v
             cut = True

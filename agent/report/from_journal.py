@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bounded import mapping
 from .evidence import Evidence, to_ns, utc_text
 from .findings import HIGH, INFO, MAX_LISTED, RECENT_DAYS, Finding, Findings
 
@@ -139,7 +140,7 @@ def errors(ev: Evidence, out: Findings) -> None:
                 f"{ev.journal.counts['error']} item(s) could not be collected",
                 [{"seq": r.get("seq")} for r in errors[:MAX_LISTED]],
                 [
-                    f"seq {r.get('seq')}: {(r.get('source') or {}).get('path', '')} "
+                    f"seq {r.get('seq')}: {mapping(r.get('source')).get('path', '')} "
                     f"{r.get('reason')}"
                     for r in errors[:10]
                 ],

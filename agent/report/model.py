@@ -70,13 +70,13 @@ def _custody(ev: Evidence) -> dict[str, Any]:
             "the report lists a bounded number; verify lists every holder",
         )
     start = ev.start
-    tool = start.get("tool") or {}
+    tool = mapping(start.get("tool"))
     r = ev.verification
     return {
         "case": start.get("case"),
         "examiner": start.get("examiner"),
         "note": start.get("note"),
-        "host": (start.get("host") or {}).get("hostname"),
+        "host": mapping(start.get("host")).get("hostname"),
         "tool": f"{tool.get('name', '?')} {tool.get('version', '?')}",
         "python": tool.get("python"),
         "kit": start.get("kit") or tool.get("kit"),
@@ -86,7 +86,7 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         "signer_fingerprint_grouped": grouped(r.signer_fingerprint)
         if r.signer_fingerprint
         else None,
-        "ephemeral_key": (start.get("signer") or {}).get("ephemeral"),
+        "ephemeral_key": mapping(start.get("signer")).get("ephemeral"),
         "argv": start.get("argv"),
         "holders": [h.__dict__ for h in r.holders[:MAX_LISTED_CUSTODY]],
         "seals": r.seals[:MAX_LISTED_CUSTODY],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import logins, volatile
+from .bounded import mapping
 from .evidence import Evidence, to_ns, utc_text
 from .findings import Findings, to_year
 from .from_volatile import suspicious_exe
@@ -125,7 +126,7 @@ def _first_time(lines: Any, year: int, offset: int | None) -> int | None:
 
 def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, Any]:
     events = _journal_events(ev)
-    boot = (v.system or {}).get("boot_time") or (ev.start.get("host") or {}).get("boot_time")
+    boot = (v.system or {}).get("boot_time") or mapping(ev.start.get("host")).get("boot_time")
     booted = to_ns(boot)
     if booted:
         events.append(
@@ -146,7 +147,7 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
                     r["time_ns"], lane, f"{text} ({r['source']})", r.get("seq"), r.get("artifact")
                 )
             )
-    offset = ((v.system or {}).get("clocks") or {}).get("utc_offset_s")
+    offset = mapping((v.system or {}).get("clocks")).get("utc_offset_s")
     events += _log_events(ev, offset if isinstance(offset, int) else None)
     files, files_left_out = _file_events(ev)
     events += files

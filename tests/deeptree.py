@@ -23,10 +23,11 @@ def make_deep(
     files_at: Iterable[int] = (),
     name: bytes = b"d",
     bottom: bytes = b"bottom.txt",
+    bottom_data: bytes = b"at the bottom\n",
 ) -> bytes:
     """A chain of ``depth`` directories ``name`` under ``base``; a file ``f<level>`` at each
-    level in ``files_at`` (0: in ``base`` itself) and ``bottom`` in the last one. Returns
-    the bottom file's path relative to ``base``."""
+    level in ``files_at`` (0: in ``base`` itself) and ``bottom`` (holding ``bottom_data``)
+    in the last one. Returns the bottom file's path relative to ``base``."""
     levels = set(files_at)
     fd = os.open(base, _DIR)
     try:
@@ -37,7 +38,7 @@ def make_deep(
             deeper = os.open(name, _DIR, dir_fd=fd)
             os.close(fd)
             fd = deeper
-        _write(fd, bottom, b"at the bottom\n")
+        _write(fd, bottom, bottom_data)
     finally:
         os.close(fd)
     return b"/".join([name] * depth + [bottom])

@@ -30,6 +30,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# .venv/bin/mypy agent collectors manifests  (enabled once the report code is clean)
+.venv/bin/mypy agent collectors manifests
 .venv/bin/mypy --strict manifests
 .venv/bin/pytest -q

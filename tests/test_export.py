@@ -185,3 +185,10 @@ def test_export_of_tampered_evidence_warns(evidence: Path, tmp_path: Path) -> No
     result = export(copy, "hashdeep")
     assert result.returncode == 1 and b"FAILED verification" in result.stderr
     assert b"planted" not in result.stdout
+
+
+def test_case_is_streamed_as_json_dumps_would_write_it(evidence: Path) -> None:
+    """The export is written node by node as the journal is read; the bytes are still
+    exactly those of ``json.dumps(graph, indent=2)``."""
+    text = export(evidence, "case").stdout.decode()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"

@@ -3,9 +3,12 @@ directory (an extra file there would make ``verify`` report it as unexpected).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from manifests.errors import OutputError, UsageError
 
@@ -34,3 +37,26 @@ def write_output(text: str | bytes, output: Path | None) -> None:
         raise OutputError(
             f"cannot write {output}: {e.strerror}", hint="choose another -o path"
         ) from e
+
+
+@contextlib.contextmanager
+def output_stream(output: Path | None) -> Iterator[IO[bytes]]:
+    """Where a streamed export goes: stdout, or the file ``output``, which is removed
+    again if the export fails half-way (a partial export must not pass for a whole one)."""
+    if output is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        stream = open(output, "wb")  # noqa: SIM115 (closed below, removed on failure)
+    except OSError as e:
+        raise OutputError(
+            f"cannot write {output}: {e.strerror}", hint="choose another -o path"
+        ) from e
+    try:
+        with stream:
+            yield stream
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(output)
+        raise

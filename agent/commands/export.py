@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import click
 
 from manifests import layout
 from manifests.errors import VerificationError
+from manifests.verify import verify_evidence
 
 from ..export import bodyfile, case, hashdeep
-from ..report.evidence import load
-from ._output import check_output, write_output
+from ..export.stream import Sink, sealed_artifacts
+from ..report.evidence import open_stored
+from ._output import check_output, output_stream
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -38,40 +40,46 @@ def export_command(evidence_dir: Path, fmt: str, output: Path | None) -> None:
 
     The evidence is verified first; the export is written either way (a damaged exhibit
     still needs describing), but the exit code is 1 and a warning names the problem
-    when verification fails."""
+    when verification fails. Only artifacts sealed by a valid signature are exported, as
+    the journal is read: memory does not grow with the number of files."""
     check_output(evidence_dir, output)
-    ev = load(evidence_dir)  # NotEvidenceError: exit 2
-    # Only artifacts sealed by a valid signature are exported.
-    sealed = ev.verification.sealed_through
-    arts = [
-        a
-        for a in ev.artifacts.values()
-        if sealed is not None and isinstance(a.get("seq"), int) and a["seq"] <= sealed
-    ]
-    if fmt == "case":
-        text = (
-            json.dumps(
-                case.build(ev.records, arts, evidence_dir.name, ev.verification.ok), indent=2
+    verification = verify_evidence(evidence_dir)  # NotEvidenceError: exit 2
+    warnings: list[str] = []
+    with output_stream(output) as stream:
+        out = Sink(stream)
+        if fmt == "case":
+            warnings = case.write(
+                out,
+                verification.iter_records(),
+                evidence_dir.name,
+                verification.ok,
+                verification.sealed_through,
             )
-            + "\n"
-        )
-    elif fmt == "bodyfile":
-        text = bodyfile.render(arts)
-    elif fmt == "hashdeep":
-        text = hashdeep.render(arts, evidence_dir.name)
-    else:
-        try:
-            text = (evidence_dir / layout.SUMS).read_text(encoding="utf-8")
-        except OSError as e:
-            raise VerificationError(
-                f"cannot read {layout.SUMS}: {e.strerror}",
-                hint=f"run 'verify {evidence_dir}' for the details",
-            ) from e
-    write_output(text, output)
-    if not ev.verification.ok:
+        elif fmt == "bodyfile":
+            bodyfile.write(out, sealed_artifacts(verification))
+        elif fmt == "hashdeep":
+            hashdeep.write(out, sealed_artifacts(verification), evidence_dir.name)
+        else:
+            _copy_sums(evidence_dir, out)
+        out.flush()
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not verification.ok:
         click.echo(
             f"warning: {evidence_dir} FAILED verification; the export describes what the "
             "journal records, not what is on disk now. Run verify for the details.",
             err=True,
         )
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _copy_sums(evidence_dir: Path, out: Sink) -> None:
+    """``SHA256SUMS`` as it is, read in chunks (it has a line for every file)."""
+    try:
+        with os.fdopen(open_stored(evidence_dir, layout.SUMS), "rb") as sums:
+            out.copy(sums)
+    except OSError as e:
+        raise VerificationError(
+            f"cannot read {layout.SUMS}: {e.strerror}",
+            hint=f"run 'verify {evidence_dir}' for the details",
+        ) from e

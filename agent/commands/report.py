@@ -84,7 +84,7 @@ def report_command(
     v = data["verification"]
     if not v["ok"]:
         click.echo(
-            f"warning: {evidence_dir} FAILED verification ({len(v['problems'])} problem(s)); "
+            f"warning: {evidence_dir} FAILED verification ({v['problem_count']} problem(s)); "
             "the report says so at the top of every section. Run verify for the details.",
             err=True,
         )

@@ -15,9 +15,12 @@ file, with the metadata its *source* had on the host when it was copied.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from ..report.evidence import source_name
+from ..report.bounded import mapping, text
+from ..report.values import source_name
+from .stream import Sink
 
 
 def _name(path: str) -> str:
@@ -38,12 +41,12 @@ def _seconds(ns: Any) -> int:
 
 
 def line(a: dict[str, Any]) -> str | None:
-    src = a.get("source") or {}
+    src = mapping(a.get("source"))
     st = src.get("stat")
-    if not isinstance(st, dict) or not src.get("path"):
+    if not isinstance(st, dict) or not isinstance(src.get("path"), str) or not src["path"]:
         return None
     return "|".join(
-        str(x)
+        x if isinstance(x, str) else text(x)
         for x in (
             a.get("sha256") or 0,
             _name(source_name(a)),
@@ -60,6 +63,9 @@ def line(a: dict[str, Any]) -> str | None:
     )
 
 
-def render(artifacts: list[dict[str, Any]]) -> str:
-    lines = [x for x in (line(a) for a in artifacts) if x]
-    return "".join(f"{x}\n" for x in lines)
+def write(out: Sink, artifacts: Iterable[dict[str, Any]]) -> None:
+    """One line per artifact as its record is read (journal order)."""
+    for a in artifacts:
+        row = line(a)
+        if row:
+            out.write(row + "\n")

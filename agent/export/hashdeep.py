@@ -12,23 +12,26 @@ record itself, checked by ``verify``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
+from .stream import Sink
 
 
-def render(artifacts: list[dict[str, Any]], evidence_name: str) -> str:
-    lines = [
-        "%%%% HASHDEEP-1.0",
-        "%%%% size,sha256,filename",
-        f"## written by preserve {__version__} from the custody journal of {evidence_name}",
+def write(out: Sink, artifacts: Iterable[dict[str, Any]], evidence_name: str) -> None:
+    """The list, one line per artifact as its record is read (journal order)."""
+    out.write(
+        "%%%% HASHDEEP-1.0\n"
+        "%%%% size,sha256,filename\n"
+        f"## written by preserve {__version__} from the custody journal of {evidence_name}\n"
         "## audit: cd EVIDENCE_DIR && hashdeep -c sha256 -l -r -a -k THIS_FILE "
-        "artifacts collection.log",
-        "## ",
-    ]
-    for a in sorted(artifacts, key=lambda r: r["path"]):
-        path = a["path"]
+        "artifacts collection.log\n"
+        "## \n"
+    )
+    for a in artifacts:
+        path, size, digest = a["path"], a.get("size"), a.get("sha256")
         if "\n" in path or "\r" in path:  # stored names never hold these (pathmap)
             continue
-        lines.append(f"{int(a['size'])},{a['sha256']},{path}")
-    return "\n".join(lines) + "\n"
+        if type(size) is int and isinstance(digest, str):  # else: tampering, see verify
+            out.write(f"{size},{digest},{path}\n")

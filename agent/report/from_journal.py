@@ -6,39 +6,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evidence import Evidence, source_name, to_ns, utc_text
+from .bounded import mapping
+from .evidence import Evidence, to_ns, utc_text
 from .findings import HIGH, INFO, MAX_LISTED, RECENT_DAYS, Finding, Findings
 
 
+def recent_since(reference_ns: int) -> int:
+    """The start of the recent-files window: ``RECENT_DAYS`` before detection."""
+    return reference_ns - RECENT_DAYS * 86400 * 1_000_000_000
+
+
 def recent_files(ev: Evidence, reference_ns: int, out: Findings) -> None:
-    window = RECENT_DAYS * 86400 * 1_000_000_000
-    recent = []
-    for art in ev.artifacts.values():
-        st = (art.get("source") or {}).get("stat") or {}
-        try:
-            mtime = int(st.get("mtime_ns"))
-        except (TypeError, ValueError):
-            continue
-        if mtime >= reference_ns - window:
-            recent.append((mtime, art))
-    recent.sort(key=lambda t: -t[0])
-    if not recent:
+    """Files modified in the window before detection: counted over every artifact while
+    the journal was read (``load(since=recent_since)``), the newest of them listed."""
+    since = recent_since(reference_ns)
+    count = ev.index.files.recent
+    shown = [f for f in ev.index.newest() if f.ns >= since][:MAX_LISTED]
+    if not count or not shown:
         return
-    shown = recent[:MAX_LISTED]
     out.add(
         Finding(
             "files",
             INFO,
-            f"{len(recent)} preserved file(s) modified since {utc_text(reference_ns - window)}"
+            f"{count} preserved file(s) modified since {utc_text(since)}"
             f" ({RECENT_DAYS} days before detection)",
-            [{"artifact": art["path"], "seq": art.get("seq")} for _, art in shown],
-            [f"{utc_text(m)} {source_name(art)}" for m, art in shown]
+            [{"artifact": f.path, "seq": f.seq} for f in shown],
+            [f"{utc_text(f.ns)} {f.name}" for f in shown]
             + (
-                [f"... and {len(recent) - MAX_LISTED} more (see the timeline)"]
-                if len(recent) > MAX_LISTED
+                [f"... and {count - MAX_LISTED} more (see the timeline)"]
+                if count > MAX_LISTED
                 else []
             ),
-            shown[0][0],
+            shown[0].ns,
         )
     )
 
@@ -52,8 +51,15 @@ def actions(ev: Evidence, out: Findings) -> None:
     """What the tool did to the host: isolation (plan, commands, verification, result)
     and every other command it ran. Read from the journal's ``action`` records."""
     actions = ev.of_type("action")
+    if ev.journal.left_out("action"):
+        ev.not_examined(
+            None,
+            f"{ev.journal.left_out('action')} action record(s) of the journal after the first "
+            f"{len(actions)} were not examined",
+            "the report keeps a bounded number of them; read the journal for the rest",
+        )
     iso = [r for r in actions if str(r.get("action", "")).startswith("isolation")]
-    other = [r for r in actions if r not in iso]
+    other = [r for r in actions if not str(r.get("action", "")).startswith("isolation")]
     asked = "--isolate" in (ev.start.get("argv") or [])
     if iso:
         kinds = {str(r.get("action")): r for r in iso}
@@ -131,10 +137,10 @@ def errors(ev: Evidence, out: Findings) -> None:
             Finding(
                 "collection",
                 INFO,
-                f"{len(errors)} item(s) could not be collected",
+                f"{ev.journal.counts['error']} item(s) could not be collected",
                 [{"seq": r.get("seq")} for r in errors[:MAX_LISTED]],
                 [
-                    f"seq {r.get('seq')}: {(r.get('source') or {}).get('path', '')} "
+                    f"seq {r.get('seq')}: {mapping(r.get('source')).get('path', '')} "
                     f"{r.get('reason')}"
                     for r in errors[:10]
                 ],

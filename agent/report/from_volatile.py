@@ -10,6 +10,7 @@ from typing import Any
 from collectors.network import is_local
 
 from . import volatile
+from .bounded import mapping
 from .evidence import Evidence, to_ns
 from .findings import HIGH, INFO, MAX_LISTED, MEDIUM, WRITABLE_DIRS, Finding, Findings
 
@@ -67,15 +68,15 @@ def processes(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         }
         if not reasons and not others:
             continue
-        exe_info = p.get("executable") if isinstance(p.get("executable"), dict) else {}
+        exe_info = mapping(p.get("executable"))
         key = (p.get("exe"), exe_info.get("sha256"), tuple(reasons), tuple(sorted(others)))
         groups.setdefault(key, []).append(p)
     for (exe, sha, reasons, others), procs in groups.items():
         p = procs[0]
-        exe_info = p.get("executable") if isinstance(p.get("executable"), dict) else {}
+        exe_info = mapping(p.get("executable"))
         refs = [src.ref(pids=[q.get("pid") for q in procs[:MAX_LISTED]])]
         copy = exe_info.get("preserved_as")
-        if copy and copy in ev.artifacts:
+        if isinstance(copy, str) and copy in ev.artifacts:
             refs.append({"artifact": copy, "seq": ev.artifacts[copy].get("seq")})
         cmd = p.get("cmdline")
         details = [
@@ -174,7 +175,7 @@ def connections(v: volatile.Volatile, out: Findings) -> None:
         except ValueError:
             private = False
         procs = sorted({f"{c.get('process') or '?'}[{c.get('pid')}]" for c in conns})
-        ports = sorted({c.get("rport") for c in conns if c.get("rport") is not None})
+        ports = sorted({c["rport"] for c in conns if isinstance(c.get("rport"), int)})
         out.add(
             Finding(
                 "connections",

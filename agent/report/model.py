@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,31 @@ from . import (
     volatile,
     worksheet,
 )
+from .bounded import mapping, text
 from .evidence import Evidence, load, to_ns, utc_text
+
+MAX_PROBLEMS = 1_000  # verification problems listed (verify lists every one)
+MAX_LISTED_CUSTODY = 1_000  # holders and seals listed
 
 
 def _verification(ev: Evidence) -> dict[str, Any]:
     r = ev.verification
-    problems = list(r.problems) + [
-        f"{f.status}: {f.path}" + (f" ({f.detail})" if f.detail else "") for f in r.file_problems
+    files = r.file_problems
+    problems = list(r.problems[:MAX_PROBLEMS]) + [
+        f"{f.status}: {f.path}" + (f" ({f.detail})" if f.detail else "")
+        for f in files[: max(0, MAX_PROBLEMS - len(r.problems))]
     ]
+    total = len(r.problems) + len(files)
+    if total > len(problems):
+        problems.append(f"... and {total - len(problems)} more: run verify for all of them")
     if ev.journal_problem:
         problems.append(ev.journal_problem)
+        total += 1
     return {
         "ok": r.ok and not ev.journal_problem,
         "status": "INTACT" if r.ok and not ev.journal_problem else "FAILED VERIFICATION",
         "problems": problems,
+        "problem_count": total,
         "files_checked": r.files_checked,
         "records": r.records,
         "sealed_through_seq": r.sealed_through,
@@ -50,14 +62,21 @@ def _verification(ev: Evidence) -> dict[str, Any]:
 
 
 def _custody(ev: Evidence) -> dict[str, Any]:
+    if ev.journal.left_out("transfer"):
+        ev.not_examined(
+            None,
+            f"{ev.journal.left_out('transfer')} transfer record(s) after the first "
+            f"{len(ev.of_type('transfer'))} were not listed",
+            "the report lists a bounded number; verify lists every holder",
+        )
     start = ev.start
-    tool = start.get("tool") or {}
+    tool = mapping(start.get("tool"))
     r = ev.verification
     return {
         "case": start.get("case"),
         "examiner": start.get("examiner"),
         "note": start.get("note"),
-        "host": (start.get("host") or {}).get("hostname"),
+        "host": mapping(start.get("host")).get("hostname"),
         "tool": f"{tool.get('name', '?')} {tool.get('version', '?')}",
         "python": tool.get("python"),
         "kit": start.get("kit") or tool.get("kit"),
@@ -67,10 +86,10 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         "signer_fingerprint_grouped": grouped(r.signer_fingerprint)
         if r.signer_fingerprint
         else None,
-        "ephemeral_key": (start.get("signer") or {}).get("ephemeral"),
+        "ephemeral_key": mapping(start.get("signer")).get("ephemeral"),
         "argv": start.get("argv"),
-        "holders": [h.__dict__ for h in r.holders],
-        "seals": r.seals,
+        "holders": [h.__dict__ for h in r.holders[:MAX_LISTED_CUSTODY]],
+        "seals": r.seals[:MAX_LISTED_CUSTODY],
         "transfers": [
             {
                 "seq": t.get("seq"),
@@ -86,22 +105,23 @@ def _custody(ev: Evidence) -> dict[str, Any]:
 
 
 def _host(ev: Evidence, v: volatile.Volatile) -> dict[str, Any]:
-    start_host = ev.start.get("host") or {}
+    start_host = mapping(ev.start.get("host"))
     s = v.system or {}
-    clocks = s.get("clocks") or {}
-    ntp = clocks.get("ntp") if isinstance(clocks.get("ntp"), dict) else {}
+    clocks = mapping(s.get("clocks"))
+    ntp = mapping(clocks.get("ntp"))
     addresses = []
     interfaces = (v.network or {}).get("interfaces") or {}
     for name, entry in interfaces.items() if isinstance(interfaces, dict) else []:
-        for a in (entry or {}).get("addresses") or []:
+        found = mapping(entry).get("addresses")
+        for a in found if isinstance(found, list) else []:
             if isinstance(a, dict) and a.get("family") in ("inet", "inet6"):
                 addresses.append(f"{a.get('address')} ({name})")
     listening = volatile.listening(v)
-    kernel = s.get("kernel") or {}
+    kernel = mapping(s.get("kernel"))
     return {
         "hostname": s.get("hostname") or start_host.get("hostname"),
         "machine_id": s.get("machine_id") or start_host.get("machine_id"),
-        "os": (s.get("os_release") or {}).get("PRETTY_NAME") or start_host.get("system"),
+        "os": mapping(s.get("os_release")).get("PRETTY_NAME") or start_host.get("system"),
         "kernel": kernel.get("release") or start_host.get("release"),
         "architecture": s.get("architecture") or start_host.get("machine"),
         "boot_time": s.get("boot_time") or start_host.get("boot_time"),
@@ -132,19 +152,34 @@ def _findings(
 ) -> findings.Findings:
     """Every category in order; each adds findings, or a gap saying why it could not."""
     out = findings.Findings()
-    from_volatile.processes(ev, v, out)
-    from_volatile.listeners(v, expected_ports, out)
-    from_volatile.connections(v, out)
-    from_logins.logins(ev, v, out)
-    from_journal.recent_files(ev, reference_ns, out)
-    from_journal.actions(ev, out)
-    from_journal.errors(ev, out)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("processes", lambda: from_volatile.processes(ev, v, out)),
+        ("listening", lambda: from_volatile.listeners(v, expected_ports, out)),
+        ("connections", lambda: from_volatile.connections(v, out)),
+        ("logins", lambda: from_logins.logins(ev, v, out)),
+        ("files", lambda: from_journal.recent_files(ev, reference_ns, out)),
+        ("actions", lambda: from_journal.actions(ev, out)),
+        ("collection", lambda: from_journal.errors(ev, out)),
+    ]
+    for category, step in steps:
+        try:
+            step()
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+            # Evidence that holds what no collector writes (a forged or damaged file):
+            # the category says so instead of the whole report failing.
+            out.gaps[category] = (
+                f"could not be assessed: the evidence holds values of unexpected types "
+                f"({type(e).__name__}: {text(str(e), 200)})"
+            )
     return out
 
 
-def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) -> None:
+def _mark_unverified(report: dict[str, Any], ev: Evidence) -> None:
     """A finding that rests on a file which failed verification, or on a journal record
     no valid seal covers, says so itself, so it cannot be quoted without its caveat."""
+    cited = {r.get("artifact") for f in report["findings"] for r in f["refs"]}
+    bad = {f.path for f in ev.verification.file_problems if f.path in cited}
+    sealed = ev.verification.sealed_through
     for f in report["findings"]:
         broken: list[str] = []
         for r in f["refs"]:
@@ -157,6 +192,19 @@ def _mark_unverified(report: dict[str, Any], bad: set[str], sealed: int | None) 
         f["unverified"] = sorted(set(broken))
 
 
+def _reference(started: Any, detected_at: str | None, now_ns: int) -> tuple[int, str]:
+    """When deadlines count from, and why: --detected-at, else the collection start."""
+    if detected_at:
+        detected_ns = to_ns(detected_at)
+        if detected_ns is None:
+            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
+        return detected_ns, "--detected-at"
+    if to_ns(started) is not None:
+        return to_ns(started) or 0, "collection start (default)"
+    # no readable start record (damaged journal): say so rather than guess quietly
+    return now_ns, "report time: the journal has no readable start time"
+
+
 def build(
     evidence_dir: Path,
     detected_at: str | None = None,
@@ -165,20 +213,19 @@ def build(
     now_ns: int | None = None,
     chain_head: str | None = None,
 ) -> dict[str, Any]:
-    ev = load(evidence_dir, chain_head=chain_head)
-    v = volatile.load(ev)
-    duties = deadlines.load(deadlines_file)
-    started = ev.start.get("time")
-    end = next((r for r in reversed(ev.records) if r.get("type") == "end"), None)
     now_ns = now_ns or time.time_ns()
-    if detected_at:
-        detected_ns, source = to_ns(detected_at), "--detected-at"
-        if detected_ns is None:
-            raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
-    elif to_ns(started) is not None:
-        detected_ns, source = to_ns(started), "collection start (default)"
-    else:  # no readable start record (damaged journal): say so rather than guess quietly
-        detected_ns, source = now_ns, "report time: the journal has no readable start time"
+    duties = deadlines.load(deadlines_file)
+    ev = load(
+        evidence_dir,
+        since=lambda start: from_journal.recent_since(
+            _reference(start.get("time"), detected_at, now_ns)[0]
+        ),
+        chain_head=chain_head,
+    )
+    v = volatile.load(ev)
+    started = ev.start.get("time")
+    end = ev.end
+    detected_ns, source = _reference(started, detected_at, now_ns)
     found = _findings(ev, v, detected_ns, expected_ports)
     report: dict[str, Any] = {
         "format": "preserve-report/1",
@@ -211,10 +258,7 @@ def build(
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }
-    _mark_unverified(
-        report,
-        {f.path for f in ev.verification.file_problems},
-        ev.verification.sealed_through,
-    )
+    report["limits"] = ev.limits
+    _mark_unverified(report, ev)
     report["worksheet"] = worksheet.build(report)
     return report

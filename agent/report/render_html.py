@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from . import svg
+from .limits import files_line, limit_text
 
 MAX_TIMELINE_ROWS = 1000
 
@@ -159,26 +160,33 @@ def render(r: dict[str, Any]) -> str:
     )
     section("Host", host)
 
-    rows = [
+    rows = (
         [
-            f'<span class="sev-{_e(f["severity"])}">{_e(f["severity"].upper())}</span>',
-            _e(f["category"]),
-            _e(f["title"])
-            + (
-                f'<br><span class="gap">UNVERIFIED: rests on {_e(", ".join(f["unverified"]))}'
-                ", which did not pass verification</span>"
-                if f.get("unverified")
-                else ""
-            )
-            + "".join(f"<br><small>{_e(d)}</small>" for d in f["details"]),
-            _e(f.get("time") or ""),
-            "<br>".join(_ref(x) for x in f["refs"][:5]),
+            [
+                f'<span class="sev-{_e(f["severity"])}">{_e(f["severity"].upper())}</span>',
+                _e(f["category"]),
+                _e(f["title"])
+                + (
+                    f'<br><span class="gap">UNVERIFIED: rests on {_e(", ".join(f["unverified"]))}'
+                    ", which did not pass verification</span>"
+                    if f.get("unverified")
+                    else ""
+                )
+                + "".join(f"<br><small>{_e(d)}</small>" for d in f["details"]),
+                _e(f.get("time") or ""),
+                "<br>".join(_ref(x) for x in f["refs"][:5]),
+            ]
+            for f in r["findings"]
         ]
-        for f in r["findings"]
-    ] + [
-        ['<span class="gap">NOT ASSESSED</span>', _e(cat), _e(why), "", ""]
-        for cat, why in r["not_assessed"].items()
-    ]
+        + [
+            ['<span class="gap">NOT ASSESSED</span>', _e(cat), _e(why), "", ""]
+            for cat, why in r["not_assessed"].items()
+        ]
+        + [
+            ['<span class="gap">NOT EXAMINED</span>', "limits", _e(limit_text(x)), "", ""]
+            for x in r["limits"]
+        ]
+    )
     section("Findings", _table(["severity", "category", "finding", "time", "evidence"], rows))
 
     t = r["timeline"]
@@ -196,7 +204,7 @@ def render(r: dict[str, Any]) -> str:
         f"<p>{len(events) - MAX_TIMELINE_ROWS} more events in the JSON report.</p>"
         if len(events) > MAX_TIMELINE_ROWS
         else ""
-    )
+    ) + (f"<p>{_e(files_line(t))}</p>" if t["left_out"]["files"] else "")
     section(
         "Timeline at a glance",
         svg.render(t, c["started"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .limits import files_line, limit_text
+
 MAX_TIMELINE_ROWS = 400
 
 
@@ -42,7 +44,7 @@ def render(r: dict[str, Any]) -> str:
         )
     else:
         out.append(f"{banner}\n")
-        out.append(f"**Verification problems ({len(v['problems'])}):**\n")
+        out.append(f"**Verification problems ({v['problem_count']}):**\n")
         out += [f"- {_esc(p)}" for p in v["problems"][:50]]
         out.append("")
     out.append(
@@ -110,6 +112,8 @@ def render(r: dict[str, Any]) -> str:
             out.append(f"  - evidence: {refs}")
     for cat, why in r["not_assessed"].items():
         out.append(f"- **[NOT ASSESSED] {cat}**: {why}")
+    for limit in r["limits"]:
+        out.append(f"- **[NOT EXAMINED]** {_esc(limit_text(limit))}")
 
     section("Timeline (UTC)")
     t = r["timeline"]
@@ -123,6 +127,8 @@ def render(r: dict[str, Any]) -> str:
         )
     if len(events) > MAX_TIMELINE_ROWS:
         out.append(f"\n({len(events) - MAX_TIMELINE_ROWS} more events in the JSON report)")
+    if t["left_out"]["files"]:
+        out.append(f"\n{_esc(files_line(t))}")
 
     section("5W1H worksheet")
     for w in r["worksheet"]:

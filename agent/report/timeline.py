@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import logins, volatile
-from .evidence import Evidence, source_name, to_ns, utc_text
+from .bounded import mapping
+from .evidence import Evidence, to_ns, utc_text
 from .findings import Findings, to_year
 from .from_volatile import suspicious_exe
 
@@ -20,8 +21,9 @@ from .from_volatile import suspicious_exe
 LANES = ("host", "logins", "processes", "logs", "files", "collection", "custody", "errors")
 MAX_FILES = 500
 MAX_PROCESSES = 500
-MAX_ERRORS = 200
-_COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4")
+# The times a calendar (and so the report) can show, with a day's margin for time zones.
+FIRST_NS = to_ns("0001-01-02") or 0
+LAST_NS = to_ns("9999-12-30") or 0
 
 
 @dataclass
@@ -46,44 +48,8 @@ class Event:
 
 
 def _journal_events(ev: Evidence) -> list[Event]:
-    out = []
-    errors = 0
-    for r in ev.records:
-        ns = to_ns(r.get("time"))
-        kind = r.get("type")
-        seq = r.get("seq")
-        if ns is None:
-            continue
-        if kind == "start":
-            out.append(Event(ns, "collection", "collection started", seq, notable=True))
-        elif kind == "seal":
-            out.append(Event(ns, "custody", f"journal sealed ({r.get('reason')})", seq))
-        elif kind == "transfer":
-            out.append(
-                Event(ns, "custody", f"custody transferred to {r.get('to')}", seq, notable=True)
-            )
-        elif kind == "end":
-            out.append(Event(ns, "collection", f"collection ended: {r.get('status')}", seq))
-        elif kind == "action":
-            out.append(
-                Event(
-                    ns,
-                    "collection",
-                    f"action: {r.get('action') or r.get('argv')}",
-                    seq,
-                    notable=True,
-                )
-            )
-        elif kind == "event":
-            out.append(Event(ns, "collection", f"event: {r.get('event')}", seq))
-        elif kind == "collector":
-            out.append(Event(ns, "collection", f"collector {r.get('name')} finished", seq))
-        elif kind == "error":
-            errors += 1
-            if errors <= MAX_ERRORS:
-                src = (r.get("source") or {}).get("path", "")
-                out.append(Event(ns, "errors", f"error: {src} {r.get('reason')}".strip(), seq))
-    return out
+    """The collection, custody and errors lanes, made while the journal was read."""
+    return [Event(e.ns, e.lane, e.text, e.seq, notable=e.notable) for e in ev.journal.events]
 
 
 def _process_events(v: volatile.Volatile) -> list[Event]:
@@ -104,48 +70,48 @@ def _process_events(v: volatile.Volatile) -> list[Event]:
 
 
 def _file_events(ev: Evidence) -> tuple[list[Event], int]:
-    rows = []
-    for art in ev.artifacts.values():
-        st = (art.get("source") or {}).get("stat") or {}
-        try:
-            ns = int(st.get("mtime_ns"))
-        except (TypeError, ValueError):
-            continue
-        rows.append(
-            Event(ns, "files", f"modified: {source_name(art)}", art.get("seq"), art["path"])
-        )
-    rows.sort(key=lambda e: -e.ns)
-    return rows[:MAX_FILES], max(0, len(rows) - MAX_FILES)
+    """The newest ``MAX_FILES`` file modifications; the rest are counted (``files_summary``)."""
+    rows = [Event(f.ns, "files", f"modified: {f.name}", f.seq, f.path) for f in ev.index.newest()]
+    return rows[:MAX_FILES], max(0, ev.index.files.count - MAX_FILES)
+
+
+def _files_summary(ev: Evidence) -> dict[str, Any]:
+    """Every preserved file with a source modification time, in aggregate."""
+    f = ev.index.files
+    return {
+        "count": f.count,
+        "bytes": f.bytes,
+        "oldest": utc_text(f.oldest_ns) if f.oldest_ns is not None else None,
+        "newest": utc_text(f.newest_ns) if f.newest_ns is not None else None,
+        "listed": min(f.count, MAX_FILES),
+    }
 
 
 def _log_events(ev: Evidence, offset: int | None) -> list[Event]:
-    """First and last timestamped line of each preserved text log."""
+    """First and last timestamped line of each preserved text log (the first
+    ``artifactindex.CAPS['logs']`` of them; the report notes the others)."""
     rows = []
-    for art in ev.artifacts.values():
+    for art in ev.index.of_kind("logs"):
         name = str((art.get("source") or {}).get("path", ""))
-        is_log = art.get("collector") == "logs" or "/log/" in name or name.endswith(".log")
-        if not is_log or art["path"].endswith(_COMPRESSED):
-            continue
-        if name.rsplit("/", 1)[-1] in logins.LOGIN_FILES or "/journal/" in name:
-            continue
-        size = int(art.get("size") or 0)
         head = ev.read_bytes(art["path"], 8192) or b""
         if b"\0" in head[:512] or not head:
             continue
         year = to_year((art.get("source") or {}).get("stat", {}).get("mtime_ns"))
         first = _first_time(head.decode("utf-8", "replace").splitlines(), year, offset)
-        tail = _tail(ev, art["path"], size)
+        tail = ev.read_tail(art["path"], 8192)
         last = _first_time(reversed(tail.decode("utf-8", "replace").splitlines()), year, offset)
         if first is not None:
             rows.append(Event(first, "logs", f"first entry: {name}", art.get("seq"), art["path"]))
         if last is not None and last != first:
             rows.append(Event(last, "logs", f"last entry: {name}", art.get("seq"), art["path"]))
+    left = ev.index.left_out["logs"]
+    if left:
+        ev.not_examined(
+            None,
+            f"the first and last entries of {left} more log file(s) were not read",
+            f"the timeline reads those of the first {len(ev.index.kinds.get('logs', {}))} logs",
+        )
     return rows
-
-
-def _tail(ev: Evidence, rel: str, size: int) -> bytes:
-    data = ev.read_bytes(rel, 64 * 1024 * 1024) if size <= 64 * 1024 * 1024 else None
-    return (data or b"")[-8192:]
 
 
 def _first_time(lines: Any, year: int, offset: int | None) -> int | None:
@@ -160,10 +126,11 @@ def _first_time(lines: Any, year: int, offset: int | None) -> int | None:
 
 def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, Any]:
     events = _journal_events(ev)
-    boot = (v.system or {}).get("boot_time") or (ev.start.get("host") or {}).get("boot_time")
-    if to_ns(boot):
+    boot = (v.system or {}).get("boot_time") or mapping(ev.start.get("host")).get("boot_time")
+    booted = to_ns(boot)
+    if booted:
         events.append(
-            Event(to_ns(boot), "host", "host booted", v.source("system").seq if v.system else 0)
+            Event(booted, "host", "host booted", v.source("system").seq if v.system else 0)
         )
     events += _process_events(v)
     for r in findings.logins:
@@ -180,15 +147,25 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
                     r["time_ns"], lane, f"{text} ({r['source']})", r.get("seq"), r.get("artifact")
                 )
             )
-    offset = ((v.system or {}).get("clocks") or {}).get("utc_offset_s")
+    offset = mapping((v.system or {}).get("clocks")).get("utc_offset_s")
     events += _log_events(ev, offset if isinstance(offset, int) else None)
     files, files_left_out = _file_events(ev)
     events += files
+    drawable = [e for e in events if FIRST_NS <= e.ns <= LAST_NS]
+    if len(drawable) < len(events):
+        ev.not_examined(
+            None,
+            f"{len(events) - len(drawable)} timeline event(s) dated outside years 1 to 9999 "
+            "were left out",
+            "no calendar holds such a time: it is forged or damaged",
+        )
+    events = drawable
     events.sort(key=lambda e: (e.ns, LANES.index(e.lane) if e.lane in LANES else 99))
     return {
         "events": [e.to_dict() for e in events],
         "lanes": list(LANES),
-        "left_out": {"files": files_left_out},
+        "left_out": {"files": files_left_out, "journal": ev.journal.events_left_out},
+        "files_summary": _files_summary(ev),
         "clock_note": (
             "Host times (boot, process starts, file times, log lines) come from the host's "
             "clock; see the clock facts under Host. Syslog lines without a zone are "

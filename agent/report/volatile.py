@@ -15,6 +15,52 @@ from typing import Any
 from .evidence import Evidence
 
 VOLATILE = "artifacts/volatile"
+# The keys of each row that the findings, the host facts and the timeline read, with
+# the types they may have; the rest (open files, memory maps, environment) is left out of
+# memory, and a value of another type is dropped (and counted), so that no finding
+# trips over a list where the collector writes a number.
+_TEXT, _INT, _LIST = (str,), (int,), (list,)
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "processes": {
+        **{"pid": _INT, "ppid": _INT, "name": _TEXT, "exe": _TEXT, "exe_deleted": (bool,)},
+        **{"flags": _LIST, "executable": (dict,), "cmdline": _LIST, "username": _TEXT},
+        **{"uids": _LIST, "create_time": _TEXT},
+    },
+    "sockets": {
+        **{"family": _TEXT, "status": _TEXT, "proto": _TEXT, "laddr": _TEXT, "lport": _INT},
+        **{"raddr": _TEXT, "rport": _INT, "pid": _INT, "process": _TEXT, "exe": _TEXT},
+        **{"exe_sha256": _TEXT},
+    },
+}
+
+
+def typed(row: dict[str, Any], schema: dict[str, tuple[type, ...]]) -> tuple[dict[str, Any], int]:
+    """``row`` with only the keys of ``schema`` whose values have its types (a process's
+    flags and executable are checked inside too), and how many values were dropped."""
+    out: dict[str, Any] = {}
+    dropped = 0
+    for key, types in schema.items():
+        if key not in row:
+            continue
+        value: Any = row[key]
+        if value is None:  # the collectors write null for what they could not read
+            out[key] = None
+            continue
+        if not isinstance(value, types) or (types is _INT and isinstance(value, bool)):
+            dropped += 1
+            continue
+        if key == "flags" and isinstance(value, list):
+            value = [
+                f if isinstance(f, str) else {"flag": f["flag"], "reason": f.get("reason")}
+                for f in value
+                if isinstance(f, str) or (isinstance(f, dict) and isinstance(f.get("flag"), str))
+            ]
+        elif key == "executable" and isinstance(value, dict):
+            value = {
+                k: value[k] for k in ("sha256", "preserved_as") if isinstance(value.get(k), str)
+            }
+        out[key] = value
+    return out, dropped
 
 
 @dataclass
@@ -59,18 +105,43 @@ def load(evidence: Evidence) -> Volatile:
         rel = _find(evidence, names)
         if rel is None:
             continue
-        data = evidence.read_jsonl(rel) if rel.endswith(".jsonl") else evidence.read_json(rel)
+        if rel.endswith(".jsonl"):
+            data = evidence.read_jsonl(rel, tuple(SCHEMA[key]))
+        else:
+            data = evidence.read_json(rel)
         if jsonl and isinstance(data, dict):  # a JSON file holding a list under a key
             data = data.get(key)
-        if data is None:
+        if data is None or (jsonl and not isinstance(data, list)):
             continue
         if jsonl:
-            data = [row for row in data if isinstance(row, dict)]
+            data = _rows(evidence, rel, data, SCHEMA[key])
         elif not isinstance(data, dict):
             continue
+        elif key == "network":
+            for name in ("listening", "remote_established"):
+                if isinstance(data.get(name), list):
+                    data[name] = _rows(evidence, rel, data[name], SCHEMA["sockets"])
         setattr(v, key, data)
         v.sources[key] = Source(rel, evidence.artifacts[rel].get("seq"))
     return v
+
+
+def _rows(
+    evidence: Evidence, rel: str, data: list[Any], schema: dict[str, tuple[type, ...]]
+) -> list[dict[str, Any]]:
+    rows, dropped = [], 0
+    for row in data:
+        if isinstance(row, dict):
+            clean, n = typed(row, schema)
+            rows.append(clean)
+            dropped += n
+    if dropped:
+        evidence.not_examined(
+            rel,
+            f"{dropped} value(s) of an unexpected type were ignored",
+            "not what the collectors write (docs/volatile.md)",
+        )
+    return rows
 
 
 def listening(v: Volatile) -> list[dict[str, Any]] | None:

@@ -1,0 +1,119 @@
+"""What the report keeps of the journal's records, read once, in bounded memory.
+
+A journal of a million files is a million ``artifact`` records; the report shows a
+handful of other records (start, end, transfers, actions, errors) and, of the journal's
+story, the timeline's collection and custody lanes. ``JournalView.feed`` sees every
+record once and keeps only those, each clipped (``bounded.clip``) and each kind up to a
+count; it counts what it did not keep, so the report can say how many there were."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .bounded import clip, text
+from .values import to_ns
+
+# Records kept whole (clipped), per type: the first N. Counted beyond that.
+KEEP = {"transfer": 100, "action": 300, "error": 200}
+RECORD_BUDGET = 16 * 1024  # per kept record; a genuine one is under 2 KiB
+START_BUDGET = 64 * 1024  # the start record (argv, host, collectors)
+MAX_EVENTS = 2_000  # timeline events from the journal, besides errors
+MAX_ERROR_EVENTS = 200
+EVENT_TEXT = 1024  # characters of one event's text
+
+
+class JournalEvent(NamedTuple):
+    """One row of the timeline's collection, custody or errors lane."""
+
+    ns: int
+    lane: str
+    text: str
+    seq: int | None
+    notable: bool = False
+
+
+def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
+    """The timeline row for a record, or None for kinds the timeline does not show."""
+    kind, seq = r.get("type"), r.get("seq")
+    seq = seq if isinstance(seq, int) else None
+
+    def field_(key: str) -> str:
+        return text(r.get(key), EVENT_TEXT)
+
+    if kind == "start":
+        return JournalEvent(ns, "collection", "collection started", seq, True)
+    if kind == "seal":
+        return JournalEvent(ns, "custody", f"journal sealed ({field_('reason')})", seq)
+    if kind == "transfer":
+        return JournalEvent(ns, "custody", f"custody transferred to {field_('to')}", seq, True)
+    if kind == "end":
+        return JournalEvent(ns, "collection", f"collection ended: {field_('status')}", seq)
+    if kind == "action":
+        what = r.get("action") or r.get("argv")
+        shown = _argv(what) if isinstance(what, list) else text(what, EVENT_TEXT)
+        return JournalEvent(ns, "collection", f"action: {shown}", seq, True)
+    if kind == "event":
+        return JournalEvent(ns, "collection", f"event: {field_('event')}", seq)
+    if kind == "collector":
+        return JournalEvent(ns, "collection", f"collector {field_('name')} finished", seq)
+    if kind == "error":
+        src = r.get("source")
+        path = text(src.get("path", ""), EVENT_TEXT) if isinstance(src, dict) else ""
+        return JournalEvent(ns, "errors", f"error: {path} {field_('reason')}".strip(), seq)
+    return None
+
+
+def _argv(argv: list[Any]) -> str:
+    """A list as Python prints it (what the timeline always showed for an argv), short."""
+    shown = repr([a if isinstance(a, int) or a is None else text(a, EVENT_TEXT) for a in argv[:50]])
+    return shown if len(shown) <= EVENT_TEXT else shown[:EVENT_TEXT] + "..."
+
+
+@dataclass
+class JournalView:
+    start: dict[str, Any] = field(default_factory=dict)
+    end: dict[str, Any] | None = None
+    kept: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    events: list[JournalEvent] = field(default_factory=list)
+    events_left_out: int = 0
+    error_events: int = 0
+    other_events: int = 0
+
+    def feed(self, r: dict[str, Any]) -> None:
+        kind = r.get("type")
+        self.counts[str(kind)] += 1
+        if kind == "artifact":
+            return  # the bulk: ArtifactIndex's, not ours
+        if kind == "start" and r.get("seq") == 0:
+            self.start = clip(r, START_BUDGET)
+        elif kind == "end":
+            self.end = clip(r, RECORD_BUDGET)
+        elif kind in KEEP:
+            kept = self.kept.setdefault(str(kind), [])
+            if len(kept) < KEEP[str(kind)]:
+                kept.append(clip(r, RECORD_BUDGET))
+        ns = to_ns(r.get("time"))
+        event = _event(r, ns) if ns is not None else None
+        if event is None:
+            return
+        if kind == "error":
+            self.error_events += 1
+            if self.error_events > MAX_ERROR_EVENTS:
+                return
+        else:
+            self.other_events += 1
+            if self.other_events > MAX_EVENTS:
+                self.events_left_out += 1
+                return
+        self.events.append(event)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """The kept records of ``kind`` (the first ``KEEP[kind]``), in journal order."""
+        return self.kept.get(kind, [])
+
+    def left_out(self, kind: str) -> int:
+        """How many records of ``kind`` were counted but not kept."""
+        return max(0, self.counts[kind] - len(self.of_type(kind)))

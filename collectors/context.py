@@ -31,6 +31,7 @@ class Options:
     log_profile: Profile | None = None  # --profile, loaded (None: the default profile)
     # --path trees the logs collector reads too (when 'files' does not run, --only logs)
     log_paths: tuple[bytes, ...] = ()
+    only: tuple[str, ...] = ()  # the collectors named with --only (asked for explicitly)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .outcomes import Recorder
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
+from .stream import StreamedArtifact
 
 _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
@@ -87,6 +88,10 @@ class CopyEngine(Recorder):
         )
         self.writer.commit(rel)
         return record
+
+    def open_stream(self, rel: str, collector: str, **fields: Any) -> StreamedArtifact:
+        """One artifact written a piece at a time, in bounded memory (collectors/stream.py)."""
+        return StreamedArtifact(self, rel, collector, fields)
 
     # -- copying files ---------------------------------------------------------------
 

@@ -254,6 +254,7 @@ def run_collection(
         # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
         # they are extra log sources. Either way the watch follows them.
         log_paths=() if "files" in names else tuple(raw_paths),
+        only=tuple(split_names(only)),
     )
     for c in collectors:
         c.configure(options)

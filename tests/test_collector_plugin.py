@@ -43,7 +43,7 @@ notacollector = preserve_test_marker:NotACollector
 """
 
 MARKER = b"stored by a collector found through its entry point\n"
-BUILTINS = {"files", "logs", "network", "processes", "system", "timeline"}
+BUILTINS = {"files", "logs", "network", "packages", "processes", "system", "timeline"}
 
 
 @pytest.fixture

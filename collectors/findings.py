@@ -16,6 +16,9 @@ from .context import CollectContext
 from .pathmap import describe
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
+# Records per rule; past this the facts are only counted (the closing box says how many):
+# a host with 50,000 scripts in /tmp must not make a 50,000-line journal.
+RECORDS_PER_RULE = 200
 _COUNTS = "findings"  # ctx.shared key: Counter of (severity, rule)
 
 
@@ -30,6 +33,10 @@ def record_finding(
     **fields: Any,
 ) -> None:
     assert severity in SEVERITIES, severity
+    counts: Counter[tuple[str, str]] = ctx.shared.setdefault(_COUNTS, Counter())
+    counts[(severity, rule)] += 1
+    if counts[(severity, rule)] > RECORDS_PER_RULE:
+        return
     ctx.journal.append(
         "event",
         event="finding",
@@ -41,13 +48,17 @@ def record_finding(
         **({"artifact": artifact} if artifact else {}),
         **fields,
     )
-    counts: Counter[tuple[str, str]] = ctx.shared.setdefault(_COUNTS, Counter())
-    counts[(severity, rule)] += 1
 
 
 def summarize(ctx: CollectContext, collector: str, rules: set[str]) -> None:
-    """One closing-box row for each of ``rules`` that fired: ``Finding HIGH: rule (n)``."""
+    """One closing-box row for each of ``rules`` that fired: ``Finding HIGH: rule (n)``,
+    and one ``findings-capped`` event for each rule past ``RECORDS_PER_RULE``."""
     counts: Counter[tuple[str, str]] = ctx.shared.get(_COUNTS, Counter())
     for (severity, rule), n in sorted(counts.items()):
         if rule in rules:
             ctx.summary.add(f"Finding {severity}", f"{rule} ({n}, {collector})")
+            if n > RECORDS_PER_RULE:
+                ctx.journal.append(
+                    "event", event="findings-capped", collector=collector, rule=rule,
+                    severity=severity, total=n, recorded=RECORDS_PER_RULE,
+                )  # fmt: skip

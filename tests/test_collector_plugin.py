@@ -43,7 +43,16 @@ notacollector = preserve_test_marker:NotACollector
 """
 
 MARKER = b"stored by a collector found through its entry point\n"
-BUILTINS = {"files", "logs", "network", "packages", "processes", "system", "timeline"}
+BUILTINS = {
+    "executables",
+    "files",
+    "logs",
+    "network",
+    "packages",
+    "processes",
+    "system",
+    "timeline",
+}
 
 
 @pytest.fixture
@@ -80,7 +89,7 @@ def test_only_and_skip_help_list_the_collectors_found(plugin_env: dict[str, str]
     def listed(help_text: str, option: str) -> set[str]:
         block = re.search(rf"{option} TEXT\s+(.*?)\n  -", help_text, re.S)
         assert block, help_text
-        installed = re.search(r"Installed: ([\w\s,-]+)\.", block.group(1))
+        installed = re.search(r"Installed:\s+([\w\s,-]+)\.", block.group(1))
         assert installed, block.group(1)
         return {n.strip() for n in installed.group(1).split(",")}
 

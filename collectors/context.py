@@ -33,6 +33,7 @@ class Options:
     log_paths: tuple[bytes, ...] = ()
     reference_time: int | None = None  # --reference-time, ns since the epoch
     tool_built: str | None = None  # the kit's recorded build time, when run from a kit
+    only: tuple[str, ...] = ()  # the collectors named with --only (asked for explicitly)
 
 
 @dataclass

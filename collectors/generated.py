@@ -14,6 +14,7 @@ from manifests.sink import NotRegularFileError
 from manifests.writer import EvidenceWriter
 
 from .outcomes import Recorder
+from .stream import StreamedArtifact
 from .tally import ByteTally
 
 
@@ -81,3 +82,7 @@ class GeneratedStore(Recorder):
         return self.journal.append(
             "artifact", collector=collector, path=rel, size=size, sha256=digest, **fields
         )
+
+    def open_stream(self, rel: str, collector: str, **fields: Any) -> StreamedArtifact:
+        """One artifact written a piece at a time, in bounded memory (collectors/stream.py)."""
+        return StreamedArtifact(self, rel, collector, fields)

@@ -18,8 +18,10 @@ from typing import Any
 
 from manifests.errors import UsageError
 
+from .triageprofile import TriageSettings, parse_triage
+
 DEFAULT_PROFILE = "standard"
-_TOP_KEYS = {"version", "description", "collectors", "source", "windows", "macos"}
+_TOP_KEYS = {"version", "description", "collectors", "source", "windows", "macos", "triage"}
 _SOURCE_KEYS = {"root", "description", "include", "exclude", "max_depth"}
 _WINDOWS_KEYS = {"channels", "all_channels"}
 _MACOS_KEYS = {"unified_log", "last"}
@@ -75,6 +77,7 @@ class Profile:
     windows_all_channels: bool = False
     macos_unified_log: bool = False
     macos_last: str | None = None
+    triage: TriageSettings = TriageSettings()
 
     def with_paths(self, paths: list[bytes]) -> Profile:
         """The same profile plus whole trees given on the command line (``--path``)."""
@@ -88,6 +91,7 @@ class Profile:
             self.windows_all_channels,
             self.macos_unified_log,
             self.macos_last,
+            self.triage,
         )
 
 
@@ -206,4 +210,5 @@ def parse_profile(name: str, data: dict[str, Any]) -> Profile:
             f"{where}, [macos]", "unified_log", macos.get("unified_log", False)
         ),
         macos_last=last,
+        triage=parse_triage(where, data.get("triage", {})),
     )

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from manifests.treewalk import DirId
+from manifests.treewalk import DirId, Entry
 from manifests.treewalk import walk as _walk
 
-__all__ = ["DirId", "walk", "walk_entries"]
+__all__ = ["DirId", "Entry", "walk", "walk_entries", "walk_stats"]
 
 
 def walk(
@@ -36,3 +36,18 @@ def walk_entries(
     copy engine opens each file in that very directory (``preserve(parent_id=...)``)."""
     entries = _walk(top, on_error, max_depth=max_depth)
     return ((e.path, e.parent) for e in entries)
+
+
+def walk_stats(
+    top: bytes,
+    on_error: Callable[[bytes, OSError], None],
+    *,
+    exclude: frozenset[DirId] = frozenset(),
+    exclude_devs: frozenset[int] = frozenset(),
+) -> Iterator[Entry]:
+    """Every entry under ``top``, directories included, each with its one stat (taken by
+    ``statx(2)``, with its birth time where the file system keeps one): a timeline's view.
+    ``exclude`` holds the identities of directories not to enter (other file systems'
+    roots, bind mounts), ``exclude_devs`` the devices not to enter; such directories are
+    still listed themselves."""
+    return _walk(top, on_error, exclude=exclude, exclude_devs=exclude_devs, dirs=True, birth=True)

@@ -18,9 +18,14 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_fd(fd: int, buf: bytearray | None = None) -> tuple[str, int]:
     """Hash everything readable from ``fd``; returns (hex digest, bytes read)."""
+    return digest_fd(fd, "sha256", buf)
+
+
+def digest_fd(fd: int, algorithm: str, buf: bytearray | None = None) -> tuple[str, int]:
+    """``sha256_fd`` with another algorithm (``md5``: what package databases record)."""
     buf = buf if buf is not None else bytearray(CHUNK)
     view = memoryview(buf)
-    h = hashlib.sha256()
+    h = hashlib.new(algorithm)
     total = 0
     reader = io.FileIO(fd, "rb", closefd=False)
     while True:

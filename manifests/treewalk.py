@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .statx import StatAt
+
 DirId = tuple[int, int]  # (st_dev, st_ino) of a directory as the walk listed it
 OnError = Callable[[bytes, OSError], None]
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -53,6 +55,8 @@ class Entry(NamedTuple):
     parent: DirId  # the directory it was listed in (for an empty directory: its parent)
     stat: os.stat_result | None  # its lstat, with ``walk(lstat=True)``; None otherwise
     empty_dir: bool = False
+    is_dir: bool = False  # a directory, yielded with ``walk(dirs=True)``
+    birth_ns: int | None = None  # with ``walk(birth=True)``, where statx(2) reports it
 
 
 class _Dir:
@@ -187,6 +191,9 @@ def walk(
     ignore: frozenset[bytes] = frozenset(),
     lstat: bool = False,
     empty_dirs: bool = False,
+    dirs: bool = False,
+    birth: bool = False,
+    exclude_devs: frozenset[int] = frozenset(),
 ) -> Iterator[Entry]:
     """Yield every non-directory under ``top``, depth first, sorted by name within each
     directory (a directory's own entries before its subdirectories').
@@ -197,7 +204,11 @@ def walk(
     yielded nor entered; with ``max_depth``, directories more than that many levels down
     are not listed (1: only ``top``'s own entries). ``lstat=True`` gives each entry its
     lstat (an entry that cannot be examined is reported and not yielded);
-    ``empty_dirs=True`` also yields each empty directory below ``top``."""
+    ``empty_dirs=True`` also yields each empty directory below ``top``. ``dirs=True``
+    yields every directory below ``top`` too (``is_dir``), with its parent's entries;
+    ``birth=True`` takes each entry's one stat with ``statx(2)`` (``manifests.statx``) and
+    gives its birth time; both imply ``lstat=True``. Directories on a device in
+    ``exclude_devs`` (other file systems, by ``st_dev``) are not entered."""
     try:
         fd = os.open(top, DIR_FLAGS)
     except OSError as e:
@@ -210,7 +221,9 @@ def walk(
         on_error(top, e)
         return
     path = _Path(_Dir(b"", (st.st_dev, st.st_ino), fd, 0), on_error, top)
-    walker = _Walker(path, exclude, max_depth, lstat, empty_dirs)
+    stat_at = StatAt() if birth else None
+    walker = _Walker(path, exclude, max_depth, lstat or dirs or birth, empty_dirs, dirs, stat_at)
+    walker.exclude_devs = exclude_devs
     try:
         yield from walker.run(ignore)
     finally:
@@ -226,6 +239,9 @@ class _Walker:
     max_depth: int | None
     lstat: bool
     empty_dirs: bool
+    dirs: bool = False
+    stat_at: StatAt | None = None
+    exclude_devs: frozenset[int] = frozenset()
 
     def run(self, ignore: frozenset[bytes]) -> Iterator[Entry]:
         path, top = self.path, self.path.top_path
@@ -280,17 +296,27 @@ class _Walker:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            st = None
+            st, born = None, None
             if is_dir or self.lstat:
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    if self.stat_at is not None:
+                        st, born = self.stat_at(here.fd, name)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
                 except OSError as e:
                     self.path.on_error(os.path.join(full, name), e)
                     continue
-            if not is_dir:
+            if not is_dir or self.dirs:
                 entry_rel = rel + b"/" + name if rel else name
-                found.append(Entry(os.path.join(full, name), entry_rel, here.ident, st))
-            elif descend and st is not None and (st.st_dev, st.st_ino) not in self.exclude:
+                path = os.path.join(full, name)
+                found.append(Entry(path, entry_rel, here.ident, st, False, is_dir, born))
+            if (
+                is_dir
+                and descend
+                and st is not None
+                and (st.st_dev, st.st_ino) not in self.exclude
+                and st.st_dev not in self.exclude_devs
+            ):
                 here.todo.append((name, (st.st_dev, st.st_ino)))
         here.todo.reverse()
         yield from found

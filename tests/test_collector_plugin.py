@@ -43,7 +43,17 @@ notacollector = preserve_test_marker:NotACollector
 """
 
 MARKER = b"stored by a collector found through its entry point\n"
-BUILTINS = {"clock", "files", "logs", "network", "processes", "system"}
+BUILTINS = {
+    "clock",
+    "executables",
+    "files",
+    "logs",
+    "network",
+    "packages",
+    "processes",
+    "system",
+    "timeline",
+}
 
 
 @pytest.fixture

@@ -287,6 +287,7 @@ def run_collection(
             parse_reference_time(extra["reference_time"]) if extra.get("reference_time") else None
         ),
         tool_built=str(kit_check.info.get("built") or "") or None if kit_check else None,
+        only=tuple(split_names(only)),
     )
     for c in collectors:
         c.configure(options)

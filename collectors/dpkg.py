@@ -1,0 +1,129 @@
+"""Reading the Debian package database directly: no ``dpkg``, no ``debsums``, nothing of
+the host's is run (a trojaned host's tools are what is being checked).
+
+``/var/lib/dpkg/info/<package>.md5sums`` holds each packaged file's MD5 (path without its
+leading '/'); ``<package>.list`` every path a package installed; the ``Conffiles:`` field
+of ``/var/lib/dpkg/status`` each configuration file's MD5 as shipped;
+``/var/lib/dpkg/diversions`` (triplets: original, diverted-to, package) files moved aside
+by another package. Paths are bytes. ``root`` prefixes every path (tests use a tree).
+
+On a merged-/usr system the database says ``/bin/ls`` where the file is at
+``/usr/bin/ls``: ``canonical`` resolves a path's directory (cached), so both name one
+file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+DB = b"var/lib/dpkg"
+MAX_DB_FILE = 64 * 1024 * 1024  # a status file larger than this is not a real one
+
+
+@dataclass
+class Database:
+    root: bytes  # b"/" on a host
+    md5: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)  # path -> (md5, pkg)
+    conffiles: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
+    owned: set[bytes] = field(default_factory=set)  # canonical paths from *.list
+    # original -> (diverted-to, diverting package)
+    diversions: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
+    packages: int = 0
+    _dirs: dict[bytes, bytes] = field(default_factory=dict)
+
+    def host(self, path: bytes) -> bytes:
+        """The path on the host (under ``root``) of a database path ``/x/y``."""
+        return os.path.join(self.root, path.lstrip(b"/"))
+
+    def canonical(self, path: bytes) -> bytes:
+        """``path`` (a database path) with its directory's symlinks resolved: the one
+        name under which a walk of the host meets it."""
+        directory, name = os.path.split(path)
+        real = self._dirs.get(directory)
+        if real is None:
+            real = os.path.realpath(self.host(directory))
+            self._dirs[directory] = real
+        return os.path.join(real, name)
+
+    def location(self, path: bytes, package: str) -> bytes:
+        """Where ``package``'s file ``path`` is on the host: a diversion moves another
+        package's file aside, never the diverting package's own."""
+        diverted = self.diversions.get(path)
+        if diverted is not None and diverted[1] != package:
+            return self.host(diverted[0])
+        return self.host(path)
+
+    def is_packaged(self, host_path: bytes) -> bool:
+        """Is the file at ``host_path`` (as a walk of the host found it) in a package?"""
+        return host_path in self.owned
+
+
+def _read(path: bytes) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, MAX_DB_FILE)
+    finally:
+        os.close(fd)
+    return data
+
+
+def _package_of(name: bytes) -> str:
+    return name.rsplit(b".", 1)[0].decode("utf-8", "replace")
+
+
+def load(root: bytes = b"/") -> Database | None:
+    """The database under ``root``, or None where there is none (not Debian)."""
+    info = os.path.join(root, DB, b"info")
+    try:
+        names = sorted(os.listdir(info))
+    except OSError:
+        return None
+    db = Database(root)
+    for name in names:
+        if name.endswith(b".md5sums"):
+            package = _package_of(name)
+            for line in _lines(os.path.join(info, name)):
+                digest, _, rel = line.partition(b"  ")
+                if rel:
+                    db.md5[b"/" + rel.lstrip(b"/")] = (digest.lower(), package)
+        elif name.endswith(b".list"):
+            db.packages += 1
+            for line in _lines(os.path.join(info, name)):
+                if line.startswith(b"/"):
+                    db.owned.add(db.canonical(line))
+    _status(db, os.path.join(root, DB, b"status"))
+    _diversions(db, os.path.join(root, DB, b"diversions"))
+    return db
+
+
+def _lines(path: bytes) -> Iterator[bytes]:
+    try:
+        data = _read(path)
+    except OSError:
+        return
+    yield from (line for line in data.split(b"\n") if line)
+
+
+def _status(db: Database, path: bytes) -> None:
+    """The ``Conffiles:`` of each installed package (`` /etc/x <md5> [obsolete]``)."""
+    package, in_conffiles = "", False
+    for line in _lines(path):
+        if line.startswith(b"Package:"):
+            package = line[8:].strip().decode("utf-8", "replace")
+            in_conffiles = False
+        elif line.startswith(b"Conffiles:"):
+            in_conffiles = True
+        elif in_conffiles and line.startswith(b" "):
+            parts = line.split()
+            if len(parts) >= 2 and b"obsolete" not in parts[2:] and parts[1] != b"newconffile":
+                db.conffiles[parts[0]] = (parts[1].lower(), package)
+        else:
+            in_conffiles = False
+
+
+def _diversions(db: Database, path: bytes) -> None:
+    lines = list(_lines(path))
+    for i in range(0, len(lines) - 2, 3):
+        db.diversions[lines[i]] = (lines[i + 1], lines[i + 2].decode("utf-8", "replace"))
+        db.owned.add(db.canonical(lines[i + 1]))

@@ -1,0 +1,220 @@
+"""``packages``: every file of every installed Debian package checked against the package
+database, read directly (collectors/dpkg.py); no host binary is run.
+
+A trojaned ``sshd``, ``ps``, ``ls`` or ``libkeyutils`` is how Linux intrusions hide, and
+the package database is the one record of what those files should be that an intruder
+rarely thinks to rewrite. Each file is opened without following a symlink and its MD5
+compared with the database's; conffiles (which administrators edit) are compared with
+the MD5 in ``status`` and listed, not flagged. Files that dpkg's own ``path-exclude``
+configuration keeps off the disk (docs on minimal images) are not "missing".
+
+``artifacts/packages/integrity.json``: modified, missing and changed-conffile lists, and
+the executables in system paths no package owns (``unpackaged``). Each modified
+executable or library is a HIGH finding, each other modified package file MEDIUM, each
+missing executable MEDIUM (collectors/findings.py). ``ctx.shared["dpkg"]`` hands the
+database to the executables collector."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatchcase
+from typing import Any, ClassVar
+
+from manifests.digest import digest_fd
+
+from . import dpkg
+from .base import Collector, Stage
+from .context import CollectContext
+from .findings import record_finding, summarize
+from .source import open_source
+from .textview import json_bytes
+from .walk import walk
+
+OUT = "artifacts/packages/integrity.json"
+SYSTEM_DIRS = (
+    b"bin", b"sbin", b"lib", b"lib32", b"lib64", b"libx32",
+    b"usr/bin", b"usr/sbin", b"usr/lib", b"usr/lib32", b"usr/lib64", b"usr/libx32",
+    b"usr/libexec", b"usr/local/bin", b"usr/local/sbin", b"usr/local/lib",
+)  # fmt: skip
+HASHERS = 4  # hashlib releases the GIL: files are read and hashed in parallel
+BATCH = 512
+RULES = {"package-file-modified", "package-executable-missing"}
+
+
+def is_executable(path: bytes, mode: int) -> bool:
+    """An executable or a shared library: what a rootkit replaces."""
+    name = os.path.basename(path)
+    return bool(mode & 0o111) or name.endswith(b".so") or b".so." in name
+
+
+def in_system_dirs(path: bytes, libraries: bool = True) -> bool:
+    """Is the database path ``path`` under a system bin/sbin (or lib) directory?"""
+    tops = SYSTEM_DIRS if libraries else tuple(d for d in SYSTEM_DIRS if b"lib" not in d)
+    return any(path.startswith(b"/" + d + b"/") for d in tops)
+
+
+def _excluded_by_dpkg(root: bytes) -> list[tuple[bool, str]]:
+    """``path-exclude``/``path-include`` lines of ``/etc/dpkg/dpkg.cfg.d/*``, in order."""
+    rules: list[tuple[bool, str]] = []
+    folder = os.path.join(root, b"etc/dpkg/dpkg.cfg.d")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return rules
+    for name in names:
+        try:
+            with open(os.path.join(folder, name), "rb") as f:
+                text = f.read(1024 * 1024).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.strip().partition("=")
+            if key in ("path-exclude", "path-include") and value:
+                rules.append((key == "path-exclude", value.strip()))
+    return rules
+
+
+def _dropped(path: bytes, rules: list[tuple[bool, str]]) -> bool:
+    text, dropped = path.decode("utf-8", "surrogateescape"), False
+    for exclude, pattern in rules:
+        if fnmatchcase(text, pattern):
+            dropped = exclude
+    return dropped
+
+
+def check_file(host_path: bytes) -> tuple[str, str | None, int]:
+    """('ok'|'missing'|'not-regular'|'unreadable', md5 or None, mode) of one file."""
+    try:
+        fd = open_source(host_path)
+    except FileNotFoundError:
+        return "missing", None, 0
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: a symlink where the package has a file
+            return "not-regular", None, stat.S_IFLNK
+        return "unreadable", None, 0
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "not-regular", None, st.st_mode
+        digest, _ = digest_fd(fd, "md5")
+        return "ok", digest, st.st_mode
+    except OSError:
+        return "unreadable", None, 0
+    finally:
+        os.close(fd)
+
+
+class PackagesCollector(Collector):
+    name: ClassVar[str] = "packages"
+    stage: ClassVar[Stage] = Stage.SLOW
+    order: ClassVar[int] = 60
+    description: ClassVar[str] = "installed package files checked against the dpkg database"
+    # Off by default for now: on this 2-core machine it adds about a minute to a run
+    # (bench/RESULTS.md); ask for it with --only.
+    default: ClassVar[bool] = False
+    root: bytes = b"/"  # tests point it at a tree
+
+    def collect(self, ctx: CollectContext) -> None:
+        db = dpkg.load(self.root)
+        if db is None:
+            ctx.summary.add("Packages", "no dpkg database (not checked)")
+            return
+        ctx.shared["dpkg"] = db
+        dropped = _excluded_by_dpkg(self.root)
+        report: dict[str, list[dict[str, Any]]] = {
+            "modified": [], "missing": [], "conffiles_changed": [], "not_regular": [],
+            "unreadable": [], "unpackaged_executables": [],
+        }  # fmt: skip
+        checks = [(p, d, pkg, False) for p, (d, pkg) in db.md5.items() if p not in db.conffiles]
+        checks += [(p, d, pkg, True) for p, (d, pkg) in db.conffiles.items()]
+        with ThreadPoolExecutor(max_workers=HASHERS) as pool:
+            for start in range(0, len(checks), BATCH):  # bounded: a batch in flight
+                batch = checks[start : start + BATCH]
+                hosts = [db.location(p, pkg) for p, _, pkg, _ in batch]
+                for (path, want, pkg, conf), host, got in zip(
+                    batch, hosts, pool.map(check_file, hosts), strict=True
+                ):
+                    self._judge(ctx, report, path, want, pkg, conf, host, got, dropped)
+        self._unpackaged(ctx, db, report)
+        ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
+        ctx.summary.add(
+            "Packages",
+            f"{db.packages} packages, {len(checks)} files: {len(report['modified'])} modified, "
+            f"{len(report['missing'])} missing, {len(report['unpackaged_executables'])} "
+            "unpackaged executables",
+        )
+        summarize(ctx, self.name, RULES)
+
+    def _judge(
+        self,
+        ctx: CollectContext,
+        report: dict[str, list[dict[str, Any]]],
+        path: bytes,
+        want: bytes,
+        pkg: str,
+        conf: bool,
+        host: bytes,
+        got: tuple[str, str | None, int],
+        dropped: list[tuple[bool, str]],
+    ) -> None:
+        state, digest, mode = got
+        row: dict[str, Any] = {
+            "path": os.fsdecode(path),
+            "package": pkg,
+            "expected_md5": want.decode(),
+        }
+        if state == "ok" and digest is not None and digest.encode() == want:
+            return
+        if state == "ok":
+            row["md5"] = digest
+            if conf:
+                report["conffiles_changed"].append(row)
+                return
+            report["modified"].append(row)
+            executable = is_executable(path, mode) or in_system_dirs(path)
+            record_finding(
+                ctx, self.name, "package-file-modified", "HIGH" if executable else "MEDIUM",
+                host, f"{os.fsdecode(path)} differs from package {pkg}", OUT,
+                package=pkg, expected_md5=row["expected_md5"], md5=digest,
+            )  # fmt: skip
+        elif state == "missing":
+            if _dropped(path, dropped):
+                return
+            report["missing"].append(row)
+            if is_executable(path, 0) or in_system_dirs(path, libraries=False):
+                record_finding(
+                    ctx, self.name, "package-executable-missing", "MEDIUM", host,
+                    f"{os.fsdecode(path)} of package {pkg} is missing", OUT, package=pkg,
+                )  # fmt: skip
+        else:
+            report["not_regular" if state == "not-regular" else "unreadable"].append(row)
+
+    def _unpackaged(
+        self, ctx: CollectContext, db: dpkg.Database, report: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        seen: set[bytes] = set()
+        for top in SYSTEM_DIRS:
+            real = os.path.realpath(os.path.join(self.root, top))
+            if real in seen or not os.path.isdir(real):
+                continue
+            seen.add(real)
+            for path, st in self._files(ctx, real):
+                if is_executable(path, st.st_mode) and not db.is_packaged(path):
+                    report["unpackaged_executables"].append(
+                        {"path": os.fsdecode(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+                    )
+
+    def _files(self, ctx: CollectContext, top: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+        def on_error(path: bytes, error: OSError) -> None:
+            ctx.error(self.name, f"cannot list: {error.strerror}", path)
+
+        for path in walk(top, on_error):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield path, st

@@ -1,0 +1,124 @@
+"""Package integrity, from the dpkg database read directly: a modified package binary is
+a HIGH finding, a changed conffile is listed but not flagged, a missing executable is
+found, files dpkg's path-exclude keeps off the disk are not missing, a diversion moves
+another package's file, and an executable no package owns is listed. Against a tree made
+here, and once against the real /usr/bin/true replaced in a private mount namespace."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
+
+from collectors.context import CollectContext
+from collectors.packages import PackagesCollector
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _db(root: Path, package: str, files: dict[str, bytes], conffiles: dict[str, bytes]) -> None:
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / f"{package}.md5sums").write_text(
+        "".join(f"{_md5(d)}  {p.lstrip('/')}\n" for p, d in files.items())
+    )
+    (info / f"{package}.list").write_text("".join(f"{p}\n" for p in [*files, *conffiles]))
+    status = root / "var/lib/dpkg/status"
+    conf = "".join(f" {p} {_md5(d)}\n" for p, d in conffiles.items())
+    with status.open("a") as f:
+        f.write(f"Package: {package}\nStatus: install ok installed\nConffiles:\n{conf}\n")
+
+
+def test_modified_missing_and_unpackaged(ctx: CollectContext, tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    files = {
+        "/usr/bin/sshd": b"real sshd",
+        "/usr/bin/ps": b"real ps",
+        "/usr/share/doc/x/README": b"doc",
+        "/usr/lib/x86_64-linux-gnu/libkeyutils.so.1": b"lib",
+    }
+    _db(root, "openssh", files, {"/etc/ssh/sshd_config": b"Port 22\n"})
+    for path, data in files.items():
+        if "doc" not in path:
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.lstrip("/")).write_bytes(data)
+            os.chmod(root / path.lstrip("/"), 0o755)
+    (root / "usr/bin/ps").unlink()
+    (root / "usr/lib/x86_64-linux-gnu/libkeyutils.so.1").write_bytes(b"trojan")  # modified
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/sshd_config").write_text("Port 2222\n")  # an admin's edit
+    (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
+    (root / "etc/dpkg/dpkg.cfg.d/excludes").write_text("path-exclude=/usr/share/doc/*\n")
+    (root / "usr/bin/.hidden-miner").write_bytes(b"\x7fELF")
+    os.chmod(root / "usr/bin/.hidden-miner", 0o755)
+    collector = PackagesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    report = json.loads((ctx.root / "artifacts/packages/integrity.json").read_bytes())
+    assert [r["path"] for r in report["modified"]] == ["/usr/lib/x86_64-linux-gnu/libkeyutils.so.1"]
+    assert [r["path"] for r in report["missing"]] == ["/usr/bin/ps"]
+    assert [r["path"] for r in report["conffiles_changed"]] == ["/etc/ssh/sshd_config"]
+    assert [r["path"] for r in report["unpackaged_executables"]] == [
+        f"{root}/usr/bin/.hidden-miner"
+    ]
+    findings = [r for r in journal_records(ctx.root) if r.get("event") == "finding"]
+    assert {(f["rule"], f["severity"], f["source"]["path"]) for f in findings} == {
+        ("package-file-modified", "HIGH", f"{root}/usr/lib/x86_64-linux-gnu/libkeyutils.so.1"),
+        ("package-executable-missing", "MEDIUM", f"{root}/usr/bin/ps"),
+    }
+    assert ("Finding HIGH", "package-file-modified (1, packages)") in list(ctx.summary)
+
+
+def test_a_diversion_moves_another_packages_file(ctx: CollectContext, tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    _db(root, "coreutils", {"/usr/bin/ls": b"ls"}, {})
+    (root / "var/lib/dpkg/diversions").write_text("/usr/bin/ls\n/usr/bin/ls.distrib\nwrap\n")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/ls.distrib").write_bytes(b"ls")
+    (root / "usr/bin/ls").write_bytes(b"wrapper of another package")
+    collector = PackagesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    report = json.loads((ctx.root / "artifacts/packages/integrity.json").read_bytes())
+    assert report["modified"] == [] and report["missing"] == []
+
+
+@requires_root
+def test_trojaned_true_in_a_private_mount_namespace(tmp_path: Path) -> None:
+    """The real /usr/bin/true, replaced only inside a private mount namespace; the dpkg
+    database seen there is coreutils' own entries only, so the check stays quick."""
+    real = Path("/var/lib/dpkg/info/coreutils.md5sums")
+    if shutil.which("unshare") is None or not real.exists():
+        return
+    info = tmp_path / "info"
+    info.mkdir()
+    shutil.copy(real, info / "coreutils.md5sums")
+    shutil.copy("/var/lib/dpkg/info/coreutils.list", info / "coreutils.list")
+    trojan = tmp_path / "true"
+    trojan.write_bytes(Path("/usr/bin/true").read_bytes() + b"implant")
+    out = tmp_path / "out"
+    argv = " ".join(f"'{a}'" for a in PRESERVE_ARGV)
+    script = (
+        f"mount --bind {trojan} /usr/bin/true && mount --bind {info} /var/lib/dpkg/info && "
+        f"exec {argv} --json -o {out} --only packages"
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    evidence = Path(json.loads(result.stdout)["evidence_dir"])
+    findings = [r for r in journal_records(evidence) if r.get("event") == "finding"]
+    modified = [f for f in findings if f["rule"] == "package-file-modified"]
+    assert [(f["source"]["path"], f["severity"]) for f in modified] in (
+        [("/usr/bin/true", "HIGH")],
+        [("/bin/true", "HIGH")],
+    )
+    assert Path("/usr/bin/true").read_bytes() != trojan.read_bytes()  # the host's is untouched

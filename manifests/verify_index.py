@@ -55,10 +55,16 @@ def s64(value: int) -> int:
 
 
 def _scratch_parent(root: Path) -> str:
-    """The system's temporary directory, unless it lies inside the evidence directory."""
+    """The system's temporary directory, unless it lies inside the evidence directory.
+
+    Read from the environment, never through ``tempfile.gettempdir()``, which tries each
+    candidate by writing a file in it (inside the evidence, if TMPDIR points there)."""
     inside = os.path.realpath(root) + os.sep
-    for candidate in (tempfile.gettempdir(), "/var/tmp", "/tmp"):
-        if not (os.path.realpath(candidate) + os.sep).startswith(inside):
+    named = [os.environ.get(v) for v in ("TMPDIR", "TEMP", "TMP")]
+    for candidate in [*(n for n in named if n), "/tmp", "/var/tmp"]:
+        if os.path.isdir(candidate) and not (os.path.realpath(candidate) + os.sep).startswith(
+            inside
+        ):
             return candidate
     raise UsageError(
         f"no temporary directory outside {root} for verify's scratch index",

@@ -54,21 +54,24 @@ def s64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _scratch_parent(root: Path) -> str:
-    """The system's temporary directory, unless it lies inside the evidence directory.
-
-    Read from the environment, never through ``tempfile.gettempdir()``, which tries each
-    candidate by writing a file in it (inside the evidence, if TMPDIR points there)."""
+def _make_scratch(root: Path) -> str:
+    """A new directory in the temporary directory (``TMPDIR`` first, then ``/tmp``,
+    ``/var/tmp``), never inside the evidence directory. Not ``tempfile.gettempdir()``: it
+    probes each candidate by writing a file there, and ``TMPDIR`` may point into the
+    evidence."""
     inside = os.path.realpath(root) + os.sep
-    named = [os.environ.get(v) for v in ("TMPDIR", "TEMP", "TMP")]
-    for candidate in [*(n for n in named if n), "/tmp", "/var/tmp"]:
-        if os.path.isdir(candidate) and not (os.path.realpath(candidate) + os.sep).startswith(
-            inside
-        ):
-            return candidate
+    named = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+    for candidate in [*filter(None, named), "/tmp", "/var/tmp"]:
+        real = os.path.realpath(candidate)
+        if (real + os.sep).startswith(inside) or not os.path.isdir(real):
+            continue
+        try:
+            return tempfile.mkdtemp(prefix="preserve-verify-", dir=real)
+        except OSError:
+            continue  # not writable: the next one
     raise UsageError(
-        f"no temporary directory outside {root} for verify's scratch index",
-        hint="set TMPDIR to a directory outside the evidence directory",
+        f"no writable temporary directory outside {root} for verify's scratch index",
+        hint="set TMPDIR to a writable directory outside the evidence directory",
     )
 
 
@@ -76,7 +79,7 @@ class EvidenceIndex:
     """One verification's tables; a context manager that removes them afterwards."""
 
     def __init__(self, root: Path) -> None:
-        self._dir = tempfile.mkdtemp(prefix="preserve-verify-", dir=_scratch_parent(root))
+        self._dir = _make_scratch(root)
         try:
             self.db = sqlite3.connect(os.path.join(self._dir, "index.sqlite"))
             for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE"):

@@ -27,9 +27,11 @@ from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
+from .logprofile import load_profile
 from .packages import SYSTEM_DIRS, is_executable
 from .source import open_source
 from .textview import json_bytes
+from .triageprofile import runs
 from .walk import walk_stats
 
 LISTING = "artifacts/executables/sha256.jsonl"
@@ -103,6 +105,10 @@ class ExecutablesCollector(Collector):
         return [os.path.join(self.root, b"root")] + [os.path.join(home, u) for u in users]
 
     def collect(self, ctx: CollectContext) -> None:
+        profile = ctx.options.log_profile or load_profile(None)
+        if not runs(profile.triage, self.name, ctx.options.only):
+            ctx.summary.add("Executables", f"not in profile {profile.name} (--profile full)")
+            return
         db = ctx.shared.get("dpkg") or dpkg.load(self.root)
         privileged: list[dict[str, Any]] = []
         count = 0

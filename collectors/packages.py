@@ -29,8 +29,10 @@ from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
+from .logprofile import load_profile
 from .source import open_source
 from .textview import json_bytes
+from .triageprofile import runs
 from .walk import walk
 
 OUT = "artifacts/packages/integrity.json"
@@ -115,6 +117,10 @@ class PackagesCollector(Collector):
     root: bytes = b"/"  # tests point it at a tree
 
     def collect(self, ctx: CollectContext) -> None:
+        profile = ctx.options.log_profile or load_profile(None)
+        if not runs(profile.triage, self.name, ctx.options.only):
+            ctx.summary.add("Packages", f"not in profile {profile.name} (--profile full)")
+            return
         db = dpkg.load(self.root)
         if db is None:
             ctx.summary.add("Packages", "no dpkg database (not checked)")

@@ -27,9 +27,11 @@ from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
+from .logprofile import load_profile
 from .packages import SYSTEM_DIRS, is_executable
 from .source import open_source
 from .textview import json_bytes
+from .triageprofile import runs
 from .walk import walk_stats
 
 LISTING = "artifacts/executables/sha256.jsonl"
@@ -77,9 +79,6 @@ class ExecutablesCollector(Collector):
     stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 65  # after packages: it reuses the package database
     description: ClassVar[str] = "SHA-256 of executables and staged files; SUID/SGID/caps"
-    # Off by default for now: on this 2-core machine it adds about a minute to a run
-    # (bench/RESULTS.md); ask for it with --only.
-    default: ClassVar[bool] = False
     root: bytes = b"/"  # tests point it at a tree
 
     def tops(self) -> list[tuple[bytes, bool]]:
@@ -106,6 +105,10 @@ class ExecutablesCollector(Collector):
         return [os.path.join(self.root, b"root")] + [os.path.join(home, u) for u in users]
 
     def collect(self, ctx: CollectContext) -> None:
+        profile = ctx.options.log_profile or load_profile(None)
+        if not runs(profile.triage, self.name, ctx.options.only):
+            ctx.summary.add("Executables", f"not in profile {profile.name} (--profile full)")
+            return
         db = ctx.shared.get("dpkg") or dpkg.load(self.root)
         privileged: list[dict[str, Any]] = []
         count = 0

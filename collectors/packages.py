@@ -29,8 +29,10 @@ from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
+from .logprofile import load_profile
 from .source import open_source
 from .textview import json_bytes
+from .triageprofile import runs
 from .walk import walk
 
 OUT = "artifacts/packages/integrity.json"
@@ -112,12 +114,13 @@ class PackagesCollector(Collector):
     stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 60
     description: ClassVar[str] = "installed package files checked against the dpkg database"
-    # Off by default for now: on this 2-core machine it adds about a minute to a run
-    # (bench/RESULTS.md); ask for it with --only.
-    default: ClassVar[bool] = False
     root: bytes = b"/"  # tests point it at a tree
 
     def collect(self, ctx: CollectContext) -> None:
+        profile = ctx.options.log_profile or load_profile(None)
+        if not runs(profile.triage, self.name, ctx.options.only):
+            ctx.summary.add("Packages", f"not in profile {profile.name} (--profile full)")
+            return
         db = dpkg.load(self.root)
         if db is None:
             ctx.summary.add("Packages", "no dpkg database (not checked)")

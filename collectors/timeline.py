@@ -31,6 +31,7 @@ from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
 from .logprofile import load_profile
+from .triageprofile import runs
 from .walk import DirId, walk_stats
 
 if LINUX:
@@ -115,7 +116,7 @@ class TimelineCollector(Collector):
 
     def collect(self, ctx: CollectContext) -> None:
         profile = ctx.options.log_profile or load_profile(None)
-        if not profile.triage.timeline and self.name not in ctx.options.only:
+        if not runs(profile.triage, self.name, ctx.options.only):
             ctx.summary.add("Timeline", f"not in profile {profile.name} (--profile full)")
             return
         mounts = _linux.mountinfo() if LINUX else []

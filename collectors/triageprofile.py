@@ -11,12 +11,15 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_KEYS = {"timeline", "detection_window_days"}
+_KEYS = {"timeline", "packages", "executables", "detection_window_days"}
+_SWITCHES = ("timeline", "packages", "executables")
 
 
 @dataclass(frozen=True)
 class TriageSettings:
     timeline: bool = False  # the whole-host bodyfile (collectors/timeline.py)
+    packages: bool = False  # package files against the dpkg database (collectors/packages.py)
+    executables: bool = False  # hashes, SUID/SGID/capabilities (collectors/executables.py)
     # A persistence entry changed within this many days before collection is a finding.
     detection_window_days: int = 30
 
@@ -29,12 +32,20 @@ def parse_triage(where: str, table: Any) -> TriageSettings:
         raise UsageError(
             f"{where}, [triage]: unknown key {extra[0]!r} (known: {', '.join(sorted(_KEYS))})"
         )
-    timeline = table.get("timeline", False)
-    if not isinstance(timeline, bool):
-        raise UsageError(f"{where}, [triage]: 'timeline' must be true or false")
+    switches = {key: table.get(key, False) for key in _SWITCHES}
+    for key, value in switches.items():
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}, [triage]: {key!r} must be true or false")
     days = table.get("detection_window_days", 30)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
         raise UsageError(
             f"{where}, [triage]: 'detection_window_days' must be a whole number of days, 1 or more"
         )
-    return TriageSettings(timeline=timeline, detection_window_days=days)
+    return TriageSettings(**switches, detection_window_days=days)
+
+
+def runs(settings: TriageSettings, name: str, only: tuple[str, ...]) -> bool:
+    """Does the triage collector ``name`` run: its profile switch is on, or it was named
+    with ``--only``. A default (``standard``) run stays as fast as before: these
+    collectors cost a minute or more on a real server (docs/triage.md)."""
+    return name in only or bool(getattr(settings, name))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import journal_records
 
-from collectors.context import CollectContext
+from collectors.context import CollectContext, Options
 from collectors.executables import ExecutablesCollector
 
 
@@ -40,6 +40,7 @@ def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> No
     setcap = shutil.which("setcap")
     if setcap:
         subprocess.run([setcap, "cap_net_raw+ep", str(ping)], check=True)
+    ctx.options = Options(only=("executables",))
     collector = ExecutablesCollector()
     collector.root = os.fsencode(root)
     collector.collect(ctx)
@@ -76,6 +77,7 @@ def test_findings_past_the_cap_are_counted(ctx: CollectContext, tmp_path: Path, 
     for i in range(count):
         (root / f"tmp/x{i}").write_bytes(b"#!/bin/sh\n")
         os.chmod(root / f"tmp/x{i}", 0o755)
+    ctx.options = Options(only=("executables",))
     collector = ExecutablesCollector()
     collector.root = os.fsencode(root)
     collector.collect(ctx)
@@ -86,3 +88,9 @@ def test_findings_past_the_cap_are_counted(ctx: CollectContext, tmp_path: Path, 
     assert ("Finding MEDIUM", f"executable-in-staging-dir ({count}, executables)") in list(
         ctx.summary
     )
+
+
+def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None:
+    ExecutablesCollector().collect(ctx)  # Options(): the default profile, standard
+    assert not (ctx.root / "artifacts/executables").exists()
+    assert [label for label, _ in ctx.summary] == ["Executables"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
 
-from collectors.context import CollectContext
+from collectors.context import CollectContext, Options
 from collectors.packages import PackagesCollector
 
 
@@ -58,6 +58,7 @@ def test_modified_missing_and_unpackaged(ctx: CollectContext, tmp_path: Path) ->
     (root / "etc/dpkg/dpkg.cfg.d/excludes").write_text("path-exclude=/usr/share/doc/*\n")
     (root / "usr/bin/.hidden-miner").write_bytes(b"\x7fELF")
     os.chmod(root / "usr/bin/.hidden-miner", 0o755)
+    ctx.options = Options(only=("packages",))
     collector = PackagesCollector()
     collector.root = os.fsencode(root)
     collector.collect(ctx)
@@ -83,6 +84,7 @@ def test_a_diversion_moves_another_packages_file(ctx: CollectContext, tmp_path: 
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/ls.distrib").write_bytes(b"ls")
     (root / "usr/bin/ls").write_bytes(b"wrapper of another package")
+    ctx.options = Options(only=("packages",))
     collector = PackagesCollector()
     collector.root = os.fsencode(root)
     collector.collect(ctx)
@@ -122,3 +124,9 @@ def test_trojaned_true_in_a_private_mount_namespace(tmp_path: Path) -> None:
         [("/bin/true", "HIGH")],
     )
     assert Path("/usr/bin/true").read_bytes() != trojan.read_bytes()  # the host's is untouched
+
+
+def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None:
+    PackagesCollector().collect(ctx)  # Options(): the default profile, standard
+    assert not (ctx.root / "artifacts/packages").exists()
+    assert [label for label, _ in ctx.summary] == ["Packages"]

@@ -80,18 +80,21 @@ def main() -> None:
         runs[f"report {fmt}"] = ["report", evidence, "--format", fmt, "-o", base / name]
     for fmt, name in (("case", "c.jsonld"), ("bodyfile", "b"), ("hashdeep", "h")):
         runs[f"export {fmt}"] = ["export", evidence, "--format", fmt, "-o", base / name]
-    med: dict[str, float] = {}
-    for name, argv in runs.items():
-        times, peak = [], 0
-        full = argv if name == "verify" else [*PRESERVE, *argv]
-        for _ in range(args.rounds):
-            t, rss, rc = timed(full)
+    # Rounds outermost, so that verify and every command share the machine's changing
+    # load (other work on a shared machine) rather than each meeting its own.
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    peaks = dict.fromkeys(runs, 0)
+    for _ in range(args.rounds):
+        for name, argv in runs.items():
+            t, rss, rc = timed(argv if name == "verify" else [*PRESERVE, *argv])
             assert rc == 0, (name, rc)
-            times.append(t)
-            peak = max(peak, rss)
-        med[name] = statistics.median(times)
-        ratio = med[name] / med["verify"]
-        line = f"{name:>16}: {med[name]:7.2f} s  ({ratio:4.2f} x verify)  peak RSS {peak} MiB"
+            times[name].append(t)
+            peaks[name] = max(peaks[name], rss)
+    base_time = statistics.median(times["verify"])
+    for name, argv in runs.items():
+        med = statistics.median(times[name])
+        line = f"{name:>16}: {med:7.2f} s  ({med / base_time:4.2f} x verify)  "
+        line += f"peak RSS {peaks[name]} MiB"
         if args.own and name != "verify":
             _, own, rc = timed([sys.executable, "-c", OWN, *map(str, argv)])
             assert rc == 0, (name, rc)

@@ -193,10 +193,14 @@ def test_chained_records_that_are_huge_or_deep_are_clipped(evidence: Path) -> No
 
 def test_a_re_signed_journal_with_odd_values_still_gives_a_report(evidence: Path) -> None:
     """Re-signed with another key, so it verifies (only a pin would tell): a start
-    record whose host is a string, whose tool is a list and whose argv nests 900 deep."""
+    record whose host is a string, whose tool is a list and whose argv nests 900 deep,
+    and seals whose reason does."""
 
     def mutate(records: list[dict]) -> None:
         records[0].update(host="not a mapping", tool=["x"], argv=deep(900), case=deep(900))
+        for record in records:
+            if record["type"] == "seal":
+                record["reason"] = deep(900)
 
     forge(evidence, Signer.generate_ephemeral(), mutate)
     for command, fmt in RUNS:

@@ -21,7 +21,7 @@ from . import (
     volatile,
     worksheet,
 )
-from .bounded import mapping, text
+from .bounded import clip, mapping, text
 from .evidence import Evidence, load, to_ns, utc_text
 
 MAX_PROBLEMS = 1_000  # verification problems listed (verify lists every one)
@@ -89,7 +89,7 @@ def _custody(ev: Evidence) -> dict[str, Any]:
         "ephemeral_key": mapping(start.get("signer")).get("ephemeral"),
         "argv": start.get("argv"),
         "holders": [h.__dict__ for h in r.holders[:MAX_LISTED_CUSTODY]],
-        "seals": r.seals[:MAX_LISTED_CUSTODY],
+        "seals": [clip(x, 4096) for x in r.seals[:MAX_LISTED_CUSTODY]],
         "transfers": [
             {
                 "seq": t.get("seq"),

@@ -23,7 +23,7 @@ import time
 from typing import Any, ClassVar
 
 from .base import Collector, Stage
-from .context import CollectContext
+from .context import CollectContext, Options
 from .journalfile import JournalFile, JournalFormatError
 from .pathmap import describe, stored_relpath
 from .source import open_source
@@ -47,6 +47,13 @@ class JournaldCollector(Collector):
     order: ClassVar[int] = 15  # right after the logs collector copied the same files
     description: ClassVar[str] = "systemd journal files parsed into JSON lines (no journalctl)"
     roots: tuple[bytes, ...] = ROOTS  # tests point it elsewhere
+
+    paths: tuple[bytes, ...] = ()
+
+    def configure(self, options: Options) -> None:
+        """Journal files inside ``--path`` trees are parsed too (a mounted image's
+        ``/var/log/journal``, or a copy an administrator made)."""
+        self.paths = options.paths
 
     def sources(self) -> list[bytes]:
         return [r for r in self.roots if os.path.lexists(r)]
@@ -77,10 +84,13 @@ class JournaldCollector(Collector):
         def on_error(path: bytes, error: OSError) -> None:
             ctx.error(self.name, f"cannot list directory: {error.strerror}", path)
 
-        found = []
-        for root in self.sources():
+        found: list[bytes] = []
+        for root in self.sources() + [p for p in self.paths if os.path.lexists(p)]:
+            if not os.path.isdir(root):  # lstat-based below: a --path naming one file
+                found += [root] if root.endswith(SUFFIXES) else []
+                continue
             found += [p for p in walk(root, on_error) if p.endswith(SUFFIXES)]
-        return found
+        return list(dict.fromkeys(found))  # a --path inside /var/log/journal: once
 
     def _parse(self, ctx: CollectContext, path: bytes, budget: int) -> tuple[int, int, int] | None:
         """Export one file; (entries, bytes written, 1 if it had problems) or None."""

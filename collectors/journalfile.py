@@ -105,11 +105,13 @@ class PageReader:
 
     def read(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes at ``offset``, or fewer where the file ends."""
+        first, start = divmod(offset, PAGE)
+        if start + length <= PAGE:  # most objects: within one page
+            return self._page(first)[start : start + length]
         if length > 4 * PAGE:
             return os.pread(self.fd, length, offset)
-        first, last = offset // PAGE, (offset + length - 1) // PAGE
+        last = (offset + length - 1) // PAGE
         data = b"".join(self._page(n) for n in range(first, last + 1))
-        start = offset - first * PAGE
         return data[start : start + length]
 
 

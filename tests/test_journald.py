@@ -167,3 +167,34 @@ def test_collector_exports_each_file_and_records_problems(
     errors = [r["reason"] for r in records if r["type"] == "error"]
     assert any("signature" in e for e in errors)
     assert any(r["type"] == "skipped" and "regular" in r["reason"] for r in records)
+
+
+def test_report_reads_ssh_and_sudo_from_the_parsed_journal(tmp_path: Path) -> None:
+    """A host with no auth.log (Debian 12 without rsyslog): the report's logins come from
+    the parsed journal, each linked to the export's record and line."""
+    need_tools()
+    from conftest import collect_json, preserve
+
+    src = tmp_path / "host/var/log/journal/0123"
+    src.mkdir(parents=True)
+    sshd = [b"SYSLOG_IDENTIFIER=sshd", b"_COMM=sshd", b"_PID=902"]
+    write_journal(src / "system.journal", [
+        [b"MESSAGE=Failed password for root from 198.51.100.4 port 40000 ssh2", *sshd],
+        [b"MESSAGE=Accepted publickey for mallory from 203.0.113.9 port 50022 ssh2", *sshd],
+        [b"MESSAGE=mallory : TTY=pts/0 ; PWD=/home/mallory ; USER=root ; COMMAND=/bin/bash",
+         b"SYSLOG_IDENTIFIER=sudo"],
+        [b"MESSAGE=Started nginx.service", b"SYSLOG_IDENTIFIER=systemd"],
+    ], compact=True)  # fmt: skip
+    summary = collect_json(tmp_path / "out", "--only", "journald", "--path", tmp_path / "host")
+    evidence = Path(summary["evidence_dir"])
+    result = preserve("report", evidence, "--format", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    logins = [f for f in json.loads(result.stdout)["findings"] if f["category"] == "logins"]
+    titles = [f["title"] for f in logins]
+    accepted = [f for f in logins if "journal: ssh accepted (publickey)" in f["title"]]
+    assert accepted and "mallory from 203.0.113.9" in accepted[0]["title"], titles
+    assert accepted[0]["time"] == "2023-11-14 22:13:21Z"
+    assert accepted[0]["refs"][0]["line"] == 2
+    assert accepted[0]["refs"][0]["artifact"].startswith("artifacts/journald/")
+    assert any("journal: sudo to root: /bin/bash" in t and t.startswith("mallory") for t in titles)
+    assert any(t.startswith("1 failed login(s) from 1 address") for t in titles)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from .base import Collector, Stage
 from .context import CollectContext, Options
 from .journalfile import JournalFile, JournalFormatError
+from .logprofile import load_profile
 from .pathmap import describe, stored_relpath
 from .source import open_source
 from .stat_record import stat_fields
@@ -49,11 +50,18 @@ class JournaldCollector(Collector):
     roots: tuple[bytes, ...] = ROOTS  # tests point it elsewhere
 
     paths: tuple[bytes, ...] = ()
+    since_us: int = 0  # entries before this (µs since the epoch) are not exported
 
     def configure(self, options: Options) -> None:
         """Journal files inside ``--path`` trees are parsed too (a mounted image's
-        ``/var/log/journal``, or a copy an administrator made)."""
+        ``/var/log/journal``, or a copy an administrator made). Unless the profile says
+        ``journald_all``, only the detection window's entries are exported: the window is
+        what the report scopes, and a year of journal would cost minutes (docs/triage.md)."""
         self.paths = options.paths
+        triage = (options.log_profile or load_profile(None)).triage
+        if not triage.journald_all:
+            now_ns = options.reference_time or time.time_ns()
+            self.since_us = (now_ns - triage.detection_window_days * 86400 * 10**9) // 1000
 
     def sources(self) -> list[bytes]:
         return [r for r in self.roots if os.path.lexists(r)]
@@ -112,6 +120,13 @@ class JournaldCollector(Collector):
             except OSError as e:
                 ctx.error(self.name, f"cannot read: {e.strerror}", path)
                 return None
+            if jf.header.tail_realtime and jf.header.tail_realtime < self.since_us:
+                ctx.engine.record_skip(
+                    self.name, path, "every entry is older than the detection window: not "
+                    "parsed (the file itself is preserved; --profile full parses it)",
+                    tail_realtime=jf.header.tail_realtime,
+                )  # fmt: skip
+                return None
             return self._export(ctx, path, st, jf, budget)
         finally:
             os.close(fd)
@@ -119,13 +134,16 @@ class JournaldCollector(Collector):
     def _export(
         self, ctx: CollectContext, path: bytes, st: os.stat_result, jf: JournalFile, budget: int
     ) -> tuple[int, int, int]:
-        count = left = 0
+        count = left = older = 0
         written = 0
         rel = stored_export(path)
         source = {**describe(path), "stat": stat_fields(st)}
         try:
             with ctx.engine.open_stream(rel, self.name, kind=KIND, source=source) as out:
                 for entry in jf.entries():
+                    if int(entry["__REALTIME_TIMESTAMP"]) < self.since_us:
+                        older += 1
+                        continue
                     line = json.dumps(entry, ensure_ascii=False).encode()
                     if written + len(line) + 1 > budget:
                         left += 1
@@ -143,6 +161,8 @@ class JournaldCollector(Collector):
             "problems": jf.problems,
             "unlinked_entries": jf.unlinked,
             "fields_not_decoded": jf.fields_not_decoded,
+            "older_than_window": older,
+            "since_us": self.since_us,
         }
         if left:
             fields["not_exported"] = left

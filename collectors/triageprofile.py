@@ -11,8 +11,8 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_KEYS = {"timeline", "packages", "executables", "detection_window_days"}
-_SWITCHES = ("timeline", "packages", "executables")
+_KEYS = {"timeline", "packages", "executables", "detection_window_days", "journald_all"}
+_SWITCHES = ("timeline", "packages", "executables", "journald_all")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class TriageSettings:
     timeline: bool = False  # the whole-host bodyfile (collectors/timeline.py)
     packages: bool = False  # package files against the dpkg database (collectors/packages.py)
     executables: bool = False  # hashes, SUID/SGID/capabilities (collectors/executables.py)
+    # The parsed journal (collectors/journald.py, in every profile): every entry, or only
+    # those of the detection window (the default).
+    journald_all: bool = False
     # A persistence entry changed within this many days before collection is a finding.
     detection_window_days: int = 30
 

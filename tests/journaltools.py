@@ -31,12 +31,14 @@ def need_tools() -> None:
         pytest.skip("needs systemd-journal-remote and journalctl (apt systemd-journal-remote)")
 
 
-def export(entries: list[list[bytes]], start_us: int = 1_700_000_000_000_000) -> bytes:
+def export(
+    entries: list[list[bytes]], start_us: int = 1_700_000_000_000_000, step_us: int = 1_000_000
+) -> bytes:
     """Journal Export Format: every field in the binary form, so any byte can be a value."""
     out = bytearray()
     for i, fields in enumerate(entries):
         out += b"__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n" % (
-            start_us + i * 1_000_000, 1_000_000 + i, BOOT.encode()
+            start_us + i * step_us, 1_000_000 + i, BOOT.encode()
         )  # fmt: skip
         for f in fields:
             name, _, value = f.partition(b"=")
@@ -46,10 +48,10 @@ def export(entries: list[list[bytes]], start_us: int = 1_700_000_000_000_000) ->
 
 
 def write_journal(
-    path: Path, entries: list[list[bytes]], compact: bool, compress: bool = True
+    path: Path, entries: list[list[bytes]], compact: bool, compress: bool = True, **times: int
 ) -> Path:
     src = path.with_suffix(".export")
-    src.write_bytes(export(entries))
+    src.write_bytes(export(entries, **times))
     env = {**os.environ, "SYSTEMD_JOURNAL_COMPACT": "1" if compact else "0"}
     subprocess.run(
         [REMOTE, f"--compress={'yes' if compress else 'no'}", f"--output={path}", str(src)],

@@ -20,7 +20,7 @@ import pytest
 from conftest import journal_records
 from journaltools import BIG, REMOTE, export, journalctl, need_tools, recompress, write_journal
 
-from collectors.context import CollectContext
+from collectors.context import CollectContext, Options
 from collectors.journald import JournaldCollector
 from collectors.journalfile import JournalFile, JournalFormatError
 
@@ -185,7 +185,9 @@ def test_report_reads_ssh_and_sudo_from_the_parsed_journal(tmp_path: Path) -> No
          b"SYSLOG_IDENTIFIER=sudo"],
         [b"MESSAGE=Started nginx.service", b"SYSLOG_IDENTIFIER=systemd"],
     ], compact=True)  # fmt: skip
-    summary = collect_json(tmp_path / "out", "--only", "journald", "--path", tmp_path / "host")
+    summary = collect_json(
+        tmp_path / "out", "--only", "journald", "--profile", "full", "--path", tmp_path / "host"
+    )  # full: every entry, these are from 2023
     evidence = Path(summary["evidence_dir"])
     result = preserve("report", evidence, "--format", "json")
     assert result.returncode == 0, result.stderr.decode()
@@ -198,3 +200,26 @@ def test_report_reads_ssh_and_sudo_from_the_parsed_journal(tmp_path: Path) -> No
     assert accepted[0]["refs"][0]["artifact"].startswith("artifacts/journald/")
     assert any("journal: sudo to root: /bin/bash" in t and t.startswith("mallory") for t in titles)
     assert any(t.startswith("1 failed login(s) from 1 address") for t in titles)
+
+
+def test_default_profile_exports_the_detection_window(ctx: CollectContext, tmp_path: Path) -> None:
+    need_tools()
+    now_us = time.time_ns() // 1000
+    day = 86400 * 10**6
+    root = tmp_path / "journal"
+    root.mkdir()
+    entries = [[b"MESSAGE=forty days ago"], [b"MESSAGE=yesterday"]]
+    write_journal(root / "a.journal", entries, True, start_us=now_us - 40 * day, step_us=39 * day)
+    write_journal(root / "old.journal", entries[:1], True, start_us=now_us - 40 * day)
+    collector = JournaldCollector()
+    collector.roots = (os.fsencode(root),)
+    collector.configure(Options())  # standard: detection_window_days = 30
+    collector.collect(ctx)
+    rows = (ctx.root / f"artifacts/journald{root}/a.journal.jsonl").read_text().splitlines()
+    assert [json.loads(r)["MESSAGE"] for r in rows] == ["yesterday"]
+    records = journal_records(ctx.root)
+    parsed = [r for r in records if r.get("event") == "journal-parsed"]
+    assert [(p["entries"], p["older_than_window"]) for p in parsed] == [(1, 1)]
+    skipped = [r for r in records if r["type"] == "skipped"]
+    assert skipped[0]["source"]["path"].endswith("old.journal")
+    assert "detection window" in skipped[0]["reason"]

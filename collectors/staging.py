@@ -19,6 +19,7 @@ binary or a ``#!`` script in a world-writable directory, whatever its mode)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -158,7 +159,10 @@ class StagingCollector(Collector):
 
     def _walk(self, ctx: CollectContext, top: bytes) -> Any:
         def on_error(path: bytes, error: OSError) -> None:
-            ctx.error(self.name, f"cannot list: {error.strerror}", path)
+            if error.errno == errno.ENOENT:  # /tmp churns: removed between listing and entry
+                ctx.engine.record_skip(self.name, path, "removed while it was being listed")
+            else:
+                ctx.error(self.name, f"cannot list: {error.strerror}", path)
 
         count = 0
         for entry in walk_stats(top, on_error, exclude=self.exclude):

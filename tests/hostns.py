@@ -38,7 +38,7 @@ def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, P
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
         cwd=ROOT, env={**os.environ, "OUT": str(out)}, capture_output=True, timeout=120,
     )  # fmt: skip
-    if result.returncode not in (0, 1):
+    if result.returncode not in (0, 1) or not result.stdout:
         raise AssertionError(result.stderr.decode()[-3000:])
     summary = json.loads(result.stdout)
     evidence = out / Path(summary["evidence_dir"]).name

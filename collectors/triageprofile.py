@@ -11,7 +11,7 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_SIZES = {"staging_max_file_bytes": 16 * 1024**2, "staging_max_total_bytes": 256 * 1024**2}
+_SIZES = {"staging_max_file_bytes": 16 * 1024**2, "staging_max_total_bytes": 64 * 1024**2}
 _KEYS = {"timeline", "packages", "executables", "detection_window_days", "journald_all", *_SIZES}
 _SWITCHES = ("timeline", "packages", "executables", "journald_all")
 

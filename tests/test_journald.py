@@ -198,7 +198,7 @@ def test_report_reads_ssh_and_sudo_from_the_parsed_journal(tmp_path: Path) -> No
     assert accepted[0]["time"] == "2023-11-14 22:13:21Z"
     assert accepted[0]["refs"][0]["line"] == 2
     assert accepted[0]["refs"][0]["artifact"].startswith("artifacts/journald/")
-    assert any("journal: sudo to root: /bin/bash" in t and t.startswith("mallory") for t in titles)
+    assert any(t.startswith("mallory from pts/0: journal: sudo to root: /bin/bash") for t in titles)
     assert any(t.startswith("1 failed login(s) from 1 address") for t in titles)
 
 

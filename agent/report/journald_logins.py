@@ -18,7 +18,10 @@ from typing import Any
 from . import logins as parse
 from .evidence import Evidence, lines
 
-_SUDO = re.compile(r"^\s*(?P<user>\S+) : (?:.*?; )?USER=(?P<target>\S+) ; COMMAND=(?P<cmd>.*)$")
+_SUDO = re.compile(
+    r"^\s*(?P<user>\S+) : (?:TTY=(?P<tty>\S+) ; )?(?:.*?; )?USER=(?P<target>\S+) ; "
+    r"COMMAND=(?P<cmd>.*)$"
+)
 _IDENTS = (b'"sshd"', b'"sudo"')
 
 
@@ -44,7 +47,7 @@ def journal_row(entry: dict[str, Any]) -> dict[str, Any] | None:
         return {
             "source": f"journal: sudo to {m['target']}: {m['cmd'][:200]}",
             "user": m["user"],
-            "from": None,
+            "from": m["tty"] or "local",
             "time_ns": ns,
         }
     pid = entry.get("_PID", "0")

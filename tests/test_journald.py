@@ -223,3 +223,17 @@ def test_default_profile_exports_the_detection_window(ctx: CollectContext, tmp_p
     skipped = [r for r in records if r["type"] == "skipped"]
     assert skipped[0]["source"]["path"].endswith("old.journal")
     assert "detection window" in skipped[0]["reason"]
+
+
+def test_a_field_that_does_not_decode_is_named_and_the_rest_kept(tmp_path: Path) -> None:
+    need_tools()
+    path = write_journal(tmp_path / "t.journal", ENTRIES[:1], compact=True, compress=False)
+    recompress(path, BIG, "LZ4", compact=True)
+    d = bytearray(path.read_bytes())
+    pos = d.find(struct.pack("<BB6x", 1, 2))  # the LZ4 data object's header
+    d[pos + 72 + 8 : pos + 72 + 12] = b"\xff\xff\xff\xff"  # its first token and literals
+    path.write_bytes(bytes(d))
+    (entry,), jf = parse(path)
+    assert entry["MESSAGE"].startswith("Accepted publickey") and "BIG" not in entry
+    assert "LZ4" in jf.problems[0] and jf.fields_not_decoded == 1
+    assert entry["__PRESERVE_NOT_DECODED"].startswith("data object at offset")

@@ -33,7 +33,7 @@ from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
 from .staging import row, scan
-from .textview import json_bytes
+from .textview import json_bytes, plural
 from .walk import walk_stats
 
 if LINUX:
@@ -85,7 +85,9 @@ class ContainersCollector(Collector):
         ctx.engine.drain()
         engines = sorted({c.engine for c in found})
         ctx.summary.add(
-            "Containers", f"{len(found)} ({', '.join(engines)}), {changed} writable-layer entries"
+            "Containers",
+            f"{len(found)} ({', '.join(engines)}), "
+            f"{plural(changed, 'writable-layer entry', 'writable-layer entries')}",
         )
         summarize(ctx, self.name, RULES)
 

@@ -29,6 +29,7 @@ from .logprofile import load_profile
 from .pathmap import describe, stored_relpath
 from .source import open_source
 from .stat_record import stat_fields
+from .textview import plural
 from .walk import walk
 
 ROOTS = (b"/var/log/journal", b"/run/log/journal")
@@ -84,7 +85,8 @@ class JournaldCollector(Collector):
             entries, budget, problems = entries + n, budget - written, problems + troubled
         ctx.summary.add(
             "Journald",
-            f"{len(files)} files, {entries} entries exported, {problems} with problems, "
+            f"{plural(len(files), 'file')}, {plural(entries, 'entry', 'entries')} exported, "
+            f"{problems} with problems, "
             f"{time.monotonic() - started:.1f} s",
         )
 

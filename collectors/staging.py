@@ -35,6 +35,7 @@ from .findings import record_finding, summarize
 from .logprofile import load_profile
 from .pathmap import stored_relpath
 from .source import open_seen
+from .textview import plural
 from .walk import Entry, walk_stats
 
 STAGING = (b"tmp", b"var/tmp", b"dev/shm", b"run/lock", b"var/crash")
@@ -130,7 +131,9 @@ class StagingCollector(Collector):
                 scripts += self._web_root(ctx, top, named_by, out, budget)
         ctx.engine.drain()
         ctx.summary.add(
-            "Staging", f"{listed} entries in world-writable directories, {scripts} web scripts"
+            "Staging",
+            f"{plural(listed, 'entry', 'entries')} in world-writable directories, "
+            f"{plural(scripts, 'web script')}",
         )
         summarize(ctx, self.name, RULES)
 

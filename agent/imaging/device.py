@@ -73,7 +73,8 @@ def open_source(path: str) -> Source:
     """Open ``path`` read-only and describe it; a ``UsageError`` (one line, exit 2) when
     it is missing, unreadable, or neither a block device nor a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO given by mistake must not hang the open (cleared below).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         hint = {
             errno.ENOENT: "check the name (lsblk lists the disks); nothing was imaged",
@@ -88,6 +89,7 @@ def open_source(path: str) -> Source:
                 f"{path} is neither a block device nor a regular file",
                 hint="give a disk (/dev/sdb), a partition (/dev/sdb1) or a disk image file",
             )
+        os.set_blocking(fd, True)
         size = os.lseek(fd, 0, os.SEEK_END)
         os.lseek(fd, 0, os.SEEK_SET)
         source = Source(path, fd, size, stat.S_ISBLK(st.st_mode))

@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError, UsageError
 from manifests.fstype import FileSystem
 
@@ -45,6 +46,9 @@ class ImageOutput(Protocol):
 
     def part_at(self, offset: int) -> tuple[str, int] | None:
         """The stored file holding image byte ``offset`` and where in it (raw only)."""
+
+    def flush(self) -> None:
+        """Every byte written so far onto stable storage (before a seal covers it)."""
 
     def close(self, sha256: str) -> None:
         """Finish and journal every stored file; ``sha256`` is the whole image's."""
@@ -83,10 +87,17 @@ class StoredPart:
 
     def write(self, data: memoryview | bytes) -> None:
         assert self._file is not None
-        self._file.write(data)
+        # In slices: a remote sink keeps a copy of every write in flight, so its memory is
+        # bounded by the slice, not by the pipeline's 4 MiB chunks.
+        for start in range(0, len(data), CHUNK):
+            self._file.write(data[start : start + CHUNK])
         if self._hash is not None:
             self._hash.update(data)
         self.size += len(data)
+
+    def fsync(self) -> None:
+        if self._file is not None:
+            self._file.fsync()
 
     def finish(self, sha256: str | None = None, **fields: Any) -> dict[str, Any]:
         assert self._file is not None
@@ -181,6 +192,10 @@ class RawOutput:
         elif not self._parts:  # an empty source still gets its (empty) image file
             self._current = StoredPart(self.engine, self._part_name(0), hashed=True)
             self._finish_part(None)
+
+    def flush(self) -> None:
+        if self._current is not None:
+            self._current.fsync()
 
     def abort(self) -> None:
         if self._current is not None:

@@ -152,7 +152,7 @@ class Acquisition:
         for piece in done:
             self._journal_piece(piece)
         self.tally[0] += chunk.length
-        self.ctx.journal.seal_if_due()
+        self.ctx.journal.seal_if_due(before=self.output.flush)
 
     def _journal_piece(self, piece: Piece) -> None:
         assert self.output is not None

@@ -66,7 +66,10 @@ class ImageCollector(Collector):
         return []  # a device, not a tree: an output on it is the user's choice
 
     def collect(self, ctx: CollectContext) -> None:
-        Acquisition(ctx, self.request).run()
+        try:
+            Acquisition(ctx, self.request).run()
+        finally:
+            self.request.source.close()
 
 
 class Acquisition:

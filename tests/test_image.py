@@ -144,6 +144,7 @@ def test_raw_image_of_an_ext4_disk_is_the_device_byte_for_byte(
     cat = subprocess.run(["debugfs", "-R", "cat /hello.txt", image], capture_output=True)
     assert cat.stdout == b"hello from the suspect disk\n"
     assert ["Image SHA-256", end["sha256"]] in summary["summary_rows"]
+    assert summary["preflight"]["estimate"]["image_bytes"] == 24 * MiB
     checked = verify(evidence, "--fingerprint", summary["fingerprint"])
     assert checked.returncode == 0, checked.stdout.decode()
     assert b"6 pieces checked, 6 ok" in checked.stdout
@@ -498,3 +499,41 @@ def test_streamed_to_an_sftp_server_it_verifies_there(
         assert b"8 pieces checked, 8 ok" in checked.stdout
     finally:
         server.close()
+
+
+@needs_loop
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_progress_shows_bytes_rate_and_time_left_on_a_terminal(
+    tmp_path: Path, badfs: Callable[..., Path], loops: Attach
+) -> None:
+    device = loops(badfs(ext4_image(tmp_path, 32), [], delay_us=250_000))
+    session = f"preserve-image-{tmp_path.name}"
+    command = f"{sys.executable} -c '{PRESERVE_CODE}' image {device} -o {tmp_path / 'out'}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", "-c", str(ROOT)]
+        + [f"{command}; echo FINISHED; sleep 60"],
+        check=True,
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    try:
+        line = None
+        for _ in range(300):
+            line = next((ln for ln in screen().splitlines() if "left" in ln), None)
+            if line:
+                break
+            time.sleep(0.1)
+        assert line is not None, screen()
+        assert " of 32.0 MiB (" in line and "/s  about " in line, line
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        for _ in range(300):
+            if "FINISHED" in screen():
+                break
+            time.sleep(0.1)
+        assert "interrupted: sealing what was collected so far" in screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)

@@ -62,6 +62,11 @@ class ImageCollector(Collector):
     def __init__(self, request: ImageRequest) -> None:
         self.request = request
 
+    @property
+    def image_bytes(self) -> int:
+        """What the pre-flight counts: the device is read, and stored, whole."""
+        return self.request.source.size
+
     def sources(self) -> list[bytes]:
         return []  # a device, not a tree: an output on it is the user's choice
 

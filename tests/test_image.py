@@ -21,7 +21,7 @@ import pytest
 from conftest import IS_ROOT, PRESERVE_CODE, ROOT, journal_records, preserve, verify
 from test_output_drives import drive  # noqa: F401 (the FAT32 drive fixture)
 
-from agent.imaging.output import fat_part_size
+from agent.imaging.output import OutputSpec, RawOutput, fat_part_size
 from agent.imaging.pieces import PieceHasher
 from manifests.fstype import FAT_MAX_FILE
 from manifests.sink import LocalDirSink
@@ -409,6 +409,45 @@ def test_a_killed_run_leaves_a_sealed_prefix_that_verify_proves(
 
 
 @needs_loop
+def test_a_killed_run_over_sftp_drop_box_proves_its_prefix_there(
+    tmp_path: Path, badfs: Callable[..., Path], loops: Attach
+) -> None:
+    """A drop-box cannot rename: the image is written under its final name after a
+    'begin' record, and verify on the server proves its sealed pieces all the same."""
+    from sftp_server import SftpServer, available
+
+    if available() is not None:
+        pytest.skip(available() or "")
+    backing = ext4_image(tmp_path, 32)
+    device = loops(badfs(backing, [], delay_us=250_000))
+    server = SftpServer(tmp_path / "srv")
+    try:
+        argv = server.in_cli(
+            sys.executable, "-c", PRESERVE_CODE, "image", device, "--piece-size", "1M",
+            "-o", server.url(), "--sink-host-key", server.fingerprint,
+            "--sink-key", server.dropbox_key,
+        )  # fmt: skip
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            found = lambda: [p for p in server.evidence.iterdir() if p.is_dir()]  # noqa: E731
+            evidence = _wait_for(found, lambda r: _sealed_pieces(r) >= 2)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(30)
+        sealed = _sealed_pieces(journal_records(evidence))
+        result = json.loads(verify(evidence, "--json").stdout)
+        [partial] = [p for p in result["files"]["problems"] if "image.raw" in p["path"]]
+        assert partial["path"] == "artifacts/image/image.raw"  # its final name, in place
+        assert partial["status"] == "incomplete"
+        proven = int(partial["detail"].split("its first ")[1].split(" ")[0])
+        assert proven >= sealed >= 2, partial
+        data = (evidence / partial["path"]).read_bytes()[: proven * MiB]
+        assert data == backing.read_bytes()[: proven * MiB]
+    finally:
+        server.close()
+
+
+@needs_loop
 def test_sigterm_ends_with_a_sealed_shorter_image(
     tmp_path: Path, badfs: Callable[..., Path], loops: Attach
 ) -> None:
@@ -447,6 +486,11 @@ def test_on_fat32_it_splits_and_the_parts_cat_to_the_image(
     try:  # on its own, FAT32 splits under its 4 GiB file limit, a whole number of pieces
         assert sink.file_system.max_file_size == FAT_MAX_FILE
         assert fat_part_size(sink.file_system, 64 * MiB) == 4 * 1024 * MiB - 64 * MiB
+        # (writing 4 GiB through fusefat takes 10 minutes here: the decision, on the real
+        # drive's file system, and the split itself below with --split)
+        for size, parts in ((5 * 1024**3, 4 * 1024 * MiB - 64 * MiB), (FAT_MAX_FILE, None)):
+            spec = OutputSpec("raw", size, 512, None, sink.file_system, 64 * MiB, {})
+            assert RawOutput(None, spec).part_size == parts  # type: ignore[arg-type]
     finally:
         sink.close()
         os.rmdir(out / "probe")

@@ -317,8 +317,9 @@ def badfs(tmp_path: Path, badfs_binary: Path) -> Iterator[Callable[..., Path]]:
             if unmount.returncode == 0:
                 break
             time.sleep(0.5)
+        proc.terminate()  # unmounted: it may linger seconds before it notices
         try:
-            proc.wait(10)  # it exits once unmounted
+            proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -193,6 +194,28 @@ def test_a_regular_file_vm_disk_with_a_gpt(tmp_path: Path) -> None:
         ("boot", 2048),
         ("data", 6144),
     ]
+    assert verify(evidence).returncode == 0
+
+
+def test_a_hostile_partition_table_is_recorded_not_trusted(tmp_path: Path) -> None:
+    """A GPT whose entry starts past 2**53: recorded as a string (the journal takes no
+    larger integer), and the disk is imaged all the same."""
+    disk = bytearray(16 * 1024)
+    disk[446 + 4] = 0xEE  # the protective MBR entry
+    disk[446 + 8 : 446 + 16] = struct.pack("<II", 1, 31)
+    disk[510:512] = b"\x55\xaa"
+    disk[512:520] = b"EFI PART"
+    disk[512 + 72 : 512 + 88] = struct.pack("<QII", 2, 1, 128)
+    entry = os.urandom(32) + struct.pack("<QQ", 2**63, 2**63 + 9) + bytes(8)
+    entry += "evil".encode("utf-16-le").ljust(72, b"\0")
+    disk[1024 : 1024 + 128] = entry
+    path = tmp_path / "hostile.img"
+    path.write_bytes(bytes(disk))
+    _, evidence = take_image(path, tmp_path / "out", "--piece-size", "4K")
+    [start] = of_type(journal_records(evidence), "image-start")
+    [part] = start["partition_table"]["partitions"]
+    assert part["name"] == "evil" and part["start_sector"] == str(2**63)
+    assert (evidence / "artifacts/image/image.raw").read_bytes() == bytes(disk)
     assert verify(evidence).returncode == 0
 
 
@@ -582,3 +605,24 @@ def test_progress_shows_bytes_rate_and_time_left_on_a_terminal(
         assert "interrupted: sealing what was collected so far" in screen()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+@needs_loop
+def test_a_full_drive_keeps_the_prefix_and_the_room_to_seal(
+    tmp_path: Path,
+    drive: Callable[[str, int], Path],  # noqa: F811 (the fixture)
+    loops: Attach,
+) -> None:
+    out = drive("exfat", 16)  # fusefat reports no free space; exFAT does
+    device = loops(ext4_image(tmp_path, 24))
+    summary, evidence = take_image(device, out, "--piece-size", "1M", expect=(1,))
+    records = journal_records(evidence)
+    [end] = of_type(records, "image-end")
+    assert end["complete"] is False and end["stopped"] == "the output drive is full"
+    image = (evidence / "artifacts/image/image.raw").read_bytes()
+    assert 0 < len(image) == end["size"] < 24 * MiB
+    with open(device, "rb") as f:
+        assert image == f.read(len(image))
+    assert end["sha256"] == hashlib.sha256(image).hexdigest()
+    assert summary["status"] == "stopped: output disk full"
+    assert verify(evidence).returncode == 0

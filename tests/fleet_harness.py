@@ -9,6 +9,7 @@ is touched; ``close()`` removes every namespace."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -103,10 +104,8 @@ class FleetHost:
             self.proc.terminate()
             self.proc.wait(10)
         for pid in self.pids() if self.proc is not None else []:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
 
 
 class Fleet:

@@ -41,10 +41,14 @@ while read -r _dev mnt type o _rest; do
 done < /proc/self/mounts
 case $fs in
     tmpfs | ramfs) ;;
-    *) echo "preserve-fleet: $parent is on '$fs', not in memory: the kit is not unpacked on the host's disk (set preserve_memdir to a tmpfs)" >&2; exit 3 ;;
+    *) echo "preserve-fleet: $parent is on '$fs', not in memory: the kit is not" \
+            "unpacked on the host's disk (set preserve_memdir to a tmpfs)" >&2
+       exit 3 ;;
 esac
 case ",$opts," in
-    *,noexec,*) echo "preserve-fleet: $parent ($best) is mounted noexec: the kit cannot run there (set preserve_memdir to another tmpfs)" >&2; exit 3 ;;
+    *,noexec,*) echo "preserve-fleet: $parent ($best) is mounted noexec: the kit" \
+                    "cannot run there (set preserve_memdir to another tmpfs)" >&2
+                exit 3 ;;
 esac
 umask 077
 mkdir "$dir" || exit 3

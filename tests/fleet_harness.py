@@ -195,7 +195,9 @@ class Fleet:
         argv = ["ip", "netns", "exec", self.ctl, "env", *self.env(), str(ANSIBLE),
                 "-i", str(inventory), str(PLAYBOOK), "-f", "10", *more]  # fmt: skip
         for key, value in extra.items():
-            argv += ["-e", f"{key}={value}"]
+            # As an operator types it: -e key=value, quoted when the value has spaces
+            # (-e 'preserve_examiner="A. Admin"'), which Ansible's key=value parser needs.
+            argv += ["-e", f"{key}={json.dumps(value) if ' ' in value else value}"]
         return argv
 
     def env(self) -> list[str]:

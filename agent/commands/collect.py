@@ -307,11 +307,10 @@ def run_collection(
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
     if isolation is not None and not isinstance(output, Path):
-        # The release state is saved beside the evidence; for a remote output it would land
-        # on the host's own disk, so the two are not combined yet (docs/remote.md).
-        raise UsageError(
-            "--isolate with an sftp:// output is not supported yet",
-            hint="isolate first with a local -o on the kit, or cut the network by hand",
+        # No kit drive beside the evidence: the release state goes to /run (docs/remote.md).
+        target = output
+        isolation_cli.state_in_memory(
+            isolation, lambda name: target.url(f"{target.path.rstrip('/')}/{name}")
         )
     # A remote sink is connected (host key pinned, fsync checked) before anything else.
     destination = open_destination(

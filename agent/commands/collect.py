@@ -74,6 +74,13 @@ def collection_options(f: Any) -> Any:
             is_flag=True,
             help="For sftp://: accept a server without fsync@openssh.com (recorded).",
         ),
+        click.option(
+            "--sink-timeout",
+            type=click.FloatRange(1, 3600),
+            metavar="SECONDS",
+            help="For sftp://: how long the link may be silent (writes wait, in memory) "
+            "before the run stops (default 60).",
+        ),
         click.option("--case", help="Case or incident ID, recorded in the journal."),
         click.option("--examiner", help="Who is collecting, recorded in the journal."),
         click.option("--note", help="Free text recorded in the journal."),
@@ -314,7 +321,11 @@ def run_collection(
         )
     # A remote sink is connected (host key pinned, fsync checked) before anything else.
     destination = open_destination(
-        output, extra.get("sink_host_key"), extra.get("sink_key"), bool(extra.get("sink_no_fsync"))
+        output,
+        extra.get("sink_host_key"),
+        extra.get("sink_key"),
+        bool(extra.get("sink_no_fsync")),
+        extra.get("sink_timeout"),
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)

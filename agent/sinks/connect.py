@@ -10,7 +10,7 @@ from typing import Any
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
-from .sftp import SftpSink, _Loop
+from .sftp import TIMEOUT, SftpSink, _Loop
 from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
 
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
@@ -53,7 +53,9 @@ def _client_key(path: Path | None) -> Any:
         raise SinkRefusedError(f"--sink-key {path}: {e}") from e
 
 
-async def _open(target: SftpTarget, pins: set[str], key: Any) -> tuple[Any, Any, _Pinned]:
+async def _open(
+    target: SftpTarget, pins: set[str], key: Any, timeout: float
+) -> tuple[Any, Any, _Pinned]:
     client = _Pinned(pins)
     conn, _ = await asyncssh.create_connection(
         lambda: client,
@@ -67,8 +69,10 @@ async def _open(target: SftpTarget, pins: set[str], key: Any) -> tuple[Any, Any,
         pkcs11_provider=None,
         gss_host=None,
         preferred_auth="publickey",
-        keepalive_interval=10,
-        keepalive_count_max=3,
+        # A silent link counts as lost after about ``timeout`` seconds: until then TCP
+        # resends and the writes wait, holding at most IN_FLIGHT chunks per file.
+        keepalive_interval=max(timeout / 4, 0.5),
+        keepalive_count_max=4,
         connect_timeout=CONNECT_TIMEOUT,
     )
     return conn, await conn.start_sftp_client(), client
@@ -90,7 +94,11 @@ async def _can_rename(sftp: Any, path: str) -> bool:
 
 
 def connect(
-    target: SftpTarget, host_key: str | None, client_key: Path | None, no_fsync: bool
+    target: SftpTarget,
+    host_key: str | None,
+    client_key: Path | None,
+    no_fsync: bool,
+    timeout: float = TIMEOUT,
 ) -> Destination:
     if not host_key:
         raise SinkRefusedError(
@@ -103,7 +111,7 @@ def connect(
     client: _Pinned | None = None
     try:
         try:
-            conn, sftp, client = loop.run(_open(target, pins, key), CONNECT_TIMEOUT + 5)
+            conn, sftp, client = loop.run(_open(target, pins, key, timeout), CONNECT_TIMEOUT + 5)
         except asyncssh.HostKeyNotVerifiable as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "
@@ -127,12 +135,14 @@ def connect(
         loop.stop()
         raise
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
+    sink.timeout = timeout
     record = {
         "url": str(target),
         "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
         "host_key": client.seen if client else None,
         "fsync": fsync_ok,
         "in_place": not renames,
+        "timeout_s": int(timeout),
     }
     if not fsync_ok:
         record["no_fsync_accepted"] = True

@@ -205,6 +205,7 @@ class Fleet:
         home = self.home
         return [
             f"HOME={home}",
+            f"PWD={self.tmp}",  # the shell's, as when an operator runs it (cwd is tmp)
             f"PATH={os.environ.get('PATH', '/usr/bin:/bin')}",
             "LC_ALL=C.UTF-8",
             f"ANSIBLE_HOME={home / '.ansible'}",

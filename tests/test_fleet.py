@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(available() is not None, reason=available() or ""),
     pytest.mark.skipif(ansible_available() is not None, reason=ansible_available() or ""),
 ]
-NAMES = ["web1", "web2", "db1", "slow1"]
+NAMES = ["web1", "web2", "db1", "slow1", "disk1"]
 
 
 @dataclass
@@ -71,7 +71,10 @@ def run(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRu
     fleet = Fleet(tmp / "net", NAMES)
     try:
         inventory = fleet.inventory(
-            host_vars={"slow1": {"preserve_args": f"--only files --path {big}"}},
+            host_vars={
+                "slow1": {"preserve_args": f"--only files --path {big}"},
+                "disk1": {"preserve_memdir": "/var/tmp"},  # on the disk: refused
+            },
             down=("gone1",),
             group_vars={"preserve_args": "--only system"},
         )
@@ -127,6 +130,16 @@ def test_a_host_that_is_down_is_reported_not_fatal(run: FleetRun) -> None:
     assert run.rows["web1"]["status"] == "collected"
 
 
+def test_a_host_without_memory_file_system_is_not_sent_anything(run: FleetRun) -> None:
+    """preserve_memdir on a disk: refused before Ansible's own transfer (whose temporary
+    copy would land there), so the read-only root is never even tried."""
+    row = run.rows["disk1"]
+    assert row["status"] == "not run" and "not in memory" in row["detail"], row
+    assert row["cleaned"] == "nothing unpacked", row
+    out = _output(run)
+    assert "Read-only file system" not in out, out
+
+
 def test_sigkill_mid_stream_leaves_a_verifiable_prefix(run: FleetRun) -> None:
     assert run.killed, "slow1's preserve was never seen streaming"
     row = run.rows["slow1"]
@@ -149,13 +162,14 @@ def test_fleet_summary_verifies_every_host_on_the_server(run: FleetRun) -> None:
     assert "prefix intact: sealed through seq" in lines["slow1"], text
     assert "found on the server by its name" in lines["slow1"], text
     assert "no evidence (not collected)" in lines["gone1"], text
-    assert "3 of 5 hosts collected and intact" in text
+    assert "no evidence (not collected)" in lines["disk1"], text
+    assert "3 of 6 hosts collected and intact" in text
     as_json = json.loads(
         preserve(
             "fleet-summary", run.summary, "--evidence", run.fleet.server.evidence, "--json"
         ).stdout  # fmt: skip
     )
-    assert [r["ok"] for r in as_json] == [True, True, True, False, False]
+    assert [r["ok"] for r in as_json] == [True, True, True, False, False, False]
 
 
 def test_fleet_summary_catches_tampering_on_the_server(run: FleetRun, tmp_path: Path) -> None:
@@ -187,10 +201,10 @@ def test_nothing_left_on_the_hosts_and_their_roots_are_read_only(run: FleetRun) 
 
 def test_a_wrong_pinned_host_key_refuses(run: FleetRun, kit: Path) -> None:  # noqa: F811
     before = set(run.fleet.server.evidence.iterdir())
-    summary = run.summary.with_name("wrong-key.csv")
     extra = run.fleet.extra_vars(
-        kit, summary, preserve_sink_host_key=run.fleet.server.wrong_fingerprint
+        kit, Path("wrong-key.csv"), preserve_sink_host_key=run.fleet.server.wrong_fingerprint
     )
+    summary = run.fleet.tmp / "wrong-key.csv"  # relative to where the playbook was started
     done = run.fleet.run(run.fleet.inventory(), {**extra, "preserve_hosts": "web1"})
     assert done.returncode != 0
     (row,) = csv.DictReader(summary.open())
@@ -205,3 +219,20 @@ def test_the_dropbox_denies_deletion_of_what_a_host_sent(run: FleetRun) -> None:
     tried = server.sftp_batch(server.dropbox_key, f"rm /evidence/{name}/custody.jsonl\n")
     assert tried.returncode != 0
     assert (server.evidence / name / "custody.jsonl").exists()
+
+
+def test_a_bad_setting_stops_the_run_before_any_host(
+    run: FleetRun,
+    kit: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An encrypted upload key: refused on the controller, no host touched."""
+    key = tmp_path / "encrypted"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", key], check=True)
+    before = set(run.fleet.server.evidence.iterdir())
+    extra = run.fleet.extra_vars(kit, tmp_path / "s.csv", preserve_sink_key=str(key))
+    done = run.fleet.run(run.fleet.inventory(), extra)
+    out = (done.stdout + done.stderr).decode()
+    assert done.returncode != 0 and "passphrase-protected" in out, out[-3000:]
+    assert "Push the kit" not in out and not (tmp_path / "s.csv").exists()
+    assert set(run.fleet.server.evidence.iterdir()) == before

@@ -5,7 +5,8 @@ Ansible's ``script`` transfer (its own file transfer, no Python on the host) car
 bundle to the host's tmpfs; the bundle's shell header refuses to unpack anywhere but on a
 memory file system, then unpacks with the host's ``tar``. Prints one JSON object:
 ``path`` (the bundle), ``dir`` (remove it after the run), ``fingerprint`` (the kit key,
-from KIT.json, unless the operator pins one) and ``run_id``.
+from KIT.json, unless the operator pins one), ``run_id`` and ``summary`` (the CSV's
+absolute path).
 
     bundle.py KIT KEY SUMMARY SINK HOST_KEY CASE EXAMINER
 
@@ -26,30 +27,39 @@ import time
 from pathlib import Path
 
 HEADER_SIZE = 4096  # the shell header is padded to this, so the archive's offset is fixed
-HEADER = r"""#!/bin/sh
+# The check that a directory is on a memory file system that allows exec, from
+# /proc/self/mounts with shell built-ins only. Run by the playbook before Ansible's own
+# transfer (so even its temporary copy never lands on a disk), and by the bundle again.
+MEMCHECK = r"""memcheck() {
+    best= fs= opts=
+    while read -r _dev mnt type o _rest; do
+        case $mnt in /) m=/ ;; *) m=$mnt/ ;; esac
+        case "$1/" in
+            "$m"*) if [ ${#mnt} -ge ${#best} ]; then best=$mnt fs=$type opts=$o; fi ;;
+        esac
+    done < /proc/self/mounts
+    case $fs in
+        tmpfs | ramfs) ;;
+        *) echo "preserve-fleet: $1 is on '$fs', not in memory: nothing is put on the" \
+                "host's disk (set preserve_memdir to a tmpfs)" >&2
+           return 3 ;;
+    esac
+    case ",$opts," in
+        *,noexec,*) echo "preserve-fleet: $1 ($best) is mounted noexec: the kit" \
+                        "cannot run there (set preserve_memdir to another tmpfs)" >&2
+                    return 3 ;;
+    esac
+}
+"""
+HEADER = (
+    r"""#!/bin/sh
 # preserve fleet bundle: the kit and the upload key, unpacked into memory only.
 # usage: sh BUNDLE DIR   (DIR is created; its parent must be on a tmpfs or ramfs)
 set -u
 dir=$1
-parent=${dir%/*}
-best= fs= opts=
-while read -r _dev mnt type o _rest; do
-    case $mnt in /) m=/ ;; *) m=$mnt/ ;; esac
-    case "$parent/" in
-        "$m"*) if [ ${#mnt} -ge ${#best} ]; then best=$mnt fs=$type opts=$o; fi ;;
-    esac
-done < /proc/self/mounts
-case $fs in
-    tmpfs | ramfs) ;;
-    *) echo "preserve-fleet: $parent is on '$fs', not in memory: the kit is not" \
-            "unpacked on the host's disk (set preserve_memdir to a tmpfs)" >&2
-       exit 3 ;;
-esac
-case ",$opts," in
-    *,noexec,*) echo "preserve-fleet: $parent ($best) is mounted noexec: the kit" \
-                    "cannot run there (set preserve_memdir to another tmpfs)" >&2
-                exit 3 ;;
-esac
+"""
+    + MEMCHECK
+    + r"""memcheck "${dir%/*}" || exit 3
 umask 077
 mkdir "$dir" || exit 3
 if ! tail -c +@OFFSET@ "$0" | tar -xzf - -C "$dir"; then
@@ -62,6 +72,7 @@ echo "unpacked into $dir"
 echo "hostname: $name"
 exit 0
 """
+)
 KEY_NAME = "upload.key"
 
 
@@ -121,6 +132,8 @@ def check_settings(argv: list[str]) -> tuple[Path, bytes, str]:
     if not case.strip() or not examiner.strip():
         fail("preserve_case and preserve_examiner must not be empty")
     out = Path(summary)
+    if not out.is_absolute():
+        fail(f"preserve_summary {summary}: give an absolute path (the shell's PWD is unknown)")
     if out.exists():
         fail(f"preserve_summary {summary} exists; give a new file (a summary is never overwritten)")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
@@ -160,6 +173,7 @@ def memory_dir() -> Path:
 
 def main() -> None:
     kit, key, fingerprint = check_settings(sys.argv[1:])
+    summary = sys.argv[3]
     where = memory_dir()
     try:
         path = build(kit, key, where)
@@ -167,7 +181,14 @@ def main() -> None:
         shutil.rmtree(where, ignore_errors=True)  # the partial copy of the key too
         fail(f"cannot build the kit bundle in {where}: {e}")
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-    result = {"path": str(path), "dir": str(where), "fingerprint": fingerprint, "run_id": run_id}
+    result = {
+        "path": str(path),
+        "dir": str(where),
+        "fingerprint": fingerprint,
+        "run_id": run_id,
+        "summary": summary,
+        "memcheck": MEMCHECK + 'memcheck "$1"',
+    }
     print(json.dumps(result))
 
 

@@ -41,6 +41,7 @@ EVIDENCE = "evidence"
 OVERRIDE_FLAG = "--i-know-the-kit-is-modified"
 UNSUMMED = frozenset({KIT_SUMS, KIT_SIG})
 MAX_RECORDED_PROBLEMS = 20
+PRELOAD_LIST = "/etc/ld.so.preload"
 
 
 def _text(value: str) -> str:
@@ -134,13 +135,17 @@ class KitCheck:
                 "): a rootkit may hide files or processes from the collection; note it on the "
                 "form (the journal records it)"
             )
-        asked = self.loader["ld_so_preload"] + [
-            n for n in self.loader.get("environment_dropped", []) if n in ("LD_PRELOAD", "LD_AUDIT")
+        asked = [f"{PRELOAD_LIST} names {', '.join(self.loader['ld_so_preload'])}"] * bool(
+            self.loader["ld_so_preload"]
+        ) + [
+            f"{n} was set"
+            for n in self.loader.get("environment_dropped", [])
+            if n in ("LD_PRELOAD", "LD_AUDIT")
         ]
         if asked:
             return (
-                f"the host asks its loader to preload {', '.join(asked)} into every program (a "
-                "user-space rootkit's place); the kit's own loader ignored it, so the kit's view "
+                f"the host tells its loader to add code to programs ({'; '.join(asked)}): a "
+                "user-space rootkit's place. The kit's own loader ignored it, so the kit's view "
                 "is clean, but the host's own tools are not to be trusted; note it on the form"
             )
         return None

@@ -9,9 +9,8 @@ glibc parts that are only ever ``dlopen``-ed: NSS modules, ``libgcc_s`` for thre
 cancellation), and its static launcher (``packaging/launcher.c``) starts the frozen
 program through that loader with ``--inhibit-cache --library-path``.
 
-The loader's compiled-in ``/etc/ld.so.preload`` is overwritten, same length, with
-``PRELOAD_PATCH``: a path under ``/proc/0``, which the kernel's proc can never hold (the
-launcher refuses to start when ``/proc`` is not the kernel's proc). Run by
+The loader's compiled-in ``/etc/ld.so.preload`` and default library directories are
+overwritten, same length, with paths that cannot hold a file (agent/kitloader.py). Run by
 ``assemble_kit.py`` with the build venv's Python."""
 
 from __future__ import annotations
@@ -22,7 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.kitloader import GLIBC_DIR, LOADER, PRELOAD_ORIGINAL, PRELOAD_PATCH, loader_problem
+from agent.kitloader import (
+    GLIBC_DIR,
+    LOADER,
+    PRELOAD_ORIGINAL,
+    PRELOAD_PATCH,
+    SYSTEM_DIRS_ORIGINAL,
+    SYSTEM_DIRS_PATCH,
+    loader_problem,
+)
 
 # glibc parts loaded only at run time (never in a DT_NEEDED list): NSS (getpwuid), DNS,
 # and libgcc_s, which pthread_exit/cancel dlopen for unwinding.
@@ -85,13 +92,14 @@ def bundle(kit: Path, elf_files: list[Path]) -> list[str]:
 
 
 def patch_loader(loader: Path) -> None:
-    """Point the loader's preload list at a path that cannot exist, and prove it did."""
-    data = bytearray(loader.read_bytes())
-    if data.count(PRELOAD_ORIGINAL) != 1:
-        sys.exit(f"build-kit: {loader} holds {PRELOAD_ORIGINAL!r} not exactly once; cannot patch")
-    at = data.index(PRELOAD_ORIGINAL)
-    data[at : at + len(PRELOAD_PATCH)] = PRELOAD_PATCH
-    loader.write_bytes(bytes(data))
+    """Point the loader's preload list and default library directories at paths that
+    cannot exist, and prove it did."""
+    data = loader.read_bytes()
+    if data.count(PRELOAD_ORIGINAL) != 1 or SYSTEM_DIRS_ORIGINAL not in data:
+        sys.exit(f"build-kit: {loader} is not a loader this build knows how to patch")
+    data = data.replace(PRELOAD_ORIGINAL, PRELOAD_PATCH)
+    data = data.replace(SYSTEM_DIRS_ORIGINAL, SYSTEM_DIRS_PATCH)
+    loader.write_bytes(data)
     problem = loader_problem(loader)
     if problem:
         sys.exit(f"build-kit: {problem}")

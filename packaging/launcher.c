@@ -11,12 +11,13 @@
  *      the NAMES it dropped (never the values) are passed on in PRESERVE_KIT_DROPPED so
  *      the journal can say the host tried;
  *   2. finds its own folder KIT (from /proc/self/exe, else argv[0]), after checking that
- *      /proc is the kernel's proc;
+ *      /proc and /sys are the kernel's proc and sysfs;
  *   3. execs KIT/_internal/glibc/ld-linux-x86-64.so.2 --inhibit-cache --library-path
  *      KIT/_internal/glibc:KIT/_internal KIT/_internal/NAME ARGS..., where NAME is this
  *      launcher's own name (preserve or verify). The bundled loader is the build
  *      machine's, with its compiled-in "/etc/ld.so.preload" patched (same length) to a
- *      path in /proc that cannot exist; --inhibit-cache keeps it off /etc/ld.so.cache.
+ *      path in /proc that cannot exist, and its default library directories likewise
+ *      (agent/kitloader.py); --inhibit-cache keeps it off /etc/ld.so.cache.
  *
  * PyInstaller's bootloader restarts itself once to set LD_LIBRARY_PATH; that restart
  * would go through the host's loader, so the launcher sets the two variables that tell
@@ -73,12 +74,16 @@ int main(int argc, char **argv) {
     static char self[PATH_MAX], kit[PATH_MAX], loader[PATH_MAX], libs[2 * PATH_MAX + 2];
     static char program[PATH_MAX], dropped[4096] = "PRESERVE_KIT_DROPPED=";
     static char archive[PATH_MAX + 32];
-    struct statfs proc;
-    /* The bundled loader's preload list is /proc/0/ld.preload: only the kernel's proc
-     * guarantees that it cannot exist. */
-    if (statfs("/proc", &proc) != 0 || proc.f_type != 0x9fa0)
+    struct statfs fs;
+    /* The bundled loader's preload list is /proc/0/ld.preload and its default library
+     * directories are under /proc/0 and /sys: only the kernel's proc and sysfs guarantee
+     * that no file can exist there. */
+    if (statfs("/proc", &fs) != 0 || fs.f_type != 0x9fa0)
         die("/proc is not the kernel's proc filesystem; mount it (mount -t proc proc /proc) "
             "and start the kit again", NULL);
+    if (statfs("/sys", &fs) != 0 || fs.f_type != 0x62656572)
+        die("/sys is not the kernel's sysfs; mount it (mount -t sysfs sysfs /sys) and start "
+            "the kit again", NULL);
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = 0;

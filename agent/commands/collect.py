@@ -25,7 +25,7 @@ from ..imaging import cli as image_cli
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_command
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
 from ..params import ByteSize, Duration, apply_options, split_names
@@ -176,7 +176,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
         ("Chain head", outcome.chain_head),
-        ("Check it with", f"verify {outcome.evidence_dir} --fingerprint {outcome.fingerprint}"),
+        ("Check it with", verify_command(outcome.evidence_dir, outcome.fingerprint)),
     ]
     title = "preserve: evidence sealed. Write the two marked values on the custody form."
     console.box(title, rows, {"Signer fingerprint", "Chain head"})

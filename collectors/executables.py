@@ -29,7 +29,7 @@ from .findings import record_finding, summarize
 from .logprofile import load_profile
 from .packages import SYSTEM_DIRS, is_executable, load_database
 from .pkgdb import Database
-from .source import open_source
+from .source import open_seen
 from .textview import json_bytes
 from .triageprofile import runs
 from .walk import walk_stats
@@ -49,14 +49,10 @@ RULES = {"privileged-unpackaged", "executable-in-staging-dir"}
 
 def _hash(path: bytes, seen: os.stat_result) -> str | None:
     """SHA-256 of the file the walk saw at ``path``, or None if it is no longer that."""
-    try:
-        fd = open_source(path)
-    except OSError:
+    fd = open_seen(path, seen)
+    if fd is None:
         return None
     try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) or not stat.S_ISREG(st.st_mode):
-            return None
         return sha256_fd(fd)[0]
     except OSError:
         return None

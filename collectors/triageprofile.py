@@ -11,8 +11,9 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_KEYS = {"timeline", "packages", "executables", "detection_window_days"}
-_SWITCHES = ("timeline", "packages", "executables")
+_SIZES = {"staging_max_file_bytes": 16 * 1024**2, "staging_max_total_bytes": 64 * 1024**2}
+_KEYS = {"timeline", "packages", "executables", "detection_window_days", "journald_all", *_SIZES}
+_SWITCHES = ("timeline", "packages", "executables", "journald_all")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,13 @@ class TriageSettings:
     timeline: bool = False  # the whole-host bodyfile (collectors/timeline.py)
     packages: bool = False  # package files against the dpkg database (collectors/packages.py)
     executables: bool = False  # hashes, SUID/SGID/capabilities (collectors/executables.py)
+    # The parsed journal (collectors/journald.py, in every profile): every entry, or only
+    # those of the detection window (the default).
+    journald_all: bool = False
+    # What the staging collector copies of world-writable directories and web roots
+    # (collectors/staging.py): at most this much of one file, and of all of them.
+    staging_max_file_bytes: int = _SIZES["staging_max_file_bytes"]
+    staging_max_total_bytes: int = _SIZES["staging_max_total_bytes"]
     # A persistence entry changed within this many days before collection is a finding.
     detection_window_days: int = 30
 
@@ -41,7 +49,13 @@ def parse_triage(where: str, table: Any) -> TriageSettings:
         raise UsageError(
             f"{where}, [triage]: 'detection_window_days' must be a whole number of days, 1 or more"
         )
-    return TriageSettings(**switches, detection_window_days=days)
+    sizes = {key: table.get(key, default) for key, default in _SIZES.items()}
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(
+                f"{where}, [triage]: {key!r} must be a whole number of bytes, 0 or more"
+            )
+    return TriageSettings(**switches, detection_window_days=days, **sizes)
 
 
 def runs(settings: TriageSettings, name: str, only: tuple[str, ...]) -> bool:

@@ -45,12 +45,15 @@ notacollector = preserve_test_marker:NotACollector
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
     "clock",
+    "containers",
     "executables",
     "files",
+    "journald",
     "logs",
     "network",
     "packages",
     "processes",
+    "staging",
     "system",
     "timeline",
 }

@@ -1,0 +1,1 @@
+"""Forensic images of block devices: ``preserve image`` and its output formats."""

@@ -251,3 +251,26 @@ def test_segment_names() -> None:
     assert segment_extension(99 + 22 * 676) == "ZZZ"
     with pytest.raises(ValueError):
         segment_extension(100 + 22 * 676)
+
+
+def test_a_stopped_image_keeps_what_was_read_and_does_not_verify(tmp_path: Path) -> None:
+    """A run stopped half-way: the chunks received are stored with their tables (ewfinfo
+    still reads the case), but the set is not claimed complete: ewfverify refuses it."""
+    out = tmp_path / "e01"
+    out.mkdir()
+    files: list[SequentialFile] = []
+
+    def open_segment(name: str) -> SequentialFile:
+        files.append(SequentialFile(out / name))
+        return files[-1]
+
+    data = random.Random(2).randbytes(1024 * 1024 + 1000)
+    writer = EwfWriter(open_segment, 4 * len(data), META)
+    writer.write(data)
+    assert writer.received == len(data)
+    writer.abort(flush=True)
+    assert [f.closed for f in files] == [True]
+    first = out / "image.E01"
+    assert data[-1000:] in first.read_bytes()  # every chunk, the short last one too
+    assert "Case number:\t\t2026-017" in ewfinfo(first)
+    assert ewfverify(first).returncode != 0

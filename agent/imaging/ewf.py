@@ -38,6 +38,7 @@ DEFAULT_SEGMENT_SIZE = 1536 * 1024 * 1024  # ewfacquire's is 1.4 GiB; FAT32 hold
 MIN_SEGMENT_SIZE = 1024 * 1024
 GROUP_BYTES = 8 * 1024 * 1024  # stored chunk bytes held before a sectors section is written
 GROUP_CHUNKS = 16375  # entries a table holds in every reader (FTK 1 and EnCase 5 too)
+ERROR2_ROOM = 1024  # bad ranges always kept room for in a segment file (8 KiB)
 COMPRESSION = {"none": None, "empty-block": 1, "fast": 1, "best": 9}
 _VOLUME_LEVEL = {"none": s.LEVEL_NONE, "empty-block": s.LEVEL_NONE, "fast": s.LEVEL_FAST}
 
@@ -75,8 +76,9 @@ class EwfWriter:
     """Writes one E01 image of ``media_size`` bytes through ``open_segment(name)``.
 
     ``write`` the media bytes in order (any sizes), announce unreadable ranges with
-    ``add_bad_range`` before their zeros are written, then ``close``. ``abort`` closes
-    the open segment file as it is (a killed run: no trailer, not a readable image)."""
+    ``add_bad_range`` (room is kept for 1,024 of them in every segment file; more are
+    best announced before their zeros are written), then ``close``. ``abort`` closes the
+    open segment file without the closing sections (a stopped run)."""
 
     def __init__(
         self,
@@ -133,6 +135,11 @@ class EwfWriter:
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
         self._ensure_segment()  # a name that cannot be created fails before any read
 
+    @property
+    def received(self) -> int:
+        """Media bytes written so far."""
+        return self._received
+
     # -- input ---------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -165,7 +172,7 @@ class EwfWriter:
     def close(self) -> EwfResult:
         """Write what is left and the closing sections; returns the image's hashes."""
         if self._received != self._source_size:
-            self.abort()
+            self.abort(flush=True)
             raise EwfError(
                 f"the E01 was opened for {self._source_size} bytes and got "
                 f"{self._received}; the image is incomplete",
@@ -198,10 +205,17 @@ class EwfWriter:
             bad_sectors=list(self._ranges),
         )
 
-    def abort(self) -> None:
-        """Stop: the open segment file is closed as it is, nothing more is written."""
-        self._close_segment()
-        self._shutdown()
+    def abort(self, flush: bool = False) -> None:
+        """Stop: the open segment file is closed without the closing sections (not a
+        readable image, but evidence of what was read). ``flush`` first writes the chunks
+        held back, with their tables (a stopped run, as opposed to a failed drive)."""
+        try:
+            if flush and self._segment is not None:
+                self._take_chunks(final=True)  # the short chunk too: every byte read
+                self._flush_group()
+        finally:
+            self._close_segment()
+            self._shutdown()
 
     # -- chunks --------------------------------------------------------------------
 
@@ -214,7 +228,8 @@ class EwfWriter:
             whole = len(self._pending)
         if not whole:
             return
-        data = bytes(self._pending[:whole])
+        with memoryview(self._pending) as view:
+            data = bytes(view[:whole])
         del self._pending[:whole]
         chunks = [data[i : i + size] for i in range(0, whole, size)]
         if self._pool is not None and len(chunks) > 1:
@@ -251,7 +266,7 @@ class EwfWriter:
         self._ensure_segment()
         count = len(self._group) + 1
         need = s.DESCRIPTOR_SIZE + self._group_bytes + len(item[0]) + 2 * s.table_size(count)
-        reserve = s.TAIL_SIZE + s.error2_size(len(self._ranges))
+        reserve = s.TAIL_SIZE + s.error2_size(max(len(self._ranges), ERROR2_ROOM))
         if self._offset + need + reserve > self._segment_size and self._chunks_in_segment():
             self._flush_group()
             self._emit(s.descriptor("next", self._offset, 0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,16 +48,23 @@ class SequentialFile:
         self.closed = True
 
 
-def write_e01(
-    out: Path, source: bytes | Path, block: int = 1 << 20, **kw: object
-) -> tuple[EwfResult, list[SequentialFile]]:
-    """Image ``source`` into ``out/image.E01...`` in blocks of ``block`` bytes."""
-    out.mkdir(exist_ok=True)
+def opener(out: Path) -> tuple[list[SequentialFile], Callable[[str], SequentialFile]]:
+    """An ``open_segment`` callback making files in ``out``, and the files it made."""
     files: list[SequentialFile] = []
 
     def open_segment(name: str) -> SequentialFile:
         files.append(SequentialFile(out / name))
         return files[-1]
+
+    return files, open_segment
+
+
+def write_e01(
+    out: Path, source: bytes | Path, block: int = 1 << 20, **kw: object
+) -> tuple[EwfResult, list[SequentialFile]]:
+    """Image ``source`` into ``out/image.E01...`` in blocks of ``block`` bytes."""
+    out.mkdir(exist_ok=True)
+    files, open_segment = opener(out)
 
     size = len(source) if isinstance(source, bytes) else source.stat().st_size
     writer = EwfWriter(open_segment, size, META, **kw)  # type: ignore[arg-type]
@@ -208,11 +216,7 @@ def test_a_changed_byte_fails_ewfverify(tmp_path: Path) -> None:
 def test_wrong_amount_of_data_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "e01"
     out.mkdir()
-    files: list[SequentialFile] = []
-
-    def open_segment(name: str) -> SequentialFile:
-        files.append(SequentialFile(out / name))
-        return files[-1]
+    files, open_segment = opener(out)
 
     writer = EwfWriter(open_segment, 4096, META, basename="short")
     writer.write(bytes(1024))
@@ -258,11 +262,7 @@ def test_a_stopped_image_keeps_what_was_read_and_does_not_verify(tmp_path: Path)
     still reads the case), but the set is not claimed complete: ewfverify refuses it."""
     out = tmp_path / "e01"
     out.mkdir()
-    files: list[SequentialFile] = []
-
-    def open_segment(name: str) -> SequentialFile:
-        files.append(SequentialFile(out / name))
-        return files[-1]
+    files, open_segment = opener(out)
 
     data = random.Random(2).randbytes(1024 * 1024 + 1000)
     writer = EwfWriter(open_segment, 4 * len(data), META)

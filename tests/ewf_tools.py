@@ -46,21 +46,3 @@ def export_sha256(first_segment: Path, scratch: Path) -> tuple[str, int]:
             size += len(block)
     raw.unlink()
     return digest.hexdigest(), size
-
-
-def make_ext4(image: Path, size_mb: int, content: dict[str, bytes]) -> None:
-    """A real ext4 file system in a regular file, holding ``content`` (path -> bytes),
-    made by ``mkfs.ext4 -d`` with no mount at all."""
-    tree = image.with_name(image.name + ".tree")
-    for rel, data in content.items():
-        path = tree / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    with image.open("wb") as f:
-        f.truncate(size_mb * 1024 * 1024)
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", tree, image],
-        check=True,
-        capture_output=True,
-    )
-    shutil.rmtree(tree)

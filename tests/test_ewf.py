@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ewf_tools import ewfinfo, ewfverify, export_sha256, make_ext4, requires_ewf_tools
+from ewf_tools import ewfinfo, ewfverify, export_sha256, requires_ewf_tools
+from test_image import ext4_image
 
 from agent.imaging.ewf import CaseMetadata, EwfError, EwfResult, EwfSettingsError, EwfWriter
 from agent.imaging.ewf_sections import segment_extension
@@ -129,18 +130,12 @@ def test_mixed_data_not_a_chunk_multiple(tmp_path: Path) -> None:
 
 
 def test_real_ext4_file_system(tmp_path: Path) -> None:
-    ext4 = tmp_path / "fs.img"
-    content = {
-        "etc/passwd": b"root:x:0:0:root:/root:/bin/bash\n",
-        "var/log/auth.log": b"Dec  1 sshd[1]: Accepted publickey for root\n" * 4000,
-        "home/user/blob.bin": random.Random(3).randbytes(3 * 1024 * 1024),
-    }
-    make_ext4(ext4, 24, content)
+    ext4 = ext4_image(tmp_path, 24)  # mkfs.ext4 -d: a text file and 3 MiB of random data
     data = ext4.read_bytes()
     result, _ = write_e01(tmp_path / "e01", ext4, block=4 * 1024 * 1024)
     assert result.md5 == hashlib.md5(data).hexdigest()
     assert_verifies(tmp_path / "e01" / "image.E01", data, tmp_path)
-    # zero-filled space compresses: the 24 MiB file system holds ~3.2 MiB of data
+    # zero-filled space compresses: the 24 MiB file system holds ~3 MiB of data
     assert result.stored_bytes < 6 * 1024 * 1024
 
 

@@ -25,12 +25,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from manifests.errors import OutputError, UsageError
 
 from . import ewf_sections as s
 from .ewf_sections import CaseMetadata
+
+if TYPE_CHECKING:
+    from collectors.generated import GeneratedStore
+
+    from .output import ImageOutput, OutputSpec
 
 __all__ = ["CaseMetadata", "EwfError", "EwfResult", "EwfSettingsError", "EwfWriter"]
 
@@ -363,3 +368,10 @@ def _check_settings(
             f"an E01 segment file of {segment_size} bytes is too small",
             hint="give at least 1 MiB and four chunks",
         )
+
+
+def open_output(engine: GeneratedStore, spec: OutputSpec) -> ImageOutput:
+    """``--format e01`` for the imaging stage (``agent.imaging.output.open_output``)."""
+    from .ewf_output import EwfOutput
+
+    return EwfOutput(engine, spec)

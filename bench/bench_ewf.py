@@ -33,7 +33,8 @@ import os, sys
 from agent.imaging.ewf import CaseMetadata, EwfWriter
 src, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fd = os.open(src, os.O_RDONLY)
-size = os.fstat(fd).st_size
+size = os.lseek(fd, 0, os.SEEK_END)
+os.lseek(fd, 0, os.SEEK_SET)
 w = EwfWriter(lambda n: open(os.path.join(out, n), "xb"), size,
               CaseMetadata(case_number="bench", examiner="bench"), workers=workers)
 while data := os.read(fd, 4 << 20):
@@ -107,13 +108,30 @@ def contenders(src: Path, out: Path, with_preserve: bool) -> dict[str, Argv]:
     return runs
 
 
+def attach(path: Path) -> str:
+    """A read-only loop device over ``path`` (root only), as a real disk is imaged."""
+    done = subprocess.run(["losetup", "-f", "--show", "-r", path], capture_output=True, text=True)
+    done.check_returncode()
+    return done.stdout.strip()
+
+
 def first_segment(out: Path) -> Path:
     return next(p for p in out.rglob("*.E01"))
 
 
-def bench(src: Path, work: Path, rounds: int, with_preserve: bool) -> None:
+def bench(image: Path, work: Path, rounds: int, with_preserve: bool) -> None:
+    src = Path(attach(image)) if os.geteuid() == 0 else image
+    try:
+        run_rounds(src, image.name, image.stat().st_size, work, rounds, with_preserve)
+    finally:
+        if src != image:
+            subprocess.run(["losetup", "-d", src], check=False)
+
+
+def run_rounds(
+    src: Path, label: str, size: int, work: Path, rounds: int, with_preserve: bool
+) -> None:
     warm(src)
-    size = src.stat().st_size
     times: dict[str, list[float]] = {}
     stored: dict[str, int] = {}
     rss: dict[str, int] = {}
@@ -130,7 +148,7 @@ def bench(src: Path, work: Path, rounds: int, with_preserve: bool) -> None:
             stored[name] = sum(p.stat().st_size for p in out.rglob("*.E[0-9A-Z][0-9A-Z]"))
             rss[name] = max(rss.get(name, 0), peak)
     base = statistics.median(times["ewfacquire"])
-    print(f"\ninput: {src.name}, {size / 1024**2:.0f} MiB; {rounds} rounds, median")
+    print(f"\ninput: {label} on {src}, {size / 1024**2:.0f} MiB; {rounds} rounds, median")
     print("| writer | time | ratio to ewfacquire | MB/s | E01 size | peak RSS |")
     print("|---|---|---|---|---|---|")
     for name, walls in times.items():

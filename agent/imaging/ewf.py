@@ -6,7 +6,7 @@ zlib and refuses to write, and the evidence writer's files (``EvidenceWriter.cre
 are sequential streams that may go to an SFTP drop-box, where nothing can be patched
 afterwards. So every field is known before its section is written: the media size comes
 first (a device's size is read before imaging), and the chunks of one ``sectors``
-section are held until the section is complete (a bounded group, 8 MiB by default), then
+section are held until the section is complete (a bounded group, 4 MiB by default), then
 written with their ``table`` and ``table2``. Many small groups per segment file are what
 the format allows for images of more than 16,375 chunks, and what libewf reads.
 
@@ -41,7 +41,8 @@ __all__ = ["CaseMetadata", "EwfError", "EwfResult", "EwfSettingsError", "EwfWrit
 
 DEFAULT_SEGMENT_SIZE = 1536 * 1024 * 1024  # ewfacquire's is 1.4 GiB; FAT32 holds < 4 GiB
 MIN_SEGMENT_SIZE = 1024 * 1024
-GROUP_BYTES = 8 * 1024 * 1024  # stored chunk bytes held before a sectors section is written
+GROUP_BYTES = 4 * 1024 * 1024  # stored chunk bytes held before a sectors section is written
+WRITE_BATCH = 32  # stored chunks joined into one write (1 MiB of incompressible ones)
 GROUP_CHUNKS = 16375  # entries a table holds in every reader (FTK 1 and EnCase 5 too)
 ERROR2_ROOM = 1024  # bad ranges always kept room for in a segment file (8 KiB)
 COMPRESSION = {"none": None, "empty-block": 1, "fast": 1, "best": 9}
@@ -155,8 +156,19 @@ class EwfWriter:
                 hint="the device grew while it was imaged; image it again",
             )
         self._received += len(data)
-        self._pending += data
-        self._take_chunks(final=False)
+        view, size = memoryview(data), self._chunk
+        if self._pending:  # complete the chunk begun by the last write
+            take = size - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < size:
+                return
+            self._store([bytes(self._pending)])
+            self._pending.clear()
+        whole = len(view) // size * size
+        if whole:  # one copy, chunk by chunk, straight from the caller's buffer
+            self._store([bytes(view[i : i + size]) for i in range(0, whole, size)])
+        self._pending += view[whole:]
 
     def add_bad_range(self, offset: int, length: int) -> None:
         """Bytes ``offset``..``offset+length`` could not be read (stored as zeros): they
@@ -184,7 +196,7 @@ class EwfWriter:
                 hint="the source shrank or a read stopped early; image it again",
             )
         self._pending += bytes(self._padding)
-        self._take_chunks(final=True)
+        self._store_pending()
         self._flush_group()
         self._ensure_segment()
         md5, sha1 = self._md5.digest(), self._sha1.digest()
@@ -216,7 +228,7 @@ class EwfWriter:
         held back, with their tables (a stopped run, as opposed to a failed drive)."""
         try:
             if flush and self._segment is not None:
-                self._take_chunks(final=True)  # the short chunk too: every byte read
+                self._store_pending()  # the short chunk too: every byte read
                 self._flush_group()
         finally:
             self._close_segment()
@@ -224,30 +236,29 @@ class EwfWriter:
 
     # -- chunks --------------------------------------------------------------------
 
-    def _take_chunks(self, final: bool) -> None:
-        """Hash what arrived, then encode every complete chunk (the last, short one too
-        when ``final``), on the worker threads: zlib and hashlib let go of the GIL."""
-        size = self._chunk
-        whole = len(self._pending) // size * size
-        if final:
-            whole = len(self._pending)
-        if not whole:
-            return
-        with memoryview(self._pending) as view:
-            data = bytes(view[:whole])
-        del self._pending[:whole]
-        chunks = [data[i : i + size] for i in range(0, whole, size)]
+    def _store_pending(self) -> None:
+        """The last, short chunk (the end, or a stopped run)."""
+        if self._pending:
+            self._store([bytes(self._pending)])
+            self._pending.clear()
+
+    def _store(self, chunks: list[bytes]) -> None:
+        """Hash and encode chunks, in order: zlib on the worker threads while this one
+        runs MD5 and SHA-1 (both let go of the GIL)."""
         if self._pool is not None and len(chunks) > 1:
             futures = [self._pool.submit(self._encode, c) for c in chunks]
-            self._md5.update(data)
-            self._sha1.update(data)
+            self._hash(chunks)
             stored = [f.result() for f in futures]
         else:
-            self._md5.update(data)
-            self._sha1.update(data)
+            self._hash(chunks)
             stored = [self._encode(c) for c in chunks]
         for item in stored:
             self._add_chunk(item)
+
+    def _hash(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._md5.update(chunk)
+            self._sha1.update(chunk)
 
     def _encode(self, chunk: bytes) -> tuple[bytes, bool]:
         """A chunk as stored; a chunk of zeros (most of a fresh disk) from a cache."""
@@ -295,13 +306,17 @@ class EwfWriter:
         for stored, compressed in self._group:
             entries.append(position | (s.COMPRESSED if compressed else 0))
             position += len(stored)
-        parts = [s.descriptor("sectors", base, position)]
-        parts += [stored for stored, _ in self._group]
+        batch = [s.descriptor("sectors", base, position)]
+        for stored, _ in self._group:  # written a megabyte at a time, not copied whole
+            batch.append(stored)
+            if len(batch) >= WRITE_BATCH:
+                self._emit(b"".join(batch))
+                batch.clear()
         body = s.table_body(entries, base)
         table = s.section("table", base + position, body)
-        parts += [table, s.section("table2", base + position + len(table), body)]
+        batch += [table, s.section("table2", base + position + len(table), body)]
         self._group, self._group_bytes = [], 0
-        self._emit(b"".join(parts))
+        self._emit(b"".join(batch))
 
     # -- segment files -------------------------------------------------------------
 

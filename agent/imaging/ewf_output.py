@@ -118,7 +118,7 @@ class EwfOutput:
 
     def flush(self) -> None:
         """What the writer has written so far onto stable storage. Chunks it still holds
-        (8 MiB at most) are not in a file yet; nothing of an E01 is checked by piece."""
+        (4 MiB at most) are not in a file yet; nothing of an E01 is checked by piece."""
         if self._current is not None:
             self._current.part.fsync()
 

@@ -124,6 +124,7 @@ def test_mixed_data_not_a_chunk_multiple(tmp_path: Path) -> None:
         "Compression level:\tgood (fast) compression",
         f"MD5:\t\t\t{result.md5}",
         f"SHA1:\t\t\t{result.sha1}",
+        f"Set identifier:\t\t{result.set_identifier}",
         f"Media size:\t\t7.0 MiB ({len(data)} bytes)",
     ):
         assert shown in info, (shown, info)
@@ -232,6 +233,8 @@ def test_wrong_amount_of_data_is_refused(tmp_path: Path) -> None:
         (4096, {"sectors_per_chunk": 48}, "not an EWF chunk size"),
         (4096, {"sector_size": 520}, "sector size"),
         (4096, {"compression": "lzma"}, "unknown E01 compression"),
+        (2**45, {"segment_size": 1024 * 1024}, "at most 14971"),
+        (2**48, {}, "more chunks than an E01 counts"),
     ],
 )
 def test_settings_refused_before_anything_is_written(

@@ -77,6 +77,7 @@ def test_e01_of_an_ext4_loop_device(tmp_path: Path, loops: Attach) -> None:
     raw = Path(device).read_bytes()
     assert e01["md5"] == hashlib.md5(raw).hexdigest() and e01["md5"] in info
     assert e01["sha1"] == hashlib.sha1(raw).hexdigest()
+    assert f"Set identifier:\t\t{e01['set_identifier']}" in info
     assert e01["sha256"] == end["sha256"] == sha256_of(device)
     assert end["complete"] is True and end["format"] == "e01"
     assert end["artifacts"] == e01["segments"] == ["artifacts/image/image.E01"]

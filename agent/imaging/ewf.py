@@ -41,6 +41,7 @@ __all__ = ["CaseMetadata", "EwfError", "EwfResult", "EwfSettingsError", "EwfWrit
 
 DEFAULT_SEGMENT_SIZE = 1536 * 1024 * 1024  # ewfacquire's is 1.4 GiB; FAT32 holds < 4 GiB
 MIN_SEGMENT_SIZE = 1024 * 1024
+SEGMENT_OVERHEAD = 64 * 1024  # headers, tables, closing sections and error2 room: at most
 GROUP_BYTES = 4 * 1024 * 1024  # stored chunk bytes held before a sectors section is written
 WRITE_BATCH = 32  # stored chunks joined into one write (1 MiB of incompressible ones)
 GROUP_CHUNKS = 16375  # entries a table holds in every reader (FTK 1 and EnCase 5 too)
@@ -75,6 +76,7 @@ class EwfResult:
     padding: int  # zero bytes added after the source's last byte (a partial sector)
     chunks: int
     stored_bytes: int  # total size of the segment files
+    set_identifier: str = ""  # the GUID in every segment file's volume or data section
     bad_sectors: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -124,7 +126,9 @@ class EwfWriter:
         )
         self._meta = meta
         self._started = time.time()
-        self._md5, self._sha1 = hashlib.md5(), hashlib.sha1()
+        # What the format stores, not what anything here trusts (that is SHA-256).
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha1 = hashlib.sha1(usedforsecurity=False)
         self._received = 0
         self._pending = bytearray()
         self._zero = bytes(self._chunk)
@@ -219,6 +223,7 @@ class EwfWriter:
             padding=self._padding,
             chunks=self._geometry.chunk_count,
             stored_bytes=self._stored,
+            set_identifier=str(uuid.UUID(bytes_le=self._geometry.set_identifier)),
             bad_sectors=list(self._ranges),
         )
 
@@ -378,10 +383,23 @@ def _check_settings(
             f"unknown E01 compression {compression!r}",
             hint="use none, empty-block, fast or best",
         )
-    if segment_size < max(MIN_SEGMENT_SIZE, 4 * sector_size * sectors_per_chunk):
+    chunk = sector_size * sectors_per_chunk
+    if segment_size < max(MIN_SEGMENT_SIZE, 4 * chunk):
         raise EwfSettingsError(
             f"an E01 segment file of {segment_size} bytes is too small",
             hint="give at least 1 MiB and four chunks",
+        )
+    if -(-media_size // chunk) > 0xFFFFFFFF:
+        raise EwfSettingsError(
+            f"{media_size} bytes is more chunks than an E01 counts",
+            hint="use larger chunks or --format raw",
+        )
+    worst = -(-media_size * (chunk + 4) // chunk // (segment_size - SEGMENT_OVERHEAD))
+    if worst > s.MAX_SEGMENTS:
+        raise EwfSettingsError(
+            f"in segment files of {segment_size} bytes this image could need {worst} of "
+            f"them; an E01 has at most {s.MAX_SEGMENTS}",
+            hint="give a larger --split",
         )
 
 

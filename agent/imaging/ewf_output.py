@@ -139,6 +139,7 @@ class EwfOutput:
             media_size=result.media_size,
             padding=result.padding,
             chunks=result.chunks,
+            set_identifier=result.set_identifier,
             bad_sectors=[list(r) for r in result.bad_sectors],
         )
 

@@ -20,7 +20,7 @@ VOLUME_SIZE = 1052  # the volume and data sections' body (EnCase 5 and later)
 TABLE_HEADER_SIZE = 24
 ERROR2_HEADER_SIZE = 520
 COMPRESSED = 0x80000000  # the table entry's most significant bit
-MAX_OFFSET = 0x7FFFFFFF  # table entries are 31-bit offsets from the table's base
+MAX_SEGMENTS = 99 + 22 * 26 * 26  # E01..E99, EAA..ZZZ
 
 # Volume section values (specification: "Media type", "Media flags", "Compression level").
 MEDIA_REMOVABLE, MEDIA_FIXED = 0x00, 0x01
@@ -61,8 +61,8 @@ def segment_extension(number: int) -> str:
         return f"E{number:02d}"
     k = number - 100
     first, rest = divmod(k, 26 * 26)
-    if first > ord("Z") - ord("E"):
-        raise ValueError(f"an EWF image has at most {99 + 22 * 676} segment files")
+    if number > MAX_SEGMENTS:
+        raise ValueError(f"an EWF image has at most {MAX_SEGMENTS} segment files")
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return chr(ord("E") + first) + letters[rest // 26] + letters[rest % 26]
 

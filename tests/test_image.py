@@ -6,10 +6,12 @@ an SFTP server, a killed run and a stopped one."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ import pytest
 from conftest import IS_ROOT, PRESERVE_CODE, ROOT, journal_records, preserve, verify
 from test_output_drives import drive  # noqa: F401 (the FAT32 drive fixture)
 
-from agent.imaging.output import fat_part_size
+from agent.imaging.output import OutputSpec, RawOutput, fat_part_size
 from agent.imaging.pieces import PieceHasher
 from manifests.fstype import FAT_MAX_FILE
 from manifests.sink import LocalDirSink
@@ -101,6 +103,18 @@ def test_pieces_restart_in_every_part_and_cover_every_byte() -> None:
         assert p.sha256 == hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest()
 
 
+def test_e01_without_its_writer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    if importlib.util.find_spec("agent.imaging.ewf") is not None:
+        pytest.skip("this build writes E01")
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(4096))
+    done = preserve("image", disk, "--format", "e01", "-o", tmp_path / "out")
+    assert done.returncode == 2
+    [line] = done.stderr.decode().strip().splitlines()
+    assert line.startswith("error: --format e01 is not available in this version yet; use")
+    assert not (tmp_path / "out").exists()
+
+
 # -- a loop device over a real ext4 file system --------------------------------------
 
 
@@ -131,6 +145,7 @@ def test_raw_image_of_an_ext4_disk_is_the_device_byte_for_byte(
     cat = subprocess.run(["debugfs", "-R", "cat /hello.txt", image], capture_output=True)
     assert cat.stdout == b"hello from the suspect disk\n"
     assert ["Image SHA-256", end["sha256"]] in summary["summary_rows"]
+    assert summary["preflight"]["estimate"]["image_bytes"] == 24 * MiB
     checked = verify(evidence, "--fingerprint", summary["fingerprint"])
     assert checked.returncode == 0, checked.stdout.decode()
     assert b"6 pieces checked, 6 ok" in checked.stdout
@@ -179,6 +194,28 @@ def test_a_regular_file_vm_disk_with_a_gpt(tmp_path: Path) -> None:
         ("boot", 2048),
         ("data", 6144),
     ]
+    assert verify(evidence).returncode == 0
+
+
+def test_a_hostile_partition_table_is_recorded_not_trusted(tmp_path: Path) -> None:
+    """A GPT whose entry starts past 2**53: recorded as a string (the journal takes no
+    larger integer), and the disk is imaged all the same."""
+    disk = bytearray(16 * 1024)
+    disk[446 + 4] = 0xEE  # the protective MBR entry
+    disk[446 + 8 : 446 + 16] = struct.pack("<II", 1, 31)
+    disk[510:512] = b"\x55\xaa"
+    disk[512:520] = b"EFI PART"
+    disk[512 + 72 : 512 + 88] = struct.pack("<QII", 2, 1, 128)
+    entry = os.urandom(32) + struct.pack("<QQ", 2**63, 2**63 + 9) + bytes(8)
+    entry += "evil".encode("utf-16-le").ljust(72, b"\0")
+    disk[1024 : 1024 + 128] = entry
+    path = tmp_path / "hostile.img"
+    path.write_bytes(bytes(disk))
+    _, evidence = take_image(path, tmp_path / "out", "--piece-size", "4K")
+    [start] = of_type(journal_records(evidence), "image-start")
+    [part] = start["partition_table"]["partitions"]
+    assert part["name"] == "evil" and part["start_sector"] == str(2**63)
+    assert (evidence / "artifacts/image/image.raw").read_bytes() == bytes(disk)
     assert verify(evidence).returncode == 0
 
 
@@ -303,8 +340,9 @@ def badfs(tmp_path: Path, badfs_binary: Path) -> Iterator[Callable[..., Path]]:
             if unmount.returncode == 0:
                 break
             time.sleep(0.5)
+        proc.terminate()  # unmounted: it may linger seconds before it notices
         try:
-            proc.wait(10)  # it exits once unmounted
+            proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -414,6 +452,45 @@ def test_a_killed_run_leaves_a_sealed_prefix_that_verify_proves(
 
 
 @needs_loop
+def test_a_killed_run_over_sftp_drop_box_proves_its_prefix_there(
+    tmp_path: Path, badfs: Callable[..., Path], loops: Attach
+) -> None:
+    """A drop-box cannot rename: the image is written under its final name after a
+    'begin' record, and verify on the server proves its sealed pieces all the same."""
+    from sftp_server import SftpServer, available
+
+    if available() is not None:
+        pytest.skip(available() or "")
+    backing = ext4_image(tmp_path, 32)
+    device = loops(badfs(backing, [], delay_us=250_000))
+    server = SftpServer(tmp_path / "srv")
+    try:
+        argv = server.in_cli(
+            sys.executable, "-c", PRESERVE_CODE, "image", device, "--piece-size", "1M",
+            "-o", server.url(), "--sink-host-key", server.fingerprint,
+            "--sink-key", server.dropbox_key,
+        )  # fmt: skip
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            found = lambda: [p for p in server.evidence.iterdir() if p.is_dir()]  # noqa: E731
+            evidence = _wait_for(found, lambda r: _sealed_pieces(r) >= 2)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(30)
+        sealed = _sealed_pieces(journal_records(evidence))
+        result = json.loads(verify(evidence, "--json").stdout)
+        [partial] = [p for p in result["files"]["problems"] if "image.raw" in p["path"]]
+        assert partial["path"] == "artifacts/image/image.raw"  # its final name, in place
+        assert partial["status"] == "incomplete"
+        proven = int(partial["detail"].split("its first ")[1].split(" ")[0])
+        assert proven >= sealed >= 2, partial
+        data = (evidence / partial["path"]).read_bytes()[: proven * MiB]
+        assert data == backing.read_bytes()[: proven * MiB]
+    finally:
+        server.close()
+
+
+@needs_loop
 def test_sigterm_ends_with_a_sealed_shorter_image(
     tmp_path: Path, badfs: Callable[..., Path], loops: Attach
 ) -> None:
@@ -443,6 +520,11 @@ def test_on_fat32_it_splits_and_the_parts_cat_to_the_image(
     try:  # on its own, FAT32 splits under its 4 GiB file limit, a whole number of pieces
         assert sink.file_system.max_file_size == FAT_MAX_FILE
         assert fat_part_size(sink.file_system, 64 * MiB) == 4 * 1024 * MiB - 64 * MiB
+        # (writing 4 GiB through fusefat takes 10 minutes here: the decision, on the real
+        # drive's file system, and the split itself below with --split)
+        for size, parts in ((5 * 1024**3, 4 * 1024 * MiB - 64 * MiB), (FAT_MAX_FILE, None)):
+            spec = OutputSpec("raw", size, 512, None, sink.file_system, 64 * MiB, {})
+            assert RawOutput(None, spec).part_size == parts  # type: ignore[arg-type]
     finally:
         sink.close()
         os.rmdir(out / "probe")
@@ -495,3 +577,62 @@ def test_streamed_to_an_sftp_server_it_verifies_there(
         assert b"8 pieces checked, 8 ok" in checked.stdout
     finally:
         server.close()
+
+
+@needs_loop
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_progress_shows_bytes_rate_and_time_left_on_a_terminal(
+    tmp_path: Path, badfs: Callable[..., Path], loops: Attach
+) -> None:
+    device = loops(badfs(ext4_image(tmp_path, 32), [], delay_us=250_000))
+    session = f"preserve-image-{tmp_path.name}"
+    command = f"{sys.executable} -c '{PRESERVE_CODE}' image {device} -o {tmp_path / 'out'}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", "-c", str(ROOT)]
+        + [f"{command}; echo FINISHED; sleep 60"],
+        check=True,
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    try:
+        line = None
+        for _ in range(300):
+            line = next((ln for ln in screen().splitlines() if "left" in ln), None)
+            if line:
+                break
+            time.sleep(0.1)
+        assert line is not None, screen()
+        assert " of 32.0 MiB (" in line and "/s  about " in line, line
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        for _ in range(300):
+            if "FINISHED" in screen():
+                break
+            time.sleep(0.1)
+        assert "interrupted: sealing what was collected so far" in screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+@needs_loop
+def test_a_full_drive_keeps_the_prefix_and_the_room_to_seal(
+    tmp_path: Path,
+    drive: Callable[[str, int], Path],  # noqa: F811 (the fixture)
+    loops: Attach,
+) -> None:
+    out = drive("exfat", 16)  # fusefat reports no free space; exFAT does
+    device = loops(ext4_image(tmp_path, 24))
+    summary, evidence = take_image(device, out, "--piece-size", "1M", expect=(1,))
+    records = journal_records(evidence)
+    [end] = of_type(records, "image-end")
+    assert end["complete"] is False and end["stopped"] == "the output drive is full"
+    image = (evidence / "artifacts/image/image.raw").read_bytes()
+    assert 0 < len(image) == end["size"] < 24 * MiB
+    with open(device, "rb") as f:
+        assert image == f.read(len(image))
+    assert end["sha256"] == hashlib.sha256(image).hexdigest()
+    assert summary["status"] == "stopped: output disk full"
+    assert verify(evidence).returncode == 0

@@ -144,7 +144,8 @@ class RawOutput:
         self.name = f"{DIRECTORY}/image.raw"
         limit = fat_part_size(spec.file_system, spec.piece_size)
         split = spec.split
-        if limit is not None and (split is None or split > limit) and spec.size > limit:
+        too_big = spec.size > (spec.file_system.max_file_size or spec.size)
+        if limit is not None and too_big and (split is None or split > limit):
             split = limit  # FAT32: split on its own, under 4 GiB a part
         self.part_size = split if split and split < spec.size else None
         self._parts: list[str] = []

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 from collectors.base import Collector, Stage
 from collectors.context import CollectContext
+from manifests.errors import EvidenceLostError
+from manifests.journal import journal_safe
 
 from ..console import human_bytes, plural
 from . import pipeline
@@ -62,11 +64,19 @@ class ImageCollector(Collector):
     def __init__(self, request: ImageRequest) -> None:
         self.request = request
 
+    @property
+    def image_bytes(self) -> int:
+        """What the pre-flight counts: the device is read, and stored, whole."""
+        return self.request.source.size
+
     def sources(self) -> list[bytes]:
         return []  # a device, not a tree: an output on it is the user's choice
 
     def collect(self, ctx: CollectContext) -> None:
-        Acquisition(ctx, self.request).run()
+        try:
+            Acquisition(ctx, self.request).run()
+        finally:
+            self.request.source.close()
 
 
 class Acquisition:
@@ -104,8 +114,9 @@ class Acquisition:
             collector=COLLECTOR,
             image=output.name,
             format=output.format,
-            source=source.to_json(),
-            partition_table=table,
+            # From the disk itself: a hostile table's numbers must not break the journal.
+            source=journal_safe(source.to_json()),
+            partition_table=journal_safe(table),
             piece_size=self.request.piece_size,
             part_size=output.part_size,
             chunk_size=pipeline.CHUNK,
@@ -118,16 +129,13 @@ class Acquisition:
         self.pieces = PieceHasher(self.request.piece_size, output.part_size)
         began = time.monotonic_ns()
         outcome = pipeline.run(reader, source.size, self._consume, self._should_stop)
-        failure = outcome.failure
-        if failure is not None:
-            self._failed(failure)
-        if outcome.done and not (failure is not None and is_out_of_space(failure)):
+        aborted = outcome.failure is not None and self._failed(outcome.failure)
+        if not aborted:  # what was read is stored: its last, shorter piece, and the files
             last = self.pieces.finish()
             if last is not None:
                 self._journal_piece(last)
-        if failure is None or not is_out_of_space(failure):
             output.close(outcome.sha256)
-        self._end(outcome, time.monotonic_ns() - began)
+        self._end(outcome, aborted, time.monotonic_ns() - began)
 
     # -- in the pipeline ---------------------------------------------------------------
 
@@ -177,25 +185,29 @@ class Acquisition:
 
     # -- the end -------------------------------------------------------------------------
 
-    def _failed(self, failure: BaseException) -> None:
+    def _failed(self, failure: BaseException) -> bool:
+        """Why the image ended early; True when the file being written was given up."""
         assert self.output is not None
-        if isinstance(failure, SourceGoneError):
+        if isinstance(failure, SourceGoneError):  # what was read is still good
             self.stop_reason = f"the device stopped answering ({failure.strerror})"
-        elif is_out_of_space(failure):
-            self.output.abort()
+            return False
+        if isinstance(failure, EvidenceLostError) or not isinstance(failure, OSError):
+            raise failure  # the directory is gone (the run abandons it), or a bug
+        self.output.abort()
+        if is_out_of_space(failure):
             self.engine.full.set()
             self.stop_reason = "the output drive is full"
-        elif isinstance(failure, OSError):
-            self.output.abort()
-            self.stop_reason = f"writing the image failed: {failure.strerror}"
         else:
-            self.output.abort()
-            raise failure
+            self.stop_reason = f"writing the image failed: {failure.strerror}"
+        return True
 
-    def _end(self, outcome: pipeline.Outcome, took_ns: int) -> None:
+    def _end(self, outcome: pipeline.Outcome, aborted: bool, took_ns: int) -> None:
+        """The closing record; after a given-up file the hash of what was read is not that
+        of what is stored, so only the finished files (and their pieces) stand."""
         assert self.output is not None
         size, done = self.source.size, outcome.done
         complete = done == size and self.stop_reason is None
+        sha256 = None if aborted else outcome.sha256
         self.ctx.journal.append(
             "image-end",
             collector=COLLECTOR,
@@ -204,7 +216,7 @@ class Acquisition:
             complete=complete,
             size=done,
             device_size=size,
-            sha256=outcome.sha256,
+            sha256=sha256,
             artifacts=self.output.artifacts,
             pieces=self.pieces.number if self.pieces else 0,
             bad_ranges=len(self.bad),
@@ -219,7 +231,7 @@ class Acquisition:
             "Image",
             f"{self.output.name} ({files}), {human_bytes(done)} of {human_bytes(size)}, {state}",
         )
-        summary.add("Image SHA-256", outcome.sha256)
+        summary.add("Image SHA-256", sha256 or "none: the file being written was given up")
         if self.bad:
             text = (
                 f"{plural(len(self.bad), 'range')}, {human_bytes(self.bad_bytes)} could not be "

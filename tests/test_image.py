@@ -6,7 +6,6 @@ an SFTP server, a killed run and a stopped one."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -101,18 +100,6 @@ def test_pieces_restart_in_every_part_and_cover_every_byte() -> None:
     assert spans == [(0, 4), (4, 4), (8, 2), (10, 4), (14, 4), (18, 2), (20, 3)]
     for p in [*pieces, last]:
         assert p.sha256 == hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest()
-
-
-def test_e01_without_its_writer_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    if importlib.util.find_spec("agent.imaging.ewf") is not None:
-        pytest.skip("this build writes E01")
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(bytes(4096))
-    done = preserve("image", disk, "--format", "e01", "-o", tmp_path / "out")
-    assert done.returncode == 2
-    [line] = done.stderr.decode().strip().splitlines()
-    assert line.startswith("error: --format e01 is not available in this version yet; use")
-    assert not (tmp_path / "out").exists()
 
 
 # -- a loop device over a real ext4 file system --------------------------------------

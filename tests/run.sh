@@ -14,18 +14,20 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # nftables/iptables/iproute2: isolation in namespaces; logrotate: rotation; strace:
     # what the tool writes and opens; hashdeep, sleuthkit (mactime): export audits;
     # chromium: the HTML report's screenshot; binutils, python3-dev: the kit build;
-    # rpm: a real rpmdb for the RPM package check (rpmbuild, rpm --root into a tree);
+    # rpm, db5.3-util: real rpmdbs for the RPM package check (rpmbuild, rpm --root into a
+    # tree; db5.3_load writes the Berkeley DB format of RHEL/CentOS 7);
     # e2fsprogs, mount, util-linux: loop and read-only mounts in private namespaces;
     # fusefat, exfat-fuse, dosfstools, exfatprogs: real FAT32 and exFAT output drives
     # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001;
     # tmux: a real terminal for the live progress; openssh-server/-client: the SFTP
     # evidence sink against a real sshd in namespaces; fdisk (sfdisk): a VM disk with a
-    # GPT, and gcc, pkg-config, libfuse3-dev, fuse3: the failing disk, for the image tests.
+    # GPT, and gcc, pkg-config, libfuse3-dev, fuse3: the failing disk, for the image tests;
+    # ewf-tools (ewfverify, ewfinfo, ewfexport, ewfacquire): the judges of the E01 images.
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
-        hashdeep sleuthkit rpm chromium fusefat exfat-fuse dosfstools exfatprogs faketime tmux \
-        fdisk gcc pkg-config libfuse3-dev fuse3 \
+        hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
+        faketime tmux fdisk gcc pkg-config libfuse3-dev fuse3 ewf-tools \
         >/dev/null
 fi
 

@@ -27,31 +27,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from manifests.errors import OutputError, UsageError
+from manifests.errors import OutputError
 
 from . import ewf_sections as s
 from .ewf_sections import CaseMetadata
+from .ewf_settings import (
+    COMPRESSION,
+    DEFAULT_SEGMENT_SIZE,
+    VOLUME_LEVEL,
+    EwfSettingsError,
+    check_settings,
+)
 
 if TYPE_CHECKING:
     from collectors.generated import GeneratedStore
 
     from .output import ImageOutput, OutputSpec
 
-__all__ = ["CaseMetadata", "EwfError", "EwfResult", "EwfSettingsError", "EwfWriter"]
+__all__ = [
+    "DEFAULT_SEGMENT_SIZE",
+    "CaseMetadata",
+    "EwfError",
+    "EwfResult",
+    "EwfSettingsError",
+    "EwfWriter",
+]
 
-DEFAULT_SEGMENT_SIZE = 1536 * 1024 * 1024  # ewfacquire's is 1.4 GiB; FAT32 holds < 4 GiB
-MIN_SEGMENT_SIZE = 1024 * 1024
-SEGMENT_OVERHEAD = 64 * 1024  # headers, tables, closing sections and error2 room: at most
 GROUP_BYTES = 4 * 1024 * 1024  # stored chunk bytes held before a sectors section is written
 WRITE_BATCH = 32  # stored chunks joined into one write (1 MiB of incompressible ones)
 GROUP_CHUNKS = 16375  # entries a table holds in every reader (FTK 1 and EnCase 5 too)
 ERROR2_ROOM = 1024  # bad ranges always kept room for in a segment file (8 KiB)
-COMPRESSION = {"none": None, "empty-block": 1, "fast": 1, "best": 9}
-_VOLUME_LEVEL = {"none": s.LEVEL_NONE, "empty-block": s.LEVEL_NONE, "fast": s.LEVEL_FAST}
-
-
-class EwfSettingsError(UsageError):
-    """The E01 cannot be written as asked (sizes, compression); found before writing."""
 
 
 class EwfError(OutputError):
@@ -103,7 +108,7 @@ class EwfWriter:
         physical: bool = True,
         workers: int = 2,
     ) -> None:
-        _check_settings(media_size, sector_size, sectors_per_chunk, segment_size, compression)
+        check_settings(media_size, sector_size, sectors_per_chunk, segment_size, compression)
         self._open = open_segment
         self._basename = basename
         self._sector = sector_size
@@ -121,7 +126,7 @@ class EwfWriter:
             sector_count=size // sector_size,
             media_type=s.MEDIA_REMOVABLE if removable else s.MEDIA_FIXED,
             media_flags=s.FLAG_IMAGE | (s.FLAG_PHYSICAL if physical else 0),
-            compression_level=_VOLUME_LEVEL.get(compression, s.LEVEL_BEST),
+            compression_level=VOLUME_LEVEL.get(compression, s.LEVEL_BEST),
             set_identifier=uuid.uuid4().bytes_le,
         )
         self._meta = meta
@@ -364,43 +369,6 @@ class EwfWriter:
 def _uniform(chunk: bytes) -> bool:
     """Is every byte the same (libewf's "empty block")?"""
     return chunk.count(chunk[:1]) == len(chunk)
-
-
-def _check_settings(
-    media_size: int, sector_size: int, sectors_per_chunk: int, segment_size: int, compression: str
-) -> None:
-    """Refuse what the format or its readers cannot hold, before anything is written."""
-    if media_size <= 0:
-        raise EwfSettingsError(
-            "an E01 image needs at least one byte of media", hint="check the device's size"
-        )
-    if sector_size not in (512, 1024, 2048, 4096):
-        raise EwfSettingsError(f"sector size {sector_size} is not one E01 readers accept")
-    if sectors_per_chunk not in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768):
-        raise EwfSettingsError(f"{sectors_per_chunk} sectors a chunk is not an EWF chunk size")
-    if compression not in COMPRESSION:
-        raise EwfSettingsError(
-            f"unknown E01 compression {compression!r}",
-            hint="use none, empty-block, fast or best",
-        )
-    chunk = sector_size * sectors_per_chunk
-    if segment_size < max(MIN_SEGMENT_SIZE, 4 * chunk):
-        raise EwfSettingsError(
-            f"an E01 segment file of {segment_size} bytes is too small",
-            hint="give at least 1 MiB and four chunks",
-        )
-    if -(-media_size // chunk) > 0xFFFFFFFF:
-        raise EwfSettingsError(
-            f"{media_size} bytes is more chunks than an E01 counts",
-            hint="use larger chunks or --format raw",
-        )
-    worst = -(-media_size * (chunk + 4) // chunk // (segment_size - SEGMENT_OVERHEAD))
-    if worst > s.MAX_SEGMENTS:
-        raise EwfSettingsError(
-            f"in segment files of {segment_size} bytes this image could need {worst} of "
-            f"them; an E01 has at most {s.MAX_SEGMENTS}",
-            hint="give a larger --split",
-        )
 
 
 def open_output(engine: GeneratedStore, spec: OutputSpec) -> ImageOutput:

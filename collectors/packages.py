@@ -11,7 +11,7 @@ configuration keeps off the disk (docs on minimal images) are not "missing".
 ``artifacts/packages/integrity.json``: modified, missing and changed-conffile lists, and
 the executables in system paths no package owns (``unpackaged``). Each modified
 executable or library is a HIGH finding, each other modified package file MEDIUM, each
-missing executable MEDIUM (collectors/findings.py). ``ctx.shared["dpkg"]`` hands the
+missing executable MEDIUM (rules: collectors/rules/triage.toml). ``ctx.shared["dpkg"]`` hands the
 database to the executables collector."""
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from manifests.digest import digest_fd
 from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
-from .findings import record_finding, summarize
-from .logprofile import load_profile
+from .findings import apply_rules, rules_of, summarize
 from .source import open_source
 from .textview import json_bytes
-from .triageprofile import runs
+from .triagegate import package_db, triage_settings
 from .walk import walk
 
 OUT = "artifacts/packages/integrity.json"
@@ -43,7 +42,6 @@ SYSTEM_DIRS = (
 )  # fmt: skip
 HASHERS = 4  # hashlib releases the GIL: files are read and hashed in parallel
 BATCH = 512
-RULES = {"package-file-modified", "package-executable-missing"}
 
 
 def is_executable(path: bytes, mode: int) -> bool:
@@ -117,15 +115,12 @@ class PackagesCollector(Collector):
     root: bytes = b"/"  # tests point it at a tree
 
     def collect(self, ctx: CollectContext) -> None:
-        profile = ctx.options.log_profile or load_profile(None)
-        if not runs(profile.triage, self.name, ctx.options.only):
-            ctx.summary.add("Packages", f"not in profile {profile.name} (--profile full)")
+        if triage_settings(ctx, self.name, "Packages") is None:
             return
-        db = dpkg.load(self.root)
+        db = package_db(ctx, self.root)
         if db is None:
             ctx.summary.add("Packages", "no dpkg database (not checked)")
             return
-        ctx.shared["dpkg"] = db
         dropped = _excluded_by_dpkg(self.root)
         report: dict[str, list[dict[str, Any]]] = {
             "modified": [], "missing": [], "conffiles_changed": [], "not_regular": [],
@@ -149,7 +144,7 @@ class PackagesCollector(Collector):
             f"{len(report['missing'])} missing, {len(report['unpackaged_executables'])} "
             "unpackaged executables",
         )
-        summarize(ctx, self.name, RULES)
+        summarize(ctx, self.name, rules_of(ctx).ids("package-file"))
 
     def _judge(
         self,
@@ -178,20 +173,15 @@ class PackagesCollector(Collector):
                 return
             report["modified"].append(row)
             executable = is_executable(path, mode) or in_system_dirs(path)
-            record_finding(
-                ctx, self.name, "package-file-modified", "HIGH" if executable else "MEDIUM",
-                host, f"{os.fsdecode(path)} differs from package {pkg}", OUT,
-                package=pkg, expected_md5=row["expected_md5"], md5=digest,
-            )  # fmt: skip
+            fact = {**row, "state": "modified", "executable": executable}
+            apply_rules(ctx, self.name, "package-file", fact, host, OUT)
         elif state == "missing":
             if _dropped(path, dropped):
                 return
             report["missing"].append(row)
-            if is_executable(path, 0) or in_system_dirs(path, libraries=False):
-                record_finding(
-                    ctx, self.name, "package-executable-missing", "MEDIUM", host,
-                    f"{os.fsdecode(path)} of package {pkg} is missing", OUT, package=pkg,
-                )  # fmt: skip
+            executable = is_executable(path, 0) or in_system_dirs(path, libraries=False)
+            fact = {**row, "state": "missing", "executable": executable}
+            apply_rules(ctx, self.name, "package-file", fact, host, OUT)
         else:
             report["not_regular" if state == "not-regular" else "unreadable"].append(row)
 

@@ -1,0 +1,71 @@
+"""Is a configuration file as its package shipped it? The question that separates an
+intruder's cron job from the one ``logrotate`` installed, answered from the dpkg
+database (collectors/dpkg.py), never by running ``dpkg``.
+
+``unchanged``: a packaged file (a conffile, or a file with an MD5 in ``*.md5sums``) whose
+content matches; ``modified``: it does not; ``packaged``: a package lists it but keeps no
+MD5 (a generated file); ``unpackaged``: no package lists it; ``unknown``: no database
+(not Debian) or the file was too large to read whole."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from .dpkg import Database
+
+# Where the files the persistence collector judges live (database paths): the index is
+# built for these only, not for the ~100,000 files of a server's packages.
+CONFIG_PREFIXES = (
+    b"/etc/", b"/lib/systemd/", b"/usr/lib/systemd/", b"/lib/udev/", b"/usr/lib/udev/",
+    b"/lib/modprobe.d/", b"/usr/lib/modprobe.d/", b"/lib/modules-load.d/",
+    b"/usr/lib/modules-load.d/", b"/usr/local/lib/systemd/", b"/var/spool/",
+)  # fmt: skip
+
+
+class PackageIndex:
+    def __init__(self, db: Database | None) -> None:
+        self.db = db
+        self._md5: dict[bytes, bytes] | None = None  # canonical host path -> MD5 (hex)
+
+    def _index(self) -> dict[bytes, bytes]:
+        """Both MD5 tables by canonical host path, built once: on a merged-/usr host the
+        database says ``/lib/systemd/...`` where the walk meets ``/usr/lib/systemd/...``."""
+        if self._md5 is None:
+            assert self.db is not None
+            db = self.db
+            tables = (db.md5.items(), db.conffiles.items())
+            self._md5 = {
+                db.canonical(p): digest
+                for table in tables
+                for p, (digest, _) in table
+                if p.startswith(CONFIG_PREFIXES)
+            }
+        return self._md5
+
+    def state(self, host_path: bytes, data: bytes | None, cap: int) -> str:
+        if self.db is None:
+            return "unknown"
+        canonical = os.path.join(
+            os.path.realpath(os.path.dirname(host_path)), os.path.basename(host_path)
+        )
+        want = self._index().get(canonical)
+        if want is None:
+            return "packaged" if self.db.is_packaged(canonical) else "unpackaged"
+        if data is None or len(data) >= cap:
+            return "unknown"
+        return (
+            "unchanged"
+            if hashlib.md5(data, usedforsecurity=False).hexdigest().encode() == want
+            else "modified"
+        )
+
+    def any_unpackaged(self, root: bytes, targets: list[str]) -> bool:
+        """Does one of ``targets`` (host paths) exist and belong to no package?"""
+        if self.db is None:
+            return False
+        for target in targets:
+            host = os.path.join(root, os.fsencode(target).lstrip(b"/"))
+            if os.path.lexists(host) and not self.db.is_packaged(os.path.realpath(host)):
+                return True
+        return False

@@ -1,0 +1,29 @@
+"""What every triage collector asks first: does it run in this profile (and if not, one
+closing-box row saying so), and the host's package database, read once a run and shared
+(``ctx.shared["dpkg"]``) by whichever triage collector needs it first."""
+
+from __future__ import annotations
+
+from . import dpkg
+from .context import CollectContext
+from .logprofile import load_profile
+from .triageprofile import DEFAULT_ON, TriageSettings, runs
+
+
+def triage_settings(ctx: CollectContext, name: str, label: str) -> TriageSettings | None:
+    """The profile's ``[triage]`` settings when collector ``name`` runs, else None (and
+    a closing-box row ``label``: not in this profile)."""
+    profile = ctx.options.log_profile or load_profile(None)
+    if runs(profile.triage, name, ctx.options.only):
+        return profile.triage
+    hint = "" if name in DEFAULT_ON else " (--profile full)"
+    ctx.summary.add(label, f"not in profile {profile.name}{hint}")
+    return None
+
+
+def package_db(ctx: CollectContext, root: bytes) -> dpkg.Database | None:
+    """The dpkg database under ``root``, loaded once a run (None: not Debian)."""
+    if "dpkg" not in ctx.shared:
+        ctx.shared["dpkg"] = dpkg.load(root)
+    db: dpkg.Database | None = ctx.shared["dpkg"]
+    return db

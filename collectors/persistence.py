@@ -24,8 +24,9 @@ from manifests.treewalk import walk as tree_walk
 
 from .base import Collector, Stage
 from .context import CollectContext
-from .findings import apply_rules, summarize, window_start
+from .findings import apply_rules, rules_of, summarize, window_start
 from .homes import steered, user_homes
+from .pathmap import stored_relpath
 from .persistkinds import (
     HOME_OTHER,
     HOME_STARTUP,
@@ -34,11 +35,11 @@ from .persistkinds import (
     parse,
     writable,
 )  # fmt: skip
-from .persistpkg import PackageIndex
+from .persistpkg import PackageIndex, wanted
 from .readfile import read_regular
 from .secrets import record_secret, secret_reason
 from .sshpaths import authorized_keys_files, included_files
-from .systemdstate import UNIT_DIRS, read_state, unit_name
+from .systemdstate import UNIT_DIRS, UnitState, read_state, unit_name
 from .textview import json_bytes
 from .triagegate import package_db, triage_settings
 from .triageprofile import TriageSettings
@@ -77,13 +78,16 @@ class PersistenceCollector(Collector):
         if settings is None:
             return
         homes = user_homes(self.root)
-        run = _Run(ctx, self.name, self.root, settings, PackageIndex(package_db(ctx, self.root)))
-        run.units = read_state(self.root, [h for h, _ in homes])
+        db = package_db(ctx, self.root, keep=wanted)
+        units = read_state(self.root, [h for h, _ in homes])
+        run = _Run(ctx, self.name, self.root, settings, PackageIndex(db), units)
         with (
             ctx.engine.open_stream(ENTRIES, self.name, kind="persistence-entries") as facts,
             ctx.engine.open_stream(LINKS, self.name, kind="links") as links,
         ):
             run.facts_out, run.links_out = facts, links
+            keys = authorized_keys_files(self.root)
+            run.named = {path: ("authorized-keys", user) for path, user in keys}
             for top in _tops(self.root):
                 run.tree(top)
             for home, user in homes:
@@ -91,7 +95,7 @@ class PersistenceCollector(Collector):
             for path in included_files(self.root):
                 if not run.covered(path):
                     run.one(path, None, "")
-            for path, user in authorized_keys_files(self.root):
+            for path, user in keys:
                 if not run.covered(path):
                     run.one(path, "authorized-keys", user)
         ctx.engine.drain()
@@ -101,13 +105,7 @@ class PersistenceCollector(Collector):
             f"{run.copied} files, {run.secrets} secrets hashed only, {run.nfacts} entries, "
             f"{len(run.unit_rows)} systemd units",
         )
-        summarize(ctx, self.name, ctx_rules(ctx))
-
-
-def ctx_rules(ctx: CollectContext) -> set[str]:
-    from .findings import rules_of
-
-    return rules_of(ctx).ids("persistence")
+        summarize(ctx, self.name, rules_of(ctx).ids("persistence"))
 
 
 def _tops(root: bytes) -> list[bytes]:
@@ -128,16 +126,18 @@ class _Run:
 
     def __init__(
         self, ctx: CollectContext, name: str, root: bytes, settings: TriageSettings,
-        packages: PackageIndex,
+        packages: PackageIndex, units: UnitState,
     ) -> None:  # fmt: skip
         self.ctx, self.name, self.root, self.packages = ctx, name, root, packages
+        self.units = units
         self.max_file = settings.config_max_file_mib * MIB
         self.left = settings.config_max_total_mib * MIB
         self.window = window_start(ctx, settings.detection_window_days)
         self.tops: list[bytes] = []
+        # Files sshd_config names as AuthorizedKeysFile: (kind, user), wherever they are.
+        self.named: dict[bytes, tuple[str | None, str]] = {}
         self.copied = self.secrets = self.nfacts = 0
         self.unit_rows: list[dict[str, Any]] = []
-        self.units = read_state(root, [])
         self.facts_out: Any = None
         self.links_out: Any = None
         out = os.stat(ctx.root)
@@ -182,6 +182,8 @@ class _Run:
                     target=os.fsdecode(target),
                 )  # fmt: skip
                 continue
+            if self.covered(path):  # a home inside a tree already walked (/etc/...)
+                continue
             if os.path.isdir(path) and not os.path.islink(path):
                 self.tree(path, kind, user)
             else:
@@ -202,7 +204,8 @@ class _Run:
         if st is None:
             return
         name = self.host_name(path)
-        kind = kind or kind_of(name)
+        kind, user = self.named.get(path, (kind, user))
+        kind = kind_of(name, kind)
         if not stat.S_ISREG(st.st_mode):
             self.link(path, name, st, kind, user)
             return
@@ -220,7 +223,7 @@ class _Run:
             return
         self.left -= st.st_size
         self.copied += 1
-        dest = f"{PREFIX}/{_stored(name)}"
+        dest = f"{PREFIX}/{stored_relpath(os.fsencode(name))}"
         if kind is None:
             self.ctx.engine.submit(path, dest, self.name, parent_id=parent)
             return
@@ -298,9 +301,3 @@ class _Run:
         apply_rules(self.ctx, self.name, "persistence", fact, path, artifact, self.window)
         row = {**fact, "artifact": artifact}
         self.facts_out.write(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
-
-
-def _stored(name: str) -> str:
-    from .pathmap import stored_relpath
-
-    return stored_relpath(os.fsencode(name))

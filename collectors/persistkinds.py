@@ -9,10 +9,10 @@ text: nothing here runs or resolves anything on the host but ``lstat`` of target
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import stat
-from fnmatch import fnmatchcase
 from typing import Any
 
 WRITABLE_PREFIXES = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/dev/mqueue/")
@@ -87,10 +87,13 @@ PAM_DIRS = (
 )  # fmt: skip
 
 
+_KIND_RES = tuple((k, re.compile("|".join(map(fnmatch.translate, ps)))) for k, ps in KINDS)
+
+
 def kind_of(path: str, default: str | None = None) -> str | None:
     """The persistence mechanism the host file ``path`` belongs to, or ``default``."""
-    for kind, patterns in KINDS:
-        if any(fnmatchcase(path, p) for p in patterns):
+    for kind, pattern in _KIND_RES:
+        if pattern.match(path):
             return kind
     return default
 

@@ -23,6 +23,12 @@ CONFIG_PREFIXES = (
 )  # fmt: skip
 
 
+def wanted(path: bytes) -> bool:
+    """The database paths this index needs: configuration files, and the PAM modules and
+    unit symlinks whose ownership a rule asks about."""
+    return path.startswith(CONFIG_PREFIXES) or b"/security/" in path
+
+
 class PackageIndex:
     def __init__(self, db: Database | None) -> None:
         self.db = db

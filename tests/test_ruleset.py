@@ -180,3 +180,39 @@ def test_profile_switches_and_caps(ctx: CollectContext, tmp_path: Path) -> None:
     assert ("Accounts", f"not in profile {profile}") in list(ctx.summary)
     entries = (ctx.root / "artifacts/persistence/entries.jsonl").read_bytes()
     assert json.loads(b"[" + entries.replace(b"\n", b",").rstrip(b",") + b"]") == []
+
+
+def test_package_state_quiets_shipped_files_and_the_whole_db_stays_whole(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """A cron file exactly as its package shipped it is no finding, the same file
+    changed is one; and the partial database persistence reads is not what packages
+    (run after it) checks the host's programs against."""
+    import hashlib
+
+    from collectors.packages import PackagesCollector
+
+    host = tmp_path / "host"
+    info = host / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    shipped, edited = b"0 4 * * * root /usr/sbin/logrotate\n", b"* * * * * root /opt/x\n"
+    md5 = {n: hashlib.md5(shipped).hexdigest() for n in ("etc/cron.d/rotate", "etc/cron.d/edit")}
+    md5["usr/bin/tool"] = hashlib.md5(b"original").hexdigest()
+    (info / "cronpkg.md5sums").write_text("".join(f"{d}  {p}\n" for p, d in md5.items()))
+    (info / "cronpkg.list").write_text("".join(f"/{p}\n" for p in md5))
+    (host / "etc/cron.d").mkdir(parents=True)
+    (host / "etc/cron.d/rotate").write_bytes(shipped)
+    (host / "etc/cron.d/edit").write_bytes(edited)
+    (host / "usr/bin").mkdir(parents=True)
+    (host / "usr/bin/tool").write_bytes(b"trojaned")
+    ctx.options = Options(only=("persistence", "packages"))
+    for collector in (PersistenceCollector(), PackagesCollector()):
+        collector.root = os.fsencode(host)
+        collector.collect(ctx)
+    found = {(r["rule"], r["source"]["path"]) for r in journal_records(ctx.root) if "rule" in r}
+    assert ("persistence-changed-in-window", str(host / "etc/cron.d/edit")) in found
+    assert not [f for f in found if f[1].endswith("rotate")]
+    assert ("package-file-modified", str(host / "usr/bin/tool")) in found
+    entries = (ctx.root / "artifacts/persistence/entries.jsonl").read_text().splitlines()
+    states = {json.loads(e)["path"]: json.loads(e)["package_state"] for e in entries}
+    assert states == {"/etc/cron.d/edit": "modified", "/etc/cron.d/rotate": "unchanged"}

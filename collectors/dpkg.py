@@ -15,49 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+
+from .pkgdb import Database
 
 DB = b"var/lib/dpkg"
 MAX_DB_FILE = 64 * 1024 * 1024  # a status file larger than this is not a real one
-
-
-@dataclass
-class Database:
-    root: bytes  # b"/" on a host
-    md5: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)  # path -> (md5, pkg)
-    conffiles: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
-    owned: set[bytes] = field(default_factory=set)  # canonical paths from *.list
-    # original -> (diverted-to, diverting package)
-    diversions: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
-    packages: int = 0
-    partial: bool = False  # loaded with a ``keep`` filter: only some files are indexed
-    _dirs: dict[bytes, bytes] = field(default_factory=dict)
-
-    def host(self, path: bytes) -> bytes:
-        """The path on the host (under ``root``) of a database path ``/x/y``."""
-        return os.path.join(self.root, path.lstrip(b"/"))
-
-    def canonical(self, path: bytes) -> bytes:
-        """``path`` (a database path) with its directory's symlinks resolved: the one
-        name under which a walk of the host meets it."""
-        directory, name = os.path.split(path)
-        real = self._dirs.get(directory)
-        if real is None:
-            real = os.path.realpath(self.host(directory))
-            self._dirs[directory] = real
-        return os.path.join(real, name)
-
-    def location(self, path: bytes, package: str) -> bytes:
-        """Where ``package``'s file ``path`` is on the host: a diversion moves another
-        package's file aside, never the diverting package's own."""
-        diverted = self.diversions.get(path)
-        if diverted is not None and diverted[1] != package:
-            return self.host(diverted[0])
-        return self.host(path)
-
-    def is_packaged(self, host_path: bytes) -> bool:
-        """Is the file at ``host_path`` (as a walk of the host found it) in a package?"""
-        return host_path in self.owned
 
 
 def _read(path: bytes) -> bytes:
@@ -82,7 +44,7 @@ def load(root: bytes = b"/", keep: Callable[[bytes], bool] | None = None) -> Dat
         names = sorted(os.listdir(info))
     except OSError:
         return None
-    db = Database(root, partial=keep is not None)
+    db = Database(root, manager="dpkg", partial=keep is not None)
     for name in names:
         if name.endswith(b".md5sums"):
             package = _package_of(name)
@@ -90,7 +52,7 @@ def load(root: bytes = b"/", keep: Callable[[bytes], bool] | None = None) -> Dat
                 digest, _, rel = line.partition(b"  ")
                 path = b"/" + rel.lstrip(b"/")
                 if rel and (keep is None or keep(path)):
-                    db.md5[path] = (digest.lower(), package)
+                    db.digests[path] = (digest.lower(), package)
         elif name.endswith(b".list"):
             db.packages += 1
             for line in _lines(os.path.join(info, name)):

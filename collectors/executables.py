@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 from manifests.digest import sha256_fd
 
-from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import apply_rules, rules_of, summarize
 from .homes import user_homes
 from .packages import SYSTEM_DIRS, is_executable
+from .pkgdb import Database
 from .source import open_source
 from .textview import json_bytes
 from .triagegate import package_db, triage_settings
@@ -147,7 +147,7 @@ class ExecutablesCollector(Collector):
         pool: ThreadPoolExecutor,
         batch: list[tuple[bytes, os.stat_result, int | None]],
         staging: bool,
-        db: dpkg.Database | None,
+        db: Database | None,
         privileged: list[dict[str, Any]],
         out: Any,
     ) -> int:
@@ -170,7 +170,7 @@ class ExecutablesCollector(Collector):
         st: os.stat_result,
         row: dict[str, Any],
         staging: bool,
-        db: dpkg.Database | None,
+        db: Database | None,
         privileged: list[dict[str, Any]],
     ) -> None:
         cap = capability(path)

@@ -1,18 +1,18 @@
 """Is a configuration file as its package shipped it? The question that separates an
-intruder's cron job from the one ``logrotate`` installed, answered from the dpkg
-database (collectors/dpkg.py), never by running ``dpkg``.
+intruder's cron job from the one ``logrotate`` installed, answered from the package
+database (collectors/dpkg.py, collectors/rpmdb.py), never by running ``dpkg`` or ``rpm``.
 
-``unchanged``: a packaged file (a conffile, or a file with an MD5 in ``*.md5sums``) whose
+``unchanged``: a packaged file (a conffile, or a file with a digest in the database) whose
 content matches; ``modified``: it does not; ``packaged``: a package lists it but keeps no
-MD5 (a generated file); ``unpackaged``: no package lists it; ``unknown``: no database
-(not Debian) or the file was too large to read whole."""
+digest (a symlink, a generated file); ``unpackaged``: no package lists it; ``unknown``: no
+database, or the file was too large to read whole."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 
-from .dpkg import Database
+from .pkgdb import Database
 
 # Where the files the persistence collector judges live (database paths): the index is
 # built for these only, not for the ~100,000 files of a server's packages.
@@ -32,39 +32,38 @@ def wanted(path: bytes) -> bool:
 class PackageIndex:
     def __init__(self, db: Database | None) -> None:
         self.db = db
-        self._md5: dict[bytes, bytes] | None = None  # canonical host path -> MD5 (hex)
+        # canonical host path -> (digest as the database gives it, hashlib algorithm)
+        self._digests: dict[bytes, tuple[bytes, str]] | None = None
 
-    def _index(self) -> dict[bytes, bytes]:
-        """Both MD5 tables by canonical host path, built once: on a merged-/usr host the
-        database says ``/lib/systemd/...`` where the walk meets ``/usr/lib/systemd/...``."""
-        if self._md5 is None:
+    def _index(self) -> dict[bytes, tuple[bytes, str]]:
+        """Both digest tables by canonical host path, built once: on a merged-/usr host
+        the database says ``/lib/systemd/...`` where the walk meets ``/usr/lib/systemd/...``."""
+        if self._digests is None:
             assert self.db is not None
             db = self.db
-            tables = (db.md5.items(), db.conffiles.items())
-            self._md5 = {
-                db.canonical(p): digest
-                for table in tables
-                for p, (digest, _) in table
+            self._digests = {
+                db.canonical(p): (digest, db.algorithm(package))
+                for table in (db.digests.items(), db.conffiles.items())
+                for p, (digest, package) in table
                 if p.startswith(CONFIG_PREFIXES)
             }
-        return self._md5
+        return self._digests
 
     def state(self, host_path: bytes, data: bytes | None, cap: int) -> str:
         if self.db is None:
             return "unknown"
-        canonical = os.path.join(
-            os.path.realpath(os.path.dirname(host_path)), os.path.basename(host_path)
-        )
+        directory, name = os.path.split(host_path)
+        canonical = os.path.join(os.path.realpath(directory), name)
         want = self._index().get(canonical)
         if want is None:
             return "packaged" if self.db.is_packaged(canonical) else "unpackaged"
         if data is None or len(data) >= cap:
             return "unknown"
-        return (
-            "unchanged"
-            if hashlib.md5(data, usedforsecurity=False).hexdigest().encode() == want
-            else "modified"
-        )
+        try:
+            digest = hashlib.new(want[1], data, usedforsecurity=False).hexdigest().encode()
+        except ValueError:  # an algorithm this Python lacks
+            return "unknown"
+        return "unchanged" if digest == want[0] else "modified"
 
     def any_unpackaged(self, root: bytes, targets: list[str]) -> bool:
         """Does one of ``targets`` (host paths) exist and belong to no package?"""

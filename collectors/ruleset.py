@@ -34,6 +34,7 @@ from manifests.errors import UsageError
 BUILTIN = Path(__file__).with_name("rules") / "triage.toml"
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 _B, _I, _S, _L = bool, int, str, list
+_DIGESTS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 # The facts collectors produce, and each one's fields. ``in_window`` is added to every
 # fact with a ``changed_ns``: changed within the profile's detection window.
 _COMMON = {"path": _S, "in_window": _B, "changed_ns": _I}
@@ -49,7 +50,9 @@ FACTS: dict[str, dict[str, type]] = {
     },
     "history-line": {**_COMMON, "user": _S, "shell": _S, "line": _S, "line_no": _I},
     "package-file": {
-        **_COMMON, "state": _S, "package": _S, "executable": _B, "expected_md5": _S, "md5": _S,
+        **_COMMON, "state": _S, "package": _S, "executable": _B, "algorithm": _S,
+        # the database's digest and the file's, named by algorithm (dpkg: md5; RPM: its own)
+        **{f"{p}{a}": _S for a in _DIGESTS for p in ("expected_", "")},
     },
     "privileged-file": {**_COMMON, "packaged": _B, "mode": _S, "capability": _S, "sha256": _S},
     "staged-file": {**_COMMON, "executable": _B, "sha256": _S, "mode": _S},

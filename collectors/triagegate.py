@@ -1,14 +1,15 @@
 """What every triage collector asks first: does it run in this profile (and if not, one
-closing-box row saying so), and the host's package database, read once a run and shared
-(``ctx.shared["dpkg"]``) by whichever triage collector needs it first."""
+closing-box row saying so), and the host's package database (dpkg's or RPM's), read once
+a run and shared (``ctx.shared["pkgdb"]``) by whichever triage collector needs it first."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import dpkg
+from . import dpkg, rpmdb
 from .context import CollectContext
 from .logprofile import load_profile
+from .pkgdb import Database
 from .triageprofile import DEFAULT_ON, TriageSettings, runs
 
 
@@ -23,16 +24,22 @@ def triage_settings(ctx: CollectContext, name: str, label: str) -> TriageSetting
     return None
 
 
+def load_database(root: bytes) -> Database | None:
+    """The host's package database, Debian's or RPM's, or None where it has neither."""
+    return dpkg.load(root) or rpmdb.load(root)
+
+
 def package_db(
     ctx: CollectContext, root: bytes, keep: Callable[[bytes], bool] | None = None
-) -> dpkg.Database | None:
-    """The dpkg database under ``root`` (None: not Debian): the whole one, loaded once a
-    run and shared; or, with ``keep`` and no whole one loaded yet, only the files ``keep``
-    accepts (not shared: a later collector that needs every file loads it whole)."""
-    if "dpkg" in ctx.shared:
-        db: dpkg.Database | None = ctx.shared["dpkg"]
+) -> Database | None:
+    """The package database under ``root`` (None: neither dpkg nor RPM): the whole one,
+    loaded once a run and shared; or, with ``keep`` and no whole one loaded yet, only the
+    files ``keep`` accepts where the format allows it (dpkg; not shared: a later collector
+    that needs every file loads it whole)."""
+    if "pkgdb" in ctx.shared:
+        db: Database | None = ctx.shared["pkgdb"]
         return db
     if keep is not None:
-        return dpkg.load(root, keep)
-    ctx.shared["dpkg"] = dpkg.load(root)
+        return dpkg.load(root, keep) or rpmdb.load(root)
+    ctx.shared["pkgdb"] = load_database(root)
     return package_db(ctx, root)

@@ -44,11 +44,13 @@ notacollector = preserve_test_marker:NotACollector
 
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
+    "accounts",
     "clock",
     "executables",
     "files",
     "logs",
     "network",
+    "persistence",
     "packages",
     "processes",
     "system",

@@ -44,6 +44,7 @@ notacollector = preserve_test_marker:NotACollector
 
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
+    "accounts",
     "clock",
     "containers",
     "executables",
@@ -51,6 +52,7 @@ BUILTINS = {
     "journald",
     "logs",
     "network",
+    "persistence",
     "packages",
     "processes",
     "staging",

@@ -83,7 +83,11 @@ def test_intact_report_has_verdict_custody_and_transfer(planted: Path, tmp_path:
     result = report(planted, "--format", "md")
     assert result.returncode == 0, result.stderr.decode()
     md = result.stdout.decode()
-    assert md.splitlines()[2].startswith("**Verification: INTACT.**")
+    lines = md.splitlines()
+    # the summary first, then the verdict line, before any details
+    at = lines.index("## Summary")
+    assert at < 4 and "The evidence is intact" in lines[at + 2]
+    assert lines[at + 4].startswith("**Verification: INTACT.**")
     start = journal_records(planted)[0]
     fp = start["signer"]["fingerprint"]
     assert " ".join(fp[i : i + 4] for i in range(0, 64, 4)) in md

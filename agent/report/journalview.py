@@ -17,6 +17,9 @@ from .values import to_ns
 
 # Records kept whole (clipped), per type: the first N. Counted beyond that.
 KEEP = {"transfer": 100, "action": 300, "error": 200}
+# ``event`` records kept, per ``event`` name (``of_type("event:finding")``): what the
+# collectors found, the views that disagreed, the clock check.
+KEEP_EVENTS = {"finding": 1000, "degraded": 500, "findings-capped": 200, "clock-check": 5}
 RECORD_BUDGET = 16 * 1024  # per kept record; a genuine one is under 2 KiB
 START_BUDGET = 64 * 1024  # the start record (argv, host, collectors)
 MAX_EVENTS = 2_000  # timeline events from the journal, besides errors
@@ -92,9 +95,11 @@ class JournalView:
         elif kind == "end":
             self.end = clip(r, RECORD_BUDGET)
         elif kind in KEEP:
-            kept = self.kept.setdefault(str(kind), [])
-            if len(kept) < KEEP[str(kind)]:
-                kept.append(clip(r, RECORD_BUDGET))
+            self._keep(str(kind), r, KEEP[str(kind)])
+        elif kind == "event" and r.get("event") in KEEP_EVENTS:
+            name = f"event:{r['event']}"
+            self.counts[name] += 1
+            self._keep(name, r, KEEP_EVENTS[r["event"]])
         ns = to_ns(r.get("time"))
         event = _event(r, ns) if ns is not None else None
         if event is None:
@@ -109,6 +114,11 @@ class JournalView:
                 self.events_left_out += 1
                 return
         self.events.append(event)
+
+    def _keep(self, kind: str, r: dict[str, Any], limit: int) -> None:
+        kept = self.kept.setdefault(kind, [])
+        if len(kept) < limit:
+            kept.append(clip(r, RECORD_BUDGET))
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """The kept records of ``kind`` (the first ``KEEP[kind]``), in journal order."""

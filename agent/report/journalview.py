@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import words
 from .bounded import clip, text
 from .values import to_ns
 
@@ -48,17 +49,25 @@ def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
     if kind == "start":
         return JournalEvent(ns, "collection", "collection started", seq, True)
     if kind == "seal":
-        return JournalEvent(ns, "custody", f"journal sealed ({field_('reason')})", seq)
+        reason = words.seal_reason(field_("reason"))
+        return JournalEvent(ns, "custody", f"journal sealed {reason}", seq)
     if kind == "transfer":
         return JournalEvent(ns, "custody", f"custody transferred to {field_('to')}", seq, True)
     if kind == "end":
         return JournalEvent(ns, "collection", f"collection ended: {field_('status')}", seq)
     if kind == "action":
-        what = r.get("action") or r.get("argv")
-        shown = _argv(what) if isinstance(what, list) else text(what, EVENT_TEXT)
-        return JournalEvent(ns, "collection", f"action: {shown}", seq, True)
+        argv = r.get("argv") or r.get("command")
+        what = text(r.get("action"), EVENT_TEXT) if isinstance(r.get("action"), str) else ""
+        shown = words.argv(argv, EVENT_TEXT) if argv else what.replace("-", " ")
+        return JournalEvent(ns, "collection", f"ran {shown}" if argv else shown, seq, True)
     if kind == "event":
-        return JournalEvent(ns, "collection", f"event: {field_('event')}", seq)
+        name = r.get("event")
+        if name == "degraded":
+            return JournalEvent(ns, "findings", f"degraded view: {field_('reason')}", seq, True)
+        if name == "finding":
+            serious = str(r.get("severity")).upper() in ("HIGH", "MEDIUM")
+            return JournalEvent(ns, "findings", field_("message"), seq, serious)
+        return JournalEvent(ns, "collection", text(name, EVENT_TEXT).replace("-", " "), seq)
     if kind == "collector":
         return JournalEvent(ns, "collection", f"collector {field_('name')} finished", seq)
     if kind == "error":
@@ -66,12 +75,6 @@ def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
         path = text(src.get("path", ""), EVENT_TEXT) if isinstance(src, dict) else ""
         return JournalEvent(ns, "errors", f"error: {path} {field_('reason')}".strip(), seq)
     return None
-
-
-def _argv(argv: list[Any]) -> str:
-    """A list as Python prints it (what the timeline always showed for an argv), short."""
-    shown = repr([a if isinstance(a, int) or a is None else text(a, EVENT_TEXT) for a in argv[:50]])
-    return shown if len(shown) <= EVENT_TEXT else shown[:EVENT_TEXT] + "..."
 
 
 @dataclass

@@ -13,7 +13,7 @@ from manifests.signing import fingerprint_of, grouped, load_public_key_pem, norm
 from manifests.verify import VerificationResult, verify_evidence
 
 from .. import __version__
-from ..console import printable
+from ..console import plural, printable
 from ..kit import gate_verify
 from ..program import run_program
 
@@ -104,8 +104,8 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 "custody form)"
             )
         _echo(
-            f"Files:     {result.files_checked} checked, {result.files_ok} ok, "
-            f"{result.files_checked - result.files_ok} problems"
+            f"Files:     {result.files_checked:,} checked, {result.files_ok:,} ok, "
+            f"{plural(result.files_checked - result.files_ok, 'problem')}"
         )
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
@@ -118,7 +118,10 @@ def report(result: VerificationResult, quiet: bool) -> None:
     if result.ok and not quiet:
         _echo(f"OK: {result.evidence_dir} is intact ({result.how_it_ended})")
     elif not result.ok:
-        _echo(f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)")
+        _echo(
+            f"FAIL: {result.evidence_dir}: "
+            f"{plural(len(result.problems) + len(problems), 'problem')}"
+        )
 
 
 def verify_options(f):  # type: ignore[no-untyped-def]

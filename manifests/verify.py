@@ -63,6 +63,9 @@ EVIDENCE_NAMES = (
 )
 
 
+MAX_DEGRADED = 100  # degraded-view records listed by verify (all are counted)
+
+
 @dataclass
 class VerificationResult:
     evidence_dir: str
@@ -91,6 +94,23 @@ class VerificationResult:
     ending: dict[str, Any] = field(default_factory=dict)
     # Worth saying, not a failure (a renamed directory).
     notes: list[str] = field(default_factory=list)
+    # Views the collection found disagreeing or unreadable (``event: degraded`` records):
+    # {seq, view, severity, reason}, the first MAX_DEGRADED; ``degraded_count`` counts all.
+    degraded: list[dict[str, Any]] = field(default_factory=list)
+    degraded_count: int = 0
+
+    def add_degraded(self, record: dict[str, Any]) -> None:
+        """Keep what ``verify`` says of a degraded view (bounded, clipped)."""
+        self.degraded_count += 1
+        if len(self.degraded) < MAX_DEGRADED:
+            self.degraded.append(
+                {
+                    "seq": record.get("seq"),
+                    "view": str(record.get("view"))[:100],
+                    "severity": str(record.get("severity"))[:20],
+                    "reason": str(record.get("reason"))[:500],
+                }
+            )
 
     @property
     def how_it_ended(self) -> str:
@@ -162,6 +182,8 @@ class VerificationResult:
             "counts": self.counts,
             "collection": {**self.ending, "summary": self.how_it_ended},
             "notes": self.notes,
+            "degraded": self.degraded,
+            "degraded_count": self.degraded_count,
         }
 
 
@@ -205,6 +227,8 @@ def _read_journal(
             for record in read_chain(stream, state):
                 custody.feed(record, state.head)
                 in_place.feed(record)
+                if record.get("type") == "event" and record.get("event") == "degraded":
+                    result.add_degraded(record)
                 if record.get("type") in HASHED_RECORD_TYPES:
                     expected.add(record)
     except OSError as e:

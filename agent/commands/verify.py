@@ -54,6 +54,29 @@ def _echo(line: str) -> None:
     click.echo(printable(line))
 
 
+def _degraded(result: VerificationResult) -> None:
+    """The views the collection found disagreeing: not a verification failure (the
+    evidence may be intact), but never left out of the summary."""
+    if not result.degraded_count:
+        return
+    _echo(
+        f"DEGRADED:  {plural(result.degraded_count, 'view')} of the host disagreed or could "
+        "not be read during collection (recorded in the journal; the host may be hiding "
+        "something):"
+    )
+    for d in result.degraded:
+        seq = d.get("seq")
+        unsealed = isinstance(seq, int) and (
+            result.sealed_through is None or seq > result.sealed_through
+        )
+        _echo(
+            f"  {str(d['severity']).upper()} {d['view']}: {d['reason']} (seq {seq}"
+            + (", NOT covered by a seal)" if unsealed else ")")
+        )
+    if result.degraded_count > len(result.degraded):
+        _echo(f"  ... and {result.degraded_count - len(result.degraded):,} more in the journal")
+
+
 def report(result: VerificationResult, quiet: bool) -> None:
     problems = result.file_problems
     if not quiet:
@@ -85,6 +108,7 @@ def report(result: VerificationResult, quiet: bool) -> None:
         }[result.chain_pin]
         _echo(f"Chain head: {result.chain_head}{pinned}")
         _echo(f"Ended:     {result.how_it_ended}")
+        _degraded(result)
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
@@ -107,6 +131,8 @@ def report(result: VerificationResult, quiet: bool) -> None:
             f"Files:     {result.files_checked:,} checked, {result.files_ok:,} ok, "
             f"{plural(result.files_checked - result.files_ok, 'problem')}"
         )
+    if quiet:  # -q prints problems only, but a degraded view is never quiet
+        _degraded(result)
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
     if len(result.after_chain_pin) > 3:  # the first three are in the problem itself

@@ -35,7 +35,11 @@ VIEW_WHY = {
 
 
 def _words(key: str) -> str:
-    return key.replace("_", " ").replace("-", " ")
+    """A field name as words: ``skew_s`` -> ``skew (seconds)``, ``a_b`` -> ``a b``."""
+    unit = {"_s": " (seconds)", "_ms": " (milliseconds)", "_ns": " (nanoseconds)"}
+    tail = next((u for u in unit if key.endswith(u)), None)
+    base = key[: -len(tail)] if tail else key
+    return base.replace("_", " ").replace("-", " ") + (unit[tail] if tail else "")
 
 
 def facts(record: dict[str, Any], skip: frozenset[str] = frozenset()) -> list[str]:

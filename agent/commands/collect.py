@@ -74,8 +74,10 @@ def collection_options(f: Any) -> Any:
             is_flag=True,
             help="For sftp://: accept a server without fsync@openssh.com (recorded).",
         ),
-        click.option("--case", help="Case or incident ID, recorded in the journal."),
-        click.option("--examiner", help="Who is collecting, recorded in the journal."),
+        click.option("--case", metavar="ID", help="Case or incident ID, recorded in the journal."),
+        click.option(
+            "--examiner", metavar="NAME", help="Who is collecting, recorded in the journal."
+        ),
         click.option("--note", help="Free text recorded in the journal."),
         click.option(
             "--key",
@@ -85,11 +87,16 @@ def collection_options(f: Any) -> Any:
         click.option(
             "--only",
             multiple=True,
+            metavar="NAMES",
             cls=_CollectorNamesOption,
             help="Run only these collectors (comma-separated).",
         ),
         click.option(
-            "--skip", multiple=True, cls=_CollectorNamesOption, help="Do not run these collectors."
+            "--skip",
+            multiple=True,
+            metavar="NAMES",
+            cls=_CollectorNamesOption,
+            help="Do not run these collectors.",
         ),
         click.option(
             "--path",
@@ -105,6 +112,7 @@ def collection_options(f: Any) -> Any:
         ),
         click.option(
             "--profile",
+            metavar="NAME|FILE",
             help="Log sources to read: minimal, standard (default), full, or a .toml file.",
         ),
         click.option(
@@ -123,6 +131,7 @@ def collection_options(f: Any) -> Any:
         ),
         click.option(
             "--reference-time",
+            metavar="TIME",
             help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
             "an offset is given): recorded, and the host clock's difference checked.",
         ),

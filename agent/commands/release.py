@@ -101,7 +101,7 @@ def _targets(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Signing key for the --evidence journal entry.",
 )
-@click.option("--examiner", help="Who releases (recorded with --evidence).")
+@click.option("--examiner", metavar="NAME", help="Who releases (recorded with --evidence).")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
 def release(
     output: Path | None,

@@ -25,7 +25,9 @@ EXIT_OK, EXIT_MODIFIED, EXIT_USAGE = 0, 1, 2
     metavar="DIR",
     help="Check this kit folder instead of the running one (e.g. from a lab machine).",
 )
-@click.option("--fingerprint", help="Expected kit key fingerprint (from the kit's label).")
+@click.option(
+    "--fingerprint", metavar="HEX", help="Expected kit key fingerprint (from the kit's label)."
+)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable result.")
 def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) -> None:
     """Check the kit's files against its signed SHA256SUMS and show what the kit is."""

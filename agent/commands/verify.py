@@ -159,7 +159,11 @@ def verify_options(f):  # type: ignore[no-untyped-def]
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Expected signer's public key (PEM).",
             ),
-            click.option("--fingerprint", help="Expected signer's fingerprint (64 hex digits)."),
+            click.option(
+                "--fingerprint",
+                metavar="HEX",
+                help="Expected signer's fingerprint (64 hex digits).",
+            ),
             click.option(
                 "--chain-head",
                 metavar="HEX",

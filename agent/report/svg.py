@@ -63,7 +63,13 @@ def _fmt(ns: int, span: int) -> str:
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "\u2026"
+    """At most ``MAX_LABEL`` characters; of a path, its end (``modified: …/cron.d/x``)."""
+    if len(text) <= MAX_LABEL:
+        return text
+    head, sep, tail = text.partition(": ")
+    if sep and tail.startswith("/") and len(head) < MAX_LABEL // 2:
+        return f"{head}: \u2026{tail[-(MAX_LABEL - len(head) - 3) :]}"
+    return text[: MAX_LABEL - 1] + "\u2026"
 
 
 class _Labels:
@@ -164,6 +170,7 @@ def _panel(
                     f"{_e(text)}</text>"
                 )
     if labels.dropped:
+        height += 14
         out.append(
             f'<text x="{LEFT}" y="{bottom + 30}" class="tk">{plural(labels.dropped, "label")} '
             "left off for room: the table below lists every notable event</text>"
@@ -213,11 +220,11 @@ def render(timeline: dict[str, Any], collection_start: str | None, end: str | No
     if older:
         first, last = older[0]["time"][:10], older[-1]["time"][:10]
         parts.append(
-            f'<text x="4" y="{y + 4}" class="tk">Older: {plural(len(older), "event")} from '
+            f'<text x="4" y="{y + 10}" class="tk">Older: {plural(len(older), "event")} from '
             f"{_e(first)} to {_e(last)} (mostly file dates), not drawn; the table lists "
             "them.</text>"
         )
-        y += 20
+        y += 24
     if during:
         d_lo = min(int(e["time_ns"]) for e in during)
         d_hi = max(max(int(e["time_ns"]) for e in during), d_lo + 1)

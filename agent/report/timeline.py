@@ -97,7 +97,8 @@ def _file_events(ev: Evidence) -> tuple[list[Event], int]:
     rows = []
     for f in ev.index.newest()[:MAX_FILES]:
         name = str(f.name)
-        persistent = name.startswith(PERSISTENCE) or name.endswith(PERSISTENCE_NAMES)
+        # anywhere in the path: a tree preserved with --path (a mounted disk) has them too
+        persistent = any(p in name for p in PERSISTENCE) or name.endswith(PERSISTENCE_NAMES)
         lane = "persistence" if persistent else "files"
         rows.append(
             Event(f.ns, lane, f"modified: {name}", f.seq, f.path, persistent and f.ns >= since)
@@ -172,9 +173,16 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
                 if lane == "host"
                 else f"{'failed login' if failed else 'login'} {r['user']} from {r.get('from')}"
             )
+            # a successful login is notable (labelled); failed ones are many, and counted
+            # in the findings
             events.append(
                 Event(
-                    r["time_ns"], lane, f"{text} ({r['source']})", r.get("seq"), r.get("artifact")
+                    r["time_ns"],
+                    lane,
+                    f"{text} ({r['source']})",
+                    r.get("seq"),
+                    r.get("artifact"),
+                    lane == "logins" and not failed,
                 )
             )
     offset = mapping((v.system or {}).get("clocks")).get("utc_offset_s")

@@ -9,10 +9,10 @@ and the report says so."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .bounded import mapping
-from .evidence import Evidence, to_ns
+from .evidence import Evidence
 from .words import plural
 
 REFERENCE = "the responder's --reference-time"
@@ -48,7 +48,7 @@ def view(ev: Evidence) -> ClockView:
         )
         return ClockView(0, not bad, 0, 0, words)
     checks = [mapping(c) for c in checks_records[-1].get("checks") or []]
-    skews = [c.get("skew_s") for c in checks if isinstance(c.get("skew_s"), int)]
+    skews: list[int] = [c["skew_s"] for c in checks if isinstance(c.get("skew_s"), int)]
     worst = max((abs(s) for s in skews), default=0)
     ref = next((c for c in checks if c.get("source") == REFERENCE), None)
     if ref is not None and isinstance(ref.get("skew_s"), int):
@@ -74,12 +74,3 @@ def view(ev: Evidence) -> ClockView:
         f"(largest difference {_skew_words(worst)})"
     )
     return ClockView(0, True, len(checks), worst, words)
-
-
-def corrected(ns: int | None, clock: ClockView) -> int | None:
-    """A host time on the responder's clock (unchanged without a reference time)."""
-    return None if ns is None else ns + clock.offset_ns
-
-
-def host_time(value: Any, clock: ClockView) -> int | None:
-    return corrected(to_ns(value), clock)

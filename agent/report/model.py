@@ -267,7 +267,7 @@ def build(
             "disclaimer": deadlines.DISCLAIMER,
             "detected_at": utc_text(detected_ns),
             "detected_at_source": source,
-            "clock": "your own time (--detected-at)" if detected_at else clock.words,
+            "clock": "the time given with --detected-at" if detected_at else clock.words,
             "clock_trusted": clock.trusted,
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },

@@ -53,7 +53,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _clock(clock: dict[str, Any]) -> str:
-    sync = {True: "synchronised", False: "NOT synchronised"}.get(clock.get("ntp_synchronised"))
+    ntp = clock.get("ntp_synchronised")
+    sync = "synchronised" if ntp is True else "NOT synchronised" if ntp is False else None
     err = clock.get("ntp_max_error_us")
     return (
         f"NTP {sync or 'state unknown'}"

@@ -131,7 +131,7 @@ class VerificationResult:
         the same parser; raises ``JournalChangedError`` if the journal changed since."""
         if self.journal_path is None or not self.records:
             return iter(())
-        return iter_records(self.journal_path, self.records - 1, self.chain_head)
+        return iter_records(self.journal_path, self.records - 1, self.chain_head, verified=True)
 
     def add_files(self, verdicts: Iterable[FileVerdict]) -> None:
         for verdict in verdicts:

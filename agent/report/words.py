@@ -27,6 +27,7 @@ _MD_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
 _MD = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`", "|": "\\|", "*": "\\*"}
 _MD.update({"[": "\\[", "]": "\\]"})
 _MD_RE = re.compile("[" + re.escape("".join(_MD)) + "]")
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def shown(value: Any) -> str:
@@ -43,10 +44,14 @@ def shown(value: Any) -> str:
 
 def md(value: Any) -> str:
     """Evidence text for Markdown: printable, then ``<``, ``>``, ``&``, backticks, pipes,
-    brackets and ``*`` escaped, and a leading ``#`` too, so it stays text inside a list
-    item or a table cell whatever it holds."""
+    brackets, ``*``, ``~~``, a ``_`` at a word's edge and a leading ``#`` escaped, so it
+    stays text inside a list item or a table cell whatever it holds, and renders as it is
+    (``__init__.py`` is not made bold)."""
     text = _MD_BACKSLASH.sub(r"\\\\", shown(value))
     text = _MD_RE.sub(lambda m: _MD[m.group(0)], text)
+    # ``_`` between two letters or digits never makes emphasis (``some_file``); at a word's
+    # edge (``__init__``) it would, and the name would print wrong: escaped there only.
+    text = _MD_UNDERSCORE.sub(r"\\_", text).replace("~~", "\\~\\~")
     if text != "-" and text.startswith(("#", "+", "-", "=")):
         return "\\" + text
     return text

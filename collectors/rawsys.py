@@ -45,8 +45,24 @@ _SYS6_OFFSET = 0x60
 
 # System call numbers (asm-generic for aarch64 and riscv64).
 _NR = {
-    "x86_64": {"kill": 62, "getpgid": 121, "getdents64": 217, "clock_gettime": 228},
-    "aarch64": {"kill": 129, "getpgid": 155, "getdents64": 61, "clock_gettime": 113},
+    "x86_64": {
+        "kill": 62,
+        "getpgid": 121,
+        "getdents64": 217,
+        "clock_gettime": 228,
+        "openat": 257,
+        "read": 0,
+        "close": 3,
+    },
+    "aarch64": {
+        "kill": 129,
+        "getpgid": 155,
+        "getdents64": 61,
+        "clock_gettime": 113,
+        "openat": 56,
+        "read": 63,
+        "close": 57,
+    },
 }
 ARCH = platform.machine()
 NR = _NR.get(ARCH, {})
@@ -113,6 +129,37 @@ def probe_pids(lo: int, hi: int) -> list[int]:
 
 def getpgid(pid: int) -> int:
     return syscall("getpgid", pid)
+
+
+_AT_FDCWD = -100
+_O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC = 0o400000 | 0o4000 | 0o2000000  # NOFOLLOW|NONBLOCK|CLOEXEC
+
+
+def read_file(path: str, limit: int = 1 << 20) -> bytes:
+    """A file's first ``limit`` bytes through bare ``openat``/``read`` system calls, which
+    a preloaded library cannot filter (it hooks libc's ``open``/``fopen``/``read``).
+    Does not follow a final symlink; raises OSError."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    fd = syscall(
+        "openat", _AT_FDCWD, ctypes.addressof(name), _O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC, 0
+    )
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), path)
+    chunks: list[bytes] = []
+    buf = ctypes.create_string_buffer(1 << 16)
+    try:
+        got = 0
+        while got < limit:
+            n = syscall("read", fd, ctypes.addressof(buf), min(len(buf), limit - got))
+            if n < 0:
+                raise OSError(-n, os.strerror(-n), path)
+            if n == 0:
+                break
+            chunks.append(buf.raw[:n])
+            got += n
+    finally:
+        syscall("close", fd)
+    return b"".join(chunks)
 
 
 _DIRENT = struct.Struct("=QqHB")  # d_ino, d_off, d_reclen, d_type, then the name

@@ -22,6 +22,7 @@ from typing import Any
 from . import canonical, clock
 from .digest import ZERO_HASH, sha256_bytes
 from .durable import fsync_dir, syncfs
+from .errors import EvidenceLostError
 from .signing import Signer
 from .sink import LocalFile, SinkFile
 from .sums import line_size
@@ -148,12 +149,18 @@ class Journal:
         with self._lock:
             return self._write({**self._frame(type_), **fields})
 
-    def seal_if_due(self, interval: float = SEAL_INTERVAL) -> None:
-        """Seal from a worker thread when the last seal is old; never waits for another."""
+    def seal_if_due(
+        self, interval: float = SEAL_INTERVAL, before: Callable[[], None] | None = None
+    ) -> None:
+        """Seal from a worker thread when the last seal is old; never waits for another.
+        ``before`` makes a file still being written durable first (a disk image's part,
+        which the sink's own flush does not cover)."""
         if time.monotonic() - self._last_seal < interval or not self._sealing.acquire(False):
             return
         try:
             if time.monotonic() - self._last_seal >= interval:
+                if before is not None:
+                    before()
                 self.seal("periodic")
         finally:
             self._sealing.release()
@@ -206,8 +213,9 @@ class Journal:
         while not self._closed.wait(COMMIT_INTERVAL):
             if self._dirty:
                 self._dirty = False
-                # A failure here resurfaces at the next seal, which fsyncs under the lock.
-                with contextlib.suppress(OSError):
+                # A failure here resurfaces at the next seal, which fsyncs under the lock
+                # (a lost evidence directory or server link included).
+                with contextlib.suppress(OSError, EvidenceLostError):
                     self._file.fsync()
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ from .verify_files import (
     load_present,
     missing_and_unexpected,
 )
+from .verify_image import ImagePieces, check_unfinished
 from .verify_index import EvidenceIndex
 from .verify_manifest import check_own_files
 
@@ -94,6 +95,9 @@ class VerificationResult:
     ending: dict[str, Any] = field(default_factory=dict)
     # Worth saying, not a failure (a renamed directory).
     notes: list[str] = field(default_factory=list)
+    pieces_checked: int = 0  # disk image pieces (verify_image), and how many matched
+    pieces_ok: int = 0
+
     # Views the collection found disagreeing or unreadable (``event: degraded`` records):
     # {seq, view, severity, reason}, the first MAX_DEGRADED; ``degraded_count`` counts all.
     degraded: list[dict[str, Any]] = field(default_factory=list)
@@ -168,6 +172,7 @@ class VerificationResult:
                 "ok": self.files_ok,
                 "problems": [f.__dict__ for f in self.file_problems],
             },
+            "image_pieces": {"checked": self.pieces_checked, "ok": self.pieces_ok},
             "signer_fingerprint": self.signer_fingerprint,
             "pin": self.pin,
             "chain_pin": self.chain_pin,
@@ -218,6 +223,7 @@ def _read_journal(
     custody: CustodyCheck,
     expected: ExpectedFiles,
     in_place: InPlaceWrites,
+    pieces: ImagePieces,
 ) -> None:
     """One pass over the journal: every line parsed and chain-checked (stopping at the
     first break), each record handed to the custody and file checks, none kept."""
@@ -227,6 +233,7 @@ def _read_journal(
             for record in read_chain(stream, state):
                 custody.feed(record, state.head)
                 in_place.feed(record)
+                pieces.feed(record)
                 if record.get("type") == "event" and record.get("event") == "degraded":
                     result.add_degraded(record)
                 if record.get("type") in HASHED_RECORD_TYPES:
@@ -279,13 +286,17 @@ def verify_evidence(
         return result
     with EvidenceIndex(root) as index:
         custody = CustodyCheck(result, chain_head.lower() if chain_head else None)
-        in_place = InPlaceWrites()
-        _read_journal(root / layout.JOURNAL, result, custody, ExpectedFiles(index), in_place)
+        in_place, pieces = InPlaceWrites(), ImagePieces()
+        expected = ExpectedFiles(index)
+        _read_journal(root / layout.JOURNAL, result, custody, expected, in_place, pieces)
         own = load_present(root, index, result)
         if check_own_files(root, own, custody, result):
             compare_listing(root, index, result)
-        hash_expected(root, index, result, workers or os.cpu_count() or 2)
+        hash_expected(root, index, result, workers or os.cpu_count() or 2, pieces)
         missing_and_unexpected(index, result, in_place.unfinished)
+        check_unfinished(root, pieces, result, bytearray(1024 * 1024))
+    result.problems.extend(pieces.problems)
+    result.pieces_checked, result.pieces_ok = pieces.checked, pieces.ok
     if result.files_unlisted:
         result.problems.append(
             f"{result.files_unlisted} more file problem(s) not listed (only the first "

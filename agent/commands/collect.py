@@ -21,16 +21,18 @@ from manifests.signing import Signer, grouped
 
 from .. import preflight
 from ..console import Console
+from ..imaging import cli as image_cli
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_command
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
-from ..params import ByteSize, Duration, OutputDir, split_names
+from ..params import ByteSize, Duration, apply_options, split_names
 from ..sinks import SftpTarget, open_destination
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
+from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
 
 
 class _CollectorNamesOption(click.Option):
@@ -49,41 +51,7 @@ class _CollectorNamesOption(click.Option):
 
 def collection_options(f: Any) -> Any:
     options = [
-        click.option(
-            "-o",
-            "--output",
-            type=OutputDir(),
-            metavar="DIR",
-            help="Where evidence directories are created (the kit's drive), or "
-            "sftp://USER@HOST[:PORT]/PATH: on a server, nothing on the host.",
-        ),
-        click.option(
-            "--sink-host-key",
-            metavar="FINGERPRINT|FILE",
-            help="For sftp://: the server's pinned host key (SHA256:... as ssh-keygen -lf "
-            "prints it, or a known_hosts file).",
-        ),
-        click.option(
-            "--sink-key",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="For sftp://: the upload account's private key (passphrase from "
-            "PRESERVE_SINK_KEY_PASSPHRASE or a prompt).",
-        ),
-        click.option(
-            "--sink-no-fsync",
-            is_flag=True,
-            help="For sftp://: accept a server without fsync@openssh.com (recorded).",
-        ),
-        click.option("--case", metavar="ID", help="Case or incident ID, recorded in the journal."),
-        click.option(
-            "--examiner", metavar="NAME", help="Who is collecting, recorded in the journal."
-        ),
-        click.option("--note", help="Free text recorded in the journal."),
-        click.option(
-            "--key",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
-        ),
+        *OUTPUT_OPTIONS,
         click.option(
             "--only",
             multiple=True,
@@ -127,27 +95,22 @@ def collection_options(f: Any) -> Any:
             help="Also record process environment variables (they often hold secrets).",
         ),
         click.option(
-            "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
-        ),
-        click.option(
             "--reference-time",
             metavar="TIME",
             help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
             "an offset is given): recorded, and the host clock's difference checked.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
         click.option(
             OVERRIDE_FLAG,
             "kit_modified_ok",
             is_flag=True,
             help="Run from a kit that failed its self-check (recorded in the journal).",
         ),
+        *MODE_OPTIONS,
+        *image_cli.OPTIONS,
         *isolation_cli.OPTIONS,
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(f, options)
 
 
 def _select(
@@ -220,7 +183,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
         ("Chain head", outcome.chain_head),
-        ("Check it with", f"verify {outcome.evidence_dir} --fingerprint {outcome.fingerprint}"),
+        ("Check it with", verify_command(outcome.evidence_dir, outcome.fingerprint)),
     ]
     title = "preserve: evidence sealed. Write the two marked values on the custody form."
     console.box(title, rows, {"Signer fingerprint", "Chain head"})
@@ -278,7 +241,9 @@ def run_collection(
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
     log_profile: Profile = load_profile(profile)
     only_names = split_names(only) or list(log_profile.collectors or [])
-    collectors = _select(available, only_names, split_names(skip), raw_paths)
+    image = image_cli.prepare(extra, output, {"case": case, "examiner": examiner, "note": note})
+    collectors = image.alone or _select(available, only_names, split_names(skip), raw_paths)
+    collectors += image.stage
     names = [c.name for c in collectors]
     if watch is not None and watch <= 0:
         raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
@@ -316,15 +281,18 @@ def run_collection(
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
     if isolation is not None and not isinstance(output, Path):
-        # The release state is saved beside the evidence; for a remote output it would land
-        # on the host's own disk, so the two are not combined yet (docs/remote.md).
-        raise UsageError(
-            "--isolate with an sftp:// output is not supported yet",
-            hint="isolate first with a local -o on the kit, or cut the network by hand",
+        # No kit drive beside the evidence: the release state goes to /run (docs/remote.md).
+        target = output
+        isolation_cli.state_in_memory(
+            isolation, lambda name: target.url(f"{target.path.rstrip('/')}/{name}")
         )
     # A remote sink is connected (host key pinned, fsync checked) before anything else.
     destination = open_destination(
-        output, extra.get("sink_host_key"), extra.get("sink_key"), bool(extra.get("sink_no_fsync"))
+        output,
+        extra.get("sink_host_key"),
+        extra.get("sink_key"),
+        bool(extra.get("sink_no_fsync")),
+        extra.get("sink_timeout"),
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)
@@ -350,6 +318,7 @@ def run_collection(
             **({"sink": destination.record} if destination.record else {}),
         },
         estimate=plan.estimate,
+        stage_estimates=image_cli.estimates(collectors),
     )
     if signer.ephemeral:
         console.info(

@@ -131,6 +131,11 @@ def report(result: VerificationResult, quiet: bool) -> None:
             f"Files:     {result.files_checked:,} checked, {result.files_ok:,} ok, "
             f"{plural(result.files_checked - result.files_ok, 'problem')}"
         )
+        if result.pieces_checked:
+            _echo(
+                f"Image:     {result.pieces_checked} pieces checked, {result.pieces_ok} ok, "
+                f"{result.pieces_checked - result.pieces_ok} damaged"
+            )
     if quiet:  # -q prints problems only, but a degraded view is never quiet
         _degraded(result)
     for problem in result.problems:

@@ -21,7 +21,7 @@ import pytest
 from conftest import preserve, verify
 from fleet_harness import Fleet, FleetHost, ansible_available
 from sftp_server import available
-from test_kit import kit, require_mount_namespaces  # noqa: F401  (the session's kit)
+from test_kit import require_mount_namespaces
 
 pytestmark = [
     pytest.mark.slow,

@@ -17,11 +17,13 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collectors.base import Collector, Stage
+from collectors.logprofile import LogSource
 from manifests import fstype
 from manifests.fstype import FileSystem
 
@@ -97,23 +99,59 @@ class Preflight:
         }
 
 
-def scan_trees(roots: list[bytes], seconds: float = SCAN_SECONDS) -> Scan:
+Selector = Callable[[bytes], bool]
+
+
+def scan_trees(
+    roots: list[bytes],
+    seconds: float = SCAN_SECONDS,
+    selected: list[tuple[bytes, Selector]] | None = None,
+) -> Scan:
     """Count the regular files under ``roots`` and their sizes, by ``lstat`` alone
-    (symlinks not followed, as the collectors do), stopping after ``seconds``."""
+    (symlinks not followed, as the collectors do), stopping after ``seconds``; and under
+    each root of ``selected`` only the files its selector takes (a log profile's
+    include/exclude), each file once however many sources name it."""
     scan = Scan()
     deadline = time.monotonic() + seconds
-    stack = list(_outermost(roots))
+    whole = _outermost(roots)
+    _walk(scan, whole, deadline, None)
+    seen: set[tuple[int, int]] = set()
+    for root, selects in selected or []:
+        if scan.complete and not _inside(os.path.realpath(root), whole):
+            _walk(scan, [root], deadline, (selects, seen))
+    return scan
+
+
+def _inside(path: bytes, roots: list[bytes]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(b"/") + b"/") for r in roots)
+
+
+def _walk(
+    scan: Scan,
+    roots: list[bytes],
+    deadline: float,
+    only: tuple[Selector, set[tuple[int, int]]] | None,
+) -> None:
+    def take(path: bytes, st: os.stat_result) -> None:
+        if only is not None:
+            selects, seen = only
+            if (st.st_dev, st.st_ino) in seen or not selects(path):
+                return
+            seen.add((st.st_dev, st.st_ino))
+        _count(scan, st)
+
+    stack = list(roots)
     while stack:
         if time.monotonic() > deadline:
             scan.complete = False
-            return scan
+            return
         path = stack.pop()
         try:
             st = os.lstat(path)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            _count(scan, st)
+            take(path, st)
         elif stat.S_ISDIR(st.st_mode):
             with contextlib.suppress(OSError), os.scandir(path) as entries:
                 for entry in entries:
@@ -121,8 +159,7 @@ def scan_trees(roots: list[bytes], seconds: float = SCAN_SECONDS) -> Scan:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
                         elif entry.is_file(follow_symlinks=False):
-                            _count(scan, entry.stat(follow_symlinks=False))
-    return scan
+                            take(entry.path, entry.stat(follow_symlinks=False))
 
 
 def _count(scan: Scan, st: os.stat_result) -> None:
@@ -141,6 +178,24 @@ def _outermost(roots: list[bytes]) -> list[bytes]:
         if not any(r == k or r.startswith(k.rstrip(b"/") + b"/") for k in kept):
             kept.append(r)
     return kept
+
+
+def _sources(collectors: list[Collector]) -> tuple[list[bytes], list[tuple[bytes, Selector]]]:
+    """What the slow collectors will read: whole trees, and the roots of a log profile's
+    sources with their include/exclude (``LogSource.covers``), so the estimate counts
+    what the profile takes, not everything under /var/log."""
+    whole: list[bytes] = []
+    selected: list[tuple[bytes, Selector]] = []
+    for c in collectors:
+        if c.stage is not Stage.SLOW:
+            continue
+        profile = getattr(c, "profile", None)
+        sources = getattr(profile, "sources", None)
+        if isinstance(sources, tuple) and all(isinstance(s, LogSource) for s in sources):
+            selected += [(s.root, s.covers) for s in sources if os.path.lexists(s.root)]
+        else:
+            whole += c.sources()
+    return whole, selected
 
 
 def _existing(path: Path) -> Path:
@@ -171,8 +226,8 @@ def survey(
     seconds: float = SCAN_SECONDS,
 ) -> Preflight:
     """Everything the pre-flight says, found without changing anything."""
-    slow = [p for c in collectors if c.stage is Stage.SLOW for p in c.sources()]
-    scan = scan_trees(list(paths) + slow, seconds)
+    whole, selected = _sources(collectors)
+    scan = scan_trees(list(paths) + whole, seconds, selected)
     # A remote output (sftp://) has no local file system to look at: unknown, as its room.
     where = _existing(output) if isinstance(output, Path) else None
     free: int | None = None

@@ -5,8 +5,8 @@ reads and the exit code, for ``preserve`` (agent/_cli.py) and ``verify``
 The library raises errors of the family in manifests/errors.py; each says what happened,
 what to do next and which exit code it means. Here it becomes one line on stderr,
 ``error: <message>; <hint>``, with the traceback before it only under ``--debug``.
-click's own usage errors (an unknown option, a missing argument) keep click's format and
-exit 2. Anything else is a bug: one line with its type, and exit 1."""
+click's own usage errors (an unknown option, a missing argument) print the usage and the
+same ``error:`` line, and exit 2. Anything else is a bug: one line with its type, and exit 1."""
 
 from __future__ import annotations
 
@@ -42,7 +42,12 @@ def run_program(
         click.echo("aborted", err=True)
         sys.exit(2)
     except click.ClickException as e:  # click's own: bad option, missing argument (exit 2)
-        e.show()
+        ctx = getattr(e, "ctx", None)
+        if isinstance(e, click.UsageError) and ctx is not None:
+            click.echo(ctx.get_usage(), err=True)
+            click.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+        # the same "error:" as every other message, not click's "Error:"
+        click.echo(printable(f"error: {e.format_message()}"), err=True)
         sys.exit(e.exit_code)
     except Exception as e:
         if debug:

@@ -92,15 +92,21 @@ def open_journal(path: str | os.PathLike[str]) -> IO[bytes]:
 
 
 def iter_records(
-    path: str | os.PathLike[str], through: int | None = None, head: str | None = None
+    path: str | os.PathLike[str],
+    through: int | None = None,
+    head: str | None = None,
+    verified: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Records of the journal at ``path``, in order, up to seq ``through``.
 
     With ``head``, the chain must reach exactly that hash at ``through``: a journal that
     changed since it was verified raises ``JournalChangedError`` instead of being read as
-    if it were the verified one."""
+    if it were the verified one. ``verified`` (with ``head``): the journal was read
+    strictly up to that head already, so it is read again without the canonical check,
+    as the writer reads its own: a changed line breaks the next line's ``prev`` at once,
+    and the last line the head check (``records_of``)."""
     with open_journal(path) as stream:
-        yield from records_of(stream, os.fspath(path), through, head)
+        yield from records_of(stream, os.fspath(path), through, head, own=verified)
 
 
 def records_of(
@@ -111,7 +117,8 @@ def records_of(
     own: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """``iter_records`` on an open journal; ``name`` is for the message. ``own``: the
-    writer reads back the journal it wrote, through its sink, to the ``head`` it wrote."""
+    writer reads back the journal it wrote, through its sink, to the ``head`` it wrote
+    (or a reader reads again what it verified, to the head it verified)."""
     state = ChainState()
     for record in read_chain(stream, state, strict=not (own and head is not None)):
         yield record

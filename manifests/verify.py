@@ -64,6 +64,9 @@ EVIDENCE_NAMES = (
 )
 
 
+MAX_DEGRADED = 100  # degraded-view records listed by verify (all are counted)
+
+
 @dataclass
 class VerificationResult:
     evidence_dir: str
@@ -95,6 +98,24 @@ class VerificationResult:
     pieces_checked: int = 0  # disk image pieces (verify_image), and how many matched
     pieces_ok: int = 0
 
+    # Views the collection found disagreeing or unreadable (``event: degraded`` records):
+    # {seq, view, severity, reason}, the first MAX_DEGRADED; ``degraded_count`` counts all.
+    degraded: list[dict[str, Any]] = field(default_factory=list)
+    degraded_count: int = 0
+
+    def add_degraded(self, record: dict[str, Any]) -> None:
+        """Keep what ``verify`` says of a degraded view (bounded, clipped)."""
+        self.degraded_count += 1
+        if len(self.degraded) < MAX_DEGRADED:
+            self.degraded.append(
+                {
+                    "seq": record.get("seq"),
+                    "view": str(record.get("view"))[:100],
+                    "severity": str(record.get("severity"))[:20],
+                    "reason": str(record.get("reason"))[:500],
+                }
+            )
+
     @property
     def how_it_ended(self) -> str:
         """In words: complete, interrupted (by what), stopped early, or not finished."""
@@ -114,7 +135,7 @@ class VerificationResult:
         the same parser; raises ``JournalChangedError`` if the journal changed since."""
         if self.journal_path is None or not self.records:
             return iter(())
-        return iter_records(self.journal_path, self.records - 1, self.chain_head)
+        return iter_records(self.journal_path, self.records - 1, self.chain_head, verified=True)
 
     def add_files(self, verdicts: Iterable[FileVerdict]) -> None:
         for verdict in verdicts:
@@ -166,6 +187,8 @@ class VerificationResult:
             "counts": self.counts,
             "collection": {**self.ending, "summary": self.how_it_ended},
             "notes": self.notes,
+            "degraded": self.degraded,
+            "degraded_count": self.degraded_count,
         }
 
 
@@ -211,6 +234,8 @@ def _read_journal(
                 custody.feed(record, state.head)
                 in_place.feed(record)
                 pieces.feed(record)
+                if record.get("type") == "event" and record.get("event") == "degraded":
+                    result.add_degraded(record)
                 if record.get("type") in HASHED_RECORD_TYPES:
                     expected.add(record)
     except OSError as e:

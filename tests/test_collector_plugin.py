@@ -93,7 +93,7 @@ def test_a_collector_found_only_through_its_entry_point_runs(
 
 def test_only_and_skip_help_list_the_collectors_found(plugin_env: dict[str, str]) -> None:
     def listed(help_text: str, option: str) -> set[str]:
-        block = re.search(rf"{option} TEXT\s+(.*?)\n  -", help_text, re.S)
+        block = re.search(rf"{option} NAMES\s+(.*?)\n  -", help_text, re.S)
         assert block, help_text
         installed = re.search(r"Installed:\s+([\w\s,-]+)\.", block.group(1))
         assert installed, block.group(1)

@@ -112,7 +112,7 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     report = preserve("report", "--format", "json", evidence)
     assert report.returncode == 0, report.stderr.decode()
     finding = next(f for f in json.loads(report.stdout)["findings"] if f["category"] == "isolation")
-    assert finding["title"] == "network isolation in-force, verified"
+    assert finding["title"] == "network isolation in force, verified"
 
     # Re-running is idempotent: still one table, still in force.
     again, summary2, _ = _isolate(net, tmp_path / "second", "--allow", "10.231.1.2")

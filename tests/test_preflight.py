@@ -109,3 +109,24 @@ def test_preflight_in_json(tmp_path: Path) -> None:
     assert pre["collectors"] == ["files"] and pre["paths"] == [str(src)]
     assert pre["estimate"]["files"] == 1 and pre["estimate"]["bytes"] == 5
     assert pre["output"]["fits"] is True and pre["root"] == (os.geteuid() == 0)
+
+
+def test_estimate_counts_what_the_log_profile_takes(tmp_path: Path) -> None:
+    """A profile's include/exclude decide what the logs collector reads; the estimate
+    counts the same files, not everything under the source's root."""
+    logs = tmp_path / "logs"
+    (logs / "old").mkdir(parents=True)
+    (logs / "app.log").write_bytes(b"a" * 100)
+    (logs / "app.log.1").write_bytes(b"b" * 10)
+    (logs / "old" / "core.dump").write_bytes(b"c" * 100_000)  # not in the profile
+    (logs / "skip.log").write_bytes(b"d" * 50)  # excluded
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f'version = 1\n[[source]]\ndescription = "app"\nroot = "{logs}"\n'
+        'include = ["*.log*"]\nexclude = ["skip.log"]\n'
+        f'[[source]]\ndescription = "again"\nroot = "{logs}"\ninclude = ["app.log"]\n'
+    )
+    summary = collect_json(tmp_path / "out", "--only", "logs", "--profile", profile)
+    scan = summary["preflight"]["estimate"]
+    assert (scan["files"], scan["bytes"]) == (2, 110), scan  # app.log counted once
+    assert summary["counts"]["stored"] == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import journal_records, requires_root, verify
+from conftest import journal_records, preserve, requires_root, verify
 from netns_topology import Topology
 
 pytestmark = requires_root
@@ -46,6 +46,9 @@ def test_release_with_a_key_records_into_the_evidence_by_default(
 ) -> None:
     summary = _isolate(net, tmp_path)
     evidence = Path(summary["evidence_dir"])
+    before = json.loads(preserve("report", evidence, "--format", "json").stdout)
+    assert before["isolation"]["released_text"] == "released: not recorded in this evidence"
+    assert "its release is not recorded in this evidence" in " ".join(before["summary"])
     keys = tmp_path / "keys"
     kg, _ = net.preserve("keygen", "-o", str(keys), "--no-passphrase")
     assert kg.returncode == 0, kg.stderr.decode()
@@ -57,3 +60,10 @@ def test_release_with_a_key_records_into_the_evidence_by_default(
     assert records[-1]["type"] == "seal"
     assert verify(evidence).returncode == 0, verify(evidence).stdout.decode()
     assert "preserve_isolation" not in net.ruleset()
+    after = json.loads(preserve("report", evidence, "--format", "json").stdout)
+    released = next(r for r in records if r.get("action") == "isolation-released")
+    assert after["isolation"]["released_at"] == released["time"]
+    assert after["isolation"]["released_text"].startswith(f"released at {released['time']}")
+    assert "and released at" in " ".join(after["summary"])
+    md = preserve("report", evidence).stdout.decode()
+    assert f"released at {released['time']}" in md

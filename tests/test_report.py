@@ -83,7 +83,11 @@ def test_intact_report_has_verdict_custody_and_transfer(planted: Path, tmp_path:
     result = report(planted, "--format", "md")
     assert result.returncode == 0, result.stderr.decode()
     md = result.stdout.decode()
-    assert md.splitlines()[2].startswith("**Verification: INTACT.**")
+    lines = md.splitlines()
+    # the summary first, then the verdict line, before any details
+    at = lines.index("## Summary")
+    assert at < 4 and "The evidence is intact" in lines[at + 2]
+    assert lines[at + 4].startswith("**Verification: INTACT.**")
     start = journal_records(planted)[0]
     fp = start["signer"]["fingerprint"]
     assert " ".join(fp[i : i + 4] for i in range(0, 64, 4)) in md
@@ -316,10 +320,11 @@ def test_html_is_self_contained_and_its_screenshot_shows_the_timeline(
     assert len(png) > 10_000
     seen = colours(png, step=1)
     assert len(seen) > 20  # not a blank page
-    # The lanes' dot colours (files green, collection orange, logins blue), drawn at 80 %
-    # opacity on white, are on the page: the timeline picture rendered.
-    for hex_colour in ("16a34a", "ea580c", "2563eb"):
-        rgb = [round(0.8 * int(hex_colour[i : i + 2], 16) + 0.2 * 255) for i in (0, 2, 4)]
+    # The notable lanes' dot colours (the tool's actions orange, logins blue), drawn at
+    # 80 % opacity on white, and the grey of ordinary events (file times) are on the
+    # page: the timeline picture rendered.
+    for hex_colour, alpha in (("ea580c", 0.8), ("2563eb", 0.8), ("9ca3af", 1.0)):
+        rgb = [round(alpha * int(hex_colour[i : i + 2], 16) + (1 - alpha) * 255) for i in (0, 2, 4)]
         near = [c for c in seen if sum(abs(a - b) for a, b in zip(c, rgb, strict=True)) < 30]
         assert near, f"no #{hex_colour} dot in the screenshot"
     if os.environ.get("PRESERVE_KEEP_SCREENSHOT"):

@@ -8,9 +8,25 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import click
 
 from manifests.errors import OutputError, UsageError
+
+OUTPUT_HELP = "Write here instead of stdout (not inside the evidence directory)."
+
+
+def output_option(help: str = OUTPUT_HELP, directory: bool = False) -> Any:
+    """The one ``-o, --output`` option: FILE for what a command writes (report, export),
+    DIR for where it looks or writes a directory (release, keygen)."""
+    return click.option(
+        "-o",
+        "--output",
+        metavar="DIR" if directory else "FILE",
+        type=click.Path(file_okay=not directory, dir_okay=directory, path_type=Path),
+        help=help,
+    )
 
 
 def check_output(evidence_dir: Path, output: Path | None) -> None:

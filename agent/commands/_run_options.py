@@ -43,8 +43,8 @@ OUTPUT_OPTIONS = [
         help="For sftp://: how long the link may be silent (writes wait, in memory) "
         "before the run stops (default 60).",
     ),
-    click.option("--case", help="Case or incident ID, recorded in the journal."),
-    click.option("--examiner", help="Who is collecting, recorded in the journal."),
+    click.option("--case", metavar="ID", help="Case or incident ID, recorded in the journal."),
+    click.option("--examiner", metavar="NAME", help="Who is collecting, recorded in the journal."),
     click.option("--note", help="Free text recorded in the journal."),
     click.option(
         "--key",

@@ -56,11 +56,16 @@ def collection_options(f: Any) -> Any:
         click.option(
             "--only",
             multiple=True,
+            metavar="NAMES",
             cls=_CollectorNamesOption,
             help="Run only these collectors (comma-separated).",
         ),
         click.option(
-            "--skip", multiple=True, cls=_CollectorNamesOption, help="Do not run these collectors."
+            "--skip",
+            multiple=True,
+            metavar="NAMES",
+            cls=_CollectorNamesOption,
+            help="Do not run these collectors.",
         ),
         click.option(
             "--path",
@@ -76,6 +81,7 @@ def collection_options(f: Any) -> Any:
         ),
         click.option(
             "--profile",
+            metavar="NAME|FILE",
             help="Log sources to read: minimal, standard (default), full, or a .toml file.",
         ),
         click.option(
@@ -100,6 +106,7 @@ def collection_options(f: Any) -> Any:
         ),
         click.option(
             "--reference-time",
+            metavar="TIME",
             help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
             "an offset is given): recorded, and the host clock's difference checked.",
         ),

@@ -18,7 +18,7 @@ from .verify import _chain_pin, _pin, report
 
 @click.command("custody")
 @click.argument("evidence_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--to", "to", required=True, help="The new holder (person or lab).")
+@click.option("--to", "to", required=True, metavar="NAME", help="The new holder (person or lab).")
 @click.option(
     "--key",
     required=True,
@@ -31,7 +31,9 @@ from .verify import _chain_pin, _pin, report
     type=click.Path(dir_okay=False, path_type=Path),
     help="Collector's public key (PEM) from the custody form: refuse any other signer.",
 )
-@click.option("--fingerprint", help="Collector's fingerprint from the custody form (64 hex).")
+@click.option(
+    "--fingerprint", metavar="HEX", help="Collector's fingerprint from the custody form (64 hex)."
+)
 @click.option(
     "--chain-head",
     metavar="HEX",

@@ -14,7 +14,7 @@ from manifests.verify import verify_evidence
 from ..export import bodyfile, case, hashdeep
 from ..export.stream import Sink, sealed_artifacts
 from ..report.evidence import open_stored
-from ._output import check_output, output_stream
+from ._output import check_output, output_option, output_stream
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -29,12 +29,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
     help="case: CASE/UCO JSON-LD; bodyfile: for mactime/plaso; hashdeep: for hashdeep -a; "
     "sha256sum: the SHA256SUMS list.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here instead of stdout (not inside the evidence directory).",
-)
+@output_option()
 def export_command(evidence_dir: Path, fmt: str, output: Path | None) -> None:
     """Write the evidence's metadata in a format other forensic tools read.
 

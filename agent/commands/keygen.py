@@ -24,7 +24,7 @@ from ..keys import passphrase_for
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for NAME.key (private, 0600) and NAME.pub.",
 )
-@click.option("--name", default="signer", show_default=True, help="File name stem.")
+@click.option("--name", metavar="NAME", default="signer", show_default=True, help="File name stem.")
 @click.option(
     "--no-passphrase",
     is_flag=True,

@@ -28,6 +28,7 @@ from ..isolation import nftables as nft
 from ..isolation import state as state_mod
 from ..isolation.base import Runner, Step, have
 from ..keys import load_signer
+from ._output import output_option
 
 
 def _found_on_host(runner: Runner) -> list[Step]:
@@ -79,12 +80,9 @@ def _targets(
 
 
 @click.command("release")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    metavar="DIR",
-    help="The kit's output directory given to 'preserve -o' (its saved states are searched).",
+@output_option(
+    "The kit's output directory given to 'preserve -o' (its saved states are searched).",
+    directory=True,
 )
 @click.option(
     "--state",
@@ -103,7 +101,7 @@ def _targets(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Signing key for the --evidence journal entry.",
 )
-@click.option("--examiner", help="Who releases (recorded with --evidence).")
+@click.option("--examiner", metavar="NAME", help="Who releases (recorded with --evidence).")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout.")
 def release(
     output: Path | None,
@@ -142,7 +140,7 @@ def release(
         signer = load_signer(key)  # type: ignore[arg-type]
         if not result.ok and implied:
             click.echo(
-                f"WARNING: {evidence} does not verify: the release is not recorded in it "
+                f"warning: {evidence} does not verify: the release is not recorded in it "
                 f"(run 'verify {evidence}')",
                 err=True,
             )
@@ -210,7 +208,7 @@ def release(
                 err=True,
             )
         for failure in failures:
-            click.echo(f"ERROR: {failure}", err=True)
+            click.echo(f"error: {failure}", err=True)
     if failures:
         raise click.exceptions.Exit(1)
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from manifests.errors import UsageError
 
-from ..report import render
+from ..report import pdf, render
 from ..report.evidence import to_ns
 from ..report.findings import EXPECTED_PORTS
 from ..report.model import build
-from ._output import check_output, write_output
+from ..report.words import plural
+from ._output import check_output, output_option, write_output
 from .verify import _chain_pin
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -21,14 +23,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 @click.command("report")
 @click.argument("evidence_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json", "pdf"]),
+    default="md",
+    show_default=True,
+    help="pdf: the HTML report printed by headless Chromium (needs -o FILE on a terminal).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here instead of stdout (not inside the evidence directory).",
-)
+@output_option()
 @click.option(
     "--detected-at",
     metavar="TIME",
@@ -69,6 +71,8 @@ def report_command(
     evidence failed verification (the report says so on every page), 2 on usage errors.
     """
     check_output(evidence_dir, output)
+    if fmt == "pdf" and output is None and sys.stdout.isatty():
+        raise UsageError("--format pdf writes a binary file", hint="give -o FILE.pdf")
     if detected_at and to_ns(detected_at) is None:
         raise UsageError(
             f"--detected-at {detected_at!r} is not a time", hint="use e.g. 2026-11-27T03:00:00Z"
@@ -80,11 +84,12 @@ def report_command(
         expected_ports=EXPECTED_PORTS | frozenset(expect_port),
         chain_head=_chain_pin(chain_head),
     )
-    write_output(render(data, fmt), output)
+    write_output(pdf.to_pdf(render(data, "html")) if fmt == "pdf" else render(data, fmt), output)
     v = data["verification"]
     if not v["ok"]:
         click.echo(
-            f"warning: {evidence_dir} FAILED verification ({v['problem_count']} problem(s)); "
+            f"warning: {evidence_dir} FAILED verification "
+            f"({plural(v['problem_count'], 'problem')}); "
             "the report says so at the top of every section. Run verify for the details.",
             err=True,
         )

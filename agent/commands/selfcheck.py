@@ -26,7 +26,9 @@ NO_HOST_LIBS = "none: every library mapped is the kit's own"
     metavar="DIR",
     help="Check this kit folder instead of the running one (e.g. from a lab machine).",
 )
-@click.option("--fingerprint", help="Expected kit key fingerprint (from the kit's label).")
+@click.option(
+    "--fingerprint", metavar="HEX", help="Expected kit key fingerprint (from the kit's label)."
+)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable result.")
 def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) -> None:
     """Check the kit's files against its signed SHA256SUMS and show what the kit is."""

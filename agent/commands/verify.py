@@ -13,7 +13,7 @@ from manifests.signing import fingerprint_of, grouped, load_public_key_pem, norm
 from manifests.verify import VerificationResult, verify_evidence
 
 from .. import __version__
-from ..console import printable
+from ..console import plural, printable
 from ..kit import gate_verify
 from ..program import run_program
 
@@ -54,6 +54,29 @@ def _echo(line: str) -> None:
     click.echo(printable(line))
 
 
+def _degraded(result: VerificationResult) -> None:
+    """The views the collection found disagreeing: not a verification failure (the
+    evidence may be intact), but never left out of the summary."""
+    if not result.degraded_count:
+        return
+    _echo(
+        f"DEGRADED:  {plural(result.degraded_count, 'view')} of the host disagreed or could "
+        "not be read during collection (recorded in the journal; the host may be hiding "
+        "something):"
+    )
+    for d in result.degraded:
+        seq = d.get("seq")
+        unsealed = isinstance(seq, int) and (
+            result.sealed_through is None or seq > result.sealed_through
+        )
+        _echo(
+            f"  {str(d['severity']).upper()} {d['view']}: {d['reason']} (seq {seq}"
+            + (", NOT covered by a seal)" if unsealed else ")")
+        )
+    if result.degraded_count > len(result.degraded):
+        _echo(f"  ... and {result.degraded_count - len(result.degraded):,} more in the journal")
+
+
 def report(result: VerificationResult, quiet: bool) -> None:
     problems = result.file_problems
     if not quiet:
@@ -85,6 +108,7 @@ def report(result: VerificationResult, quiet: bool) -> None:
         }[result.chain_pin]
         _echo(f"Chain head: {result.chain_head}{pinned}")
         _echo(f"Ended:     {result.how_it_ended}")
+        _degraded(result)
         _echo("Custody:")
         for n, holder in enumerate(result.holders, 1):
             note = f"  note: {holder.note}" if holder.note else ""
@@ -104,14 +128,16 @@ def report(result: VerificationResult, quiet: bool) -> None:
                 "custody form)"
             )
         _echo(
-            f"Files:     {result.files_checked} checked, {result.files_ok} ok, "
-            f"{result.files_checked - result.files_ok} problems"
+            f"Files:     {result.files_checked:,} checked, {result.files_ok:,} ok, "
+            f"{plural(result.files_checked - result.files_ok, 'problem')}"
         )
         if result.pieces_checked:
             _echo(
                 f"Image:     {result.pieces_checked} pieces checked, {result.pieces_ok} ok, "
                 f"{result.pieces_checked - result.pieces_ok} damaged"
             )
+    if quiet:  # -q prints problems only, but a degraded view is never quiet
+        _degraded(result)
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
     if len(result.after_chain_pin) > 3:  # the first three are in the problem itself
@@ -123,7 +149,10 @@ def report(result: VerificationResult, quiet: bool) -> None:
     if result.ok and not quiet:
         _echo(f"OK: {result.evidence_dir} is intact ({result.how_it_ended})")
     elif not result.ok:
-        _echo(f"FAIL: {result.evidence_dir}: {len(result.problems) + len(problems)} problem(s)")
+        _echo(
+            f"FAIL: {result.evidence_dir}: "
+            f"{plural(len(result.problems) + len(problems), 'problem')}"
+        )
 
 
 def verify_options(f):  # type: ignore[no-untyped-def]
@@ -135,7 +164,11 @@ def verify_options(f):  # type: ignore[no-untyped-def]
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Expected signer's public key (PEM).",
             ),
-            click.option("--fingerprint", help="Expected signer's fingerprint (64 hex digits)."),
+            click.option(
+                "--fingerprint",
+                metavar="HEX",
+                help="Expected signer's fingerprint (64 hex digits).",
+            ),
             click.option(
                 "--chain-head",
                 metavar="HEX",

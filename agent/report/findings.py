@@ -22,8 +22,26 @@ EXPECTED_PORTS = frozenset(
 )
 RECENT_DAYS = 7
 MAX_LISTED = 50
-HIGH, MEDIUM, INFO = "high", "medium", "info"
-SEVERITY_ORDER = {HIGH: 0, MEDIUM: 1, INFO: 2}
+HIGH, MEDIUM, LOW, INFO = "high", "medium", "low", "info"
+SEVERITY_ORDER = {HIGH: 0, MEDIUM: 1, LOW: 2, INFO: 3}
+# Why a category matters, in one sentence, for findings that do not carry their own.
+WHY = {
+    "processes": "A program that hides its file or runs from a scratch directory is how "
+    "backdoors and cryptominers usually run.",
+    "listening": "A port nobody expects to be open may be a backdoor waiting for its owner.",
+    "connections": "A connection to an outside address may be the intruder's control "
+    "channel or data leaving the host.",
+    "logins": "Who logged in, and from where, tells how the intruder got in and which "
+    "accounts to reset.",
+    "files": "Files changed shortly before detection show what the intruder touched.",
+    "isolation": "Whether the host is cut off decides whether the intruder can still reach it.",
+    "actions": "Everything the tool changed on the host is listed, so nothing it did is "
+    "mistaken for the intruder's work.",
+    "collection": "What could not be collected is missing from the evidence and may need "
+    "collecting by other means.",
+    "degraded": "The tool's views of the host disagreed: something on the host may be "
+    "hiding from ordinary tools, so treat the host as hostile.",
+}
 
 
 @dataclass
@@ -34,12 +52,16 @@ class Finding:
     refs: list[dict[str, Any]]
     details: list[str] = field(default_factory=list)
     time_ns: int | None = None
+    why: str | None = None  # why it matters, in one sentence; else the category's
+    degraded: bool = False  # a view that disagreed: listed first, whatever the severity
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "category": self.category,
             "severity": self.severity,
             "title": self.title,
+            "why": self.why or WHY.get(self.category, ""),
+            "degraded": self.degraded,
             "details": self.details,
             "time": utc_text(self.time_ns) if self.time_ns else None,
             "refs": self.refs,
@@ -57,7 +79,10 @@ class Findings:
         self.items.append(finding)
 
     def sorted(self) -> list[Finding]:
-        return sorted(self.items, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.category))
+        return sorted(
+            self.items,
+            key=lambda f: (not f.degraded, SEVERITY_ORDER.get(f.severity, 9), f.category),
+        )
 
 
 def to_year(ns: Any) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bounded import mapping
+from . import words
+from .bounded import mapping, text
 from .evidence import Evidence, to_ns, utc_text
 from .findings import HIGH, INFO, MAX_LISTED, RECENT_DAYS, Finding, Findings
 
@@ -43,8 +44,54 @@ def recent_files(ev: Evidence, reference_ns: int, out: Findings) -> None:
 
 
 def _argv_text(r: dict[str, Any]) -> str:
-    argv = r.get("argv") or r.get("command")
-    return " ".join(map(str, argv)) if isinstance(argv, list) else str(argv or "")
+    return words.argv(r.get("argv") or r.get("command"))
+
+
+def _exit(code: Any) -> str:
+    return f" (exit {code})" if isinstance(code, int) and code else ""
+
+
+STATUS_WORDS = {
+    "in-force": "in force",
+    "not-confirmed": "applied but not confirmed",
+    "failed": "failed",
+}
+
+
+def isolation_state(ev: Evidence) -> dict[str, Any]:
+    """Whether the host was cut off, verified, and released (a release recorded into the
+    evidence by ``preserve release``), in words as well as values."""
+    kinds = {str(r.get("action")): r for r in ev.of_type("action")}
+    applied = kinds.get("isolation-applied") or {}
+    plan = kinds.get("isolation-plan") or {}
+    released = kinds.get("isolation-released")
+    status = (
+        text(applied.get("status"))
+        if applied.get("status")
+        else ("failed" if "isolation-error" in kinds else "not applied")
+    )
+    asked = "--isolate" in (ev.start.get("argv") or [])
+    if released:
+        failures = released.get("failures") or []
+        released_text = (
+            f"released at {text(released.get('time'))}"
+            + (f" by {text(released['examiner'])}" if released.get("examiner") else "")
+            + (f", with {len(failures)} failure(s)" if failures else "")
+        )
+    else:
+        released_text = "released: not recorded in this evidence"
+    return {
+        "asked": asked,
+        "applied": bool(applied),
+        "status": status,
+        "status_words": STATUS_WORDS.get(status, status),
+        "method": applied.get("method") or plan.get("method"),
+        "cut_at": applied.get("cut_at"),
+        "verified": (kinds.get("isolation-verify") or {}).get("confirmed") is True,
+        "release_command": applied.get("release_command"),
+        "released_at": released.get("time") if released else None,
+        "released_text": released_text,
+    }
 
 
 def actions(ev: Evidence, out: Findings) -> None:
@@ -62,43 +109,53 @@ def actions(ev: Evidence, out: Findings) -> None:
     other = [r for r in actions if not str(r.get("action", "")).startswith("isolation")]
     asked = "--isolate" in (ev.start.get("argv") or [])
     if iso:
+        state = isolation_state(ev)
         kinds = {str(r.get("action")): r for r in iso}
-        applied = kinds.get("isolation-applied") or {}
         verify = kinds.get("isolation-verify") or {}
-        status = applied.get("status") or ("failed" if "isolation-error" in kinds else "unknown")
-        confirmed = verify.get("confirmed")
-        bad = status != "in-force" or confirmed is not True or "isolation-lost" in kinds
+        probes = [p for p in verify.get("probes") or [] if isinstance(p, dict)]
         details = [
-            f"method {applied.get('method') or (kinds.get('isolation-plan') or {}).get('method')}"
-            f", cut at {applied.get('cut_at') or '?'}",
-            f"verification: confirmed={confirmed}, rules_ok={verify.get('rules_ok')}, "
-            f"probes: "
-            + ", ".join(
-                f"{p.get('target') or p.get('address') or '?'} {p.get('outcome')}"
-                for p in verify.get("probes") or []
-                if isinstance(p, dict)
+            f"method {text(state['method'])}, "
+            f"cut at {text(state['cut_at'] or 'an unrecorded time')}",
+            "verification: "
+            + (
+                "the rules were in place"
+                if verify.get("rules_ok")
+                else "the rules were NOT found in place"
+            )
+            + (
+                "; test connections: "
+                + ", ".join(
+                    f"{text(p.get('target') or p.get('address') or 'unknown')} "
+                    f"{text(p.get('outcome') or 'no outcome')}"
+                    for p in probes
+                )
+                if probes
+                else "; no test connections were made"
             ),
         ]
         details += [
-            f"seq {r.get('seq')}: {_argv_text(r)} (exit {r.get('exit_code', r.get('returncode'))})"
+            f"seq {r.get('seq')}: {words.argv(r.get('argv') or r.get('command'))}"
+            + _exit(r.get("exit_code", r.get("returncode")))
             for r in iso
             if r.get("action") == "isolation-command"
         ][:20]
         if "isolation-error" in kinds:
-            details.append(f"error: {kinds['isolation-error'].get('error')}")
+            details.append(f"error: {text(kinds['isolation-error'].get('error'))}")
         if "isolation-lost" in kinds:
-            details.append(f"isolation lost: {kinds['isolation-lost'].get('detail')}")
-        if applied.get("release_command"):
-            details.append(f"undo with: {applied.get('release_command')}")
+            details.append(f"isolation lost: {text(kinds['isolation-lost'].get('detail'))}")
+        details.append(state["released_text"])
+        if state["release_command"] and not state["released_at"]:
+            details.append(f"undo with: {text(state['release_command'])}")
+        bad = state["status"] != "in-force" or not state["verified"] or "isolation-lost" in kinds
         out.add(
             Finding(
                 "isolation",
                 HIGH if bad else INFO,
-                f"network isolation {status}"
-                + (", verified" if confirmed is True else ", NOT verified"),
+                f"network isolation {state['status_words']}"
+                + (", verified" if state["verified"] else ", NOT verified"),
                 [{"seq": r.get("seq")} for r in iso],
                 details,
-                to_ns(applied.get("cut_at")) or to_ns(iso[0].get("time")),
+                to_ns(state["cut_at"]) or to_ns(iso[0].get("time")),
             )
         )
     elif asked:
@@ -121,8 +178,8 @@ def actions(ev: Evidence, out: Findings) -> None:
                 f"the tool ran {len(other)} command(s) on the host",
                 [{"seq": r.get("seq")} for r in other[:MAX_LISTED]],
                 [
-                    f"seq {r.get('seq')}: {_argv_text(r) or r.get('action')}"
-                    + (f" (exit {r.get('returncode')})" if r.get("returncode") else "")
+                    f"seq {r.get('seq')}: {_argv_text(r) or text(r.get('action'))}"
+                    + _exit(r.get("returncode"))
                     for r in other[:20]
                 ],
                 to_ns(other[0].get("time")),
@@ -137,11 +194,11 @@ def errors(ev: Evidence, out: Findings) -> None:
             Finding(
                 "collection",
                 INFO,
-                f"{ev.journal.counts['error']} item(s) could not be collected",
+                f"{words.plural(ev.journal.counts['error'], 'item')} could not be collected",
                 [{"seq": r.get("seq")} for r in errors[:MAX_LISTED]],
                 [
-                    f"seq {r.get('seq')}: {mapping(r.get('source')).get('path', '')} "
-                    f"{r.get('reason')}"
+                    f"seq {r.get('seq')}: {text(mapping(r.get('source')).get('path', ''))} "
+                    f"{text(r.get('reason') or '')}"
                     for r in errors[:10]
                 ],
             )

@@ -9,7 +9,7 @@ from typing import Any
 
 from collectors.network import is_local
 
-from . import volatile
+from . import volatile, words
 from .bounded import mapping
 from .evidence import Evidence, to_ns
 from .findings import HIGH, INFO, MAX_LISTED, MEDIUM, WRITABLE_DIRS, Finding, Findings
@@ -136,12 +136,16 @@ def listeners(v: volatile.Volatile, expected: frozenset[int], out: Findings) -> 
             continue
         addr = s.get("laddr") or "*"
         where = "loopback only" if _loop(addr) else ""
+        owner = (
+            f"pid {s['pid']} ({s.get('process') or 'name unknown'})"
+            if s.get("pid") is not None
+            else "no process the tool could see (see the degraded views, if any)"
+        )
         out.add(
             Finding(
                 "listening",
                 HIGH if s.get("pid") in flagged else MEDIUM,
-                f"{s.get('proto')} {addr}:{port} listened on by pid {s.get('pid')} "
-                f"({s.get('process') or '?'})",
+                f"{s.get('proto')} {addr}:{port} listened on by {owner}",
                 [src.ref(port=port, pid=s.get("pid"))],
                 [
                     "; ".join(why) + (f" ({where})" if where else ""),
@@ -170,18 +174,23 @@ def connections(v: volatile.Volatile, out: Findings) -> None:
         if not is_local(s.get("raddr")):
             groups.setdefault(str(s.get("raddr")), []).append(s)
     for addr, conns in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        try:
-            private = ipaddress.ip_address(addr.split("%", 1)[0]).is_private
-        except ValueError:
-            private = False
-        procs = sorted({f"{c.get('process') or '?'}[{c.get('pid')}]" for c in conns})
+        kind = words.address_kind(addr)
+        procs = sorted(
+            {
+                f"{c.get('process') or 'unnamed'} (pid {c['pid']})"
+                if c.get("pid") is not None
+                else "no visible process"
+                for c in conns
+            }
+        )
         ports = sorted({c["rport"] for c in conns if isinstance(c.get("rport"), int)})
         out.add(
             Finding(
                 "connections",
-                INFO if private else MEDIUM,
-                f"{len(conns)} connection(s) to {addr} ({'private' if private else 'public'} "
-                f"address), remote port(s) {', '.join(map(str, ports)) or '?'}",
+                INFO if words.is_internal(kind) else MEDIUM,
+                f"{words.plural(len(conns), 'connection')} to {addr} ({kind}), remote "
+                f"{'port' if len(ports) == 1 else 'ports'} "
+                f"{', '.join(map(str, ports)) or 'unknown'}",
                 [src.ref(remote=addr)],
                 [f"processes: {', '.join(procs)}"],
             )

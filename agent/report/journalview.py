@@ -12,11 +12,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import words
 from .bounded import clip, text
 from .values import to_ns
 
 # Records kept whole (clipped), per type: the first N. Counted beyond that.
 KEEP = {"transfer": 100, "action": 300, "error": 200}
+# ``event`` records kept, per ``event`` name (``of_type("event:finding")``): what the
+# collectors found, the views that disagreed, the clock check.
+KEEP_EVENTS = {"finding": 1000, "degraded": 500, "findings-capped": 200, "clock-check": 5}
 RECORD_BUDGET = 16 * 1024  # per kept record; a genuine one is under 2 KiB
 START_BUDGET = 64 * 1024  # the start record (argv, host, collectors)
 MAX_EVENTS = 2_000  # timeline events from the journal, besides errors
@@ -45,17 +49,25 @@ def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
     if kind == "start":
         return JournalEvent(ns, "collection", "collection started", seq, True)
     if kind == "seal":
-        return JournalEvent(ns, "custody", f"journal sealed ({field_('reason')})", seq)
+        reason = words.seal_reason(field_("reason"))
+        return JournalEvent(ns, "custody", f"journal sealed {reason}", seq)
     if kind == "transfer":
         return JournalEvent(ns, "custody", f"custody transferred to {field_('to')}", seq, True)
     if kind == "end":
         return JournalEvent(ns, "collection", f"collection ended: {field_('status')}", seq)
     if kind == "action":
-        what = r.get("action") or r.get("argv")
-        shown = _argv(what) if isinstance(what, list) else text(what, EVENT_TEXT)
-        return JournalEvent(ns, "collection", f"action: {shown}", seq, True)
+        argv = r.get("argv") or r.get("command")
+        what = text(r.get("action"), EVENT_TEXT) if isinstance(r.get("action"), str) else ""
+        shown = words.argv(argv, EVENT_TEXT) if argv else what.replace("-", " ")
+        return JournalEvent(ns, "collection", f"ran {shown}" if argv else shown, seq, True)
     if kind == "event":
-        return JournalEvent(ns, "collection", f"event: {field_('event')}", seq)
+        name = r.get("event")
+        if name == "degraded":
+            return JournalEvent(ns, "findings", f"degraded view: {field_('reason')}", seq, True)
+        if name == "finding":
+            serious = str(r.get("severity")).upper() in ("HIGH", "MEDIUM")
+            return JournalEvent(ns, "findings", field_("message"), seq, serious)
+        return JournalEvent(ns, "collection", text(name, EVENT_TEXT).replace("-", " "), seq)
     if kind == "collector":
         return JournalEvent(ns, "collection", f"collector {field_('name')} finished", seq)
     if kind == "error":
@@ -63,12 +75,6 @@ def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
         path = text(src.get("path", ""), EVENT_TEXT) if isinstance(src, dict) else ""
         return JournalEvent(ns, "errors", f"error: {path} {field_('reason')}".strip(), seq)
     return None
-
-
-def _argv(argv: list[Any]) -> str:
-    """A list as Python prints it (what the timeline always showed for an argv), short."""
-    shown = repr([a if isinstance(a, int) or a is None else text(a, EVENT_TEXT) for a in argv[:50]])
-    return shown if len(shown) <= EVENT_TEXT else shown[:EVENT_TEXT] + "..."
 
 
 @dataclass
@@ -92,9 +98,11 @@ class JournalView:
         elif kind == "end":
             self.end = clip(r, RECORD_BUDGET)
         elif kind in KEEP:
-            kept = self.kept.setdefault(str(kind), [])
-            if len(kept) < KEEP[str(kind)]:
-                kept.append(clip(r, RECORD_BUDGET))
+            self._keep(str(kind), r, KEEP[str(kind)])
+        elif kind == "event" and r.get("event") in KEEP_EVENTS:
+            name = f"event:{r['event']}"
+            self.counts[name] += 1
+            self._keep(name, r, KEEP_EVENTS[r["event"]])
         ns = to_ns(r.get("time"))
         event = _event(r, ns) if ns is not None else None
         if event is None:
@@ -109,6 +117,11 @@ class JournalView:
                 self.events_left_out += 1
                 return
         self.events.append(event)
+
+    def _keep(self, kind: str, r: dict[str, Any], limit: int) -> None:
+        kept = self.kept.setdefault(kind, [])
+        if len(kept) < limit:
+            kept.append(clip(r, RECORD_BUDGET))
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """The kept records of ``kind`` (the first ``KEEP[kind]``), in journal order."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .words import size
+
 
 def limit_text(limit: dict[str, Any]) -> str:
     """``artifacts/.../auth.log (seq 12): lines 9 to 20: why`` for one noted limit."""
@@ -20,7 +22,7 @@ def files_line(timeline: dict[str, Any]) -> str:
     s = timeline["files_summary"]
     return (
         f"Files: {s['count']} preserved file(s) with a source modification time, "
-        f"{s['bytes']} bytes in all, modified between {s['oldest']} and {s['newest']}; "
+        f"{size(s['bytes'])} in all, modified between {s['oldest']} and {s['newest']}; "
         f"the newest {s['listed']} are listed, {timeline['left_out']['files']} are not "
         "(the bodyfile export lists every one)."
     )

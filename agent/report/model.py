@@ -11,14 +11,18 @@ from typing import Any
 from manifests.signing import grouped
 
 from .. import __version__
+from . import clock as report_clock
 from . import (
     deadlines,
     findings,
+    from_events,
     from_journal,
     from_logins,
     from_volatile,
+    summary,
     timeline,
     volatile,
+    words,
     worksheet,
 )
 from .bounded import clip, mapping, text
@@ -153,6 +157,8 @@ def _findings(
     """Every category in order; each adds findings, or a gap saying why it could not."""
     out = findings.Findings()
     steps: list[tuple[str, Callable[[], None]]] = [
+        ("degraded", lambda: from_events.degraded(ev, out)),
+        ("collector findings", lambda: from_events.collected(ev, out)),
         ("processes", lambda: from_volatile.processes(ev, v, out)),
         ("listening", lambda: from_volatile.listeners(v, expected_ports, out)),
         ("connections", lambda: from_volatile.connections(v, out)),
@@ -192,15 +198,18 @@ def _mark_unverified(report: dict[str, Any], ev: Evidence) -> None:
         f["unverified"] = sorted(set(broken))
 
 
-def _reference(started: Any, detected_at: str | None, now_ns: int) -> tuple[int, str]:
-    """When deadlines count from, and why: --detected-at, else the collection start."""
+def _reference(
+    started: Any, detected_at: str | None, now_ns: int, offset_ns: int = 0
+) -> tuple[int, str]:
+    """When deadlines count from, and why: --detected-at, else the collection start (on
+    the responder's clock when a reference time was given: ``offset_ns``)."""
     if detected_at:
         detected_ns = to_ns(detected_at)
         if detected_ns is None:
             raise ValueError(f"--detected-at: cannot read {detected_at!r} as a time")
         return detected_ns, "--detected-at"
     if to_ns(started) is not None:
-        return to_ns(started) or 0, "collection start (default)"
+        return (to_ns(started) or 0) + offset_ns, "collection start (default)"
     # no readable start record (damaged journal): say so rather than guess quietly
     return now_ns, "report time: the journal has no readable start time"
 
@@ -225,7 +234,8 @@ def build(
     v = volatile.load(ev)
     started = ev.start.get("time")
     end = ev.end
-    detected_ns, source = _reference(started, detected_at, now_ns)
+    clock = report_clock.view(ev)
+    detected_ns, source = _reference(started, detected_at, now_ns, clock.offset_ns)
     found = _findings(ev, v, detected_ns, expected_ports)
     report: dict[str, Any] = {
         "format": "preserve-report/1",
@@ -237,10 +247,12 @@ def build(
             "ended": end.get("time") if end else None,
             "status": end.get("status") if end else "unfinished (no end record)",
             "counts": end.get("counts") if end else None,
+            "counts_text": words.counts(end.get("counts")) if end else "not recorded",
             "collectors": ev.start.get("collectors"),
         },
         "custody": _custody(ev),
         "host": _host(ev, v),
+        "isolation": from_journal.isolation_state(ev),
         "findings": [f.to_dict() for f in found.sorted()],
         "not_assessed": found.gaps,
         "logins": [
@@ -255,10 +267,14 @@ def build(
             "disclaimer": deadlines.DISCLAIMER,
             "detected_at": utc_text(detected_ns),
             "detected_at_source": source,
+            "clock": "the time given with --detected-at" if detected_at else clock.words,
+            "clock_trusted": clock.trusted,
             "items": deadlines.checklist(duties, detected_ns, now_ns),
         },
     }
     report["limits"] = ev.limits
     _mark_unverified(report, ev)
     report["worksheet"] = worksheet.build(report)
+    # first in every rendering, built last: it only restates what the details say
+    report = {"summary": summary.sentences(report), **report}
     return report

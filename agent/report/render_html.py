@@ -3,10 +3,9 @@ that opens offline and prints; a failed verification is stamped on every printed
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from . import svg
+from . import svg, timeline_table, words
 from .limits import files_line, limit_text
 
 MAX_TIMELINE_ROWS = 1000
@@ -32,7 +31,8 @@ section{break-inside:auto}h2{break-after:avoid}svg{max-width:100%;height:auto}
 
 
 def _e(x: Any) -> str:
-    return escape(str(x if x is not None else "-"))
+    """Evidence text for HTML: the one printable rule, then entity-escaped."""
+    return words.html(x)
 
 
 def _ref(ref: dict[str, Any]) -> str:
@@ -52,6 +52,18 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _clock(clock: dict[str, Any]) -> str:
+    ntp = clock.get("ntp_synchronised")
+    sync = "synchronised" if ntp is True else "NOT synchronised" if ntp is False else None
+    err = clock.get("ntp_max_error_us")
+    return (
+        f"NTP {sync or 'state unknown'}"
+        + (f", max error {err / 1e6:.1f} s" if isinstance(err, (int, float)) else "")
+        + f", time zone {_e(clock.get('timezone'))}"
+        + (f" ({_e(clock['note'])})" if clock.get("note") else "")
+    )
+
+
 def render(r: dict[str, Any]) -> str:
     v, c, k, h = r["verification"], r["collection"], r["custody"], r["host"]
     fail = "" if v["ok"] else f'<p class="fail">{_e(v["status"])}: {_e(v["warning"])}</p>'
@@ -63,6 +75,12 @@ def render(r: dict[str, Any]) -> str:
     if fail:
         out.append(f'<div class="stamp">{_e(v["status"])}: see the verification section</div>')
     out.append(f"<h1>Incident evidence report: {_e(h.get('hostname'))}, case {_e(k['case'])}</h1>")
+    out.append(fail)
+    out.append(
+        '<section class="summary"><h2>Summary</h2><p>'
+        + " ".join(_e(x) for x in r["summary"])
+        + "</p></section>"
+    )
     if v["ok"]:
         out.append(
             f'<p class="ok">Verification: INTACT. {v["files_checked"]} files checked, '
@@ -70,7 +88,6 @@ def render(r: dict[str, Any]) -> str:
             f"Chain head <code>{_e(v['chain_head'])}</code></p>"
         )
     else:
-        out.append(fail)
         out.append("<ul>" + "".join(f"<li>{_e(p)}</li>" for p in v["problems"][:100]) + "</ul>")
     out.append(
         f"<p>Generated {_e(r['generated'])} by {_e(k['report_tool'])} from "
@@ -93,7 +110,9 @@ def render(r: dict[str, Any]) -> str:
                     f"{_e(k['tool'])}<br><code>{_e(k['tool_code_sha256'])}</code>",
                     f"<code>{_e(k['signer_fingerprint_grouped'])}</code>"
                     + (" (ephemeral)" if k.get("ephemeral_key") else ""),
-                    f"{_e(c['started'])} to {_e(c['ended'])}<br>{_e(c['status'])}",
+                    f"{_e(c['started'])} to {_e(c['ended'])}<br>{_e(c['status'])}; "
+                    f"{_e(c['counts_text'])}<br>isolation {_e(r['isolation']['status_words'])}; "
+                    f"{_e(r['isolation']['released_text'])}",
                 ]
             ],
         )
@@ -119,7 +138,7 @@ def render(r: dict[str, Any]) -> str:
                 [
                     _e(s["seq"]),
                     _e(s.get("time")),
-                    _e(s.get("reason")),
+                    _e(words.seal_reason(s.get("reason"))),
                     f"<code>{_e(str(s.get('signer'))[:16])}...</code>",
                 ]
                 for s in k["seals"]
@@ -137,9 +156,7 @@ def render(r: dict[str, Any]) -> str:
             ["booted", _e(h["boot_time"])],
             [
                 "clock",
-                f"NTP synchronised {_e(clock['ntp_synchronised'])}, max error "
-                f"{_e(clock['ntp_max_error_us'])} us, offset {_e(clock['ntp_offset'])}, zone "
-                f"{_e(clock['timezone'])} {_e(clock.get('note') or '')}",
+                _clock(clock),
             ],
             ["addresses", _e(", ".join(h["addresses"]) or "not collected")],
             ["not collected", _e(", ".join(h["not_collected"]) or "-")],
@@ -151,7 +168,7 @@ def render(r: dict[str, Any]) -> str:
                 _e(s["proto"]),
                 _e(s["laddr"]),
                 _e(s["lport"]),
-                _e(s["pid"]),
+                _e(s["pid"] if s.get("pid") is not None else "no process"),
                 _e(s["process"]),
                 _e(s["exe"]),
             ]
@@ -164,8 +181,9 @@ def render(r: dict[str, Any]) -> str:
         [
             [
                 f'<span class="sev-{_e(f["severity"])}">{_e(f["severity"].upper())}</span>',
-                _e(f["category"]),
+                "<b>DEGRADED VIEW</b>" if f.get("degraded") else _e(f["category"]),
                 _e(f["title"])
+                + (f"<br><i>Why it matters: {_e(f['why'])}</i>" if f.get("why") else "")
                 + (
                     f'<br><span class="gap">UNVERIFIED: rests on {_e(", ".join(f["unverified"]))}'
                     ", which did not pass verification</span>"
@@ -191,29 +209,26 @@ def render(r: dict[str, Any]) -> str:
 
     t = r["timeline"]
     events = t["events"]
-    trows = [
-        [
-            _e(e["time"]),
-            _e(e["lane"]),
-            f'<span class="{"notable" if e["notable"] else ""}">{_e(e["text"])}</span>',
-            _ref(e),
-        ]
-        for e in events[:MAX_TIMELINE_ROWS]
-    ]
-    more = (
-        f"<p>{len(events) - MAX_TIMELINE_ROWS} more events in the JSON report.</p>"
-        if len(events) > MAX_TIMELINE_ROWS
-        else ""
-    ) + (f"<p>{_e(files_line(t))}</p>" if t["left_out"]["files"] else "")
+    rows_ = timeline_table.rows(events, MAX_TIMELINE_ROWS)
+    tables = "".join(
+        f"<h3>{title}</h3>"
+        + _table(
+            ["time (UTC)", "lane", "what", "evidence"],
+            [[_e(x.time), _e(x.lane), _e(x.text), _ref(x.ref)] for x in group]
+            or [["-", "-", "none", "-"]],
+        )
+        for title, group in (("Notable events", rows_.notable), ("Everything else", rows_.other))
+    )
+    more = "".join(f"<p>{_e(n)}</p>" for n in rows_.notes) + (
+        f"<p>{_e(files_line(t))}</p>" if t["left_out"]["files"] else ""
+    )
     section(
         "Timeline at a glance",
-        svg.render(t, c["started"])
-        + "<p><small>Dots with a red ring are notable (suspicious processes, tool actions, "
-        f"custody transfers). {_e(t['clock_note'])}</small></p>",
+        svg.render(t, c["started"], c["ended"]) + f"<p><small>{_e(t['clock_note'])}</small></p>",
     )
     section(
         "Timeline (UTC)",
-        _table(["time (UTC)", "lane", "what", "evidence"], trows) + more,
+        tables + more,
     )
 
     ws = "".join(
@@ -241,7 +256,7 @@ def render(r: dict[str, Any]) -> str:
     section(
         "Deadlines checklist",
         f'<p class="legal"><b>{_e(d["disclaimer"])}</b><br>Counted from '
-        f"{_e(d['detected_at'])} ({_e(d['detected_at_source'])}).</p>"
+        f"{_e(d['detected_at'])} ({_e(d['detected_at_source'])}), on {_e(d['clock'])}.</p>"
         + _table(["done", "report", "due (UTC)", "notes"], drows),
     )
     order = [

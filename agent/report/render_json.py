@@ -7,4 +7,6 @@ from typing import Any
 
 
 def render(r: dict[str, Any]) -> str:
-    return json.dumps(r, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    # ASCII: a raw ESC, C1 control or bidi override is written as \\uXXXX, so the JSON
+    # printed to a terminal is as inert as the other formats; parsed, the values are raw.
+    return json.dumps(r, indent=2, ensure_ascii=True, sort_keys=False) + "\n"

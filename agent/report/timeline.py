@@ -18,7 +18,28 @@ from .findings import Findings, to_year
 from .from_volatile import suspicious_exe
 
 # Lanes, in drawing order (top to bottom).
-LANES = ("host", "logins", "processes", "logs", "files", "collection", "custody", "errors")
+LANES = (
+    "host",
+    "logins",
+    "processes",
+    "persistence",
+    "logs",
+    "files",
+    "findings",
+    "collection",
+    "custody",
+    "errors",
+)
+# Where a change makes a program start again by itself (or changes who may log in): a
+# file here modified in the week before the collection is a notable persistence change.
+PERSISTENCE = (
+    "/etc/cron", "/var/spool/cron", "/etc/systemd/", "/lib/systemd/system/",
+    "/usr/lib/systemd/system/", "/etc/init.d/", "/etc/rc.local", "/etc/ld.so.preload",
+    "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/sudoers", "/etc/profile",
+    "/etc/bash.bashrc", "/etc/ssh/sshd_config", "/etc/pam.d/", "/etc/udev/rules.d/",
+)  # fmt: skip
+PERSISTENCE_NAMES = ("/.ssh/authorized_keys", "/.bashrc", "/.profile", "/.bash_profile")
+WEEK_NS = 7 * 86400 * 1_000_000_000
 MAX_FILES = 500
 MAX_PROCESSES = 500
 # The times a calendar (and so the report) can show, with a day's margin for time zones.
@@ -70,9 +91,19 @@ def _process_events(v: volatile.Volatile) -> list[Event]:
 
 
 def _file_events(ev: Evidence) -> tuple[list[Event], int]:
-    """The newest ``MAX_FILES`` file modifications; the rest are counted (``files_summary``)."""
-    rows = [Event(f.ns, "files", f"modified: {f.name}", f.seq, f.path) for f in ev.index.newest()]
-    return rows[:MAX_FILES], max(0, ev.index.files.count - MAX_FILES)
+    """The newest ``MAX_FILES`` file modifications; the rest are counted (``files_summary``).
+    A change to a persistence file in the week before the collection is notable."""
+    since = (to_ns(ev.start.get("time")) or 0) - WEEK_NS
+    rows = []
+    for f in ev.index.newest()[:MAX_FILES]:
+        name = str(f.name)
+        # anywhere in the path: a tree preserved with --path (a mounted disk) has them too
+        persistent = any(p in name for p in PERSISTENCE) or name.endswith(PERSISTENCE_NAMES)
+        lane = "persistence" if persistent else "files"
+        rows.append(
+            Event(f.ns, lane, f"modified: {name}", f.seq, f.path, persistent and f.ns >= since)
+        )
+    return rows, max(0, ev.index.files.count - MAX_FILES)
 
 
 def _files_summary(ev: Evidence) -> dict[str, Any]:
@@ -142,9 +173,16 @@ def build(ev: Evidence, v: volatile.Volatile, findings: Findings) -> dict[str, A
                 if lane == "host"
                 else f"{'failed login' if failed else 'login'} {r['user']} from {r.get('from')}"
             )
+            # a successful login is notable (labelled); failed ones are many, and counted
+            # in the findings
             events.append(
                 Event(
-                    r["time_ns"], lane, f"{text} ({r['source']})", r.get("seq"), r.get("artifact")
+                    r["time_ns"],
+                    lane,
+                    f"{text} ({r['source']})",
+                    r.get("seq"),
+                    r.get("artifact"),
+                    lane == "logins" and not failed,
                 )
             )
     offset = mapping((v.system or {}).get("clocks")).get("utc_offset_s")

@@ -34,6 +34,8 @@ class Options:
     reference_time: int | None = None  # --reference-time, ns since the epoch
     tool_built: str | None = None  # the kit's recorded build time, when run from a kit
     only: tuple[str, ...] = ()  # the collectors named with --only (asked for explicitly)
+    # --process-memory: bytes of memory per flagged process (None: the default, 0: off)
+    process_memory: int | None = None
 
 
 @dataclass

@@ -45,8 +45,26 @@ _SYS6_OFFSET = 0x60
 
 # System call numbers (asm-generic for aarch64 and riscv64).
 _NR = {
-    "x86_64": {"kill": 62, "getpgid": 121, "getdents64": 217, "clock_gettime": 228},
-    "aarch64": {"kill": 129, "getpgid": 155, "getdents64": 61, "clock_gettime": 113},
+    "x86_64": {
+        "kill": 62,
+        "getpgid": 121,
+        "getdents64": 217,
+        "clock_gettime": 228,
+        "read": 0,
+        "close": 3,
+        "openat": 257,
+        "bpf": 321,
+    },
+    "aarch64": {
+        "kill": 129,
+        "getpgid": 155,
+        "getdents64": 61,
+        "clock_gettime": 113,
+        "read": 63,
+        "close": 57,
+        "openat": 56,
+        "bpf": 280,
+    },
 }
 ARCH = platform.machine()
 NR = _NR.get(ARCH, {})
@@ -141,3 +159,33 @@ def getdents(path: str) -> list[bytes]:
                 at += reclen
     finally:
         os.close(fd)
+
+
+_AT_FDCWD = -100
+
+
+def read_file(path: bytes, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``path`` through bare ``openat``/``read``/``close``: the
+    view of a file that a library hooking libc's ``open``/``fopen`` (to hide
+    ``/etc/ld.so.preload`` from chkrootkit, say) cannot filter. Read-only, never through a
+    symlink, never blocking on a FIFO. Raises OSError as ``os.open`` would."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    name = ctypes.create_string_buffer(path)
+    fd = syscall("openat", _AT_FDCWD, ctypes.addressof(name), flags, 0)
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
+    try:
+        buf = ctypes.create_string_buffer(min(limit, 1 << 20))
+        chunks: list[bytes] = []
+        got = 0
+        while got < limit:
+            n = syscall("read", fd, ctypes.addressof(buf), min(len(buf), limit - got))
+            if n < 0:
+                raise OSError(-n, os.strerror(-n), os.fsdecode(path))
+            if n == 0:
+                break
+            chunks.append(buf.raw[:n])
+            got += n
+        return b"".join(chunks)
+    finally:
+        syscall("close", fd)

@@ -47,10 +47,13 @@ BUILTINS = {
     "clock",
     "executables",
     "files",
+    "kernel",
     "logs",
     "network",
     "packages",
     "processes",
+    "procfiles",
+    "procmem",
     "system",
     "timeline",
 }

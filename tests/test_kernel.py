@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import bpfload
@@ -264,3 +266,25 @@ def test_ebpf_compare_finds_a_held_program_missing_from_the_walk(
         os.close(prog)
     hidden = _findings(ctx.root, "ebpf-hidden")
     assert hidden and os.getpid() in hidden[0]["pids"] and hidden[0]["kind"] == "program"
+
+
+def test_ebpf_refused_to_an_unprivileged_run_is_degraded() -> None:
+    """Without CAP_SYS_ADMIN the kernel refuses the ID walk: recorded as a degraded view
+    (what was refused, and why), not as an empty list of programs."""
+    out = Path(tempfile.mkdtemp(prefix="kernel-nobody-", dir="/tmp"))
+    try:
+        out.chmod(0o777)
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            + shlex.split(_preserve(out, "--only", "kernel")),
+            capture_output=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        evidence = _evidence(result)
+        degraded = {r["view"]: r for r in journal_records(evidence) if r.get("event") == "degraded"}
+        assert "EPERM" in degraded["ebpf-programs"]["reason"]
+        assert degraded["ebpf-programs"]["severity"] == "medium"
+        assert _kernel_json(evidence)["ebpf"]["unreadable"]["links"].endswith("EPERM")
+    finally:
+        shutil.rmtree(out)

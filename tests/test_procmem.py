@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import suspects
-from conftest import PRESERVE_CODE, ROOT, journal_records, requires_root, verify
+from conftest import PRESERVE_CODE, ROOT, journal_records, preserve, requires_root, verify
 
 from collectors import procmem
 from collectors.context import CollectContext
@@ -126,3 +126,21 @@ def test_an_injected_library_flags_the_process(ctx: CollectContext, tmp_path: Pa
     assert found and found[0]["pid"] == proc.pid and str(lib) in found[0]["mapped"]
     mem = [r for r in records if r.get("kind") == "process-memory"]
     assert mem and mem[0]["flags"] == ["injected_library"]
+
+
+def test_size_sets_the_per_process_cap(tmp_path: Path) -> None:
+    evidence = _run_in_pid_namespace(tmp_path, "--process-memory", "64K")
+    mem = [r for r in journal_records(evidence) if r.get("kind") == "process-memory"][0]
+    assert 0 < mem["size"] <= 64 * 1024
+    index = json.loads((evidence / mem["index"]).read_bytes())
+    assert index["cap"] == 64 * 1024
+    assert any(r["status"] == "capped" for r in index["ranges"])
+    assert b"HEAP-SECRET-TOKEN42" in (evidence / mem["path"]).read_bytes()  # heap first
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "-5"])
+def test_bad_process_memory_values_are_usage_errors(tmp_path: Path, value: str) -> None:
+    result = preserve("-o", tmp_path, "--only", "kernel", "--process-memory", value)
+    assert result.returncode == 2
+    assert b"--process-memory" in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing collected

@@ -121,9 +121,10 @@ class KernelCollector(Collector):
         ctx.engine.store_bytes(OUT, json_bytes(data), self.name, kind="kernel-views")
         ebpf = data.get("ebpf") or {}
         mods = data.get("modules") or {}
+        listed = mods.get("proc_modules")
         ctx.summary.add(
             "Kernel",
-            f"{len(mods.get('proc_modules') or [])} modules, taint "
+            (f"{len(listed)} modules" if listed is not None else "no loadable modules") + ", taint "
             f"{(data.get('taint') or {}).get('value', '?')}, "
             f"{len(ebpf.get('programs', []))} eBPF programs, "
             f"{len(ebpf.get('links', []))} links",

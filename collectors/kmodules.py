@@ -129,8 +129,8 @@ def survey() -> ModuleViews:
         views.libc_names = None if libc is None else [m["name"] for m in libc]
     except OSError as e:
         views.unreadable["proc_modules_libc"] = e.strerror or str(e)
-    if views.proc is not None and views.libc_names is not None:
-        seen = set(views.libc_names)
+    if views.proc is not None:  # libc saying "no such file" hides every module
+        seen = set(views.libc_names or [])
         views.hidden_from_libc = sorted(m["name"] for m in views.proc if m["name"] not in seen)
     return views
 

@@ -37,8 +37,8 @@ HIDE_PRELOAD_C = r"""
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-/* chkrootkit looks at /etc/ld.so.preload: pretend it is not there, to libc's callers */
-static int hidden(const char *p) { return p && strstr(p, "ld.so.preload"); }
+/* chkrootkit looks at /etc/ld.so.preload: pretend it (or HIDE) is not there, to libc */
+static int hidden(const char *p) { return p && strstr(p, HIDE); }
 #define OPEN(fn, ...) int fn(__VA_ARGS__, int flags, ...) { \
     static int (*real)(); va_list ap; va_start(ap, flags); int mode = va_arg(ap, int); \
     va_end(ap); if (hidden(path)) { errno = ENOENT; return -1; } \
@@ -226,11 +226,17 @@ def test_preload_file_is_read_raw_and_flagged(tmp_path: Path) -> None:
     assert not Path("/etc/ld.so.preload").exists()  # only inside the namespace
 
 
-def test_preload_hidden_from_libc_is_a_high_finding(tmp_path: Path) -> None:
-    lib = tmp_path / "libhidepreload.so"
-    src = tmp_path / "hide.c"
+def _hiding_library(tmp_path: Path, name: str) -> Path:
+    """A library whose open/openat/fopen say ENOENT for any path containing ``name``."""
+    lib, src = tmp_path / "libhide.so", tmp_path / "hide.c"
     src.write_text(HIDE_PRELOAD_C)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", lib, src, "-ldl"], check=True)
+    cmd = ["gcc", "-shared", "-fPIC", f'-DHIDE="{name}"', "-o", lib, src, "-ldl"]
+    subprocess.run(cmd, check=True)
+    return lib
+
+
+def test_preload_hidden_from_libc_is_a_high_finding(tmp_path: Path) -> None:
+    lib = _hiding_library(tmp_path, "ld.so.preload")
     result = _in_private_mounts(
         _overlay_etc(tmp_path, "/nonexistent/libhide.so\n")
         # the check that the hook works: libc's cat cannot see the file
@@ -288,3 +294,17 @@ def test_ebpf_refused_to_an_unprivileged_run_is_degraded() -> None:
         assert _kernel_json(evidence)["ebpf"]["unreadable"]["links"].endswith("EPERM")
     finally:
         shutil.rmtree(out)
+
+
+@pytest.mark.skipif(not Path("/proc/modules").exists(), reason="kernel without modules")
+def test_proc_modules_hidden_from_libc_is_a_high_finding(tmp_path: Path) -> None:
+    lib = _hiding_library(tmp_path, "/proc/modules")
+    result = subprocess.run(
+        ["sh", "-c", f"LD_PRELOAD={lib} " + _preserve(tmp_path / "out", "--only", "kernel")],
+        capture_output=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    evidence = _evidence(result)
+    listed = {m["name"] for m in kmodules.proc_modules_raw() or []}
+    found = _findings(evidence, "module-hidden-from-libc")
+    if listed:
+        assert found and set(found[0]["modules"]) <= listed

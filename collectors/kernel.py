@@ -55,30 +55,52 @@ _KIND = {
 }
 
 
+def _bpf_fds(pid: int) -> list[dict[str, Any]]:
+    """``pid``'s descriptors to eBPF programs and links, with their fdinfo. Raises OSError."""
+    return [
+        {"fd": int(n), "target": t, **_fdinfo(pid, n)}
+        for n in os.listdir(f"/proc/{pid}/fd")
+        for t in [_link(pid, n)]
+        if t in _KIND
+    ]
+
+
+def _object_ids(entries: list[dict[str, Any]], kind: str) -> list[int]:
+    """The ids of the ``kind`` objects (programs, links) these descriptors point to."""
+    ids = []
+    for entry in entries:
+        known = _KIND.get(entry.get("target", ""))
+        value = (entry.get("extra") or {}).get(known[1], "") if known and known[0] == kind else ""
+        if value.isdigit():
+            ids.append(int(value))
+    return ids
+
+
 def bpf_holders(ctx: CollectContext) -> dict[str, dict[int, list[int]]]:
     """programs/links -> object id -> pids holding a descriptor to it, from fdinfo (the
     ``procfiles`` table when it ran, else a scan of descriptors of that kind only)."""
-    held: dict[str, dict[int, list[int]]] = {"programs": {}, "links": {}}
     table = ctx.shared.get(FD_TABLE)
     if table is None:
         table = {}
         for pid in pids_of(ctx):
             try:
-                table[pid] = [
-                    {"fd": int(n), "target": t, **_fdinfo(pid, n)}
-                    for n in os.listdir(f"/proc/{pid}/fd")
-                    for t in [_link(pid, n)]
-                    if t in _KIND
-                ]
+                table[pid] = _bpf_fds(pid)
             except OSError:
                 continue
+    held: dict[str, dict[int, list[int]]] = {"programs": {}, "links": {}}
     for pid, fds in table.items():
-        for entry in fds:
-            kind = _KIND.get(entry.get("target", ""))
-            value = (entry.get("extra") or {}).get(kind[1], "") if kind else ""
-            if kind and value.isdigit():
-                held[kind[0]].setdefault(int(value), []).append(pid)
+        for kind, ids in held.items():
+            for obj_id in _object_ids(fds, kind):
+                ids.setdefault(obj_id, []).append(pid)
     return held
+
+
+def _held_now(pid: int, kind: str) -> set[int]:
+    """The ids of ``kind`` that ``pid`` holds descriptors to, read again now."""
+    try:
+        return set(_object_ids(_bpf_fds(pid), kind))
+    except OSError:
+        return set()
 
 
 def _link(pid: int, n: str) -> str:
@@ -224,6 +246,9 @@ class KernelCollector(Collector):
                 again = again or bpf.inventory()  # once: loaded after the first walk?
                 if obj_id in {o["id"] for o in getattr(again, kind)}:
                     continue
+                pids = [p for p in pids if obj_id in _held_now(p, kind)]
+                if not pids:
+                    continue  # released (and freed) since the descriptors were read
                 self._hidden(
                     ctx, "ebpf-hidden", "ebpf", f"/proc/{pids[0]}/fdinfo".encode(),
                     f"eBPF {kind[:-1]} {obj_id} is held by pid(s) {', '.join(map(str, pids[:5]))}"

@@ -15,6 +15,7 @@ path is in use, and the evidence records it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import platform
@@ -101,8 +102,12 @@ _libc_syscall.restype = _Long
 
 
 def syscall(name: str, *args: int) -> int:
-    """The system call ``name``: its result, or ``-errno`` (as the kernel returns it)."""
-    nr = NR[name]
+    """The system call ``name``: its result, or ``-errno`` (as the kernel returns it);
+    ``-ENOSYS`` on an architecture whose number for it this module does not know, so the
+    caller records the view as unreadable rather than failing."""
+    nr = NR.get(name)
+    if nr is None:
+        return -errno.ENOSYS
     if _sys6 is not None:
         padded = [*args, *[0] * (6 - len(args))]
         return int(_sys6(nr, *padded))

@@ -308,3 +308,27 @@ def test_proc_modules_hidden_from_libc_is_a_high_finding(tmp_path: Path) -> None
     found = _findings(evidence, "module-hidden-from-libc")
     if listed:
         assert found and set(found[0]["modules"]) <= listed
+
+
+@pytest.mark.parametrize(
+    ("value", "severity", "orphans"),
+    [(1 << 12, "MEDIUM", ["O"]), (1 << 9, "LOW", []), ((1 << 13) | (1 << 0), "MEDIUM", ["P", "E"])],
+)
+def test_taint_findings_from_a_crafted_value(
+    tmp_path: Path, value: int, severity: str, orphans: list[str]
+) -> None:
+    """A taint value bound over /proc/sys/kernel/tainted in a private mount namespace:
+    decoded, judged by kind, and a module taint no listed module carries is called out."""
+    crafted = tmp_path / "tainted"
+    crafted.write_text(f"{value}\n")
+    result = _in_private_mounts(
+        f"mount --bind {crafted} /proc/sys/kernel/tainted && "
+        + _preserve(tmp_path / "out", "--only", "kernel")
+    )
+    evidence = _evidence(result)
+    tainted = _findings(evidence, "kernel-tainted")
+    assert len(tainted) == 1 and tainted[0]["severity"] == severity
+    assert tainted[0]["taint"]["value"] == value
+    orphan = _findings(evidence, "taint-without-module")
+    assert (orphan[0]["letters"] if orphan else []) == orphans
+    assert "/proc/sys/kernel/tainted" not in Path("/proc/self/mountinfo").read_text()

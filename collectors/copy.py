@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -26,6 +25,7 @@ from manifests.errors import EvidenceLostError
 from manifests.writer import EvidenceWriter
 
 from .generated import GeneratedStore
+from .overlap import hash_for
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
@@ -34,9 +34,9 @@ _ZEROS = bytes(CHUNK)
 _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
 
 
-def _is_zero(buf: bytearray, n: int) -> bool:
-    # bytearray == bytes is a memcmp; comparing memoryviews is 100x slower.
-    return buf == _ZEROS if n == CHUNK else buf[:n] == _ZEROS[:n]
+def _is_zero(chunk: memoryview, n: int) -> bool:
+    # bytes == bytes is a memcmp; comparing memoryviews element-wise is 100x slower.
+    return chunk.obj == _ZEROS if n == CHUNK else bytes(chunk) == _ZEROS[:n]
 
 
 class CopyEngine(GeneratedStore):
@@ -55,10 +55,14 @@ class CopyEngine(GeneratedStore):
         # Set when the evidence directory vanished under a background copy.
         self.lost: EvidenceLostError | None = None
 
-    def _buffer(self) -> bytearray:
-        if not hasattr(self._local, "buf"):
-            self._local.buf = bytearray(CHUNK)
-        return self._local.buf
+    def _buffers(self, count: int) -> list[memoryview]:
+        """This worker's copy buffers (one, or two for a copy hashed in the background)."""
+        if not hasattr(self._local, "bufs"):
+            self._local.bufs = []
+        bufs: list[bytearray] = self._local.bufs
+        while len(bufs) < count:
+            bufs.append(bytearray(CHUNK))
+        return [memoryview(b) for b in bufs[:count]]
 
     # -- copying files ---------------------------------------------------------------
 
@@ -275,10 +279,10 @@ class CopyEngine(GeneratedStore):
                 self._out_of_space(collector, source, rel)
                 return None
             raise
-        h = hashlib.sha256()
+        h = hash_for(wanted)
+        views = self._buffers(h.buffers)
         done = 0
-        buf = self._buffer()
-        view = memoryview(buf)
+        turn = 0
         reader = io.FileIO(fd, "rb", closefd=False)
         tally = self.read.slot()
         writing = False  # which side failed: the host's file, or the evidence drive
@@ -296,13 +300,16 @@ class CopyEngine(GeneratedStore):
                         stat=stat_fields(opened),
                     )
                     return None
+                view = views[turn]
+                turn = (turn + 1) % len(views)
+                h.ready_to_reuse()
                 n = reader.readinto(view[: min(CHUNK, wanted - done)])
                 if not n:
                     break  # the file shrank while we read it
                 chunk = view[:n]
                 h.update(chunk)
                 writing = True
-                if sparse and _is_zero(buf, n):
+                if sparse and _is_zero(chunk, n):
                     out.skip(n)
                 else:
                     out.write(chunk)
@@ -325,6 +332,9 @@ class CopyEngine(GeneratedStore):
                 stat=stat_fields(opened),
             )
             return None
+        finally:
+            h.close()
+        sha256 = h.hexdigest()
         out.close()
         after = os.fstat(fd)
         changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
@@ -334,7 +344,7 @@ class CopyEngine(GeneratedStore):
             collector=collector,
             path=rel,
             size=done,
-            sha256=h.hexdigest(),
+            sha256=sha256,
             source={**describe(source), "stat": stat_fields(opened)},
             range={"offset": offset, "end": offset + done},
             size_at_open=size_at_open,

@@ -15,48 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+
+from .pkgdb import Database
 
 DB = b"var/lib/dpkg"
 MAX_DB_FILE = 64 * 1024 * 1024  # a status file larger than this is not a real one
-
-
-@dataclass
-class Database:
-    root: bytes  # b"/" on a host
-    md5: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)  # path -> (md5, pkg)
-    conffiles: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
-    owned: set[bytes] = field(default_factory=set)  # canonical paths from *.list
-    # original -> (diverted-to, diverting package)
-    diversions: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
-    packages: int = 0
-    _dirs: dict[bytes, bytes] = field(default_factory=dict)
-
-    def host(self, path: bytes) -> bytes:
-        """The path on the host (under ``root``) of a database path ``/x/y``."""
-        return os.path.join(self.root, path.lstrip(b"/"))
-
-    def canonical(self, path: bytes) -> bytes:
-        """``path`` (a database path) with its directory's symlinks resolved: the one
-        name under which a walk of the host meets it."""
-        directory, name = os.path.split(path)
-        real = self._dirs.get(directory)
-        if real is None:
-            real = os.path.realpath(self.host(directory))
-            self._dirs[directory] = real
-        return os.path.join(real, name)
-
-    def location(self, path: bytes, package: str) -> bytes:
-        """Where ``package``'s file ``path`` is on the host: a diversion moves another
-        package's file aside, never the diverting package's own."""
-        diverted = self.diversions.get(path)
-        if diverted is not None and diverted[1] != package:
-            return self.host(diverted[0])
-        return self.host(path)
-
-    def is_packaged(self, host_path: bytes) -> bool:
-        """Is the file at ``host_path`` (as a walk of the host found it) in a package?"""
-        return host_path in self.owned
 
 
 def _read(path: bytes) -> bytes:
@@ -79,14 +42,14 @@ def load(root: bytes = b"/") -> Database | None:
         names = sorted(os.listdir(info))
     except OSError:
         return None
-    db = Database(root)
+    db = Database(root, manager="dpkg")
     for name in names:
         if name.endswith(b".md5sums"):
             package = _package_of(name)
             for line in _lines(os.path.join(info, name)):
                 digest, _, rel = line.partition(b"  ")
                 if rel:
-                    db.md5[b"/" + rel.lstrip(b"/")] = (digest.lower(), package)
+                    db.digests[b"/" + rel.lstrip(b"/")] = (digest.lower(), package)
         elif name.endswith(b".list"):
             db.packages += 1
             for line in _lines(os.path.join(info, name)):

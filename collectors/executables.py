@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 from manifests.digest import sha256_fd
 
-from . import dpkg
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
 from .logprofile import load_profile
-from .packages import SYSTEM_DIRS, is_executable
+from .packages import SYSTEM_DIRS, is_executable, load_database
+from .pkgdb import Database
 from .source import open_source
 from .textview import json_bytes
 from .triageprofile import runs
@@ -109,7 +109,7 @@ class ExecutablesCollector(Collector):
         if not runs(profile.triage, self.name, ctx.options.only):
             ctx.summary.add("Executables", f"not in profile {profile.name} (--profile full)")
             return
-        db = ctx.shared.get("dpkg") or dpkg.load(self.root)
+        db = ctx.shared.get("pkgdb") or load_database(self.root)
         privileged: list[dict[str, Any]] = []
         count = 0
         out_st = os.stat(ctx.root)
@@ -158,7 +158,7 @@ class ExecutablesCollector(Collector):
         pool: ThreadPoolExecutor,
         batch: list[tuple[bytes, os.stat_result, int | None]],
         staging: bool,
-        db: dpkg.Database | None,
+        db: Database | None,
         privileged: list[dict[str, Any]],
         out: Any,
     ) -> int:
@@ -181,7 +181,7 @@ class ExecutablesCollector(Collector):
         st: os.stat_result,
         row: dict[str, Any],
         staging: bool,
-        db: dpkg.Database | None,
+        db: Database | None,
         privileged: list[dict[str, Any]],
     ) -> None:
         cap = capability(path)

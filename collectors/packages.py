@@ -1,17 +1,19 @@
-"""``packages``: every file of every installed Debian package checked against the package
-database, read directly (collectors/dpkg.py); no host binary is run.
+"""``packages``: every file of every installed package checked against the package
+database, read directly (Debian: collectors/dpkg.py; RPM: collectors/rpmdb.py); no host
+binary is run.
 
 A trojaned ``sshd``, ``ps``, ``ls`` or ``libkeyutils`` is how Linux intrusions hide, and
 the package database is the one record of what those files should be that an intruder
-rarely thinks to rewrite. Each file is opened without following a symlink and its MD5
-compared with the database's; conffiles (which administrators edit) are compared with
+rarely thinks to rewrite. Each file is opened without following a symlink and its digest
+(MD5 for dpkg, the package's own algorithm for RPM, SHA-256 today) compared with the
+database's; conffiles (which administrators edit) are compared with
 the MD5 in ``status`` and listed, not flagged. Files that dpkg's own ``path-exclude``
 configuration keeps off the disk (docs on minimal images) are not "missing".
 
 ``artifacts/packages/integrity.json``: modified, missing and changed-conffile lists, and
 the executables in system paths no package owns (``unpackaged``). Each modified
 executable or library is a HIGH finding, each other modified package file MEDIUM, each
-missing executable MEDIUM (collectors/findings.py). ``ctx.shared["dpkg"]`` hands the
+missing executable MEDIUM (collectors/findings.py). ``ctx.shared["pkgdb"]`` hands the
 database to the executables collector."""
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any, ClassVar
 
 from manifests.digest import digest_fd
 
-from . import dpkg
+from . import dpkg, rpmdb
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
 from .logprofile import load_profile
+from .pkgdb import Database
 from .source import open_source
 from .textview import json_bytes
 from .triageprofile import runs
@@ -87,8 +90,13 @@ def _dropped(path: bytes, rules: list[tuple[bool, str]]) -> bool:
     return dropped
 
 
-def check_file(host_path: bytes) -> tuple[str, str | None, int]:
-    """('ok'|'missing'|'not-regular'|'unreadable', md5 or None, mode) of one file."""
+def load_database(root: bytes) -> Database | None:
+    """The host's package database, Debian's or RPM's, or None where it has neither."""
+    return dpkg.load(root) or rpmdb.load(root)
+
+
+def check_file(host_path: bytes, algorithm: str = "md5") -> tuple[str, str | None, int]:
+    """('ok'|'missing'|'not-regular'|'unreadable', digest or None, mode) of one file."""
     try:
         fd = open_source(host_path)
     except FileNotFoundError:
@@ -101,7 +109,7 @@ def check_file(host_path: bytes) -> tuple[str, str | None, int]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return "not-regular", None, st.st_mode
-        digest, _ = digest_fd(fd, "md5")
+        digest, _ = digest_fd(fd, algorithm)
         return "ok", digest, st.st_mode
     except OSError:
         return "unreadable", None, 0
@@ -113,7 +121,7 @@ class PackagesCollector(Collector):
     name: ClassVar[str] = "packages"
     stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 60
-    description: ClassVar[str] = "installed package files checked against the dpkg database"
+    description: ClassVar[str] = "installed package files checked against the dpkg or RPM database"
     root: bytes = b"/"  # tests point it at a tree
 
     def collect(self, ctx: CollectContext) -> None:
@@ -121,33 +129,36 @@ class PackagesCollector(Collector):
         if not runs(profile.triage, self.name, ctx.options.only):
             ctx.summary.add("Packages", f"not in profile {profile.name} (--profile full)")
             return
-        db = dpkg.load(self.root)
+        db = load_database(self.root)
         if db is None:
-            ctx.summary.add("Packages", "no dpkg database (not checked)")
+            ctx.summary.add("Packages", "no dpkg or RPM database (not checked)")
             return
-        ctx.shared["dpkg"] = db
-        dropped = _excluded_by_dpkg(self.root)
+        ctx.shared["pkgdb"] = db
+        for note in db.notes:
+            ctx.error(self.name, note, None)
+        dropped = _excluded_by_dpkg(self.root) if db.manager == "dpkg" else []
         report: dict[str, list[dict[str, Any]]] = {
             "modified": [], "missing": [], "conffiles_changed": [], "not_regular": [],
             "unreadable": [], "unpackaged_executables": [],
         }  # fmt: skip
-        checks = [(p, d, pkg, False) for p, (d, pkg) in db.md5.items() if p not in db.conffiles]
+        checks = [(p, d, pkg, False) for p, (d, pkg) in db.digests.items() if p not in db.conffiles]
         checks += [(p, d, pkg, True) for p, (d, pkg) in db.conffiles.items()]
         with ThreadPoolExecutor(max_workers=HASHERS) as pool:
             for start in range(0, len(checks), BATCH):  # bounded: a batch in flight
                 batch = checks[start : start + BATCH]
                 hosts = [db.location(p, pkg) for p, _, pkg, _ in batch]
+                algos = [db.algorithm(pkg) for _, _, pkg, _ in batch]
                 for (path, want, pkg, conf), host, got in zip(
-                    batch, hosts, pool.map(check_file, hosts), strict=True
+                    batch, hosts, pool.map(check_file, hosts, algos), strict=True
                 ):
                     self._judge(ctx, report, path, want, pkg, conf, host, got, dropped)
         self._unpackaged(ctx, db, report)
         ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
         ctx.summary.add(
             "Packages",
-            f"{db.packages} packages, {len(checks)} files: {len(report['modified'])} modified, "
-            f"{len(report['missing'])} missing, {len(report['unpackaged_executables'])} "
-            "unpackaged executables",
+            f"{db.packages} {db.manager} packages, {len(checks)} files: "
+            f"{len(report['modified'])} modified, {len(report['missing'])} missing, "
+            f"{len(report['unpackaged_executables'])} unpackaged executables",
         )
         summarize(ctx, self.name, RULES)
 
@@ -164,15 +175,16 @@ class PackagesCollector(Collector):
         dropped: list[tuple[bool, str]],
     ) -> None:
         state, digest, mode = got
+        algo = ctx.shared["pkgdb"].algorithm(pkg)
         row: dict[str, Any] = {
             "path": os.fsdecode(path),
             "package": pkg,
-            "expected_md5": want.decode(),
+            f"expected_{algo}": want.decode(),
         }
         if state == "ok" and digest is not None and digest.encode() == want:
             return
         if state == "ok":
-            row["md5"] = digest
+            row[algo] = digest
             if conf:
                 report["conffiles_changed"].append(row)
                 return
@@ -181,7 +193,7 @@ class PackagesCollector(Collector):
             record_finding(
                 ctx, self.name, "package-file-modified", "HIGH" if executable else "MEDIUM",
                 host, f"{os.fsdecode(path)} differs from package {pkg}", OUT,
-                package=pkg, expected_md5=row["expected_md5"], md5=digest,
+                package=pkg, **{f"expected_{algo}": want.decode(), algo: digest},
             )  # fmt: skip
         elif state == "missing":
             if _dropped(path, dropped):
@@ -196,7 +208,7 @@ class PackagesCollector(Collector):
             report["not_regular" if state == "not-regular" else "unreadable"].append(row)
 
     def _unpackaged(
-        self, ctx: CollectContext, db: dpkg.Database, report: dict[str, list[dict[str, Any]]]
+        self, ctx: CollectContext, db: Database, report: dict[str, list[dict[str, Any]]]
     ) -> None:
         seen: set[bytes] = set()
         for top in SYSTEM_DIRS:

@@ -14,6 +14,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # nftables/iptables/iproute2: isolation in namespaces; logrotate: rotation; strace:
     # what the tool writes and opens; hashdeep, sleuthkit (mactime): export audits;
     # chromium: the HTML report's screenshot; binutils, python3-dev: the kit build;
+    # rpm: a real rpmdb for the RPM package check (rpmbuild, rpm --root into a tree);
     # e2fsprogs, mount, util-linux: loop and read-only mounts in private namespaces;
     # fusefat, exfat-fuse, dosfstools, exfatprogs: real FAT32 and exFAT output drives
     # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001;
@@ -22,7 +23,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
-        hashdeep sleuthkit chromium fusefat exfat-fuse dosfstools exfatprogs faketime tmux \
+        hashdeep sleuthkit rpm chromium fusefat exfat-fuse dosfstools exfatprogs faketime tmux \
         >/dev/null
 fi
 

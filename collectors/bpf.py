@@ -25,7 +25,8 @@ from typing import Any
 from . import rawsys
 
 # commands (enum bpf_cmd)
-PROG_LOAD, PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 5, 11, 13, 15
+PROG_LOAD, OBJ_PIN, OBJ_GET = 5, 6, 7
+PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 11, 13, 15
 RAW_TRACEPOINT_OPEN, LINK_GET_FD_BY_ID, LINK_GET_NEXT_ID = 17, 30, 31
 
 
@@ -48,6 +49,9 @@ LINK_TYPES = words(
 _INFO_SIZE = 512  # larger than any bpf_prog_info/bpf_link_info so far; the tail stays zero
 _NAME_LEN = 256  # buffer for a link's tracepoint, function or file name
 MAX_OBJECTS = 65536  # a kernel listing more is not plausible; the walk stops there
+MAX_PINS = 10000  # files looked at under the bpf file systems
+_ANON_KINDS = {"anon_inode:bpf-prog": "program", "anon_inode:bpf-map": "map",
+               "anon_inode:bpf_link": "link"}  # fmt: skip
 
 
 def _name(raw: bytes) -> str:
@@ -177,6 +181,7 @@ class Inventory:
 
     programs: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
+    pinned: list[dict[str, Any]] = field(default_factory=list)  # {"path", "kind", "id"}
     refused: list[dict[str, Any]] = field(default_factory=list)  # {"kind", "id", "error"}
     unreadable: dict[str, str] = field(default_factory=dict)  # view -> why the walk failed
     direct: bool = rawsys.KERNEL_DIRECT  # bare syscalls (True) or libc's syscall()
@@ -185,6 +190,7 @@ class Inventory:
         return {
             "programs": self.programs,
             "links": self.links,
+            "pinned": self.pinned,
             "refused": self.refused,
             "unreadable": self.unreadable,
             "syscall_path": "direct" if self.direct else "libc syscall()",
@@ -229,3 +235,36 @@ def inventory() -> Inventory:
     inv.programs = _walk(inv, "programs", PROG_GET_NEXT_ID, PROG_GET_FD_BY_ID, prog_info)
     inv.links = _walk(inv, "links", LINK_GET_NEXT_ID, LINK_GET_FD_BY_ID, link_info)
     return inv
+
+
+def pinned_object(path: str) -> dict[str, Any]:
+    """What is pinned at ``path`` (kind and id), or its error. Opening a pin read-write
+    is what the kernel requires for programs; it changes nothing."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    attr = ctypes.create_string_buffer(struct.pack("=QII", ctypes.addressof(name), 0, 0), 16)
+    fd = _call(OBJ_GET, attr)
+    if fd < 0:
+        return {"path": path, "error": _err(fd)}
+    try:
+        kind = _ANON_KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
+        buf = ctypes.create_string_buffer(_INFO_SIZE)
+        n = _info(fd, buf)
+        if n < 8:
+            return {"path": path, "kind": kind, "error": _err(n) if n < 0 else "short info"}
+        return {"path": path, "kind": kind, "id": struct.unpack_from("=I", buf.raw, 4)[0]}
+    finally:
+        os.close(fd)
+
+
+def pinned(mountpoints: list[str]) -> list[dict[str, Any]]:
+    """Every object pinned under these bpf file system mounts (``/sys/fs/bpf``): a pin
+    keeps a program, map or link alive with no process holding it."""
+    found: list[dict[str, Any]] = []
+    for top in mountpoints:
+        for directory, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(files):
+                if len(found) >= MAX_PINS:
+                    return found
+                found.append(pinned_object(os.path.join(directory, name)))
+    return found

@@ -5,7 +5,8 @@
 - taint: ``/proc/sys/kernel/tainted`` decoded into words, and checked against the taint
   letters the listed modules carry;
 - eBPF: every program and link the ``bpf`` syscall's ID walk lists (collectors/bpf.py),
-  with attach points, against the programs and links processes hold descriptors to;
+  with attach points, against the objects processes hold descriptors to and the pins in
+  the bpf file systems (collectors/ebpfcheck.py);
 - ``/etc/ld.so.preload``: read through bare ``openat``/``read`` and through libc.
 
 Stored as ``artifacts/volatile/kernel.json`` (plus ``kernel-preload-file.raw`` when that
@@ -22,13 +23,12 @@ import os
 import time
 from typing import Any, ClassVar
 
-from . import bpf, fdtable, kmodules, rawsys
+from . import ebpfcheck, kmodules, rawsys
 from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
-from .degraded import HIGH, MEDIUM, degrade
+from .degraded import MEDIUM, degrade, disagreement
 from .findings import record_finding, summarize
-from .procfiles import FD_TABLE, pids_of
 from .textview import json_bytes
 
 OUT = "artifacts/volatile/kernel.json"
@@ -36,86 +36,10 @@ PRELOAD = b"/etc/ld.so.preload"
 # Named so that no hook filtering "ld.so.preload" by name can stop it being written.
 PRELOAD_OUT = "artifacts/volatile/kernel-preload-file.raw"
 PRELOAD_LIMIT = 1024 * 1024
-# Program types that can read (or, with bpf_probe_write_user and bpf_override_return,
-# change) kernel and process memory, or see and drop packets before any socket does:
-# the types eBPF rootkits and backdoors use. LOW: monitoring agents use them too.
-WATCHED_TYPES = frozenset(
-    bpf.words(
-        "kprobe tracepoint perf_event raw_tracepoint raw_tracepoint_writable tracing lsm ext "
-        "xdp sched_cls sched_act socket_filter"
-    )
-)
 RULES = {
     "module-hidden", "module-hidden-from-libc", "kernel-tainted", "taint-without-module",
     "ebpf-hidden", "ebpf-program", "ld-so-preload", "ld-so-preload-hidden",
 }  # fmt: skip
-_KIND = {
-    "anon_inode:bpf-prog": ("programs", "prog_id"),
-    "anon_inode:bpf_link": ("links", "link_id"),
-}
-
-
-def _bpf_fds(pid: int) -> list[dict[str, Any]]:
-    """``pid``'s descriptors to eBPF programs and links, with their fdinfo. Raises OSError."""
-    return [
-        {"fd": int(n), "target": t, **_fdinfo(pid, n)}
-        for n in os.listdir(f"/proc/{pid}/fd")
-        for t in [_link(pid, n)]
-        if t in _KIND
-    ]
-
-
-def _object_ids(entries: list[dict[str, Any]], kind: str) -> list[int]:
-    """The ids of the ``kind`` objects (programs, links) these descriptors point to."""
-    ids = []
-    for entry in entries:
-        known = _KIND.get(entry.get("target", ""))
-        value = (entry.get("extra") or {}).get(known[1], "") if known and known[0] == kind else ""
-        if value.isdigit():
-            ids.append(int(value))
-    return ids
-
-
-def bpf_holders(ctx: CollectContext) -> dict[str, dict[int, list[int]]]:
-    """programs/links -> object id -> pids holding a descriptor to it, from fdinfo (the
-    ``procfiles`` table when it ran, else a scan of descriptors of that kind only)."""
-    table = ctx.shared.get(FD_TABLE)
-    if table is None:
-        table = {}
-        for pid in pids_of(ctx):
-            try:
-                table[pid] = _bpf_fds(pid)
-            except OSError:
-                continue
-    held: dict[str, dict[int, list[int]]] = {"programs": {}, "links": {}}
-    for pid, fds in table.items():
-        for kind, ids in held.items():
-            for obj_id in _object_ids(fds, kind):
-                ids.setdefault(obj_id, []).append(pid)
-    return held
-
-
-def _held_now(pid: int, kind: str) -> set[int]:
-    """The ids of ``kind`` that ``pid`` holds descriptors to, read again now."""
-    try:
-        return set(_object_ids(_bpf_fds(pid), kind))
-    except OSError:
-        return set()
-
-
-def _link(pid: int, n: str) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/fd/{n}")
-    except OSError:
-        return ""
-
-
-def _fdinfo(pid: int, n: str) -> dict[str, Any]:
-    try:
-        with open(f"/proc/{pid}/fdinfo/{n}", "rb") as f:
-            return fdtable.parse_fdinfo(f.read(65536).decode("utf-8", "backslashreplace"))
-    except OSError:
-        return {}
 
 
 class KernelCollector(Collector):
@@ -153,12 +77,6 @@ class KernelCollector(Collector):
         )
         summarize(ctx, self.name, RULES)
 
-    def _hidden(
-        self, ctx: CollectContext, rule: str, view: str, path: bytes, msg: str, **kw: Any
-    ) -> None:  # noqa: E501
-        record_finding(ctx, self.name, rule, "HIGH", path, msg, artifact=OUT, **kw)
-        degrade(ctx, self.name, view, HIGH, msg, **kw)
-
     def _modules(self, ctx: CollectContext, data: dict[str, Any]) -> None:
         views = kmodules.survey()
         data["modules"] = views.to_json()
@@ -167,24 +85,24 @@ class KernelCollector(Collector):
             degrade(ctx, self.name, f"kernel-{view}", MEDIUM, f"cannot read {view}: {why}")
         for name in views.hidden_from_proc:
             where = "" if views.proc is not None else " (this kernel shows no /proc/modules)"
-            self._hidden(
-                ctx, "module-hidden", "kernel-modules", f"/sys/module/{name}".encode(),
+            disagreement(
+                ctx, self.name, "module-hidden", "kernel-modules", f"/sys/module/{name}".encode(),
                 f"kernel module {name} is in /sys/module but not in /proc/modules{where}",
-                module=name, sysfs=views.sys.get(name),
+                OUT, module=name, sysfs=views.sys.get(name),
             )  # fmt: skip
         for name in views.hidden_from_sys:
-            self._hidden(
-                ctx, "module-hidden", "kernel-modules", kmodules.PROC_MODULES.encode(),
+            disagreement(
+                ctx, self.name, "module-hidden", "kernel-modules", kmodules.PROC_MODULES.encode(),
                 f"kernel module {name} is in /proc/modules but has no /sys/module entry",
-                module=name,
+                OUT, module=name,
             )  # fmt: skip
         if views.hidden_from_libc:
-            self._hidden(
-                ctx, "module-hidden-from-libc", "kernel-modules-libc",
+            disagreement(
+                ctx, self.name, "module-hidden-from-libc", "kernel-modules-libc",
                 kmodules.PROC_MODULES.encode(),
                 f"libc's read of /proc/modules hides {', '.join(views.hidden_from_libc[:5])} "
                 "that the kernel lists: a library in this process filters what it reads",
-                modules=views.hidden_from_libc[:50],
+                OUT, modules=views.hidden_from_libc[:50],
             )  # fmt: skip
         ctx.shared["kernel_module_views"] = views
 
@@ -218,58 +136,7 @@ class KernelCollector(Collector):
             )  # fmt: skip
 
     def _ebpf(self, ctx: CollectContext, data: dict[str, Any]) -> None:
-        inv = bpf.inventory()
-        holders = bpf_holders(ctx)
-        data["ebpf"] = {**inv.to_json(), "held_by": {
-            k: {str(i): p for i, p in sorted(v.items())} for k, v in holders.items()}}  # fmt: skip
-        for view, why in inv.unreadable.items():
-            degrade(ctx, self.name, f"ebpf-{view}", MEDIUM, f"cannot list eBPF {view}: {why}")
-        if inv.refused:
-            degrade(
-                ctx, self.name, "ebpf-objects", MEDIUM,
-                f"the kernel listed {len(inv.refused)} eBPF object(s) but refused to describe "
-                f"them ({', '.join(sorted({r['error'] for r in inv.refused}))})",
-                refused=inv.refused[:50],
-            )  # fmt: skip
-        if inv.unreadable:
-            return  # an incomplete walk cannot show what is missing from it
-        listed = {
-            "programs": {p["id"] for p in inv.programs},
-            "links": {lk["id"] for lk in inv.links},
-        }
-        refused = {(r["kind"], r["id"]) for r in inv.refused}
-        again: bpf.Inventory | None = None
-        for kind, held in holders.items():
-            for obj_id, pids in sorted(held.items()):
-                if obj_id in listed[kind] or (kind, obj_id) in refused:
-                    continue
-                again = again or bpf.inventory()  # once: loaded after the first walk?
-                if obj_id in {o["id"] for o in getattr(again, kind)}:
-                    continue
-                pids = [p for p in pids if obj_id in _held_now(p, kind)]
-                if not pids:
-                    continue  # released (and freed) since the descriptors were read
-                self._hidden(
-                    ctx, "ebpf-hidden", "ebpf", f"/proc/{pids[0]}/fdinfo".encode(),
-                    f"eBPF {kind[:-1]} {obj_id} is held by pid(s) {', '.join(map(str, pids[:5]))}"
-                    " but missing from the kernel's ID walk",
-                    kind=kind[:-1], id=obj_id, pids=pids[:50],
-                )  # fmt: skip
-        attached = {lk["prog_id"]: lk for lk in inv.links}
-        for prog in inv.programs:
-            if prog["type"] not in WATCHED_TYPES:
-                continue
-            link = attached.get(prog["id"])
-            where = (
-                f" attached by link {link['id']} ({link['type']} {link.get('target', '')})"
-                if link
-                else ""
-            )  # noqa: E501
-            record_finding(
-                ctx, self.name, "ebpf-program", "LOW", f"bpf:prog/{prog['id']}".encode(),
-                f"eBPF {prog['type']} program {prog['id']} {prog['name']!r}{where}",
-                artifact=OUT, program=prog, held_by=holders["programs"].get(prog["id"], [])[:20],
-            )  # fmt: skip
+        ebpfcheck.judge(ctx, self.name, data, OUT)
 
     def _preload(self, ctx: CollectContext, data: dict[str, Any]) -> None:
         raw: bytes | None = None
@@ -313,9 +180,10 @@ class KernelCollector(Collector):
                 f"({'absent' if raw is None else f'{len(raw)} bytes'}): a hooking library "
                 "in this process filters it"
             )
-            record_finding(ctx, self.name, "ld-so-preload-hidden", "HIGH", PRELOAD, msg,
-                           artifact=stored, entries=entries)  # fmt: skip
-            degrade(ctx, self.name, "ld-so-preload", HIGH, msg, entries=entries)
+            disagreement(
+                ctx, self.name, "ld-so-preload-hidden", "ld-so-preload", PRELOAD, msg, stored,
+                entries=entries,
+            )  # fmt: skip
         if entries:
             record_finding(
                 ctx, self.name, "ld-so-preload", "MEDIUM", PRELOAD,

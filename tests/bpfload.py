@@ -44,3 +44,12 @@ def attach_socket(prog_fd: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, prog_fd)
     return s
+
+
+def pin(fd: int, path: str) -> None:
+    """Pin the object behind ``fd`` at ``path`` in a bpf file system (BPF_OBJ_PIN)."""
+    name = ctypes.create_string_buffer(path.encode())
+    attr = ctypes.create_string_buffer(struct.pack("=QI", ctypes.addressof(name), fd), 16)
+    r = rawsys.syscall("bpf", bpf.OBJ_PIN, ctypes.addressof(attr), len(attr))
+    if r < 0:
+        raise OSError(-r, f"BPF_OBJ_PIN {path} failed")

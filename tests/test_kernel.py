@@ -332,3 +332,33 @@ def test_taint_findings_from_a_crafted_value(
     orphan = _findings(evidence, "taint-without-module")
     assert (orphan[0]["letters"] if orphan else []) == orphans
     assert "/proc/sys/kernel/tainted" not in Path("/proc/self/mountinfo").read_text()
+
+
+PIN_AND_COLLECT = """
+import os, subprocess, sys
+sys.path.insert(0, "tests")
+import bpfload
+fd = bpfload.load("raw_tracepoint", "pt_pinned")
+bpfload.pin(fd, sys.argv[1] + "/pt_pinned")
+os.close(fd)  # only the pin keeps it alive now
+sys.exit(subprocess.run(sys.argv[2:]).returncode)
+"""
+
+
+def test_a_pinned_program_is_listed_with_its_pin(tmp_path: Path) -> None:
+    """A program no process holds, kept alive by a pin in a bpf file system mounted in a
+    private mount namespace (the pin, and the program, go when the namespace does)."""
+    bpffs = tmp_path / "bpffs"
+    bpffs.mkdir()
+    collect = _preserve(tmp_path / "out", "--only", "kernel")
+    result = _in_private_mounts(
+        f"mount -t bpf bpf {bpffs} && {shlex.quote(sys.executable)} -c "
+        f"{shlex.quote(PIN_AND_COLLECT)} {bpffs} {collect}"
+    )
+    evidence = _evidence(result)
+    ebpf = _kernel_json(evidence)["ebpf"]
+    pins = [p for p in ebpf["pinned"] if p["path"] == f"{bpffs}/pt_pinned"]
+    assert pins and pins[0]["kind"] == "program"
+    prog = [p for p in ebpf["programs"] if p["id"] == pins[0]["id"]]
+    assert prog and prog[0]["name"] == "pt_pinned"
+    assert _findings(evidence, "ebpf-hidden") == []

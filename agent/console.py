@@ -16,6 +16,7 @@ from typing import NamedTuple, TextIO
 
 import click
 
+from collectors.textview import plural
 from collectors.textview import printable as _printable
 
 
@@ -37,11 +38,6 @@ def human_bytes(n: float) -> str:
 
 HEARTBEAT_SECONDS = 30.0  # a non-terminal stderr: one progress line this often
 REDRAW_SECONDS = 0.5
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 item``, ``2 items``, ``1,024 items``."""
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 def human_duration(seconds: float) -> str:

@@ -16,6 +16,7 @@ from collectors.base import Collector
 from collectors.context import CollectContext
 from collectors.logprofile import LogSource
 from collectors.logwatch import LogWatcher
+from collectors.textview import plural
 
 from .console import Console, human_bytes
 
@@ -29,10 +30,6 @@ def watch_sources(collectors: list[Collector], paths: list[bytes]) -> list[LogSo
         LogSource(p, "given with --path") for p in paths if p not in roots and os.path.lexists(p)
     ]
     return sources
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _duration_text(seconds: float) -> str:
@@ -76,8 +73,8 @@ def make_watch_hook(duration: float, collectors: list[Collector], paths: list[by
         try:
             watcher.start()
             console.info(
-                f"following {_plural(len(watcher.tracks), 'log')} in "
-                f"{_plural(len(watcher.directories()), 'location')} for "
+                f"following {plural(len(watcher.tracks), 'log')} in "
+                f"{plural(len(watcher.directories()), 'location')} for "
                 f"{_duration_text(duration)}; Ctrl-C ends the watch and seals"
             )
             console.info(_guard_text(watcher.guard_mode))

@@ -34,7 +34,7 @@ from .findings import record_finding, summarize
 from .logprofile import load_profile
 from .pkgdb import Database
 from .source import open_source
-from .textview import json_bytes
+from .textview import json_bytes, plural
 from .triageprofile import runs
 from .walk import walk
 
@@ -156,7 +156,7 @@ class PackagesCollector(Collector):
         ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
         ctx.summary.add(
             "Packages",
-            f"{db.packages} {db.manager} packages, {len(checks)} files: "
+            f"{plural(db.packages, db.manager + ' package')}, {plural(len(checks), 'file')}: "
             f"{len(report['modified'])} modified, {len(report['missing'])} missing, "
             f"{len(report['unpackaged_executables'])} unpackaged executables",
         )

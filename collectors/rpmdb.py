@@ -12,11 +12,13 @@ The file is opened without following a symlink, checked to be a regular file, an
 to SQLite as ``/proc/self/fd/N`` with ``immutable=1``: SQLite then takes no lock and
 writes no ``-shm``/``-journal`` beside it, so the host's disk is not touched. Changes
 still in a ``-wal`` file (RPM checkpoints when it closes the database) are not read; a
-non-empty one is noted. Older Berkeley DB (RHEL 7/8) and ndb (SUSE) databases are not read
-yet: the collector says so instead of guessing."""
+non-empty one is noted. The older Berkeley DB ``Packages`` file (RHEL/CentOS 7 and 8) is
+read page by page (collectors/rpmbdb.py); an ndb database (SUSE) is not read yet, and the
+collector says so instead of guessing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -24,15 +26,12 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from . import rpmbdb
 from .pkgdb import Database
 
 SQLITE_PATHS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
-OTHER_FORMATS = (
-    (b"var/lib/rpm/Packages", "Berkeley DB"),
-    (b"usr/lib/sysimage/rpm/Packages", "Berkeley DB"),
-    (b"var/lib/rpm/Packages.db", "ndb"),
-    (b"usr/lib/sysimage/rpm/Packages.db", "ndb"),
-)
+BDB_PATHS = (b"var/lib/rpm/Packages", b"usr/lib/sysimage/rpm/Packages")
+NDB_PATHS = (b"var/lib/rpm/Packages.db", b"usr/lib/sysimage/rpm/Packages.db")
 MAX_INDEX = 65536  # entries in one header; a real one has a few hundred
 
 # rpmtag.h
@@ -127,32 +126,63 @@ def _package_name(tags: dict[int, Any]) -> str:
 
 def load(root: bytes = b"/") -> Database | None:
     """The RPM database under ``root``, or None where there is none (not an RPM host)."""
-    for rel in SQLITE_PATHS:
-        path = os.path.join(root, rel)
-        if os.path.lexists(path):
-            db = Database(root, manager="rpm")
-            _load_sqlite(db, path)
-            return db
-    for rel, kind in OTHER_FORMATS:
+    for paths, read in ((SQLITE_PATHS, _load_sqlite), (BDB_PATHS, _load_bdb)):
+        for rel in paths:
+            path = os.path.join(root, rel)
+            if os.path.lexists(path):
+                db = Database(root, manager="rpm")
+                read(db, path)
+                return db
+    for rel in NDB_PATHS:
         if os.path.lexists(os.path.join(root, rel)):
             db = Database(root, manager="rpm")
             db.notes.append(
-                f"the RPM database /{rel.decode()} is in {kind} format, which is not read "
+                f"the RPM database /{rel.decode()} is in ndb format, which is not read "
                 "yet: package files were not checked (run 'rpm -Va' from trusted media)"
             )
             return db
     return None
 
 
-def _load_sqlite(db: Database, path: bytes) -> None:
+@contextlib.contextmanager
+def _opened(db: Database, path: bytes) -> Iterator[int | None]:
+    """The database file as a descriptor: never through a symlink, never a FIFO or a
+    device (which could block or never end); None, with a note, otherwise."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         db.notes.append(f"the RPM database cannot be opened: {e.strerror}")
+        yield None
         return
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             db.notes.append("the RPM database is not a regular file: not read")
+            yield None
+        else:
+            yield fd
+    finally:
+        os.close(fd)
+
+
+def _load_bdb(db: Database, path: bytes) -> None:
+    with _opened(db, path) as fd:
+        if fd is None:
+            return
+        try:
+            pages = rpmbdb.HashFile(fd)
+            for key, blob in pages.items():
+                if len(key) == 4 and len(blob) > 8:  # instance 0 holds a counter
+                    _add_package(db, blob)
+        except (rpmbdb.BdbError, OSError) as e:
+            db.notes.append(f"the RPM database (Berkeley DB) cannot be read: {e}")
+            return
+        if pages.skipped:
+            db.notes.append(f"{pages.skipped} pages of the RPM database did not parse")
+
+
+def _load_sqlite(db: Database, path: bytes) -> None:
+    with _opened(db, path) as fd:
+        if fd is None:
             return
         wal = os.path.getsize(path + b"-wal") if os.path.exists(path + b"-wal") else 0
         if wal:
@@ -166,8 +196,6 @@ def _load_sqlite(db: Database, path: bytes) -> None:
                 conn.close()
         except sqlite3.Error as e:
             db.notes.append(f"the RPM database cannot be read as SQLite: {e}")
-    finally:
-        os.close(fd)
 
 
 def _add_package(db: Database, blob: bytes) -> None:

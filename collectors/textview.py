@@ -38,6 +38,11 @@ def printable(value: Any, named: bool = False) -> str:
     return "".join(c if c.isprintable() else _escape(c, named) for c in text)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 item``, ``2 items``, ``1,024 items``: one rule for every count people read."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
 def jsonl(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r, sort_keys=True).encode("ascii") + b"\n" for r in rows)
 

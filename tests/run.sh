@@ -14,7 +14,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # nftables/iptables/iproute2: isolation in namespaces; logrotate: rotation; strace:
     # what the tool writes and opens; hashdeep, sleuthkit (mactime): export audits;
     # chromium: the HTML report's screenshot; binutils, python3-dev: the kit build;
-    # rpm: a real rpmdb for the RPM package check (rpmbuild, rpm --root into a tree);
+    # rpm, db5.3-util: real rpmdbs for the RPM package check (rpmbuild, rpm --root into a
+    # tree; db5.3_load writes the Berkeley DB format of RHEL/CentOS 7);
     # e2fsprogs, mount, util-linux: loop and read-only mounts in private namespaces;
     # fusefat, exfat-fuse, dosfstools, exfatprogs: real FAT32 and exFAT output drives
     # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001;
@@ -23,7 +24,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
-        hashdeep sleuthkit rpm chromium fusefat exfat-fuse dosfstools exfatprogs faketime tmux \
+        hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
+        faketime tmux \
         >/dev/null
 fi
 

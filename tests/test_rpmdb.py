@@ -36,7 +36,10 @@ printf '#!/bin/sh\\necho real ps\\n' > %{buildroot}/usr/bin/ps
 chmod 755 %{buildroot}/usr/sbin/sshd %{buildroot}/usr/bin/ps
 echo 'Port 22' > %{buildroot}/etc/webtools.conf
 ln -s ps %{buildroot}/usr/bin/pslink
+mkdir -p %{buildroot}/usr/share/webtools
+for n in $(seq 1 400); do echo "$n" > %{buildroot}/usr/share/webtools/part-$n.txt; done
 %files
+/usr/share/webtools
 /usr/sbin/sshd
 /usr/bin/ps
 /usr/bin/pslink
@@ -124,7 +127,7 @@ def test_trojaned_missing_edited_and_unpackaged(
         ("package-executable-missing", "MEDIUM", "webtools-2.1-3.noarch"),
     }
     summary = dict(ctx.summary)
-    assert summary["Packages"].startswith("1 rpm packages, 3 files: 1 modified, 1 missing")
+    assert summary["Packages"].startswith("1 rpm package, 403 files: 1 modified, 1 missing")
     # SQLite was opened immutable: no -shm or -journal written beside the host's database
     assert sorted(p.name for p in (host / "var/lib/rpm").iterdir()) == before
 
@@ -157,15 +160,69 @@ def test_a_symlink_planted_as_the_database_is_not_followed(tmp_path: Path) -> No
     assert db.notes and "cannot be opened" in db.notes[0]
 
 
-def test_a_berkeley_db_database_is_named_not_guessed(ctx: CollectContext, tmp_path: Path) -> None:
+def test_a_file_that_is_not_berkeley_db_is_said_not_guessed(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
     (tmp_path / "var/lib/rpm").mkdir(parents=True)
     (tmp_path / "var/lib/rpm/Packages").write_bytes(b"\0" * 4096)
     _collect(ctx, tmp_path)
     errors = [r for r in journal_records(ctx.root) if r.get("type") == "error"]
-    assert any("Berkeley DB format" in e["reason"] for e in errors), errors
+    assert [e["reason"] for e in errors] == [
+        "the RPM database (Berkeley DB) cannot be read: no Berkeley DB hash magic number"
+    ]
 
 
 def test_header_parser_rejects_overruns() -> None:
     blob = (2).to_bytes(4, "big") + (1000).to_bytes(4, "big")  # claims more than it has
     with pytest.raises(rpmdb.HeaderError):
         rpmdb.parse_header(blob)
+
+
+def _berkeley_db_copy(rpm_root: Path, dest: Path) -> None:
+    """The sqlite database's header blobs written as RHEL 7's Packages file by Berkeley
+    DB itself (db5.3_load, hash access method): key the instance number, data the blob;
+    and the counter record RPM keeps at instance 0."""
+    conn = sqlite3.connect(f"file:{rpm_root / 'var/lib/rpm/rpmdb.sqlite'}?immutable=1", uri=True)
+    rows = [(0, b"\x02\0\0\0")] + list(conn.execute("SELECT hnum, blob FROM Packages"))
+    conn.close()
+    esc = lambda b: "".join(f"\\{x:02x}" for x in b)  # noqa: E731
+    dest.mkdir(parents=True)
+    dump = dest / "dump.txt"
+    dump.write_text("".join(f"{esc(h.to_bytes(4, 'little'))}\n{esc(b)}\n" for h, b in rows))
+    (dest / "var/lib/rpm").mkdir(parents=True)
+    subprocess.run(
+        ["db5.3_load", "-T", "-t", "hash", "-f", dump, dest / "var/lib/rpm/Packages"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@needs_rpm
+@pytest.mark.skipif(shutil.which("db5.3_load") is None, reason="needs db5.3-util (db5.3_load)")
+def test_a_berkeley_db_database_reads_as_the_sqlite_one(rpm_root: Path, tmp_path: Path) -> None:
+    """RHEL/CentOS 7's format; the package's header (400+ files) is larger than a page,
+    so it is stored on a chain of overflow pages."""
+    host = tmp_path / "host"
+    _berkeley_db_copy(rpm_root, host)
+    from_sqlite = rpmdb.load(os.fsencode(rpm_root))
+    from_bdb = rpmdb.load(os.fsencode(host))
+    assert from_sqlite is not None and from_bdb is not None
+    assert from_bdb.notes == [] and from_bdb.packages == 1
+    assert from_bdb.digests == from_sqlite.digests and len(from_bdb.digests) > 400
+    assert from_bdb.conffiles == from_sqlite.conffiles
+
+
+@needs_rpm
+@pytest.mark.skipif(shutil.which("db5.3_load") is None, reason="needs db5.3-util (db5.3_load)")
+def test_a_damaged_overflow_chain_loses_that_package_only(rpm_root: Path, tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    _berkeley_db_copy(rpm_root, host)
+    path = host / "var/lib/rpm/Packages"
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for n in range(1, len(data) // page):  # point every overflow page at itself: a loop
+        if data[n * page + 25] == 7:
+            data[n * page + 16 : n * page + 20] = n.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    db = rpmdb.load(os.fsencode(host))
+    assert db is not None and db.packages == 0
+    assert db.notes == ["1 pages of the RPM database did not parse"]

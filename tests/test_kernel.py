@@ -7,6 +7,7 @@ hidden from libc by a hooking library compiled here. The machine's own ``/etc``,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -362,3 +363,17 @@ def test_a_pinned_program_is_listed_with_its_pin(tmp_path: Path) -> None:
     prog = [p for p in ebpf["programs"] if p["id"] == pins[0]["id"]]
     assert prog and prog[0]["name"] == "pt_pinned"
     assert _findings(evidence, "ebpf-hidden") == []
+
+
+def test_a_syscall_without_a_known_number_is_enosys_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On an architecture whose numbers rawsys does not know, a view becomes unreadable
+    (recorded) instead of failing the collector."""
+    from collectors import rawsys
+
+    assert rawsys.syscall("no_such_call", 1) == -errno.ENOSYS
+    monkeypatch.setattr(rawsys, "NR", {k: v for k, v in rawsys.NR.items() if k != "openat"})
+    with pytest.raises(OSError) as raised:
+        rawsys.read_file(b"/proc/sys/kernel/tainted", 64)
+    assert raised.value.errno == errno.ENOSYS

@@ -10,6 +10,7 @@ from . import __version__
 from .commands.collect import collection_options, run_collection
 from .commands.custody import custody
 from .commands.export import export_command
+from .commands.image import image_command
 from .commands.keygen import keygen
 from .commands.release import release
 from .commands.report import report_command
@@ -44,6 +45,7 @@ cli.add_command(release)
 cli.add_command(verify_command)
 cli.add_command(report_command)
 cli.add_command(export_command)
+cli.add_command(image_command)
 cli.add_command(selfcheck)
 
 

@@ -35,7 +35,7 @@ from .runlog import RunLog
 from .selfhash import code_sha256
 from .stopsignals import Interrupted, StopGuard
 
-STAGE_TITLES = {"volatile": "volatile state", "slow": "files and logs"}
+STAGE_TITLES = {"volatile": "volatile state", "slow": "files and logs", "image": "disk image"}
 MAX_ERROR_LINES = 10
 
 
@@ -59,6 +59,8 @@ class RunConfig:
     start_fields: dict[str, Any] = field(default_factory=dict)
     # What the pre-flight scan expects the files-and-logs stage to read (the progress).
     estimate: Estimate | None = None
+    # The same for other stages (the disk image: its size), by stage.
+    stage_estimates: dict[Stage, Estimate] = field(default_factory=dict)
     # Makes the evidence directory somewhere else than under ``output`` (agent.sinks).
     open_sink: Callable[[str], Sink] | None = None
 
@@ -203,7 +205,7 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
             console.stage(number, total, STAGE_TITLES.get(stage, stage))
             console.start_progress(
                 lambda: (engine.counters.stored, engine.read.total),
-                config.estimate if stage is Stage.SLOW else None,
+                config.estimate if stage is Stage.SLOW else config.stage_estimates.get(stage),
             )
             try:
                 for collector in members:

@@ -61,6 +61,13 @@ class Duration(click.ParamType):
         return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def apply_options(f: Any, options: list[Any]) -> Any:
+    """Decorate ``f`` with click options given as a list, in the list's order."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def split_names(values: tuple[str, ...]) -> list[str]:
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
 

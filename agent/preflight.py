@@ -56,12 +56,14 @@ class Preflight:
     free: int | None
     isolation: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    image_bytes: int = 0  # a disk image (--image, preserve image): read and stored whole
 
     @property
     def needed(self) -> int:
         """Room the copies take on the output: a drive that keeps holes stores a sparse
         file's data only; FAT32 and exFAT store it whole."""
-        return self.scan.allocated if self.file_system.supports_holes else self.scan.bytes
+        copies = self.scan.allocated if self.file_system.supports_holes else self.scan.bytes
+        return copies + self.image_bytes
 
     @property
     def fits(self) -> bool | None:
@@ -82,6 +84,7 @@ class Preflight:
                 "bytes": self.scan.bytes,
                 "bytes_on_output": self.needed,
                 "at_least": not self.scan.complete,
+                "image_bytes": self.image_bytes,
             },
             "output": {
                 "path": self.output,
@@ -184,6 +187,7 @@ def survey(
         output=str(output),
         file_system=_file_system(where) if where else fstype.UNKNOWN,
         free=free,
+        image_bytes=sum(getattr(c, "image_bytes", 0) for c in collectors),
     )
     if isolation is not None:
         plan.isolation = {
@@ -219,11 +223,14 @@ def show(console: Console, plan: Preflight) -> None:
     if plan.paths:
         rows.append(("paths", ", ".join(plan.paths)))
     size = f"{about} {plural(s.files, 'file')}, {human_bytes(s.bytes)} to read"
-    if plan.needed != s.bytes:
-        size += f" ({human_bytes(plan.needed)} on the output)"
+    if plan.needed - plan.image_bytes != s.bytes:
+        size += f" ({human_bytes(plan.needed - plan.image_bytes)} on the output)"
     if not s.complete:
         size += f" (pre-scan stopped after {SCAN_SECONDS:.0f} s)"
-    rows.append(("estimate", size))
+    if s.files or not plan.image_bytes:  # nothing but an image: no files to estimate
+        rows.append(("estimate", size))
+    if plan.image_bytes:
+        rows.append(("disk image", f"{human_bytes(plan.image_bytes)} to read and store"))
     room = "free space unknown"
     if plan.free is not None:
         verdict = {True: "fits", False: "DOES NOT FIT", None: ""}[plan.fits]

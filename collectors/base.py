@@ -19,10 +19,12 @@ from .logprofile import LogSource
 class Stage(enum.StrEnum):
     """When a collector runs. Members are in RFC 3227 order of volatility, which is the
     order the stages run in: memory-resident state first, then (after network isolation,
-    which is not a collector) the slow disk work. The journal names stages by value."""
+    which is not a collector) the slow disk work, and last a disk image (``--image``),
+    the slowest of all. The journal names stages by value."""
 
     VOLATILE = "volatile"
     SLOW = "slow"
+    IMAGE = "image"
 
 
 class Collector(abc.ABC):

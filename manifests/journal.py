@@ -148,12 +148,18 @@ class Journal:
         with self._lock:
             return self._write({**self._frame(type_), **fields})
 
-    def seal_if_due(self, interval: float = SEAL_INTERVAL) -> None:
-        """Seal from a worker thread when the last seal is old; never waits for another."""
+    def seal_if_due(
+        self, interval: float = SEAL_INTERVAL, before: Callable[[], None] | None = None
+    ) -> None:
+        """Seal from a worker thread when the last seal is old; never waits for another.
+        ``before`` makes a file still being written durable first (a disk image's part,
+        which the sink's own flush does not cover)."""
         if time.monotonic() - self._last_seal < interval or not self._sealing.acquire(False):
             return
         try:
             if time.monotonic() - self._last_seal >= interval:
+                if before is not None:
+                    before()
                 self.seal("periodic")
         finally:
             self._sealing.release()

@@ -38,6 +38,7 @@ from .verify_files import (
     load_present,
     missing_and_unexpected,
 )
+from .verify_image import ImagePieces, check_unfinished
 from .verify_index import EvidenceIndex
 from .verify_manifest import check_own_files
 
@@ -91,6 +92,8 @@ class VerificationResult:
     ending: dict[str, Any] = field(default_factory=dict)
     # Worth saying, not a failure (a renamed directory).
     notes: list[str] = field(default_factory=list)
+    pieces_checked: int = 0  # disk image pieces (verify_image), and how many matched
+    pieces_ok: int = 0
 
     @property
     def how_it_ended(self) -> str:
@@ -148,6 +151,7 @@ class VerificationResult:
                 "ok": self.files_ok,
                 "problems": [f.__dict__ for f in self.file_problems],
             },
+            "image_pieces": {"checked": self.pieces_checked, "ok": self.pieces_ok},
             "signer_fingerprint": self.signer_fingerprint,
             "pin": self.pin,
             "chain_pin": self.chain_pin,
@@ -196,6 +200,7 @@ def _read_journal(
     custody: CustodyCheck,
     expected: ExpectedFiles,
     in_place: InPlaceWrites,
+    pieces: ImagePieces,
 ) -> None:
     """One pass over the journal: every line parsed and chain-checked (stopping at the
     first break), each record handed to the custody and file checks, none kept."""
@@ -205,6 +210,7 @@ def _read_journal(
             for record in read_chain(stream, state):
                 custody.feed(record, state.head)
                 in_place.feed(record)
+                pieces.feed(record)
                 if record.get("type") in HASHED_RECORD_TYPES:
                     expected.add(record)
     except OSError as e:
@@ -255,13 +261,17 @@ def verify_evidence(
         return result
     with EvidenceIndex(root) as index:
         custody = CustodyCheck(result, chain_head.lower() if chain_head else None)
-        in_place = InPlaceWrites()
-        _read_journal(root / layout.JOURNAL, result, custody, ExpectedFiles(index), in_place)
+        in_place, pieces = InPlaceWrites(), ImagePieces()
+        expected = ExpectedFiles(index)
+        _read_journal(root / layout.JOURNAL, result, custody, expected, in_place, pieces)
         own = load_present(root, index, result)
         if check_own_files(root, own, custody, result):
             compare_listing(root, index, result)
-        hash_expected(root, index, result, workers or os.cpu_count() or 2)
+        hash_expected(root, index, result, workers or os.cpu_count() or 2, pieces)
         missing_and_unexpected(index, result, in_place.unfinished)
+        check_unfinished(root, pieces, result, bytearray(1024 * 1024))
+    result.problems.extend(pieces.problems)
+    result.pieces_checked, result.pieces_ok = pieces.checked, pieces.ok
     if result.files_unlisted:
         result.problems.append(
             f"{result.files_unlisted} more file problem(s) not listed (only the first "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import layout, treewalk
 from .digest import sha256_fd
 from .sums import iter_sums
+from .verify_image import ImagePieces, damage_text
 from .verify_index import EvidenceIndex, key, s64, text
 
 if TYPE_CHECKING:
@@ -163,9 +164,12 @@ def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult
         )
 
 
-def _check(root_fd: int, row: tuple[Any, ...], buf: bytearray, dirs: _DirCache) -> FileVerdict:
+def _check(
+    root_fd: int, row: tuple[Any, ...], buf: bytearray, dirs: _DirCache, pieces: ImagePieces
+) -> FileVerdict:
     raw, seq, size, digest, mode, on_disk, dev, ino, nlink = row
     path = text(raw)
+    plan = pieces.by_part.get(path)  # a raw image's file: hashed by piece as well
     if not stat.S_ISREG(mode):
         return FileVerdict(path, "changed", "no longer a regular file")
     if nlink > 1:
@@ -190,13 +194,17 @@ def _check(root_fd: int, row: tuple[Any, ...], buf: bytearray, dirs: _DirCache) 
         opened = os.fstat(fd)
         if (s64(opened.st_dev), s64(opened.st_ino)) != (dev, ino):
             return FileVerdict(path, "changed", "replaced while it was being verified")
-        actual, _ = sha256_fd(fd, buf)
+        check = pieces.hash_file(fd, buf, plan) if plan else None
+        actual = check.sha256 if check else sha256_fd(fd, buf)[0]
     except OSError as e:
         return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
     finally:
         os.close(fd)
+    damage = f"; {damage_text(check)}" if check and check.damaged else ""
     if actual != digest:
-        return FileVerdict(path, "changed", "SHA-256 differs from the journal")
+        return FileVerdict(path, "changed", f"SHA-256 differs from the journal{damage}")
+    if damage:  # the file is as journaled, but not its pieces: the journal disagrees
+        return FileVerdict(path, "changed", f"the image pieces differ from the journal{damage}")
     return FileVerdict(path, "ok")
 
 
@@ -224,17 +232,22 @@ class _DirCache:
 
 
 def hash_expected(
-    root: Path, index: EvidenceIndex, result: VerificationResult, workers: int
+    root: Path,
+    index: EvidenceIndex,
+    result: VerificationResult,
+    workers: int,
+    pieces: ImagePieces | None = None,
 ) -> None:
     """Every journaled file that is there: type, links, size, identity and SHA-256."""
     local = threading.local()
+    pieces = pieces or ImagePieces()
 
     def check_batch(rows: list[tuple[Any, ...]]) -> list[FileVerdict]:
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         dirs = _DirCache()
         try:
-            return [_check(root_fd, row, local.buf, dirs) for row in rows]
+            return [_check(root_fd, row, local.buf, dirs, pieces) for row in rows]
         finally:
             dirs.close()
 

@@ -20,12 +20,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # fusefat, exfat-fuse, dosfstools, exfatprogs: real FAT32 and exFAT output drives
     # (the kernel here has no vfat or exfat module); faketime: a host clock set to 2001;
     # tmux: a real terminal for the live progress; openssh-server/-client: the SFTP
-    # evidence sink against a real sshd in namespaces.
+    # evidence sink against a real sshd in namespaces; fdisk (sfdisk): a VM disk with a
+    # GPT, and gcc, pkg-config, libfuse3-dev, fuse3: the failing disk, for the image tests.
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
         hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
-        faketime tmux \
+        faketime tmux fdisk gcc pkg-config libfuse3-dev fuse3 \
         >/dev/null
 fi
 

@@ -21,13 +21,14 @@ from manifests.signing import Signer, grouped
 
 from .. import preflight
 from ..console import Console
+from ..imaging import cli as image_cli
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
 from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
-from ..params import ByteSize, Duration, OutputDir, SizeOrOff, split_names
+from ..params import ByteSize, Duration, OutputDir, SizeOrOff, apply_options, split_names
 from ..sinks import SftpTarget, open_destination
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
@@ -47,41 +48,54 @@ class _CollectorNamesOption(click.Option):
         return flags, f"{text} Installed: {', '.join(names)}."
 
 
+# Where evidence goes, who signs it, how the run talks: shared with ``preserve image``.
+OUTPUT_OPTIONS = [
+    click.option(
+        "-o",
+        "--output",
+        type=OutputDir(),
+        metavar="DIR",
+        help="Where evidence directories are created (the kit's drive), or "
+        "sftp://USER@HOST[:PORT]/PATH: on a server, nothing on the host.",
+    ),
+    click.option(
+        "--sink-host-key",
+        metavar="FINGERPRINT|FILE",
+        help="For sftp://: the server's pinned host key (SHA256:... as ssh-keygen -lf "
+        "prints it, or a known_hosts file).",
+    ),
+    click.option(
+        "--sink-key",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="For sftp://: the upload account's private key (passphrase from "
+        "PRESERVE_SINK_KEY_PASSPHRASE or a prompt).",
+    ),
+    click.option(
+        "--sink-no-fsync",
+        is_flag=True,
+        help="For sftp://: accept a server without fsync@openssh.com (recorded).",
+    ),
+    click.option("--case", help="Case or incident ID, recorded in the journal."),
+    click.option("--examiner", help="Who is collecting, recorded in the journal."),
+    click.option("--note", help="Free text recorded in the journal."),
+    click.option(
+        "--key",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
+    ),
+]
+MODE_OPTIONS = [
+    click.option(
+        "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
+    click.option("--debug", is_flag=True, help="Show tracebacks."),
+]
+
+
 def collection_options(f: Any) -> Any:
     options = [
-        click.option(
-            "-o",
-            "--output",
-            type=OutputDir(),
-            metavar="DIR",
-            help="Where evidence directories are created (the kit's drive), or "
-            "sftp://USER@HOST[:PORT]/PATH: on a server, nothing on the host.",
-        ),
-        click.option(
-            "--sink-host-key",
-            metavar="FINGERPRINT|FILE",
-            help="For sftp://: the server's pinned host key (SHA256:... as ssh-keygen -lf "
-            "prints it, or a known_hosts file).",
-        ),
-        click.option(
-            "--sink-key",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="For sftp://: the upload account's private key (passphrase from "
-            "PRESERVE_SINK_KEY_PASSPHRASE or a prompt).",
-        ),
-        click.option(
-            "--sink-no-fsync",
-            is_flag=True,
-            help="For sftp://: accept a server without fsync@openssh.com (recorded).",
-        ),
-        click.option("--case", help="Case or incident ID, recorded in the journal."),
-        click.option("--examiner", help="Who is collecting, recorded in the journal."),
-        click.option("--note", help="Free text recorded in the journal."),
-        click.option(
-            "--key",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
-        ),
+        *OUTPUT_OPTIONS,
         click.option(
             "--only",
             multiple=True,
@@ -119,9 +133,6 @@ def collection_options(f: Any) -> Any:
             help="Also record process environment variables (they often hold secrets).",
         ),
         click.option(
-            "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
-        ),
-        click.option(
             "--reference-time",
             help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
             "an offset is given): recorded, and the host clock's difference checked.",
@@ -133,19 +144,17 @@ def collection_options(f: Any) -> Any:
             help="Memory kept of each flagged process (default 256M; four times that in "
             "all), or off.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
         click.option(
             OVERRIDE_FLAG,
             "kit_modified_ok",
             is_flag=True,
             help="Run from a kit that failed its self-check (recorded in the journal).",
         ),
+        *MODE_OPTIONS,
+        *image_cli.OPTIONS,
         *isolation_cli.OPTIONS,
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(f, options)
 
 
 def _select(
@@ -276,7 +285,9 @@ def run_collection(
     available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
     log_profile: Profile = load_profile(profile)
     only_names = split_names(only) or list(log_profile.collectors or [])
-    collectors = _select(available, only_names, split_names(skip), raw_paths)
+    image = image_cli.prepare(extra, output, {"case": case, "examiner": examiner, "note": note})
+    collectors = image.alone or _select(available, only_names, split_names(skip), raw_paths)
+    collectors += image.stage
     names = [c.name for c in collectors]
     if watch is not None and watch <= 0:
         raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
@@ -349,6 +360,7 @@ def run_collection(
             **({"sink": destination.record} if destination.record else {}),
         },
         estimate=plan.estimate,
+        stage_estimates=image_cli.estimates(collectors),
     )
     if signer.ephemeral:
         console.info(

@@ -107,6 +107,11 @@ def report(result: VerificationResult, quiet: bool) -> None:
             f"Files:     {result.files_checked} checked, {result.files_ok} ok, "
             f"{result.files_checked - result.files_ok} problems"
         )
+        if result.pieces_checked:
+            _echo(
+                f"Image:     {result.pieces_checked} pieces checked, {result.pieces_ok} ok, "
+                f"{result.pieces_checked - result.pieces_ok} damaged"
+            )
     for problem in result.problems:
         _echo(f"FAIL chain: {problem}")
     if len(result.after_chain_pin) > 3:  # the first three are in the problem itself

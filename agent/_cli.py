@@ -10,6 +10,7 @@ from . import __version__
 from .commands.collect import collection_options, run_collection
 from .commands.custody import custody
 from .commands.export import export_command
+from .commands.fleet_summary import fleet_summary_command
 from .commands.image import image_command
 from .commands.keygen import keygen
 from .commands.release import release
@@ -47,6 +48,7 @@ cli.add_command(report_command)
 cli.add_command(export_command)
 cli.add_command(image_command)
 cli.add_command(selfcheck)
+cli.add_command(fleet_summary_command)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,8 +1,9 @@
 """The responder kit: where it is, what it claims to be, and whether it is intact.
 
-A kit is a folder holding the frozen ``preserve`` and ``verify`` executables, ``KIT.json``
-(version, build time, glibc floor), ``kit.pub`` and ``SHA256SUMS`` signed with the kit key
-(``SHA256SUMS.sig``, raw Ed25519 over the file's bytes). Every file of the kit except the
+A kit is a folder holding the ``preserve`` and ``verify`` launchers, the frozen program
+and its own loader and libraries under ``_internal/``, ``KIT.json`` (version, build time,
+kernel floor, the loader's fingerprint), ``kit.pub`` and ``SHA256SUMS`` signed with the kit
+key (``SHA256SUMS.sig``, raw Ed25519 over the file's bytes). Every file of the kit except the
 sums, their signature and the ``evidence/`` folder is listed in the sums; a file that
 differs, is missing, was added or is a symlink makes the kit "modified".
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shlex
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors import loaderview
+from collectors.selfexec import frozen_kit_dir
 from manifests.digest import sha256_bytes, sha256_path_nofollow
 from manifests.errors import KeyLoadError, SignatureError, UsageError
 from manifests.signing import fingerprint_of, load_public_key_pem, verify_signature
 from manifests.sums import compare_sums, parse_sums
 from manifests.treewalk import walk
+
+from .kitloader import loader_path, loader_problem
 
 KIT_INFO = "KIT.json"
 KIT_SUMS = "SHA256SUMS"
@@ -36,13 +41,7 @@ EVIDENCE = "evidence"
 OVERRIDE_FLAG = "--i-know-the-kit-is-modified"
 UNSUMMED = frozenset({KIT_SUMS, KIT_SIG})
 MAX_RECORDED_PROBLEMS = 20
-MAX_PRELOAD_BYTES = 64 * 1024
-# What the kit may take from the host: glibc itself (the loader and its libraries) and,
-# for the bootloader only, zlib. Anything else mapped into the process came from the
-# host's loader configuration (/etc/ld.so.preload, LD_PRELOAD): a classic rootkit place.
-GLIBC_PART = re.compile(
-    r"^(ld-linux[\w.-]*|lib(c|m|dl|pthread|rt|util|resolv|anl|mvec|nss_\w+)(-[\d.]+)?\.so[\d.]*)$"
-)
+PRELOAD_LIST = "/etc/ld.so.preload"
 
 
 def _text(value: str) -> str:
@@ -67,9 +66,23 @@ def running_kit() -> Path | None:
 
     Every frozen build counts as a kit: deleting ``KIT.json`` or the sums must make the
     check fail, not skip it."""
-    if not getattr(sys, "frozen", False):
-        return None
-    return Path(os.path.realpath(sys.executable)).parent
+    kit = frozen_kit_dir()
+    return None if kit is None else Path(kit)
+
+
+def verify_command(evidence: object, fingerprint: str) -> str:
+    """The verify command for the closing box, as it can be typed where the run was
+    started: in a kit that is the kit's own ``verify`` (``./verify`` from the kit's
+    folder), not a ``verify`` the host's PATH may find."""
+    kit = running_kit()
+    program = "verify"
+    if kit is not None:
+        try:
+            here = os.path.realpath(os.getcwd())
+        except OSError:  # the working directory was removed
+            here = ""
+        program = "./verify" if here == os.path.realpath(kit) else shlex.quote(str(kit / "verify"))
+    return f"{program} {shlex.quote(str(evidence))} --fingerprint {fingerprint}"
 
 
 @dataclass
@@ -109,19 +122,33 @@ class KitCheck:
         }
 
     def loader_warning(self) -> str | None:
-        """One line for the responder when the host's loader put foreign code in the kit."""
+        """One line for the responder when the host's loader put foreign code in the kit,
+        or asks for it (the kit's own loader refuses; other programs on the host obey)."""
         if not self.loader:
             return None
-        foreign = self.loader["unexpected"] + self.loader["ld_so_preload"]
+        foreign = list(self.loader["unexpected"])
         if self.loader["ld_preload"]:
             foreign.append("LD_PRELOAD is set")
-        if not foreign:
-            return None
-        return (
-            f"the host's loader added code to this process ({', '.join(sorted(set(foreign)))}): "
-            "a rootkit may hide files or processes from the collection; note it on the form "
-            "(the journal records it)"
-        )
+        if foreign:
+            return (
+                f"the host's loader added code to this process ({', '.join(sorted(set(foreign)))}"
+                "): a rootkit may hide files or processes from the collection; note it on the "
+                "form (the journal records it)"
+            )
+        asked = [f"{PRELOAD_LIST} names {', '.join(self.loader['ld_so_preload'])}"] * bool(
+            self.loader["ld_so_preload"]
+        ) + [
+            f"{n} was set"
+            for n in self.loader.get("environment_dropped", [])
+            if n in ("LD_PRELOAD", "LD_AUDIT")
+        ]
+        if asked:
+            return (
+                f"the host tells its loader to add code to programs ({'; '.join(asked)}): a "
+                "user-space rootkit's place. The kit's own loader ignored it, so the kit's view "
+                "is clean, but the host's own tools are not to be trusted; note it on the form"
+            )
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,37 +162,8 @@ class KitCheck:
 
 def loader_report(kit: Path) -> dict[str, Any]:
     """Which host libraries are mapped into this process, and what the host asks its
-    loader to preload. Availability: Linux (/proc/self/maps)."""
-    kit_prefix = os.path.realpath(kit) + "/"
-    mapped: set[str] = set()
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                path = parts[5].strip() if len(parts) == 6 else ""
-                if path.startswith("/") and ".so" in os.path.basename(path):
-                    mapped.add(path)
-    except OSError:
-        pass
-    host = sorted(p for p in mapped if not os.path.realpath(p).startswith(kit_prefix))
-    preload: list[str] = []
-    try:
-        fd = os.open("/etc/ld.so.preload", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
-            text = os.read(fd, MAX_PRELOAD_BYTES).decode("utf-8", "backslashreplace")
-        finally:
-            os.close(fd)
-        preload = [w for w in text.split() if w]
-    except OSError:
-        pass
-    return {
-        "host_libraries": host,
-        "unexpected": [p for p in host if not GLIBC_PART.match(os.path.basename(p))],
-        "ld_so_preload": preload,
-        # Whether it is set, not its value: environment values are never stored; the
-        # libraries it loaded are in host_libraries anyway.
-        "ld_preload": bool(os.environ.get("LD_PRELOAD")),
-    }
+    loader to preload, read past libc (collectors/loaderview.py). Availability: Linux."""
+    return loaderview.view(str(kit))
 
 
 def _listed_files(kit: Path) -> tuple[set[str], list[str]]:
@@ -232,6 +230,12 @@ def check_kit(kit: Path, pin_fingerprint: str | None = None) -> KitCheck:
         hashed = dict(pool.map(lambda r: _hash(kit, r), sorted(present & set(expected))))
     result.checked = len(hashed)
     diff = compare_sums(expected, {rel: hashed.get(rel) for rel in present})
+    # A kit that names or carries its own loader must have it patched (KIT.json is under
+    # the signed sums, so the claim itself cannot be dropped without failing the check).
+    if "loader" in result.info or os.path.lexists(loader_path(kit)):
+        problem = loader_problem(loader_path(kit))
+        if problem:
+            result.problems.append(problem)
     result.problems += [f"{rel}: added (not in the signed sums)" for rel in diff.not_listed]
     result.problems += [f"{rel}: missing" for rel in diff.only_listed]
     for rel in diff.differ:

@@ -7,6 +7,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
+from collectors.selfexec import frozen_kit_dir
+
 PACKAGES = ("agent", "collectors", "manifests")
 
 
@@ -17,9 +19,10 @@ def code_sha256() -> str:
     A frozen kit has no ``.py`` files: there the code is identified by the hash of the
     kit's signed ``SHA256SUMS``, which covers the executables and every bundled library
     (and, failing that, by the hash of the executable itself)."""
-    if getattr(sys, "frozen", False):
+    kit = frozen_kit_dir()
+    if kit is not None:
         exe = Path(sys.executable)
-        sums = exe.parent / "SHA256SUMS"
+        sums = Path(kit) / "SHA256SUMS"
         return hashlib.sha256((sums if sums.is_file() else exe).read_bytes()).hexdigest()
     base = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()

@@ -7,8 +7,9 @@ kit's self-check, the journal, three seals and the signed manifest), plus
 ``preserve selfcheck`` (the dev install checks the kit with ``--kit``). The kit's
 collection includes its automatic self-check. Dev and kit runs alternate, so both see
 the same load on a shared machine; wall and CPU (user+sys) medians are reported.
-Usage: python bench/bench_kit.py [KIT_DIR] (default: dist/preserve-kit; build it first
-with packaging/build-kit)."""
+Usage: python bench/bench_kit.py [KIT_DIR [BASELINE_KIT_DIR]] (default: dist/preserve-kit;
+build it first with packaging/build-kit). With a second kit (e.g. one built from an older
+commit), the same three commands are also timed against it, alternating, as "before"."""
 
 from __future__ import annotations
 
@@ -88,10 +89,28 @@ def main() -> None:
                 f"preserve {name:<35} {dw * 1e3:>6.0f} ms {kw * 1e3:>6.0f} ms {kw / dw:>5.2f}x"
                 f" {dc * 1e3:>5.0f} ms {kc * 1e3:>5.0f} ms {kc / dc:>5.2f}x"
             )
+        if len(sys.argv) > 2:
+            _against_baseline(kit, Path(sys.argv[2]).resolve(), collect, work)
         if not has_system:
             print("(the system collector is not installed on this branch: used --only files)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _against_baseline(kit: Path, old: Path, collect: list, work: Path) -> None:
+    """This kit against an older build, in the same run: start-up before/after."""
+    print(f"baseline kit: {old}")
+    print(f"{'command':<44} {'before':>9} {'after':>9} {'ratio':>6} {'cpu bef':>8} {'cpu aft':>8}")
+    for name, args in (
+        ("--version", ["--version"]),
+        (" ".join(collect), ["-q", "-o", work / "out", *collect]),
+        ("selfcheck", ["selfcheck"]),
+    ):
+        (bw, bc), (aw, ac) = compare([old / "preserve", *args], [kit / "preserve", *args], work)
+        print(
+            f"preserve {name:<35} {bw * 1e3:>6.0f} ms {aw * 1e3:>6.0f} ms {aw / bw:>5.2f}x"
+            f" {bc * 1e3:>5.0f} ms {ac * 1e3:>5.0f} ms"
+        )
 
 
 if __name__ == "__main__":

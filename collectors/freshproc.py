@@ -3,7 +3,8 @@
 A bind mount over ``/proc/PID`` hides that directory from every reader of the host's
 ``/proc``. A new ``proc`` mounted elsewhere is another instance with no mounts on it, so
 it shows the process as the kernel has it. The mount is made in a private mount namespace
-of a short-lived child (``python -m collectors.freshproc PID...``), on top of that
+of a short-lived child (``python -m collectors.freshproc PID...``; in the kit through the
+kit's launcher, collectors/selfexec.py), on top of that
 namespace's ``/proc``, never in the collector's own process: the host's mount table is
 not touched, no mount point is created on its disks, and the namespace dies with the
 child. Needs root (CAP_SYS_ADMIN); the child prints one JSON object.
@@ -19,6 +20,8 @@ import os
 import subprocess
 import sys
 from typing import Any
+
+from .selfexec import module_command
 
 _MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 _CLONE_NEWNS = 0x00020000  # os.unshare is Python 3.12
@@ -90,7 +93,7 @@ def read(pids: list[int]) -> dict[str, Any]:
         return {"error": "needs root (a proc mount in a private mount namespace)"}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "collectors.freshproc", *map(str, pids)],
+            [*module_command("collectors.freshproc"), *map(str, pids)],
             capture_output=True,
             timeout=_TIMEOUT,
             check=False,

@@ -7,23 +7,22 @@
 - eBPF: every program and link the ``bpf`` syscall's ID walk lists (collectors/bpf.py),
   with attach points, against the objects processes hold descriptors to and the pins in
   the bpf file systems (collectors/ebpfcheck.py);
-- ``/etc/ld.so.preload``: read through bare ``openat``/``read`` and through libc.
+- ``/etc/ld.so.preload``: read through bare ``openat``/``read`` and through libc
+  (collectors/loaderview.py's reading, shared).
 
-Stored as ``artifacts/volatile/kernel.json`` (plus ``kernel-preload-file.raw`` when that
-file has content). Each disagreement is a finding (HIGH: a hidden module, a hidden eBPF
-object, a hidden preload file) and a ``degraded`` event; a view that cannot be read is a
-``degraded`` event (MEDIUM). What each view costs, and what a kernel rootkit can still
-hide from all of them, is in docs/threat-model.md.
+Stored as ``artifacts/volatile/kernel.json`` (the preload file's raw copy is
+loaderview's ``preload-list.raw``). Each disagreement is a finding (HIGH: a hidden
+module, a hidden eBPF object, a hidden preload file) and a ``degraded`` event; a view
+that cannot be read is a ``degraded`` event (MEDIUM). What each view costs, and what a
+kernel rootkit can still hide from all of them, is in docs/threat-model.md.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import time
 from typing import Any, ClassVar
 
-from . import ebpfcheck, kmodules, rawsys
+from . import ebpfcheck, kmodules, loaderview, rawsys
 from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
@@ -33,9 +32,6 @@ from .textview import json_bytes
 
 OUT = "artifacts/volatile/kernel.json"
 PRELOAD = b"/etc/ld.so.preload"
-# Named so that no hook filtering "ld.so.preload" by name can stop it being written.
-PRELOAD_OUT = "artifacts/volatile/kernel-preload-file.raw"
-PRELOAD_LIMIT = 1024 * 1024
 RULES = {
     "module-hidden", "module-hidden-from-libc", "kernel-tainted", "taint-without-module",
     "ebpf-hidden", "ebpf-program", "ld-so-preload", "ld-so-preload-hidden",
@@ -139,51 +135,39 @@ class KernelCollector(Collector):
         ebpfcheck.judge(ctx, self.name, data, OUT)
 
     def _preload(self, ctx: CollectContext, data: dict[str, Any]) -> None:
-        raw: bytes | None = None
-        try:
-            raw = rawsys.read_file(PRELOAD, PRELOAD_LIMIT)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            degrade(ctx, self.name, "ld-so-preload", MEDIUM, f"cannot read it raw: {e.strerror}")
-            return
-        libc: bytes | None = None
-        libc_error = None
-        try:
-            fd = os.open(PRELOAD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                libc = os.read(fd, PRELOAD_LIMIT)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            libc_error = errno.errorcode.get(e.errno or 0, str(e))
-        entries = [os.fsdecode(w) for w in (raw or b"").split() if not w.startswith(b"#")]
+        """``/etc/ld.so.preload`` as collectors/loaderview.py reads it (bare syscalls and
+        libc). When ``processes`` ran, loaderview already recorded the degraded event and
+        kept the raw copy; here each fact becomes a finding linked to that copy."""
+        found, raw = loaderview.self_view(None)
+        entries = found["ld_so_preload"]
+        hidden = found["ld_so_preload_hidden"]
         data["ld_so_preload"] = {
             "present": raw is not None,
             "size": None if raw is None else len(raw),
             "entries": entries,
-            "libc_view": "same"
-            if libc == raw
-            else ("absent: " + libc_error if libc_error else "differs"),
+            "hidden_from_libc": hidden,
+            "error": found["ld_so_preload_error"],
         }
-        stored = None
-        if raw:
+        stored = loaderview.PRELOAD_OUT if raw else None
+        judged = "process_index" in ctx.shared  # processes ran loaderview.judge
+        if raw and not judged:
             rec = ctx.engine.store_bytes(
-                PRELOAD_OUT, raw, self.name, kind="ld-so-preload-raw",
-                source={"path": "/etc/ld.so.preload", "read": "openat+read syscalls"},
-            )  # fmt: skip
-            stored = rec["path"] if rec else None
-        if libc != raw:
-            msg = (
-                "/etc/ld.so.preload reads differently through libc "
-                f"({data['ld_so_preload']['libc_view']}) than through bare syscalls "
-                f"({'absent' if raw is None else f'{len(raw)} bytes'}): a hooking library "
-                "in this process filters it"
+                loaderview.PRELOAD_OUT, raw, self.name, kind="preload-list-raw"
             )
-            disagreement(
-                ctx, self.name, "ld-so-preload-hidden", "ld-so-preload", PRELOAD, msg, stored,
-                entries=entries,
-            )  # fmt: skip
+            stored = rec["path"] if rec else None
+        if hidden:
+            msg = (
+                f"{loaderview.PRELOAD} reads differently through libc than through bare "
+                f"syscalls ({len(raw or b'')} bytes): a hooking library in this process filters it"
+            )
+            if judged:
+                record_finding(ctx, self.name, "ld-so-preload-hidden", "HIGH",
+                               PRELOAD, msg, artifact=stored, entries=entries)  # fmt: skip
+            else:
+                disagreement(
+                    ctx, self.name, "ld-so-preload-hidden", "ld.so.preload", PRELOAD, msg,
+                    stored, entries=entries,
+                )  # fmt: skip
         if entries:
             record_finding(
                 ctx, self.name, "ld-so-preload", "MEDIUM", PRELOAD,

@@ -118,13 +118,22 @@ class ProcessesCollector(Collector):
             if link is not None and not proc.get("vanished"):
                 proc["executable"] = self._executable(ctx, pid, proc, deleted, hashes, copied)
             listening = any(s["status"] == "LISTEN" for s in sockets)
-            proc["flags"] = redflags.flags_for(proc, link, listening)
+            if pid == os.getpid():  # this run: a kit runs its loader from wherever it sits
+                proc["this_run"] = True
+                proc["flags"] = []
+            else:
+                proc["flags"] = redflags.flags_for(proc, link, listening)
             index[pid] = proc
         if snap.survey is not None:  # Linux: what the views disagreed on (crossfindings.py)
             from . import crossfindings
 
             crossfindings.judge(ctx, self.name, snap.survey, snap, procs)
             index.update((p["pid"], p) for p in procs)
+        if LINUX:  # what the host's loader put into this very process (loaderview.py)
+            from . import loaderview
+            from .selfexec import frozen_kit_dir
+
+            loaderview.judge(ctx, self.name, frozen_kit_dir())
         ctx.shared["process_index"] = index
         procs.sort(key=lambda p: p["pid"])
         ctx.engine.store_bytes(

@@ -51,9 +51,9 @@ _NR = {
         "getpgid": 121,
         "getdents64": 217,
         "clock_gettime": 228,
+        "openat": 257,
         "read": 0,
         "close": 3,
-        "openat": 257,
         "bpf": 321,
     },
     "aarch64": {
@@ -61,9 +61,9 @@ _NR = {
         "getpgid": 155,
         "getdents64": 61,
         "clock_gettime": 113,
+        "openat": 56,
         "read": 63,
         "close": 57,
-        "openat": 56,
         "bpf": 280,
     },
 }
@@ -138,6 +138,38 @@ def getpgid(pid: int) -> int:
     return syscall("getpgid", pid)
 
 
+_AT_FDCWD = -100
+# The platform's own values (O_NOFOLLOW is 0o400000 on x86_64, 0o100000 on aarch64).
+_O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_file(path: str | bytes, limit: int = 1 << 20) -> bytes:
+    """A file's first ``limit`` bytes through bare ``openat``/``read`` system calls, which
+    a preloaded library cannot filter (it hooks libc's ``open``/``fopen``/``read``).
+    Does not follow a final symlink; raises OSError."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    fd = syscall(
+        "openat", _AT_FDCWD, ctypes.addressof(name), _O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC, 0
+    )
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
+    chunks: list[bytes] = []
+    buf = ctypes.create_string_buffer(1 << 16)
+    try:
+        got = 0
+        while got < limit:
+            n = syscall("read", fd, ctypes.addressof(buf), min(len(buf), limit - got))
+            if n < 0:
+                raise OSError(-n, os.strerror(-n), os.fsdecode(path))
+            if n == 0:
+                break
+            chunks.append(buf.raw[:n])
+            got += n
+    finally:
+        syscall("close", fd)
+    return b"".join(chunks)
+
+
 _DIRENT = struct.Struct("=QqHB")  # d_ino, d_off, d_reclen, d_type, then the name
 
 
@@ -164,33 +196,3 @@ def getdents(path: str) -> list[bytes]:
                 at += reclen
     finally:
         os.close(fd)
-
-
-_AT_FDCWD = -100
-
-
-def read_file(path: bytes, limit: int) -> bytes:
-    """Up to ``limit`` bytes of ``path`` through bare ``openat``/``read``/``close``: the
-    view of a file that a library hooking libc's ``open``/``fopen`` (to hide
-    ``/etc/ld.so.preload`` from chkrootkit, say) cannot filter. Read-only, never through a
-    symlink, never blocking on a FIFO. Raises OSError as ``os.open`` would."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    name = ctypes.create_string_buffer(path)
-    fd = syscall("openat", _AT_FDCWD, ctypes.addressof(name), flags, 0)
-    if fd < 0:
-        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
-    try:
-        buf = ctypes.create_string_buffer(min(limit, 1 << 20))
-        chunks: list[bytes] = []
-        got = 0
-        while got < limit:
-            n = syscall("read", fd, ctypes.addressof(buf), min(len(buf), limit - got))
-            if n < 0:
-                raise OSError(-n, os.strerror(-n), os.fsdecode(path))
-            if n == 0:
-                break
-            chunks.append(buf.raw[:n])
-            got += n
-        return b"".join(chunks)
-    finally:
-        syscall("close", fd)

@@ -22,6 +22,7 @@ from typing import Any
 from . import canonical, clock
 from .digest import ZERO_HASH, sha256_bytes
 from .durable import fsync_dir, syncfs
+from .errors import EvidenceLostError
 from .signing import Signer
 from .sink import LocalFile, SinkFile
 from .sums import line_size
@@ -212,8 +213,9 @@ class Journal:
         while not self._closed.wait(COMMIT_INTERVAL):
             if self._dirty:
                 self._dirty = False
-                # A failure here resurfaces at the next seal, which fsyncs under the lock.
-                with contextlib.suppress(OSError):
+                # A failure here resurfaces at the next seal, which fsyncs under the lock
+                # (a lost evidence directory or server link included).
+                with contextlib.suppress(OSError, EvidenceLostError):
                     self._file.fsync()
 
     def close(self) -> None:

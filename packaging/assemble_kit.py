@@ -21,12 +21,13 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
+import bundle_glibc
+
 from manifests.signing import Signer, grouped, public_key_pem
 from manifests.sums import format_sums
 
 KIT_NAME = "preserve-kit"
 HERE = Path(__file__).resolve().parent
-GLIBC_VERSION = re.compile(rb"\bGLIBC_(\d+)\.(\d+)(?:\.(\d+))?\b")
 RUNPATH = re.compile(rb"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[([^\]]*)\]")
 ORIGIN = b"$ORIGIN"
 
@@ -87,22 +88,6 @@ def neutralise_runpaths(root: Path) -> list[str]:
     return changed
 
 
-def glibc_floor(root: Path) -> tuple[str, str]:
-    """The highest GLIBC_x.y version any bundled binary requires (objdump -p's version
-    references), and the file that requires it: the oldest glibc the kit runs on."""
-    best: tuple[tuple[int, ...], str] = ((0,), "")
-    for path in elf_files(root):
-        out = subprocess.run(
-            ["objdump", "-p", str(path)], capture_output=True, check=True, timeout=60
-        ).stdout
-        refs = out.partition(b"Version References:")[2]
-        for match in GLIBC_VERSION.finditer(refs):
-            version = tuple(int(x) for x in match.groups() if x is not None)
-            if version > best[0]:
-                best = (version, path.relative_to(root).as_posix())
-    return ".".join(map(str, best[0])), best[1]
-
-
 def os_name() -> str:
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -129,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--launcher", type=Path, required=True)
     keys = parser.add_mutually_exclusive_group(required=True)
     keys.add_argument("--key", type=Path)
     keys.add_argument("--new-key", type=Path)
@@ -148,7 +134,12 @@ def main() -> None:
         shutil.rmtree(kit)
     args.out.mkdir(parents=True, exist_ok=True)
     # symlinks=False: copy what links point to, so the kit also fits a FAT/exFAT drive.
-    shutil.copytree(args.bundle, kit, symlinks=False)
+    # The frozen program and its libraries go under _internal/; the kit's entry points
+    # are the static launcher, which starts them through the kit's own loader.
+    shutil.copytree(args.bundle, kit / "_internal", symlinks=False)
+    for name in ("preserve", "verify"):
+        shutil.copyfile(args.launcher, kit / name)
+        (kit / name).chmod(0o755)
     (kit / "evidence").mkdir()
     rewritten = neutralise_runpaths(kit)
     if rewritten:
@@ -157,7 +148,11 @@ def main() -> None:
             f"(e.g. {rewritten[0]})"
         )
 
-    floor, floor_from = glibc_floor(kit)
+    bundled = bundle_glibc.bundle(kit, elf_files(kit / "_internal"))
+    bundle_glibc.check_self_contained(kit, elf_files(kit / "_internal"))
+    glibc_dir = kit / bundle_glibc.GLIBC_DIR
+    floor, floor_from = bundle_glibc.kernel_floor([glibc_dir / "libc.so.6", kit / "preserve"])
+    print(f"build-kit: bundled loader and {len(bundled)} host libraries: {', '.join(bundled)}")
     dist = metadata.distribution("preserve")
     info = {
         "format": "preserve-kit/1",
@@ -169,8 +164,17 @@ def main() -> None:
         "python": platform.python_version(),
         "pyinstaller": metadata.version("pyinstaller"),
         "arch": platform.machine(),
-        "glibc_floor": floor,
-        "glibc_floor_from": floor_from,
+        # The kit brings its own glibc (the build machine's): the host's glibc does not
+        # matter, only the kernel, whose oldest version the ELF ABI tags say.
+        "glibc_bundled": bundle_glibc.glibc_release(glibc_dir / "libc.so.6"),
+        "kernel_floor": floor,
+        "kernel_floor_from": floor_from,
+        "loader": {
+            "path": f"{bundle_glibc.GLIBC_DIR}/{bundle_glibc.LOADER}",
+            "sha256": sha256_file(glibc_dir / bundle_glibc.LOADER),
+            "preload_path": bundle_glibc.PRELOAD_PATCH[:-1].decode(),
+        },
+        "bundled_libraries": bundled,
         "key_fingerprint": signer.fingerprint,
         "collectors": sorted(e.name for e in dist.entry_points if e.group == "preserve.collectors"),
         "entry_points": sorted(f"{e.group}:{e.name}" for e in dist.entry_points),
@@ -223,7 +227,10 @@ def main() -> None:
     size = tree_size(kit)
     print(f"build-kit: {kit} ({len(entries)} files, {size / 1e6:.1f} MB unpacked)")
     print(f"build-kit: {tarball.resolve()} ({tarball.stat().st_size / 1e6:.1f} MB)")
-    print(f"build-kit: runs on Linux {info['arch']} with glibc {floor} or newer ({floor_from})")
+    print(
+        f"build-kit: runs on Linux {info['arch']} kernel {floor} or newer ({floor_from}), "
+        "any or no host glibc"
+    )
     print(f"build-kit: kit key fingerprint {grouped(signer.fingerprint)}")
     print(f"build-kit: sums sha256 {hashlib.sha256(sums).hexdigest()}")
 

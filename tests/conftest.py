@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from evidence_factory import copy_evidence, make_source_tree, new_writer
+from kit_build import kit  # noqa: F401  (the session's one kit build, for tests/test_kit*.py)
 
 from collectors.context import CollectContext, Options
 from collectors.copy import CopyEngine

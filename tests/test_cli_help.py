@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 from conftest import preserve, run_cli
 
-COMMANDS = ["", "keygen", "custody", "release", "verify", "report", "export", "selfcheck"]
+COMMANDS = [
+    "",
+    "keygen",
+    "custody",
+    "release",
+    "verify",
+    "report",
+    "export",
+    "selfcheck",
+    "fleet-summary",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -250,7 +250,7 @@ def test_preload_hidden_from_libc_is_a_high_finding(tmp_path: Path) -> None:
     assert hidden and hidden[0]["severity"] == "HIGH"
     assert hidden[0]["entries"] == ["/nonexistent/libhide.so"]
     degraded = [r for r in journal_records(evidence) if r.get("event") == "degraded"]
-    assert any(r["view"] == "ld-so-preload" and r["severity"] == "high" for r in degraded)
+    assert any(r["view"] == "ld.so.preload" and r["severity"] == "high" for r in degraded)
 
 
 def test_ebpf_compare_finds_a_held_program_missing_from_the_walk(

@@ -15,29 +15,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, journal_records, preserve, requires_root
+from kit_build import run_kit
 
+from agent.kitloader import GLIBC_DIR
 from collectors.registry import load_collectors
 
-CLEAN_ENV = {"PATH": "/usr/bin:/bin"}
 OVERRIDE = "--i-know-the-kit-is-modified"
-
-
-@pytest.fixture(scope="session")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the kit once (or use PRESERVE_TEST_KIT, an already built kit folder)."""
-    given = os.environ.get("PRESERVE_TEST_KIT")
-    if given:
-        return Path(given)
-    out = tmp_path_factory.mktemp("kitbuild")
-    result = subprocess.run(
-        [ROOT / "packaging" / "build-kit", "--out", out, "--new-key", out / "key" / "kit.key"],
-        capture_output=True,
-        timeout=900,
-    )
-    if result.returncode == 3:
-        pytest.skip("PyInstaller cannot be installed here: " + result.stderr.decode()[-300:])
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    return out / "preserve-kit"
+LOADER = f"{GLIBC_DIR}/ld-linux-x86-64.so.2"
 
 
 def require_mount_namespaces() -> None:
@@ -50,17 +34,6 @@ def require_mount_namespaces() -> None:
     )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount here: {probe.stderr.decode().strip()}")
-
-
-def run_kit(
-    kit: Path, prog: str, *args: object, cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), kit / prog, *map(str, args)],
-        capture_output=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def kit_copy(kit: Path, dest: Path) -> Path:
@@ -85,7 +58,9 @@ def test_kit_layout_size_and_no_private_key(kit: Path) -> None:
     assert {"preserve", "verify", "_internal", "README-KIT.txt", "kit.pub", "KIT.json"} <= names
     assert {"SHA256SUMS", "SHA256SUMS.sig", "evidence"} <= names
     info = json.loads((kit / "KIT.json").read_text())
-    assert re.fullmatch(r"2\.\d+", info["glibc_floor"]), info
+    assert re.fullmatch(r"\d+\.\d+\.\d+", info["kernel_floor"]), info
+    assert re.fullmatch(r"2\.\d+", info["glibc_bundled"]), info
+    assert info["loader"]["preload_path"] == "/proc/0/ld.preload"
     assert info["build_host_glibc"].startswith("glibc ")
     assert info["python"].startswith("3.")
     size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
@@ -135,9 +110,10 @@ def test_kit_collects_in_a_clean_environment_and_its_verify_agrees(
     assert start["kit"]["version"] == json.loads((kit / "KIT.json").read_text())["version"]
     assert start["tool"]["code_sha256"] == sums_hash
     assert summary["kit"]["sums_sha256"] == sums_hash
-    # Only glibc comes from the host.
+    # Nothing comes from the host: not even glibc (the kit brings its own loader).
     assert start["kit"]["loader"]["unexpected"] == [], start["kit"]["loader"]
-    assert any("libc.so" in p for p in start["kit"]["loader"]["host_libraries"])
+    assert start["kit"]["loader"]["host_libraries"] == [], start["kit"]["loader"]
+    assert start["kit"]["loader"]["loader"] == str(kit.resolve() / LOADER)
     assert list(elsewhere.iterdir()) == []
 
 
@@ -176,7 +152,8 @@ def test_selfcheck_reports_the_kit(kit: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout.decode()
     out = result.stdout.decode()
-    assert f"glibc {info['glibc_floor']} or newer" in out
+    assert f"kernel {info['kernel_floor']} or newer" in out
+    assert "Host libs:  none" in out and "/proc/0/ld.preload" in out
     assert "pinned, matches" in out and "OK: the kit" in out
     wrong = run_kit(kit, "preserve", "selfcheck", "--fingerprint", "ab" * 32, cwd=tmp_path)
     assert wrong.returncode == 1 and b"DOES NOT MATCH" in wrong.stdout
@@ -276,24 +253,29 @@ MUTATING = (
 
 
 # What the kit may open on the host, besides the output, what it collects and pseudo
-# filesystems: glibc (loader, its cache and preload list, libraries, locales, iconv),
-# the time zone, host identity files. No other configuration (openssl.cnf!), no library
-# search in build-machine paths (a pyenv libpython's RUNPATH), no plug-in directories.
+# filesystems: the time zone, host identity files and the preload list (read as evidence,
+# never obeyed). No library (the kit brings its own
+# loader and glibc), no loader cache or preload list, no locale, no other configuration
+# (openssl.cnf!), no library search in build-machine paths, no plug-in directories.
 HOST_READS_ALLOWED = re.compile(
-    r"^/etc/(ld\.so\.cache|ld\.so\.preload|localtime|machine-id|hostname|os-release"
+    r"^/etc/(ld\.so\.preload|localtime|machine-id|hostname|os-release"
     r"|nsswitch\.conf|passwd|group|host\.conf|resolv\.conf|hosts)$"
-    r"|^(/usr)?/lib(64|/x86_64-linux-gnu)?/(ld-linux[\w.-]*|lib(c|m|dl|pthread|z|rt|nss_\w+)"
-    r"(-[\d.]+)?\.so[\d.]*)$"
-    r"|^/usr/lib/locale/|^/usr/share/locale/locale\.alias$|^/usr/share/zoneinfo/"
-    r"|^/usr/lib/x86_64-linux-gnu/gconv/gconv-modules(\.cache|\.d/.*)?$"
-    r"|^/usr/lib/os-release$"
+    r"|^/usr/share/zoneinfo/|^/usr/lib/os-release$"
 )
 
 
-def _paths_opened(trace: str) -> set[str]:
-    """Every path the traced processes tried to open, access or execute, found or not."""
+def _paths_opened(trace: str, kit: Path) -> set[str]:
+    """Every path the kit's traced processes tried to open, access or execute, found or
+    not (not ``env``'s, which runs before it execs the kit in the same process)."""
     found = set()
+    ours: dict[str, bool] = {}
     for line in trace.splitlines():
+        pid = line.split(" ", 1)[0]
+        started = re.match(r'^\d+\s+execve\("([^"]+)".*= 0$', line)
+        if started:
+            ours[pid] = started.group(1).startswith((str(kit), str(kit.resolve())))
+        if not ours.setdefault(pid, bool(ours)):  # the first process is env
+            continue
         m = re.match(
             r"^\d+\s+(open|openat|access|faccessat2?|execve)\((.*?)(?:\)\s+=| <unfinished)", line
         )
@@ -392,13 +374,15 @@ def test_footprint_nothing_written_outside_the_output(
     assert outside == [], outside
     # No host program is run but env, the kit's own executable and what the journal shows.
     programs = set(re.findall(r'execve\("([^"]+)"', text))
-    assert programs <= {"/usr/bin/env", str(kit / "preserve"), *journaled}, programs
+    assert programs <= {"/usr/bin/env", str(kit / "preserve"), str(kit / LOADER), *journaled}, (
+        programs
+    )
     if scenario == "files":  # reading the host is the volatile collectors' job
-        # Nothing is read from the host but glibc and identity files (and what is collected).
+        # Nothing is read from the host but identity files (and what is collected).
         ours = (str(kit.resolve()), str(tmp_path.resolve()), str(kit), str(tmp_path))
         host_reads = {
             p
-            for p in _paths_opened(text)
+            for p in _paths_opened(text, kit)
             if not p.startswith(PSEUDO)
             and not any(p == o or p.startswith(o + "/") for o in ours)
             and p not in ("/usr/bin/env", "/bin/env")
@@ -554,10 +538,11 @@ def test_the_tarball_unpacks_to_an_intact_kit(kit: Path, tmp_path: Path) -> None
     assert report["sums_sha256"] == hashlib.sha256((kit / "SHA256SUMS").read_bytes()).hexdigest()
 
 
-def test_a_library_the_host_preloads_into_the_kit_is_reported_and_journaled(
+def test_a_library_the_host_preloads_never_reaches_the_kit_and_is_journaled(
     kit: Path, tmp_path: Path
 ) -> None:
-    """LD_PRELOAD stands in for /etc/ld.so.preload, where user-space rootkits live."""
+    """The launcher drops LD_PRELOAD before any loader runs; the journal says it was set
+    (the name, never the value). tests/test_kit_loader.py does /etc/ld.so.preload."""
     candidates = sorted(Path("/").glob("usr/lib/x86_64-linux-gnu/libz.so.1*")) + sorted(
         Path("/").glob("lib/x86_64-linux-gnu/libz.so.1*")
     )
@@ -572,13 +557,15 @@ def test_a_library_the_host_preloads_into_the_kit_is_reported_and_journaled(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     loader = start_record(Path(json.loads(result.stdout)["evidence_dir"]))["kit"]["loader"]
-    assert any(os.path.basename(foreign) in p for p in loader["unexpected"]), loader
-    assert loader["ld_preload"] is True
+    assert loader["unexpected"] == [] and loader["host_libraries"] == [], loader
+    assert loader["environment_dropped"] == ["LD_PRELOAD"] and loader["ld_preload"] is False
+    assert foreign not in json.dumps(loader)
     check = subprocess.run(
         ["env", "-i", "PATH=/usr/bin:/bin", f"LD_PRELOAD={foreign}", kit / "preserve", "selfcheck"],
         capture_output=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
-    assert b"WARNING: the host's loader added code" in check.stdout
+    assert b"LD_PRELOAD was set" in check.stdout and b"ignored it" in check.stdout
+    assert b"Host libs:  none" in check.stdout
 
 
 def test_no_bundled_library_searches_outside_the_kit(kit: Path) -> None:
@@ -597,14 +584,14 @@ def test_no_bundled_library_searches_outside_the_kit(kit: Path) -> None:
     assert bad == {}
 
 
-def test_glibc_floor_is_plausible_for_this_host(kit: Path) -> None:
-    """The kit just ran here, so its floor cannot be above this host's glibc; and the
-    bootloader alone needs 2.14, so a floor below that means the scan found nothing."""
+def test_kernel_floor_is_plausible_for_this_host(kit: Path) -> None:
+    """The kit just ran here, so its kernel floor cannot be above this kernel; glibc has
+    not supported kernels older than 2.6.32 for a decade, so lower means the scan failed."""
     floor = tuple(
-        int(x) for x in json.loads((kit / "KIT.json").read_text())["glibc_floor"].split(".")
+        int(x) for x in json.loads((kit / "KIT.json").read_text())["kernel_floor"].split(".")
     )
-    host = tuple(int(x) for x in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split("."))
-    assert (2, 14) <= floor <= host
+    here = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:3])
+    assert (2, 6, 32) <= floor <= here
 
 
 def test_a_hostile_kit_description_cannot_break_the_journal(kit: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,12 +172,76 @@ def test_the_dropbox_denies_deletion(server: SftpServer, tmp_path: Path) -> None
     assert verify(evidence).returncode == 0
 
 
-def test_isolate_with_a_remote_output_is_refused_until_its_state_has_a_home(
+ISOLATED_RUN = r"""
+set -u
+mount -t tmpfs isolated-run /run
+connect="import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)"
+probe() { "$PY" -c "$connect" "$@"; }
+probe "$ADDR" "$OTHER" && echo "before: other open"
+"$@" > "$OUT/summary.json"; echo "preserve exit $?"
+probe "$ADDR" "$OTHER" || echo "after: other blocked"
+probe "$ADDR" 2222 && echo "after: sink open"
+ls /run/preserve/.preserve-isolation
+"$PY" -B -c "$CODE" release -o /run/preserve > /dev/null; echo "release exit $?"
+probe "$ADDR" "$OTHER" && echo "released: other open"
+"""
+
+
+def test_isolate_keeps_the_sink_reachable_and_the_state_in_run(
     server: SftpServer, tmp_path: Path
 ) -> None:
-    """The release state would land on the host's own disk: refused, nothing collected."""
+    """Real nftables in the client's namespace: the server's SSH port stays open through
+    the cut, another port on the same server is blocked, the release state lives in
+    /run/preserve (a tmpfs here, private to the test) and 'preserve release' finds it."""
+    if not shutil.which("nft"):
+        pytest.skip("nft not installed")
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", server.ns["srv"], sys.executable, "-c",
+         "import socket,time; s=socket.create_server(('0.0.0.0', 2299)); "
+         "[s.accept() for _ in iter(int, 1)]"],
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        argv = _argv(server, server.plain_key, "--only", "files", "--path", _tree(tmp_path, 2))
+        env = {**ENV, "PY": sys.executable, "ADDR": server.addr, "OTHER": "2299",
+               "OUT": str(tmp_path), "CODE": PRESERVE_CODE}  # fmt: skip
+        script = ["unshare", "-m", "--propagation", "private", "sh", "-c", ISOLATED_RUN, "sh"]
+        done = subprocess.run(
+            [*argv[:4], *script, *argv[4:], "--isolate"],
+            capture_output=True, cwd=ROOT, env=env, timeout=120,
+        )  # fmt: skip
+    finally:
+        listener.kill()
+        listener.wait(5)
+    out = done.stdout.decode()
+    for line in ("before: other open", "preserve exit 0", "after: other blocked",
+                 "after: sink open", "release exit 0", "released: other open"):  # fmt: skip
+        assert line in out, (out, done.stderr.decode())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    isolation = summary["isolation"]
+    assert isolation["status"] == "in-force"
+    assert isolation["state_file"].startswith("/run/preserve/.preserve-isolation/")
+    assert isolation["release_command"] == "preserve release -o /run/preserve"
+    sink = [a for a in isolation["allow"] if a.get("source") == "sftp sink"]
+    assert sink and str(server.addr) in json.dumps(sink) and "2222" in json.dumps(sink), sink
+    (evidence,) = _evidence_dirs(server)
+    assert verify(evidence).returncode == 0
+    records = [json.loads(line) for line in (evidence / "custody.jsonl").read_bytes().splitlines()]
+    applied = [r for r in records if r.get("action") == "isolation-applied"]
+    assert applied and applied[0]["state_file"].startswith("/run/preserve/")
+
+
+def test_isolate_with_a_remote_output_refuses_a_run_on_disk(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """/run not in memory (a disk directory bound over it, in a private mount namespace):
+    the release state would land on the host's disk; exit 2, nothing collected."""
+    disk = tmp_path / "disk-run"
+    disk.mkdir()
     argv = _argv(server, server.plain_key, "--only", "files", "--path", _tree(tmp_path, 1))
-    done = _run([*argv, "--isolate"])  # inside the test's client namespace only
+    script = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+              f'mount --bind {disk} /run && exec "$@"', "sh"]  # fmt: skip
+    done = _run([*argv[:4], *script, *argv[4:], "--isolate"])
     assert done.returncode == 2, done.stderr.decode()
-    assert b"--isolate with an sftp:// output is not supported yet" in done.stderr
-    assert _evidence_dirs(server) == []
+    assert b"is not in memory here" in done.stderr
+    assert _evidence_dirs(server) == [] and not list(disk.iterdir())

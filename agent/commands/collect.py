@@ -25,13 +25,14 @@ from ..imaging import cli as image_cli
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit
+from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_command
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
-from ..params import ByteSize, Duration, OutputDir, SizeOrOff, apply_options, split_names
+from ..params import ByteSize, Duration, SizeOrOff, apply_options, split_names
 from ..sinks import SftpTarget, open_destination
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
+from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
 
 
 class _CollectorNamesOption(click.Option):
@@ -46,51 +47,6 @@ class _CollectorNamesOption(click.Option):
         flags, text = record
         names = sorted(load_collectors(lambda name, e: None))
         return flags, f"{text} Installed: {', '.join(names)}."
-
-
-# Where evidence goes, who signs it, how the run talks: shared with ``preserve image``.
-OUTPUT_OPTIONS = [
-    click.option(
-        "-o",
-        "--output",
-        type=OutputDir(),
-        metavar="DIR",
-        help="Where evidence directories are created (the kit's drive), or "
-        "sftp://USER@HOST[:PORT]/PATH: on a server, nothing on the host.",
-    ),
-    click.option(
-        "--sink-host-key",
-        metavar="FINGERPRINT|FILE",
-        help="For sftp://: the server's pinned host key (SHA256:... as ssh-keygen -lf "
-        "prints it, or a known_hosts file).",
-    ),
-    click.option(
-        "--sink-key",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="For sftp://: the upload account's private key (passphrase from "
-        "PRESERVE_SINK_KEY_PASSPHRASE or a prompt).",
-    ),
-    click.option(
-        "--sink-no-fsync",
-        is_flag=True,
-        help="For sftp://: accept a server without fsync@openssh.com (recorded).",
-    ),
-    click.option("--case", help="Case or incident ID, recorded in the journal."),
-    click.option("--examiner", help="Who is collecting, recorded in the journal."),
-    click.option("--note", help="Free text recorded in the journal."),
-    click.option(
-        "--key",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Ed25519 signing key (PEM). Without it an ephemeral key is used.",
-    ),
-]
-MODE_OPTIONS = [
-    click.option(
-        "--json", "json_mode", is_flag=True, help="Print one JSON summary object on stdout."
-    ),
-    click.option("-q", "--quiet", is_flag=True, help="Print only the closing summary."),
-    click.option("--debug", is_flag=True, help="Show tracebacks."),
-]
 
 
 def collection_options(f: Any) -> Any:
@@ -227,7 +183,7 @@ def _summary(console: Console, outcome: RunOutcome) -> None:
     rows += [
         ("Signer fingerprint", grouped(outcome.fingerprint)),
         ("Chain head", outcome.chain_head),
-        ("Check it with", f"verify {outcome.evidence_dir} --fingerprint {outcome.fingerprint}"),
+        ("Check it with", verify_command(outcome.evidence_dir, outcome.fingerprint)),
     ]
     title = "preserve: evidence sealed. Write the two marked values on the custody form."
     console.box(title, rows, {"Signer fingerprint", "Chain head"})
@@ -326,15 +282,18 @@ def run_collection(
             "overwrite deleted evidence; prefer the kit's drive or another removable disk"
         )
     if isolation is not None and not isinstance(output, Path):
-        # The release state is saved beside the evidence; for a remote output it would land
-        # on the host's own disk, so the two are not combined yet (docs/remote.md).
-        raise UsageError(
-            "--isolate with an sftp:// output is not supported yet",
-            hint="isolate first with a local -o on the kit, or cut the network by hand",
+        # No kit drive beside the evidence: the release state goes to /run (docs/remote.md).
+        target = output
+        isolation_cli.state_in_memory(
+            isolation, lambda name: target.url(f"{target.path.rstrip('/')}/{name}")
         )
     # A remote sink is connected (host key pinned, fsync checked) before anything else.
     destination = open_destination(
-        output, extra.get("sink_host_key"), extra.get("sink_key"), bool(extra.get("sink_no_fsync"))
+        output,
+        extra.get("sink_host_key"),
+        extra.get("sink_key"),
+        bool(extra.get("sink_no_fsync")),
+        extra.get("sink_timeout"),
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)

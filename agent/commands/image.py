@@ -10,7 +10,8 @@ import click
 from ..imaging.output import FORMATS
 from ..imaging.pieces import DEFAULT_PIECE
 from ..params import ByteSize, apply_options
-from .collect import MODE_OPTIONS, OUTPUT_OPTIONS, run_collection
+from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
+from .collect import run_collection
 
 IMAGE_OPTIONS = [
     click.argument("device"),

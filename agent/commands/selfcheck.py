@@ -15,6 +15,7 @@ from manifests.signing import grouped, normalise_fingerprint
 from ..kit import check_kit, loader_report, running_kit
 
 EXIT_OK, EXIT_MODIFIED, EXIT_USAGE = 0, 1, 2
+NO_HOST_LIBS = "none: every library mapped is the kit's own"
 
 
 @click.command("selfcheck")
@@ -56,8 +57,15 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
         f"on {info.get('build_host_glibc', '?')}, Python {info.get('python', '?')}"
     )
     click.echo(
-        f"Runs on:    Linux {info.get('arch', '?')} with glibc "
-        f"{info.get('glibc_floor', '?')} or newer"
+        f"Runs on:    Linux {info.get('arch', '?')}, kernel {info.get('kernel_floor', '?')} or "
+        f"newer, with the kit's own glibc {info.get('glibc_bundled', '?')} (none of the host's)"
+    )
+    loader = info.get("loader")
+    if not isinstance(loader, dict):
+        loader = {}
+    click.echo(
+        f"Loader:     {loader.get('path', '?')} (preload list {loader.get('preload_path', '?')}, "
+        "never the host's /etc/ld.so.preload; no ld.so.cache)"
     )
     if result.fingerprint:
         state = {
@@ -71,7 +79,7 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
     click.echo(f"Files:      {result.checked} checked, {len(result.problems)} problems")
     if result.loader is not None:
         names = ", ".join(os.path.basename(p) for p in result.loader["host_libraries"])
-        click.echo(f"Host libs:  {names or 'none'}")
+        click.echo(f"Host libs:  {names or NO_HOST_LIBS}")
         warning = result.loader_warning()
         if warning:
             click.echo(f"WARNING: {warning}")

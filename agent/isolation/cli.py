@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from manifests.errors import UsageError
+from manifests.fstype import probe
 
 from .allowlist import AllowEntry, build_allowlist
 from .base import Request, parse_probe
@@ -111,3 +114,31 @@ def keep_reachable(isolation: Isolation, address: str, port: int) -> None:
     entry = AllowEntry(ipaddress.ip_network(address), port, "sftp sink")
     if entry not in isolation.request.allow:
         isolation.request.allow = [*isolation.request.allow, entry]
+
+
+REMOTE_STATE_HOME = Path("/run/preserve")
+MEMORY_FS = ("tmpfs", "ramfs")
+
+
+def state_in_memory(
+    isolation: Isolation, locate: Callable[[str], str], home: Path = REMOTE_STATE_HOME
+) -> None:
+    """A remote output has no kit drive beside the evidence to hold the release state,
+    and the host's disk must not hold it: it goes to ``/run/preserve``, checked to be on
+    a memory file system first (exit 2 otherwise, before anything is collected)."""
+    try:
+        fd = os.open(home.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        fs = f"not usable: {e.strerror}"
+    else:
+        try:
+            fs = probe(fd).name
+        finally:
+            os.close(fd)
+    if fs not in MEMORY_FS:
+        raise UsageError(
+            f"--isolate with an sftp:// output keeps its release state in {home}, but "
+            f"{home.parent} is not in memory here ({fs}): the state would land on the host's disk",
+            hint="isolate with a local -o on the kit's drive, or cut the network by hand",
+        )
+    isolation.state_home, isolation.locate = home, locate

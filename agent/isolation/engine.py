@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,10 @@ class Isolation:
         self.started_ns = process_start_ns()
         self.cut_ns: int | None = None
         self.dry = False  # --dry-run: show the plan, change and collect nothing
+        # A remote output (-o sftp://): the release state goes here (in memory, /run), not
+        # beside the evidence, and ``locate`` names the evidence directory by its URL.
+        self.state_home: Path | None = None
+        self.locate: Callable[[str], str] | None = None
 
     # --- dry run -------------------------------------------------------------------------
     def dry_run(self) -> dict[str, Any]:
@@ -110,7 +115,8 @@ class Isolation:
 
     def _isolate(self, ctx: Any, console: Any) -> tuple[dict[str, Any], int]:
         self.request.ident = Path(ctx.root).name
-        self.state_file = state_mod.state_path(Path(ctx.root).parent.resolve(), self.request.ident)
+        home = self.state_home or Path(ctx.root).parent.resolve()
+        self.state_file = state_mod.state_path(home, self.request.ident)
         self.request.state_file = str(self.state_file)
         quiet = Runner()
         before = before_state(quiet)
@@ -148,7 +154,9 @@ class Isolation:
             "id": self.request.ident,
             "method": self.method.name,
             **state_mod.where(),
-            "evidence_dir": str(Path(ctx.root).resolve()),
+            "evidence_dir": (
+                self.locate(self.request.ident) if self.locate else str(Path(ctx.root).resolve())
+            ),
             "created": utc_from_ns(time.time_ns()),
             "allow": [e.to_dict() for e in self.request.allow],
             "stays_open": self.request.stays_open(),

@@ -34,9 +34,10 @@ def open_destination(
     host_key: str | None = None,
     client_key: Path | None = None,
     no_fsync: bool = False,
+    timeout: float | None = None,
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
-    from .connect import connect  # asyncssh only for a remote run
+    from .connect import TIMEOUT, connect  # asyncssh only for a remote run
 
-    return connect(output, host_key, client_key, no_fsync)
+    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT)

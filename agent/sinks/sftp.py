@@ -14,7 +14,6 @@ names and announces each in the journal first (``begin``)."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import errno
@@ -26,79 +25,19 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
-from manifests.errors import EvidenceLostError
 from manifests.fstype import FileSystem
 
+from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
 from ._ssh import asyncssh
 from .target import SftpTarget
 
+__all__ = ["TIMEOUT", "SftpFile", "SftpSink", "SinkLostError", "_Loop"]
+
 IN_FLIGHT = 16  # outstanding writes per file: 16 MiB at most with 1 MiB chunks
-TIMEOUT = 60.0  # seconds one request may take before the link counts as lost
 READ_LIMIT = 1 << 30  # a stored file read back (the run log) is held in memory
+READ_CHUNK = 1 << 20
 SFTP_FS = FileSystem("sftp")
 _CREATE = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
-_ERRNO = {
-    asyncssh.FX_NO_SUCH_FILE: errno.ENOENT,
-    asyncssh.FX_PERMISSION_DENIED: errno.EACCES,
-}
-_LINK_ERRORS = (
-    asyncssh.ConnectionLost,
-    asyncssh.DisconnectError,
-    asyncssh.SFTPConnectionLost,
-    asyncssh.SFTPNoConnection,
-    ConnectionError,
-    asyncio.TimeoutError,
-    concurrent.futures.TimeoutError,
-    BrokenPipeError,
-    EOFError,
-)
-
-
-class SinkLostError(EvidenceLostError):
-    """The connection to the server broke and did not come back in time: exit 1, with
-    the last chain head the server acknowledged (what ``verify`` there will find)."""
-
-    exit_code = 1
-    hint = (
-        "nothing more was sent; run 'verify' on the directory on the server: it holds up "
-        "to its last seal"
-    )
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    """Some asyncssh calls return an awaitable that is not a coroutine (``open``)."""
-    return await awaitable
-
-
-class _Loop:
-    """One asyncio loop in a daemon thread, owned by the sink."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="preserve-sftp", daemon=True
-        )
-        self._thread.start()
-
-    def submit(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop)
-
-    def run(self, coro: Awaitable[Any], timeout: float | None = TIMEOUT) -> Any:
-        return self.submit(coro).result(timeout)
-
-    def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-def os_error(e: Exception, where: str) -> OSError:
-    """An SFTP status as the ``OSError`` the writer and the copy engine understand."""
-    code = _ERRNO.get(getattr(e, "code", None), errno.EIO)
-    return OSError(code, f"{getattr(e, 'reason', e) or os.strerror(code)} (on the server)", where)
 
 
 class SftpFile:
@@ -193,6 +132,7 @@ class SftpSink:
         self.renames = renames  # False: artifacts are written in place (see the writer)
         self.can_setstat = renames  # a drop-box denies both
         self.lost: SinkLostError | None = None
+        self.timeout = TIMEOUT  # --sink-timeout: one request's bound, then the link is lost
         self.journal_name = "custody.jsonl"
         self.acked: tuple[int, str] | None = None  # (seq, chain head) the server holds
         self._base = target.path
@@ -241,7 +181,7 @@ class SftpSink:
         if self.lost is not None:
             raise self.lost
         try:
-            return future.result(TIMEOUT)
+            return future.result(self.timeout)
         except asyncssh.SFTPError as e:
             if isinstance(e, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
                 raise self._lose(e) from e
@@ -317,21 +257,27 @@ class SftpSink:
 
     def open_read(self, rel: str) -> int:
         """A stored file read back over SFTP into an anonymous memory file (``memfd``):
-        the descriptor the writer hashes, and nothing on the host's disk."""
+        the descriptor the writer hashes, and nothing on the host's disk. Streamed in
+        chunks, so the file is held once (in the memfd), up to ``READ_LIMIT``."""
         path = self._path(rel)
-
-        async def read() -> bytes:
-            async with self._sftp.open(path, "rb") as f:
-                data: bytes = await f.read(READ_LIMIT + 1)
-                return data
-
-        data = self.call(read(), rel)
-        if len(data) > READ_LIMIT:
-            raise OSError(errno.EFBIG, "too large to read back into memory", rel)
         fd = os.memfd_create("preserve-readback", os.MFD_CLOEXEC)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+
+        async def read() -> None:
+            async with self._sftp.open(path, "rb") as f:
+                offset = 0
+                while chunk := await f.read(READ_CHUNK, offset):
+                    offset += len(chunk)
+                    if offset > READ_LIMIT:
+                        raise OSError(errno.EFBIG, "too large to read back into memory", rel)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+
+        try:
+            self.call(read(), rel)
+        except BaseException:
+            os.close(fd)
+            raise
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
 
@@ -395,10 +341,13 @@ class SftpSink:
             raise self._lose(ConnectionError("closed by the server"))
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._sftp.exit()
-            self.loop.run(self._sftp.wait_closed(), 10)
-        with contextlib.suppress(Exception):
-            self._conn.close()
-            self.loop.run(self._conn.wait_closed(), 10)
+        """Orderly when the link is up; after a loss, no waiting on a dead connection."""
+        wait = 1.0 if self.lost is not None else 10.0
+        if self.loop.running:
+            with contextlib.suppress(Exception):
+                self._sftp.exit()
+                self.loop.run(self._sftp.wait_closed(), wait)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+                self.loop.run(self._conn.wait_closed(), wait)
         self.loop.stop()

@@ -1,0 +1,90 @@
+"""The SFTP sink's plumbing: one asyncio loop in a thread (asyncssh is asyncio, the
+copy engine is threads), the errors a broken link raises, and SFTP statuses as the
+``OSError`` the writer understands."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import logging
+import os
+import threading
+from collections.abc import Awaitable
+from typing import Any
+
+from manifests.errors import EvidenceLostError
+
+from ._ssh import asyncssh
+
+TIMEOUT = 60.0  # default --sink-timeout: seconds the link may be silent before it is lost
+_ERRNO = {
+    asyncssh.FX_NO_SUCH_FILE: errno.ENOENT,
+    asyncssh.FX_PERMISSION_DENIED: errno.EACCES,
+}
+_LINK_ERRORS = (
+    asyncssh.ConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    ConnectionError,
+    asyncio.TimeoutError,
+    concurrent.futures.TimeoutError,
+    BrokenPipeError,
+    EOFError,
+)
+
+
+class SinkLostError(EvidenceLostError):
+    """The connection to the server broke and did not come back in time: exit 1, with
+    the last chain head the server acknowledged (what ``verify`` there will find)."""
+
+    exit_code = 1
+    hint = (
+        "nothing more was sent; run 'verify' on the directory on the server: it holds up "
+        "to its last seal"
+    )
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    """Some asyncssh calls return an awaitable that is not a coroutine (``open``)."""
+    return await awaitable
+
+
+class _Loop:
+    """One asyncio loop in a daemon thread, owned by the sink."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        # A broken link is reported once, as SinkLostError: not as asyncio's tracebacks
+        # of the requests still in flight, nor its "socket.send() raised exception".
+        self.loop.set_exception_handler(lambda loop, context: None)
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="preserve-sftp", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop)
+
+    def run(self, coro: Awaitable[Any], timeout: float | None = TIMEOUT) -> Any:
+        return self.submit(coro).result(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self.loop.is_closed()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def os_error(e: Exception, where: str) -> OSError:
+    """An SFTP status as the ``OSError`` the writer and the copy engine understand."""
+    code = _ERRNO.get(getattr(e, "code", None), errno.EIO)
+    return OSError(code, f"{getattr(e, 'reason', e) or os.strerror(code)} (on the server)", where)

@@ -15,6 +15,7 @@ from manifests.journal import Journal
 from .copy import CopyEngine
 from .logprofile import Profile
 from .pathmap import stored_relpath
+from .ruleset import RuleSet
 from .summary import Summary
 from .walk import walk_entries
 
@@ -34,6 +35,7 @@ class Options:
     reference_time: int | None = None  # --reference-time, ns since the epoch
     tool_built: str | None = None  # the kit's recorded build time, when run from a kit
     only: tuple[str, ...] = ()  # the collectors named with --only (asked for explicitly)
+    rules: RuleSet | None = None  # finding rules, built-in plus --rules files (None: built-in)
     # --process-memory: bytes of memory per flagged process (None: the default, 0: off)
     process_memory: int | None = None
 

@@ -14,7 +14,7 @@ file."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .pkgdb import Database
 
@@ -35,25 +35,28 @@ def _package_of(name: bytes) -> str:
     return name.rsplit(b".", 1)[0].decode("utf-8", "replace")
 
 
-def load(root: bytes = b"/") -> Database | None:
-    """The database under ``root``, or None where there is none (not Debian)."""
+def load(root: bytes = b"/", keep: Callable[[bytes], bool] | None = None) -> Database | None:
+    """The database under ``root``, or None where there is none (not Debian). With
+    ``keep``, only the files whose database path it accepts are indexed (``partial``):
+    a collector that judges a few hundred configuration files need not hold 100,000."""
     info = os.path.join(root, DB, b"info")
     try:
         names = sorted(os.listdir(info))
     except OSError:
         return None
-    db = Database(root, manager="dpkg")
+    db = Database(root, manager="dpkg", partial=keep is not None)
     for name in names:
         if name.endswith(b".md5sums"):
             package = _package_of(name)
             for line in _lines(os.path.join(info, name)):
                 digest, _, rel = line.partition(b"  ")
-                if rel:
-                    db.digests[b"/" + rel.lstrip(b"/")] = (digest.lower(), package)
+                path = b"/" + rel.lstrip(b"/")
+                if rel and (keep is None or keep(path)):
+                    db.digests[path] = (digest.lower(), package)
         elif name.endswith(b".list"):
             db.packages += 1
             for line in _lines(os.path.join(info, name)):
-                if line.startswith(b"/"):
+                if line.startswith(b"/") and (keep is None or keep(line)):
                     db.owned.add(db.canonical(line))
     _status(db, os.path.join(root, DB, b"status"))
     _diversions(db, os.path.join(root, DB, b"diversions"))

@@ -9,7 +9,7 @@ engine hashes, each file opened without following a symlink and checked to be th
 the walk saw. ``privileged.json`` lists the privileged files with owner and times and
 whether a package owns them. Findings: a privileged file no package owns (HIGH, on a
 Debian host, where the database can tell), an executable in a world-writable staging
-directory (MEDIUM)."""
+directory (MEDIUM); both rules are data (collectors/rules/triage.toml)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from manifests.digest import sha256_fd
 
 from .base import Collector, Stage
 from .context import CollectContext
-from .findings import record_finding, summarize
-from .logprofile import load_profile
-from .packages import SYSTEM_DIRS, is_executable, load_database
+from .findings import apply_rules, rules_of, summarize
+from .homes import user_homes
+from .packages import SYSTEM_DIRS, is_executable
 from .pkgdb import Database
-from .source import open_source
+from .source import open_seen
 from .textview import json_bytes
-from .triageprofile import runs
+from .triagegate import package_db, triage_settings
 from .walk import walk_stats
 
 LISTING = "artifacts/executables/sha256.jsonl"
@@ -44,19 +44,14 @@ BATCH = 256
 # directory of a million files (a benchmark left in /dev/shm) cannot hold the run for
 # many minutes. Attackers' staging holds a handful.
 STAGING_MAX_FILES = 20_000
-RULES = {"privileged-unpackaged", "executable-in-staging-dir"}
 
 
 def _hash(path: bytes, seen: os.stat_result) -> str | None:
     """SHA-256 of the file the walk saw at ``path``, or None if it is no longer that."""
-    try:
-        fd = open_source(path)
-    except OSError:
+    fd = open_seen(path, seen)
+    if fd is None:
         return None
     try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) or not stat.S_ISREG(st.st_mode):
-            return None
         return sha256_fd(fd)[0]
     except OSError:
         return None
@@ -84,7 +79,7 @@ class ExecutablesCollector(Collector):
     def tops(self) -> list[tuple[bytes, bool]]:
         """(directory, staging?) to walk, each real directory once."""
         found: dict[bytes, bool] = {}
-        homes = self._homes()
+        homes = [home for home, _ in user_homes(self.root)]
         candidates = [(os.path.join(self.root, d), False) for d in SYSTEM_DIRS]
         candidates += [(os.path.join(h, d), False) for h in homes for d in USER_BIN]
         candidates += [(os.path.join(self.root, d), True) for d in STAGING]
@@ -96,20 +91,10 @@ class ExecutablesCollector(Collector):
                 found[real] = staging
         return list(found.items())
 
-    def _homes(self) -> list[bytes]:
-        home = os.path.join(self.root, b"home")
-        try:
-            users = sorted(os.listdir(home))
-        except OSError:
-            users = []
-        return [os.path.join(self.root, b"root")] + [os.path.join(home, u) for u in users]
-
     def collect(self, ctx: CollectContext) -> None:
-        profile = ctx.options.log_profile or load_profile(None)
-        if not runs(profile.triage, self.name, ctx.options.only):
-            ctx.summary.add("Executables", f"not in profile {profile.name} (--profile full)")
+        if triage_settings(ctx, self.name, "Executables") is None:
             return
-        db = ctx.shared.get("pkgdb") or load_database(self.root)
+        db = package_db(ctx, self.root)
         privileged: list[dict[str, Any]] = []
         count = 0
         out_st = os.stat(ctx.root)
@@ -127,7 +112,7 @@ class ExecutablesCollector(Collector):
                 count += self._hash_batch(ctx, pool, batch, staging, db, privileged, out)
         ctx.engine.store_bytes(PRIVILEGED, json_bytes(privileged), self.name, kind="privileged")
         ctx.summary.add("Executables", f"{count} hashed, {len(privileged)} SUID/SGID/capability")
-        summarize(ctx, self.name, RULES)
+        summarize(ctx, self.name, rules_of(ctx).ids("privileged-file", "staged-file"))
 
     def _candidates(
         self, ctx: CollectContext, top: bytes, staging: bool, output: tuple[int, int]
@@ -188,15 +173,11 @@ class ExecutablesCollector(Collector):
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or cap is not None:
             packaged = db.is_packaged(path) if db is not None else None
             privileged.append({**row, "capability": cap, "packaged": packaged})
-            if packaged is False:
-                record_finding(
-                    ctx, self.name, "privileged-unpackaged", "HIGH", path,
-                    f"{row['path']} is set-ID or has capabilities and no package owns it",
-                    PRIVILEGED, mode=row["mode"], capability=cap, sha256=row["sha256"],
-                )  # fmt: skip
-        if staging and st.st_mode & 0o111:
-            record_finding(
-                ctx, self.name, "executable-in-staging-dir", "MEDIUM", path,
-                f"{row['path']} is executable in a world-writable directory", LISTING,
-                sha256=row["sha256"],
-            )  # fmt: skip
+            if packaged is not None:
+                fact = {"path": row["path"], "packaged": packaged, "mode": row["mode"],
+                        "capability": cap, "sha256": row["sha256"]}  # fmt: skip
+                apply_rules(ctx, self.name, "privileged-file", fact, path, PRIVILEGED)
+        if staging:
+            fact = {"path": row["path"], "executable": bool(st.st_mode & 0o111),
+                    "sha256": row["sha256"], "mode": row["mode"]}  # fmt: skip
+            apply_rules(ctx, self.name, "staged-file", fact, path, LISTING)

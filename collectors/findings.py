@@ -3,23 +3,95 @@ the closing box per rule that fired.
 
 A finding is an ``event`` record with ``event: "finding"``, the ``rule`` id, its
 ``severity`` (HIGH, MEDIUM, LOW), the host ``path`` it is about and, where the evidence of
-it is stored, the ``artifact`` path; the report can link each to its record. Rules that
-are data (collectors/rules.toml) and rules built into a collector (a modified package
-file) are recorded the same way."""
+it is stored, the ``artifact`` path; the report can link each to its record. The rules
+are data (collectors/rules/triage.toml and the examiner's ``--rules`` files, loaded by
+collectors/ruleset.py); ``apply_rules`` matches one fact against them, and each finding
+also carries the rule's one-sentence ``why``."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
 from .context import CollectContext
 from .pathmap import describe
+from .ruleset import RuleSet, load_rules
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
 # Records per rule; past this the facts are only counted (the closing box says how many):
 # a host with 50,000 scripts in /tmp must not make a 50,000-line journal.
 RECORDS_PER_RULE = 200
 _COUNTS = "findings"  # ctx.shared key: Counter of (severity, rule)
+_RULES = "rules"  # ctx.shared key: the run's RuleSet when --rules gave none
+_NOW = "triage-now"  # ctx.shared key: the one "now" every detection window counts back from
+DAY_NS = 86_400 * 10**9
+
+
+def rules_of(ctx: CollectContext) -> RuleSet:
+    """The run's rules: loaded and checked by the command line (``Options.rules``), or
+    the built-in file when a collector is driven without it."""
+    if ctx.options.rules is not None:
+        return ctx.options.rules
+    if _RULES not in ctx.shared:
+        ctx.shared[_RULES] = load_rules()
+    rules: RuleSet = ctx.shared[_RULES]
+    return rules
+
+
+def window_start(ctx: CollectContext, days: int) -> int:
+    """The start (ns, host clock) of the detection window: ``days`` before the moment the
+    first triage collector asked, the same for every collector of the run. File times are
+    the host's, so the host's clock is the one to count with."""
+    now: int = ctx.shared.setdefault(_NOW, time.time_ns())
+    return now - days * DAY_NS
+
+
+def apply_rules(
+    ctx: CollectContext,
+    collector: str,
+    kind: str,
+    fact: dict[str, Any],
+    path: bytes,
+    artifact: str | None = None,
+    window: int | None = None,
+) -> int:
+    """Record a finding for each rule on ``kind`` facts that ``fact`` meets; returns how
+    many. ``window`` (ns) sets the fact's ``in_window`` from its ``changed_ns``."""
+    if window is not None and isinstance(fact.get("changed_ns"), int):
+        fact["in_window"] = fact["changed_ns"] >= window
+    fired = 0
+    for rule in rules_of(ctx).for_fact(kind):
+        if not rule.when.holds(fact):
+            continue
+        fired += 1
+        keep = (*rule.record, "line_no")  # a line number always: it points into the artifact
+        values = {k: _journal_value(fact[k]) for k in keep if fact.get(k) is not None}
+        record_finding(
+            ctx, collector, rule.id, rule.severity_for(fact), path,
+            rule.message.format_map(_Fields(fact)), artifact, why=rule.why, **values,
+        )  # fmt: skip
+    return fired
+
+
+def _journal_value(value: Any) -> Any:
+    """Nanosecond times as strings: canonical JSON keeps integers within 2**53."""
+    return str(value) if isinstance(value, int) and abs(value) > 2**53 - 1 else value
+
+
+class _Fields(dict[str, Any]):
+    """A fact as a message template sees it: a missing field reads as ``-``, a list as
+    its items, long values cut (an attacker's history line can be very long)."""
+
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().get(key)
+        if value is None:
+            return "-"
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return text if len(text) <= 300 else text[:300] + "..."
 
 
 def record_finding(

@@ -13,7 +13,7 @@ configuration keeps off the disk (docs on minimal images) are not "missing".
 ``artifacts/packages/integrity.json``: modified, missing and changed-conffile lists, and
 the executables in system paths no package owns (``unpackaged``). Each modified
 executable or library is a HIGH finding, each other modified package file MEDIUM, each
-missing executable MEDIUM (collectors/findings.py). ``ctx.shared["pkgdb"]`` hands the
+missing executable MEDIUM (rules: collectors/rules/triage.toml). ``ctx.shared["pkgdb"]`` hands the
 database to the executables collector."""
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ from typing import Any, ClassVar
 
 from manifests.digest import digest_fd
 
-from . import dpkg, rpmdb
 from .base import Collector, Stage
 from .context import CollectContext
-from .findings import record_finding, summarize
-from .logprofile import load_profile
+from .findings import apply_rules, rules_of, summarize
 from .pkgdb import Database
 from .source import open_source
 from .textview import json_bytes, plural
-from .triageprofile import runs
+from .triagegate import package_db, triage_settings
 from .walk import walk
 
 OUT = "artifacts/packages/integrity.json"
@@ -46,7 +44,6 @@ SYSTEM_DIRS = (
 )  # fmt: skip
 HASHERS = 4  # hashlib releases the GIL: files are read and hashed in parallel
 BATCH = 512
-RULES = {"package-file-modified", "package-executable-missing"}
 
 
 def is_executable(path: bytes, mode: int) -> bool:
@@ -90,11 +87,6 @@ def _dropped(path: bytes, rules: list[tuple[bool, str]]) -> bool:
     return dropped
 
 
-def load_database(root: bytes) -> Database | None:
-    """The host's package database, Debian's or RPM's, or None where it has neither."""
-    return dpkg.load(root) or rpmdb.load(root)
-
-
 def check_file(host_path: bytes, algorithm: str = "md5") -> tuple[str, str | None, int]:
     """('ok'|'missing'|'not-regular'|'unreadable', digest or None, mode) of one file."""
     try:
@@ -125,15 +117,12 @@ class PackagesCollector(Collector):
     root: bytes = b"/"  # tests point it at a tree
 
     def collect(self, ctx: CollectContext) -> None:
-        profile = ctx.options.log_profile or load_profile(None)
-        if not runs(profile.triage, self.name, ctx.options.only):
-            ctx.summary.add("Packages", f"not in profile {profile.name} (--profile full)")
+        if triage_settings(ctx, self.name, "Packages") is None:
             return
-        db = load_database(self.root)
+        db = package_db(ctx, self.root)
         if db is None:
             ctx.summary.add("Packages", "no dpkg or RPM database (not checked)")
             return
-        ctx.shared["pkgdb"] = db
         for note in db.notes:
             ctx.error(self.name, note, None)
         dropped = _excluded_by_dpkg(self.root) if db.manager == "dpkg" else []
@@ -160,7 +149,7 @@ class PackagesCollector(Collector):
             f"{len(report['modified'])} modified, {len(report['missing'])} missing, "
             f"{len(report['unpackaged_executables'])} unpackaged executables",
         )
-        summarize(ctx, self.name, RULES)
+        summarize(ctx, self.name, rules_of(ctx).ids("package-file"))
 
     def _judge(
         self,
@@ -190,20 +179,15 @@ class PackagesCollector(Collector):
                 return
             report["modified"].append(row)
             executable = is_executable(path, mode) or in_system_dirs(path)
-            record_finding(
-                ctx, self.name, "package-file-modified", "HIGH" if executable else "MEDIUM",
-                host, f"{os.fsdecode(path)} differs from package {pkg}", OUT,
-                package=pkg, **{f"expected_{algo}": want.decode(), algo: digest},
-            )  # fmt: skip
+            fact = {**row, "state": "modified", "executable": executable, "algorithm": algo}
+            apply_rules(ctx, self.name, "package-file", fact, host, OUT)
         elif state == "missing":
             if _dropped(path, dropped):
                 return
             report["missing"].append(row)
-            if is_executable(path, 0) or in_system_dirs(path, libraries=False):
-                record_finding(
-                    ctx, self.name, "package-executable-missing", "MEDIUM", host,
-                    f"{os.fsdecode(path)} of package {pkg} is missing", OUT, package=pkg,
-                )  # fmt: skip
+            executable = is_executable(path, 0) or in_system_dirs(path, libraries=False)
+            fact = {**row, "state": "missing", "executable": executable, "algorithm": algo}
+            apply_rules(ctx, self.name, "package-file", fact, host, OUT)
         else:
             report["not_regular" if state == "not-regular" else "unreadable"].append(row)
 

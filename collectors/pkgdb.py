@@ -22,6 +22,7 @@ class Database:
     # package -> hashlib name of its file digests; dpkg's are all MD5, RPM's per package
     algorithms: dict[str, str] = field(default_factory=dict)
     packages: int = 0
+    partial: bool = False  # loaded with a ``keep`` filter (dpkg.load): only some files
     notes: list[str] = field(default_factory=list)  # what could not be read, in words
     _dirs: dict[bytes, bytes] = field(default_factory=dict)
 

@@ -7,7 +7,7 @@ import os
 import stat
 
 
-def read_regular(path: str | os.PathLike[str], limit: int, *, follow: bool = True) -> bytes:
+def read_regular(path: str | bytes | os.PathLike[str], limit: int, *, follow: bool = True) -> bytes:
     """Read at most ``limit`` bytes of a regular file; never blocks on a FIFO or device
     planted where a file was expected (``O_NONBLOCK`` open, then ``fstat``). With
     ``follow=False`` a symlink at the last component is refused (``ELOOP``)."""

@@ -5,6 +5,7 @@ without changing the access time where the kernel allows it (``O_NOATIME``)."""
 from __future__ import annotations
 
 import os
+import stat
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -19,3 +20,24 @@ def open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) ->
             raise
         # O_NOATIME is refused (EPERM) on files we do not own unless we are root.
         return os.open(path, flags, dir_fd=dir_fd)
+
+
+def open_seen(path: bytes, seen: os.stat_result) -> int | None:
+    """A descriptor of ``path`` if it is still the regular file a walk saw (same device
+    and inode), else None: a file swapped between the walk and the read is not read."""
+    try:
+        fd = open_source(path)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        st = None
+    if (
+        st is None
+        or (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino)
+        or not (stat.S_ISREG(st.st_mode))
+    ):
+        os.close(fd)
+        return None
+    return fd

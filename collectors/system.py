@@ -3,10 +3,9 @@ the kernel loaded, what is mounted, and the files that say who may log in and wh
 on a schedule.
 
 ``artifacts/volatile/system.json`` and ``system.txt`` hold what was read from the
-kernel; account, sudo, cron, systemd and shell-history files are preserved byte-exact
-through the copy engine under ``artifacts/system/<original path>`` (they are evidence
-files, not parsed copies). ``/etc/shadow`` is deliberately not collected: password hashes
-are secrets.
+kernel, and ``/run/utmp`` is preserved byte-exact under ``artifacts/system/run/utmp``.
+Configuration and account files (all of ``/etc``, secrets by hash only) are the
+``persistence`` collector's, shell histories the ``accounts`` collector's.
 """
 
 from __future__ import annotations
@@ -33,47 +32,9 @@ if LINUX:
 
 OUT = "artifacts/volatile"
 PREFIX = "system"
-SYSTEM_FILES = (
-    b"/etc/passwd",
-    b"/etc/group",
-    b"/etc/sudoers",
-    b"/etc/sudoers.d",
-    b"/etc/crontab",
-    b"/etc/anacrontab",
-    b"/etc/cron.d",
-    b"/etc/cron.hourly",
-    b"/etc/cron.daily",
-    b"/etc/cron.weekly",
-    b"/etc/cron.monthly",
-    b"/var/spool/cron",
-    b"/etc/at.allow",
-    b"/etc/at.deny",
-    b"/var/spool/at",
-    b"/etc/systemd/system",
-    b"/etc/systemd/user",
-    b"/run/systemd/system",
-    b"/run/systemd/transient",
-    b"/etc/rc.local",
-    b"/etc/ld.so.preload",
-    b"/etc/os-release",
-    b"/etc/machine-id",
-    b"/etc/timezone",
-    b"/run/utmp",
-)
-HOME_FILES = (
-    b".ssh/authorized_keys",
-    b".ssh/authorized_keys2",
-    b".bash_history",
-    b".zsh_history",
-    b".sh_history",
-    b".ash_history",
-    b".history",
-    b".local/share/fish/fish_history",
-    b".python_history",
-    b".mysql_history",
-    b".psql_history",
-    b".config/systemd/user",
-)
+# Account, sudo, cron, systemd and start-up files are the ``persistence`` collector's
+# (all of /etc), histories the ``accounts`` collector's; this one keeps what is volatile.
+SYSTEM_FILES = (b"/run/utmp",)
 UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
@@ -183,27 +144,6 @@ class SystemCollector(Collector):
         )
         for path in SYSTEM_FILES:
             self._preserve(ctx, path)
-        for home in self._homes():
-            for rel in HOME_FILES:
-                self._preserve_in_home(ctx, home.rstrip(b"/"), rel)
-
-    def _preserve_in_home(self, ctx: CollectContext, home: bytes, rel: bytes) -> None:
-        """A user owns their home: a symlinked ``.ssh`` or ``.config`` must not steer the
-        copy to somewhere else on the host. Such a path is recorded, not followed."""
-        path = home + b"/" + rel
-        parent = os.path.dirname(path)
-        if not os.path.lexists(path):
-            return
-        real_home = os.path.realpath(home)
-        if os.path.realpath(parent) != real_home + parent[len(home) :]:
-            ctx.engine.record_skip(
-                self.name,
-                path,
-                "a directory on the way is a symlink: not followed",
-                target=os.fsdecode(os.path.realpath(path)),
-            )
-            return
-        self._preserve(ctx, path)
 
     def _preserve(self, ctx: CollectContext, path: bytes) -> None:
         """Absent files are not failures (most hosts have no ``.zsh_history``); a file
@@ -218,19 +158,6 @@ class SystemCollector(Collector):
             ctx.error(self.name, "cannot stat: Permission denied", path)
             return
         ctx.preserve_tree(path, PREFIX, self.name)
-
-    @staticmethod
-    def _homes() -> list[bytes]:
-        try:
-            import pwd
-        except ImportError:
-            return []
-        homes: dict[bytes, None] = {}
-        for entry in pwd.getpwall():
-            home = os.fsencode(entry.pw_dir)
-            if home and home != b"/" and home.startswith(b"/") and not home.startswith(b"/proc"):
-                homes[home] = None
-        return list(homes)
 
     def _facts(self, ctx: CollectContext) -> dict[str, Any]:
         uname = platform.uname()

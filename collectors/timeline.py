@@ -30,8 +30,7 @@ from typing import ClassVar
 from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
-from .logprofile import load_profile
-from .triageprofile import runs
+from .triagegate import triage_settings
 from .walk import DirId, walk_stats
 
 if LINUX:
@@ -115,9 +114,7 @@ class TimelineCollector(Collector):
     top: bytes = b"/"  # tests walk a smaller tree
 
     def collect(self, ctx: CollectContext) -> None:
-        profile = ctx.options.log_profile or load_profile(None)
-        if not runs(profile.triage, self.name, ctx.options.only):
-            ctx.summary.add("Timeline", f"not in profile {profile.name} (--profile full)")
+        if triage_settings(ctx, self.name, "Timeline") is None:
             return
         mounts = _linux.mountinfo() if LINUX else []
         p = plan(mounts)

@@ -11,8 +11,11 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_KEYS = {"timeline", "packages", "executables", "detection_window_days"}
-_SWITCHES = ("timeline", "packages", "executables")
+_SWITCHES = ("timeline", "packages", "executables", "persistence", "accounts", "journald_all")
+DEFAULT_ON = {"persistence", "accounts"}  # cheap: seconds, so in every profile by default
+_BYTE_SIZES = {"staging_max_file_bytes": 16 * 1024**2, "staging_max_total_bytes": 64 * 1024**2}
+_MIB_SIZES = ("config_max_file_mib", "config_max_total_mib")
+_KEYS = {*_SWITCHES, *_BYTE_SIZES, *_MIB_SIZES, "detection_window_days"}
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,21 @@ class TriageSettings:
     timeline: bool = False  # the whole-host bodyfile (collectors/timeline.py)
     packages: bool = False  # package files against the dpkg database (collectors/packages.py)
     executables: bool = False  # hashes, SUID/SGID/capabilities (collectors/executables.py)
+    persistence: bool = True  # /etc, start-up files, SSH, cron, units (collectors/persistence.py)
+    accounts: bool = True  # histories, lastlog, faillog, accounts (collectors/accounts.py)
+    # The parsed journal (collectors/journald.py, in every profile): every entry, or only
+    # those of the detection window (the default).
+    journald_all: bool = False
+    # What the staging collector copies of world-writable directories and web roots
+    # (collectors/staging.py): at most this much of one file, and of all of them.
+    staging_max_file_bytes: int = _BYTE_SIZES["staging_max_file_bytes"]
+    staging_max_total_bytes: int = _BYTE_SIZES["staging_max_total_bytes"]
     # A persistence entry changed within this many days before collection is a finding.
     detection_window_days: int = 30
+    # Configuration, start-up and history files: larger ones are recorded, not copied;
+    # past the total, the rest are recorded, not copied.
+    config_max_file_mib: int = 16
+    config_max_total_mib: int = 1024
 
 
 def parse_triage(where: str, table: Any) -> TriageSettings:
@@ -32,7 +48,7 @@ def parse_triage(where: str, table: Any) -> TriageSettings:
         raise UsageError(
             f"{where}, [triage]: unknown key {extra[0]!r} (known: {', '.join(sorted(_KEYS))})"
         )
-    switches = {key: table.get(key, False) for key in _SWITCHES}
+    switches = {key: table.get(key, key in DEFAULT_ON) for key in _SWITCHES}
     for key, value in switches.items():
         if not isinstance(value, bool):
             raise UsageError(f"{where}, [triage]: {key!r} must be true or false")
@@ -41,11 +57,22 @@ def parse_triage(where: str, table: Any) -> TriageSettings:
         raise UsageError(
             f"{where}, [triage]: 'detection_window_days' must be a whole number of days, 1 or more"
         )
-    return TriageSettings(**switches, detection_window_days=days)
+    byte_sizes = {key: table.get(key, default) for key, default in _BYTE_SIZES.items()}
+    for key, value in byte_sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(
+                f"{where}, [triage]: {key!r} must be a whole number of bytes, 0 or more"
+            )
+    mib_sizes = {key: table.get(key, getattr(TriageSettings, key)) for key in _MIB_SIZES}
+    for key, value in mib_sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{where}, [triage]: {key!r} must be a whole number of MiB, 1 or more")
+    return TriageSettings(**switches, **byte_sizes, **mib_sizes, detection_window_days=days)
 
 
 def runs(settings: TriageSettings, name: str, only: tuple[str, ...]) -> bool:
     """Does the triage collector ``name`` run: its profile switch is on, or it was named
-    with ``--only``. A default (``standard``) run stays as fast as before: these
-    collectors cost a minute or more on a real server (docs/triage.md)."""
+    with ``--only``. ``timeline``, ``packages`` and ``executables`` are off unless asked
+    for (a minute or more each on a real server); ``persistence`` and ``accounts`` are on
+    unless a profile turns them off (seconds: docs/triage.md)."""
     return name in only or bool(getattr(settings, name))

@@ -44,14 +44,19 @@ notacollector = preserve_test_marker:NotACollector
 
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
+    "accounts",
     "clock",
+    "containers",
     "executables",
     "files",
+    "journald",
     "kernel",
     "logs",
     "network",
+    "persistence",
     "packages",
     "processes",
+    "staging",
     "procfiles",
     "procmem",
     "system",

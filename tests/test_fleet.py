@@ -55,7 +55,11 @@ def _kill_when_streaming(fleet: Fleet, host: FleetHost, killed: list[int]) -> No
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline[0].endswith(b"/kit/preserve") and b"--json" in cmdline and b"-o" in cmdline:
+        # The kit's launcher execs its own loader: argv[0] is then KIT/_internal/glibc/ld-...
+        is_kit = cmdline[0].endswith(b"/kit/preserve") or (
+            b"/kit/_internal/" in cmdline[0] and b"ld-linux" in cmdline[0]
+        )
+        if is_kit and b"--json" in cmdline and b"-o" in cmdline:
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 

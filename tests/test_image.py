@@ -6,7 +6,6 @@ an SFTP server, a killed run and a stopped one."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -101,18 +100,6 @@ def test_pieces_restart_in_every_part_and_cover_every_byte() -> None:
     assert spans == [(0, 4), (4, 4), (8, 2), (10, 4), (14, 4), (18, 2), (20, 3)]
     for p in [*pieces, last]:
         assert p.sha256 == hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest()
-
-
-def test_e01_without_its_writer_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    if importlib.util.find_spec("agent.imaging.ewf") is not None:
-        pytest.skip("this build writes E01")
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(bytes(4096))
-    done = preserve("image", disk, "--format", "e01", "-o", tmp_path / "out")
-    assert done.returncode == 2
-    [line] = done.stderr.decode().strip().splitlines()
-    assert line.startswith("error: --format e01 is not available in this version yet; use")
-    assert not (tmp_path / "out").exists()
 
 
 # -- a loop device over a real ext4 file system --------------------------------------
@@ -398,14 +385,33 @@ def _sealed_pieces(records: list[dict]) -> int:
 
 
 def _slow_image(
-    tmp_path: Path, badfs: Callable[..., Path], loops: Attach
+    tmp_path: Path, badfs: Callable[..., Path], loops: Attach, *extra: str
 ) -> tuple[Path, str, subprocess.Popen[bytes], Path]:
     backing = ext4_image(tmp_path, 32)
     device = loops(badfs(backing, [], delay_us=250_000))  # about 1.3 MiB/s
     out = tmp_path / "out"
     argv = [sys.executable, "-c", PRESERVE_CODE, "image", device, "-o", out, "--piece-size", "1M"]
+    argv += extra
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return backing, device, proc, out
+
+
+def _stop_after_pieces(
+    proc: subprocess.Popen[bytes], out: Path, pieces: int
+) -> tuple[Path, list[dict], dict]:
+    """SIGTERM once ``pieces`` pieces are journaled; the run must end as stopped, exit 1.
+    Returns its evidence directory, journal records and ``image-end`` record."""
+    try:
+        _wait_for(lambda: list(out.glob("*")), lambda r: len(of_type(r, "image-piece")) >= pieces)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr.decode()
+    [evidence] = list(out.glob("*"))
+    records = journal_records(evidence)
+    [end] = of_type(records, "image-end")
+    assert end["complete"] is False and end["stopped"] == "stopped by a signal"
+    return evidence, records, end
 
 
 @needs_loop
@@ -476,16 +482,7 @@ def test_sigterm_ends_with_a_sealed_shorter_image(
     tmp_path: Path, badfs: Callable[..., Path], loops: Attach
 ) -> None:
     backing, _, proc, out = _slow_image(tmp_path, badfs, loops)
-    try:
-        _wait_for(lambda: list(out.glob("*")), lambda r: len(of_type(r, "image-piece")) >= 2)
-        proc.send_signal(signal.SIGTERM)
-    finally:
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr.decode()
-    [evidence] = list(out.glob("*"))
-    records = journal_records(evidence)
-    [end] = of_type(records, "image-end")
-    assert end["complete"] is False and end["stopped"] == "stopped by a signal"
+    evidence, records, end = _stop_after_pieces(proc, out, 2)
     assert 2 * MiB <= end["size"] < 32 * MiB
     image = (evidence / "artifacts/image/image.raw").read_bytes()
     assert image == backing.read_bytes()[: end["size"]]

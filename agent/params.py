@@ -29,6 +29,22 @@ class ByteSize(click.ParamType):
         return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+class SizeOrOff(ByteSize):
+    """``--process-memory``: a size as ``ByteSize`` takes it, or ``off`` (0)."""
+
+    name = "size|off"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return 0
+        size = super().convert(value, param, ctx)
+        if size == 0:
+            self.fail("give a size above 0, or 'off'", param, ctx)
+        return size
+
+
 class Duration(click.ParamType):
     """``90``, ``90s``, ``15m``, ``2h`` -> seconds."""
 

@@ -40,6 +40,7 @@ TAINT_FLAGS = {
     16: ("X", "auxiliary taint, defined for and used by distros"),
     17: ("T", "kernel was built with the struct randomization plugin"),
     18: ("N", "an in-kernel test has been run"),
+    19: ("J", "userspace used a mutating debug operation in fwctl"),
 }
 
 # route flags from include/uapi/linux/route.h
@@ -221,10 +222,15 @@ def arp_cache() -> list[dict[str, Any]]:
 def kernel_modules() -> list[dict[str, Any]]:
     """``/proc/modules``; the taint letters in parentheses say which modules are
     out-of-tree (O), unsigned (E), proprietary (P) and so on."""
+    return parse_modules(_text(f"{PROC}/modules"))
+
+
+def parse_modules(text: str) -> list[dict[str, Any]]:
+    """The rows of a ``/proc/modules`` text, however it was read."""
     rows = []
-    for line in _text(f"{PROC}/modules").splitlines():
+    for line in text.splitlines():
         f = line.split()
-        if len(f) < 6:
+        if len(f) < 6 or not f[1].isdigit():
             continue
         taint = f[6].strip("()") if len(f) > 6 else ""
         rows.append(
@@ -241,14 +247,20 @@ def kernel_modules() -> list[dict[str, Any]]:
     return rows
 
 
+def decode_taint(value: int) -> list[dict[str, Any]]:
+    """Every bit set in a taint value, in words; a bit this table does not know (a newer
+    kernel's) is kept as ``?`` rather than dropped, so no set bit goes unreported."""
+    return [
+        {"bit": bit, "letter": letter, "meaning": meaning}
+        for bit in range(max(value.bit_length(), 1))
+        if value & (1 << bit)
+        for letter, meaning in [TAINT_FLAGS.get(bit, ("?", f"unknown taint bit {bit}"))]
+    ]
+
+
 def kernel_taint() -> dict[str, Any]:
     value = int(_read(f"{PROC}/sys/kernel/tainted", 64).decode().strip())
-    flags = [
-        {"bit": bit, "letter": letter, "meaning": meaning}
-        for bit, (letter, meaning) in TAINT_FLAGS.items()
-        if value & (1 << bit)
-    ]
-    return {"value": value, "flags": flags}
+    return {"value": value, "flags": decode_taint(value)}
 
 
 def partitions() -> list[dict[str, Any]]:

@@ -36,6 +36,8 @@ class Options:
     tool_built: str | None = None  # the kit's recorded build time, when run from a kit
     only: tuple[str, ...] = ()  # the collectors named with --only (asked for explicitly)
     rules: RuleSet | None = None  # finding rules, built-in plus --rules files (None: built-in)
+    # --process-memory: bytes of memory per flagged process (None: the default, 0: off)
+    process_memory: int | None = None
 
 
 @dataclass

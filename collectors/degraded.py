@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import CollectContext
+from .findings import record_finding
 
 HIGH, MEDIUM = "high", "medium"
 
@@ -27,3 +28,19 @@ def degrade(
         **details,
     )
     ctx.summary.degrade(view, severity, reason)
+
+
+def disagreement(
+    ctx: CollectContext,
+    collector: str,
+    rule: str,
+    view: str,
+    path: bytes,
+    message: str,
+    artifact: str | None,
+    **details: Any,
+) -> None:
+    """Two views of the same thing disagree (a hidden module, a hidden eBPF program):
+    a HIGH finding linked to the evidence, and a HIGH degraded event."""
+    record_finding(ctx, collector, rule, "HIGH", path, message, artifact=artifact, **details)
+    degrade(ctx, collector, view, HIGH, message, **details)

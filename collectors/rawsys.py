@@ -15,6 +15,7 @@ path is in use, and the evidence records it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import platform
@@ -53,6 +54,7 @@ _NR = {
         "openat": 257,
         "read": 0,
         "close": 3,
+        "bpf": 321,
     },
     "aarch64": {
         "kill": 129,
@@ -62,6 +64,7 @@ _NR = {
         "openat": 56,
         "read": 63,
         "close": 57,
+        "bpf": 280,
     },
 }
 ARCH = platform.machine()
@@ -99,8 +102,12 @@ _libc_syscall.restype = _Long
 
 
 def syscall(name: str, *args: int) -> int:
-    """The system call ``name``: its result, or ``-errno`` (as the kernel returns it)."""
-    nr = NR[name]
+    """The system call ``name``: its result, or ``-errno`` (as the kernel returns it);
+    ``-ENOSYS`` on an architecture whose number for it this module does not know, so the
+    caller records the view as unreadable rather than failing."""
+    nr = NR.get(name)
+    if nr is None:
+        return -errno.ENOSYS
     if _sys6 is not None:
         padded = [*args, *[0] * (6 - len(args))]
         return int(_sys6(nr, *padded))
@@ -132,10 +139,11 @@ def getpgid(pid: int) -> int:
 
 
 _AT_FDCWD = -100
-_O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC = 0o400000 | 0o4000 | 0o2000000  # NOFOLLOW|NONBLOCK|CLOEXEC
+# The platform's own values (O_NOFOLLOW is 0o400000 on x86_64, 0o100000 on aarch64).
+_O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def read_file(path: str, limit: int = 1 << 20) -> bytes:
+def read_file(path: str | bytes, limit: int = 1 << 20) -> bytes:
     """A file's first ``limit`` bytes through bare ``openat``/``read`` system calls, which
     a preloaded library cannot filter (it hooks libc's ``open``/``fopen``/``read``).
     Does not follow a final symlink; raises OSError."""
@@ -144,7 +152,7 @@ def read_file(path: str, limit: int = 1 << 20) -> bytes:
         "openat", _AT_FDCWD, ctypes.addressof(name), _O_RDONLY_NOFOLLOW_NONBLOCK_CLOEXEC, 0
     )
     if fd < 0:
-        raise OSError(-fd, os.strerror(-fd), path)
+        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
     chunks: list[bytes] = []
     buf = ctypes.create_string_buffer(1 << 16)
     try:
@@ -152,7 +160,7 @@ def read_file(path: str, limit: int = 1 << 20) -> bytes:
         while got < limit:
             n = syscall("read", fd, ctypes.addressof(buf), min(len(buf), limit - got))
             if n < 0:
-                raise OSError(-n, os.strerror(-n), path)
+                raise OSError(-n, os.strerror(-n), os.fsdecode(path))
             if n == 0:
                 break
             chunks.append(buf.raw[:n])

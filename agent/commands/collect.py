@@ -29,7 +29,7 @@ from ..keys import load_signer
 from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_command
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
-from ..params import ByteSize, Duration, apply_options, split_names
+from ..params import ByteSize, Duration, SizeOrOff, apply_options, split_names
 from ..sinks import SftpTarget, open_destination
 from ..stopsignals import StopGuard
 from ..watch import make_watch_hook
@@ -109,6 +109,13 @@ def collection_options(f: Any) -> Any:
             metavar="TIME",
             help="The time now on your own watch or phone (2026-12-01T20:15Z; UTC unless "
             "an offset is given): recorded, and the host clock's difference checked.",
+        ),
+        click.option(
+            "--process-memory",
+            type=SizeOrOff(),
+            metavar="SIZE|off",
+            help="Memory kept of each flagged process (default 256M; four times that in "
+            "all), or off.",
         ),
         click.option(
             OVERRIDE_FLAG,
@@ -274,6 +281,7 @@ def run_collection(
         ),
         tool_built=str(kit_check.info.get("built") or "") or None if kit_check else None,
         only=tuple(split_names(only)),
+        process_memory=extra.get("process_memory"),
     )
     for c in collectors:
         c.configure(options)

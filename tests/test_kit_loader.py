@@ -82,7 +82,7 @@ def test_a_preloading_rootkit_subverts_the_host_but_not_the_kit(
     _need("unshare", "mount")
     _mounts_possible()
     kit_out, pip_out = tmp_path / "kit-out", tmp_path / "pip-out"
-    only = ["--only", "processes,system"]
+    only = ["--only", "processes,system,persistence"]
     commands = [
         [str(kit / "preserve"), "--json", "-q", "-o", str(kit_out), *only],
         [str(kit / "preserve"), "selfcheck"],
@@ -113,7 +113,7 @@ def test_a_preloading_rootkit_subverts_the_host_but_not_the_kit(
     record = _process(evidence, pid)
     assert record is not None and record["name"] == "evil-miner", record
     # (b) the preload list is preserved (raw and as a file) and flagged.
-    preserved = evidence / "artifacts/system/etc/ld.so.preload"
+    preserved = evidence / "artifacts/persistence/etc/ld.so.preload"
     assert preserved.read_text() == f"{hook}\n"
     assert (evidence / "artifacts/volatile/preload-list.raw").read_text() == f"{hook}\n"
     by_view = {d["view"]: d for d in summary["degraded"]}

@@ -85,13 +85,9 @@ def test_json_run_prints_only_the_json(tmp_path: Path) -> None:
 _COUNTER = re.compile(r"(\d+(?:\.\d+)? (?:B|KiB|MiB|GiB))(?: of [^ ]+ [KMG]?i?B)?")
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_a_single_large_file_moves_the_counter_on_a_terminal(tmp_path: Path) -> None:
-    """A real terminal (tmux): one 4 GiB sparse file takes seconds to hash; two captures a
-    second apart must show different byte counts before the copy ends."""
-    src = tmp_path / "src"
-    src.mkdir()
-    subprocess.run(["truncate", "-s", "4G", str(src / "big.img")], check=True)
+def _two_readings_in_tmux(tmp_path: Path, src: Path, marker: str) -> list[str]:
+    """Run a collection of ``src`` in a real terminal (tmux) and return two progress lines
+    (those containing ``marker``) captured a second apart, both before the copy ended."""
     session = f"preserve-progress-{tmp_path.name}"
     command = shlex.join(
         [sys.executable, "-c", PRESERVE_CODE, "-o", str(tmp_path / "out")]
@@ -110,15 +106,43 @@ def test_a_single_large_file_moves_the_counter_on_a_terminal(tmp_path: Path) -> 
                 ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
             ).stdout
             assert "FINISHED" not in screen, f"the copy ended before two readings:\n{screen}"
-            line = next((ln for ln in screen.splitlines() if " of 1 item " in ln), None)
+            line = next((ln for ln in screen.splitlines() if marker in ln), None)
             if line is not None:
                 readings.append(line.strip())
                 time.sleep(1.0)
             else:
                 time.sleep(0.1)
         assert len(readings) == 2, "no progress line appeared"
-        first, second = (_COUNTER.findall(r.split("  ")[1])[0] for r in readings)
-        assert first != second, readings
-        assert "of 4.0 GiB" in readings[1] and "left" in readings[1], readings
+        return readings
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_single_large_file_moves_the_counter_on_a_terminal(tmp_path: Path) -> None:
+    """One 4 GiB sparse file takes seconds to hash; two captures a second apart must show
+    different byte counts before the copy ends."""
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["truncate", "-s", "4G", str(src / "big.img")], check=True)
+    readings = _two_readings_in_tmux(tmp_path, src, " of 1 item ")
+    first, second = (_COUNTER.findall(r.split("  ")[1])[0] for r in readings)
+    assert first != second, readings
+    assert "of 4.0 GiB" in readings[1] and "left" in readings[1], readings
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_many_file_tree_moves_the_item_count_on_a_terminal(tmp_path: Path) -> None:
+    """20,000 small files take seconds to store (a journal record and a rename each): the
+    item count moves between two captures a second apart, against the pre-scan's total."""
+    src = tmp_path / "src"
+    for n in range(20_000):
+        d = src / f"d{n // 1000:02d}"
+        if n % 1000 == 0:
+            d.mkdir(parents=True)
+        (d / f"f{n:05d}.log").write_bytes(b"x" * (n % 512))
+    readings = _two_readings_in_tmux(tmp_path, src, " of 20,000 items ")
+    counts = [re.search(r"([\d,]+) of 20,000 items", r) for r in readings]
+    done = [int(m[1].replace(",", "")) for m in counts if m is not None]
+    assert len(done) == 2 and done[0] < done[1] < 20_000, readings
+    assert "left" in readings[1], readings

@@ -168,7 +168,9 @@ class KernelCollector(Collector):
                     ctx, self.name, "ld-so-preload-hidden", "ld.so.preload", PRELOAD, msg,
                     stored, entries=entries,
                 )  # fmt: skip
-        if entries:
+        # One finding per fact: in a run with the persistence collector (every profile's
+        # default) its rule ld-preload-present says it; this one is for --only kernel runs.
+        if entries and ctx.options.only and "persistence" not in ctx.options.only:
             record_finding(
                 ctx, self.name, "ld-so-preload", "MEDIUM", PRELOAD,
                 f"/etc/ld.so.preload loads {', '.join(entries[:5])} into every program",

@@ -28,7 +28,7 @@ from collectors.copy import CopyEngine  # noqa: E402
 from manifests.signing import Signer  # noqa: E402
 from manifests.writer import EvidenceWriter  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 4
 
 
 def openssl_rate() -> float:
@@ -86,13 +86,19 @@ def main() -> None:
     read_and_hash(src)  # warm the page cache
     print(f"machine: {machine()}; load {os.getloadavg()[0]:.1f}")
     best: dict[str, float] = {}
-    for _ in range(ROUNDS):
-        for name, run in (
-            ("engine", lambda d: engine_copy(src, d)),
-            ("engine inline", lambda d: engine_copy(src, d, background=False)),
-            ("read+hash", lambda d: read_and_hash(src)),
-            ("cp+sha256sum", lambda d: cp_and_sha256sum(src, d)),
-        ):
+    contenders = [
+        ("engine", lambda d: engine_copy(src, d)),
+        ("engine inline", lambda d: engine_copy(src, d, background=False)),
+        ("read+hash", lambda d: read_and_hash(src)),
+        ("cp+sha256sum", lambda d: cp_and_sha256sum(src, d)),
+    ]
+    for round_ in range(ROUNDS):
+        # Rotate who goes first, and settle before each: deleting a gigabyte on a disk
+        # mounted with 'discard' slows the next writes for seconds (bench_copy.py).
+        turn = contenders[round_ % 4 :] + contenders[: round_ % 4]
+        for name, run in turn:
+            os.sync()
+            time.sleep(3)
             scratch = Path(tempfile.mkdtemp(dir=base))
             wall = run(scratch)
             shutil.rmtree(scratch)

@@ -24,12 +24,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # GPT, and gcc, pkg-config, libfuse3-dev, fuse3: the failing disk, for the image tests;
     # gcc, libc6-dev: the kit's static launcher and the rootkit library its tests compile;
     # systemd-journal-remote: journal files written by systemd itself for the journald parser;
-    # ewf-tools (ewfverify, ewfinfo, ewfexport, ewfacquire): the judges of the E01 images.
+    # ewf-tools (ewfverify, ewfinfo, ewfexport, ewfacquire): the judges of the E01 images;
+    # poppler-utils: the report's PDF pages read back; libcap2-bin (setcap): a file with
+    # capabilities; systemd (journalctl): the judge of the journald parser.
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps systemd-journal-remote \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
         hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
         faketime tmux fdisk gcc libc6-dev pkg-config libfuse3-dev fuse3 ewf-tools \
+        poppler-utils libcap2-bin systemd \
         >/dev/null
 fi
 

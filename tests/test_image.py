@@ -554,8 +554,15 @@ def test_streamed_to_an_sftp_server_it_verifies_there(
             "-o", server.url(), "--sink-host-key", server.fingerprint, "--sink-key", key,
         )  # fmt: skip
         done = subprocess.run(argv, capture_output=True, cwd=ROOT, timeout=120)
-        assert done.returncode == 0, done.stderr.decode()
         summary = json.loads(done.stdout)
+        errors = [
+            line
+            for d in server.evidence.iterdir()
+            if (d / "custody.jsonl").exists()
+            for line in (d / "custody.jsonl").read_text().splitlines()
+            if '"type":"error"' in line
+        ]
+        assert done.returncode == 0, (summary["counts"], errors)
         assert summary["evidence_dir"].startswith("sftp://")
         [evidence] = [p for p in server.evidence.iterdir() if p.is_dir()]
         assert sha256_of(evidence / "artifacts/image/image.raw") == sha256_of(device)

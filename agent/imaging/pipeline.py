@@ -10,6 +10,7 @@ the bytes kept. Memory is ``BUFFERS * CHUNK`` (24 MiB), whatever the disk's size
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import queue
@@ -116,5 +117,8 @@ def run(
         for t in threads:
             t.join()
         for buf in pool:
-            buf.close()
+            # A view of a buffer may still be held (by a failure's traceback): the buffer
+            # is then freed with it, and closing it must not replace the failure.
+            with contextlib.suppress(BufferError):
+                buf.close()
     return Outcome(done, whole.hexdigest(), failure)

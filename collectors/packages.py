@@ -137,10 +137,10 @@ class PackagesCollector(Collector):
                 batch = checks[start : start + BATCH]
                 hosts = [db.location(p, pkg) for p, _, pkg, _ in batch]
                 algos = [db.algorithm(pkg) for _, _, pkg, _ in batch]
-                for (path, want, pkg, conf), host, got in zip(
-                    batch, hosts, pool.map(check_file, hosts, algos), strict=True
+                for (path, want, pkg, conf), host, algo, got in zip(
+                    batch, hosts, algos, pool.map(check_file, hosts, algos), strict=True
                 ):
-                    self._judge(ctx, report, path, want, pkg, conf, host, got, dropped)
+                    self._judge(ctx, report, path, want, pkg, conf, host, algo, got, dropped)
         self._unpackaged(ctx, db, report)
         ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
         ctx.summary.add(
@@ -160,18 +160,18 @@ class PackagesCollector(Collector):
         pkg: str,
         conf: bool,
         host: bytes,
+        algo: str,
         got: tuple[str, str | None, int],
         dropped: list[tuple[bool, str]],
     ) -> None:
         state, digest, mode = got
-        algo = ctx.shared["pkgdb"].algorithm(pkg)
+        if state == "ok" and digest is not None and digest.encode() == want:
+            return  # the common case: nothing to build
         row: dict[str, Any] = {
             "path": os.fsdecode(path),
             "package": pkg,
             f"expected_{algo}": want.decode(),
         }
-        if state == "ok" and digest is not None and digest.encode() == want:
-            return
         if state == "ok":
             row[algo] = digest
             if conf:

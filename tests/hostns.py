@@ -3,7 +3,10 @@
 and /srv are never touched: /etc and /var get a writable overlay on a tmpfs, /tmp,
 /var/tmp, /dev/shm and /srv a fresh tmpfs each. The setup script plants what the test
 needs (web roots, a Docker state directory, a FIFO in /tmp), then ``preserve`` runs
-there, writing its evidence through a bind mount into the test's own directory."""
+there, writing its evidence through a bind mount into the test's own directory.
+
+The checkout itself is bound at /mnt/checkout and ``preserve`` runs from there, so a clone
+under /tmp (``git clone . /tmp/x && bash .ci/run``) is not hidden by the fresh /tmp."""
 
 from __future__ import annotations
 
@@ -17,13 +20,25 @@ from conftest import PRESERVE_ARGV, ROOT
 
 _PREPARE = """set -e
 mount -t tmpfs scratch /mnt
-mkdir -p /mnt/out /mnt/etc-up /mnt/etc-work /mnt/var-up /mnt/var-work
+mkdir -p /mnt/out /mnt/checkout /mnt/etc-up /mnt/etc-work /mnt/var-up /mnt/var-work
 mount --bind "$OUT" /mnt/out
+mount --bind "$CHECKOUT" /mnt/checkout
 mount -t overlay overlay -o lowerdir=/etc,upperdir=/mnt/etc-up,workdir=/mnt/etc-work /etc
 mount -t overlay overlay -o lowerdir=/var,upperdir=/mnt/var-up,workdir=/mnt/var-work /var
 for d in /tmp /var/tmp /dev/shm /srv; do mkdir -p "$d"; mount -t tmpfs staged "$d"; done
 chmod 1777 /tmp /var/tmp /dev/shm
+cd /mnt/checkout
 """
+_CHECKOUT = "/mnt/checkout"
+
+
+def _seen_from_checkout(path: str) -> str:
+    """``path`` as the namespace sees it: a file of this checkout (its venv's python) by
+    way of /mnt/checkout, anything else unchanged."""
+    inside = Path(path)
+    if inside.is_relative_to(ROOT):
+        return str(Path(_CHECKOUT) / inside.relative_to(ROOT))
+    return path
 
 
 def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, Path]:
@@ -32,11 +47,14 @@ def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, P
         pytest.skip("needs root for a private mount namespace (CI runs as root)")
     out = tmp_path / "out"
     out.mkdir()
-    argv = " ".join(f"'{a}'" for a in [*PRESERVE_ARGV, "--json", "-o", "/mnt/out", *args])
+    python, *code = PRESERVE_ARGV
+    command = [_seen_from_checkout(python), *code, "--json", "-o", "/mnt/out", *args]
+    argv = " ".join(f"'{a}'" for a in command)
     script = _PREPARE + setup + f"\nexec {argv}\n"
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-        cwd=ROOT, env={**os.environ, "OUT": str(out)}, capture_output=True, timeout=120,
+        cwd=ROOT, env={**os.environ, "OUT": str(out), "CHECKOUT": str(ROOT)},
+        capture_output=True, timeout=120,
     )  # fmt: skip
     if result.returncode not in (0, 1) or not result.stdout:
         raise AssertionError(result.stderr.decode()[-3000:])

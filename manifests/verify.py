@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .continuation import open_chain
 from .errors import NotEvidenceError, VerificationError
-from .journal_reader import ChainState, iter_records, open_journal, read_chain
+from .journal_reader import ChainState, read_chain, records_of
 from .verify_custody import CustodyCheck, Holder
 from .verify_files import (
     HASHED_RECORD_TYPES,
@@ -135,7 +136,12 @@ class VerificationResult:
         the same parser; raises ``JournalChangedError`` if the journal changed since."""
         if self.journal_path is None or not self.records:
             return iter(())
-        return iter_records(self.journal_path, self.records - 1, self.chain_head, verified=True)
+        return self._records(self.journal_path, self.records - 1, self.chain_head)
+
+    @staticmethod
+    def _records(path: str, through: int, head: str | None) -> Iterator[dict[str, Any]]:
+        with open_chain(path, [], []) as stream:  # with its continuation, as verified
+            yield from records_of(stream, path, through, head, own=True)
 
     def add_files(self, verdicts: Iterable[FileVerdict]) -> None:
         for verdict in verdicts:
@@ -229,7 +235,7 @@ def _read_journal(
     first break), each record handed to the custody and file checks, none kept."""
     state = ChainState()
     try:
-        with open_journal(path) as stream:
+        with open_chain(path, result.notes, result.problems) as stream:
             for record in read_chain(stream, state):
                 custody.feed(record, state.head)
                 in_place.feed(record)

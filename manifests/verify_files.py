@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import layout, treewalk
+from .continuation import CONTINUATION
 from .digest import sha256_fd
 from .sums import iter_sums
 from .verify_image import ImagePieces, damage_text
@@ -32,7 +33,14 @@ if TYPE_CHECKING:
 
 HASHED_RECORD_TYPES = ("artifact",)
 # The directory's own files: checked by ``verify_manifest``, never artifacts.
-OWN_FILES = (layout.JOURNAL, layout.MANIFEST, layout.MANIFEST_SIG, layout.SIGNER_PUB, layout.SUMS)
+OWN_FILES = (
+    layout.JOURNAL,
+    layout.MANIFEST,
+    layout.MANIFEST_SIG,
+    layout.SIGNER_PUB,
+    layout.SUMS,
+    CONTINUATION,  # the journal's continuation after a lost link (its own checks)
+)
 _BATCH, _BATCH_BYTES = 64, 8 * 1024 * 1024  # files, bytes a batch of hashing
 _FLUSH = 10_000  # rows sent to the index at a time
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from conftest import collect_json, verify
 from evidence_factory import copy_evidence, forge, make_source_tree
 
+from manifests.continuation import CONTINUATION, continuation_lines
 from manifests.signing import Signer
 
 
@@ -185,3 +188,33 @@ def test_journal_path_escaping_the_directory_is_tampering(tmp_path: Path) -> Non
     out = failed(evidence)
     assert out.count("tampering") >= 2
     assert "outside the evidence directory" in out
+
+
+def _plant_continuation(evidence: Path, data: bytes) -> Path:
+    planted = evidence / CONTINUATION
+    planted.write_bytes(data)
+    return planted
+
+
+def test_a_planted_continuation_signed_by_another_key_fails(evidence: Path) -> None:
+    journal = (evidence / "custody.jsonl").read_bytes()
+    last = journal.rstrip(b"\n").rpartition(b"\n")[2]
+    seq, head = json.loads(last)["seq"] + 1, hashlib.sha256(last).hexdigest()
+    data, _ = continuation_lines(seq, head, len(journal), Signer.generate_ephemeral())
+    _plant_continuation(evidence, data)
+    out = failed(evidence)
+    assert f"bad signature on seal at seq {seq + 1}" in out
+    assert "continues in custody.continued.jsonl" in out
+
+
+def test_a_planted_continuation_cutting_a_line_breaks_the_chain(evidence: Path) -> None:
+    journal = (evidence / "custody.jsonl").read_bytes()
+    data, _ = continuation_lines(3, "0" * 64, len(journal) - 5, Signer.generate_ephemeral())
+    _plant_continuation(evidence, data)
+    assert "chain broken" in failed(evidence)
+
+
+def test_a_continuation_that_is_a_symlink_is_not_read(evidence: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_bytes(b"{}\n")
+    (evidence / CONTINUATION).symlink_to(tmp_path / "elsewhere")
+    assert f"{CONTINUATION} is not a regular, singly linked file" in failed(evidence)

@@ -43,6 +43,13 @@ OUTPUT_OPTIONS = [
         help="For sftp://: how long the link may be silent (writes wait, in memory) "
         "before the run stops (default 60).",
     ),
+    click.option(
+        "--sink-reconnect",
+        type=click.FloatRange(0, 3600),
+        metavar="SECONDS",
+        help="For sftp://: after the link was lost, how long to keep trying to reconnect "
+        "to seal what the server holds (default: the --sink-timeout; 0: do not).",
+    ),
     click.option("--case", metavar="ID", help="Case or incident ID, recorded in the journal."),
     click.option("--examiner", metavar="NAME", help="Who is collecting, recorded in the journal."),
     click.option("--note", help="Free text recorded in the journal."),

@@ -17,7 +17,7 @@ from collectors.context import Options
 from collectors.logprofile import Profile, load_profile
 from collectors.registry import load_collectors
 from collectors.ruleset import load_rules
-from manifests.errors import OutputError, UsageError
+from manifests.errors import EvidenceLostError, OutputError, UsageError
 from manifests.signing import Signer, grouped
 
 from .. import preflight
@@ -313,6 +313,7 @@ def run_collection(
         extra.get("sink_key"),
         bool(extra.get("sink_no_fsync")),
         extra.get("sink_timeout"),
+        extra.get("sink_reconnect"),
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)
@@ -346,7 +347,13 @@ def run_collection(
             f"its fingerprint is {grouped(signer.fingerprint)}"
         )
     with StopGuard() as guard, contextlib.closing(destination):
-        outcome = _collect(config, console, guard, output)
+        try:
+            outcome = _collect(config, console, guard, output)
+        except EvidenceLostError as lost:
+            ending = destination.after_loss(lost, signer)  # sealed there if it came back
+            if ending is lost:
+                raise
+            raise ending from lost
         outcome.extra["preflight"] = plan.to_json()
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code

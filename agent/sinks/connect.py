@@ -4,12 +4,18 @@ capabilities the sink needs (fsync, rename), all settled before collection start
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
 from pathlib import Path
 from typing import Any
+
+from manifests.errors import EvidenceLostError
+from manifests.signing import Signer
 
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
+from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
 
@@ -63,7 +69,7 @@ def _client_key(path: Path | None) -> Any:
 
 
 async def _open(
-    target: SftpTarget, pins: set[str], key: Any, timeout: float
+    target: SftpTarget, pins: set[str], key: Any, timeout: float, connect_timeout: float
 ) -> tuple[Any, Any, _Pinned]:
     client = _Pinned(pins)
     conn, _ = await asyncssh.create_connection(
@@ -83,8 +89,14 @@ async def _open(
         # resends and the writes wait, holding at most IN_FLIGHT chunks per file.
         keepalive_interval=max(timeout / 4, 0.5),
         keepalive_count_max=4,
-        connect_timeout=CONNECT_TIMEOUT,
+        connect_timeout=connect_timeout,
     )
+    # Closing resets the connection and drops what the kernel still queues for it: every
+    # request the run needs was answered by then, and after a loss nothing sent before
+    # it may reach the server once the link is back (see reseal).
+    with contextlib.suppress(OSError, AttributeError):
+        sock = conn.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     return conn, await conn.start_sftp_client(), client
 
 
@@ -109,6 +121,7 @@ def connect(
     client_key: Path | None,
     no_fsync: bool,
     timeout: float = TIMEOUT,
+    reconnect: float | None = None,
 ) -> Destination:
     if not host_key:
         raise SinkRefusedError(
@@ -121,7 +134,9 @@ def connect(
     client: _Pinned | None = None
     try:
         try:
-            conn, sftp, client = loop.run(_open(target, pins, key, timeout), CONNECT_TIMEOUT + 5)
+            conn, sftp, client = loop.run(
+                _open(target, pins, key, timeout, CONNECT_TIMEOUT), CONNECT_TIMEOUT + 5
+            )
         except asyncssh.HostKeyNotVerifiable as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "
@@ -153,12 +168,32 @@ def connect(
         "fsync": fsync_ok,
         "in_place": not renames,
         "timeout_s": int(timeout),
+        "reconnect_s": int(timeout if reconnect is None else reconnect),
     }
     if not fsync_ok:
         record["no_fsync_accepted"] = True
+
+    def reopen(within: float) -> SftpSink:
+        """The same server, the same pins and key, on a new loop (after a loss)."""
+        again = _Loop()
+        wait = min(CONNECT_TIMEOUT, within)
+        try:
+            conn, sftp, _ = again.run(_open(target, pins, key, timeout, wait), wait + 5)
+        except asyncssh.HostKeyNotVerifiable as e:
+            again.stop()
+            raise SinkRefusedError("its host key is not the pinned one") from e
+        except BaseException:
+            again.stop()
+            raise
+        return sink.on(again, conn, sftp, bool(sftp._handler._supports_fsync))
+
+    def after_loss(lost: EvidenceLostError, signer: Signer) -> EvidenceLostError:
+        if lost is not sink.lost:
+            return lost
+        return reseal(sink, reopen, signer, timeout if reconnect is None else reconnect)
 
     def close() -> None:
         with contextlib.suppress(Exception):
             sink.close()
 
-    return Destination(target, sink.create_new, record, close)
+    return Destination(target, sink.create_new, record, close, after_loss)

@@ -74,10 +74,17 @@ class SftpFile:
                 self._wait_oldest()
 
     def _wait_oldest(self) -> None:
-        future, blob = self._pending.popleft()
+        future, blob = self._pending[0]  # kept when the link breaks: see unacknowledged
         self._sink.result(future, self.rel)
+        self._pending.popleft()
         if self.rel == self._sink.journal_name:
             self._sink.acknowledge(blob)
+
+    def unacknowledged(self) -> bytes:
+        """What was sent and not acknowledged, in order: after a loss, the server holds
+        a prefix of it (or all of it, or none)."""
+        with self._lock:
+            return b"".join(blob for _, blob in self._pending)
 
     def _drain(self) -> None:
         with self._lock:
@@ -159,6 +166,12 @@ class SftpSink:
             return self
         raise FileExistsError(f"could not create a new evidence directory under {self.target}")
 
+    def on(self, loop: _Loop, conn: Any, sftp: Any, fsync_ok: bool) -> SftpSink:
+        """The same evidence directory through another connection (after a loss)."""
+        again = SftpSink(loop, conn, sftp, self.target, fsync_ok, renames=False)
+        again._base, again.timeout = self._base, self.timeout
+        return again
+
     @property
     def location(self) -> str:
         return self.target.url(self._base)
@@ -202,7 +215,20 @@ class SftpSink:
                         f"chain head {self.acked[1]}"
                     )
                 self.lost = SinkLostError(self.location, reason)
+                if self.loop.running:
+                    self.loop.loop.call_soon_threadsafe(self._abort)
             return self.lost
+
+    def _abort(self) -> None:
+        """Drop the connection at once (its socket lingers 0 s, see ``connect``: what the
+        kernel still queues is discarded): once the run has stopped, no byte of it may
+        reach the server later, when the link comes back, behind a continuation."""
+        with contextlib.suppress(Exception):
+            self._conn.abort()
+
+    @property
+    def journal(self) -> SftpFile | None:
+        return self._journal
 
     def acknowledge(self, journal_bytes: bytes) -> None:
         """The server has these journal lines: remember the last one's seq and hash."""
@@ -280,6 +306,21 @@ class SftpSink:
             raise
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
+
+    def fsync_stored(self, rel: str) -> None:
+        """A stored file onto the server's disk through a read-only handle (``fsync``
+        needs only a handle): the journal, after the connection writing it was lost."""
+        if not self.fsync_ok:
+            return
+
+        async def fsync() -> None:
+            handle = await self._sftp.open(self._path(rel), "rb")
+            try:
+                await handle.fsync()
+            finally:
+                await handle.close()
+
+        self.call(fsync(), rel)
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):

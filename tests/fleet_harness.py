@@ -2,7 +2,10 @@
 tests/sftp_server.py (``srv``, the drop-box account) and N "hosts", each in its own
 network, UTS and mount namespace, with its own hostname, a read-only root (every mount
 but /proc, /sys and /dev remounted read-only, so any write to a host's disk fails) and a
-fresh tmpfs /dev/shm, each running ``sshd`` for root. The controller is the server's
+fresh tmpfs /dev/shm, each running ``sshd`` for root, or (``sudo_hosts``) for an
+unprivileged account that may only ``sudo`` to root (NOPASSWD), its passwd, group and
+sudoers entries bound over those files in that host's mount namespace only (the
+machine's /etc is never changed). The controller is the server's
 ``cli`` namespace: a bridge there joins the server and every host on 10.232.N.0/24, and
 the real ``ansible-playbook`` runs in it. Nothing of the machine's own network or mounts
 is touched; ``close()`` removes every namespace."""
@@ -28,6 +31,7 @@ ANSIBLE = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible
 HOST_SETUP = r"""
 set -eu
 hostname "$1"; shift
+while [ "$1" = --bind ]; do mount --bind "$2" "$3"; shift 3; done
 awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r mp; do
     case $mp in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
     [ -d "$mp" ] || [ -f "$mp" ] || continue
@@ -41,6 +45,17 @@ exec "$@"
 """
 
 
+# The unprivileged login of a sudo host: a uid with no rights of its own, home on the
+# read-only root (so anything Ansible tried to keep there would fail the run).
+SUDO_USER, SUDO_UID = "examiner", 1500
+SUDOERS = f"""Defaults env_reset
+Defaults !lecture
+Defaults !syslog
+root ALL=(ALL:ALL) ALL
+{SUDO_USER} ALL=(root) NOPASSWD: ALL
+"""
+
+
 def ansible_available() -> str | None:
     if not ANSIBLE.exists():
         return f"ansible-core not installed ({ANSIBLE}); pip install -e '.[test]'"
@@ -48,8 +63,10 @@ def ansible_available() -> str | None:
 
 
 class FleetHost:
-    def __init__(self, fleet: Fleet, index: int, name: str) -> None:
+    def __init__(self, fleet: Fleet, index: int, name: str, sudo: bool = False) -> None:
         self.name = name
+        self.login = SUDO_USER if sudo else "root"
+        self.binds = self._sudo_files(fleet.tmp / f"etc-{name}") if sudo else []
         self.ns = f"{fleet.server.ns['srv'][:-4]}-h{index}"
         self.addr = f"{fleet.prefix}.{10 + index}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -69,18 +86,39 @@ class FleetHost:
         config.write_text(
             f"ListenAddress {self.addr}:22\nHostKey {keys / name}\n"
             "PidFile none\nUsePAM no\nStrictModes no\n"
-            f"AuthorizedKeysFile {fleet.controller_key}.pub\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "PermitRootLogin prohibit-password\nAllowUsers root\n"
+            + (
+                f"AuthorizedKeysFile {fleet.controller_key}.pub\n"
+                if not sudo  # read as the account, which may not enter pytest's tmp
+                else "AuthorizedKeysFile none\nAuthorizedKeysCommandUser root\n"
+                f"AuthorizedKeysCommand /bin/cat {fleet.controller_key}.pub\n"
+            )
+            + "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            f"PermitRootLogin prohibit-password\nAllowUsers {self.login}\n"
             "Subsystem sftp internal-sftp\nLogLevel VERBOSE\n"
         )
         self.config = config
+
+    @staticmethod
+    def _sudo_files(etc: Path) -> list[str]:
+        """passwd, group and sudoers for this host alone, as ``--bind SRC DST`` args."""
+        etc.mkdir()
+        (etc / "passwd").write_text(
+            Path("/etc/passwd").read_text()
+            + f"{SUDO_USER}:*:{SUDO_UID}:{SUDO_UID}:Fleet examiner:/:/bin/sh\n"
+        )
+        (etc / "group").write_text(Path("/etc/group").read_text() + f"{SUDO_USER}:x:{SUDO_UID}:\n")
+        (etc / "sudoers").write_text(SUDOERS)
+        (etc / "sudoers").chmod(0o440)  # sudo refuses a sudoers file anyone may write
+        binds: list[str] = []
+        for name in ("passwd", "group", "sudoers"):
+            binds += ["--bind", str(etc / name), f"/etc/{name}"]
+        return binds
 
     def start(self) -> None:
         argv = [
             "ip", "netns", "exec", self.ns, "unshare", "--uts", "--mount",
             "--propagation", "private", "sh", "-c", HOST_SETUP, "host-setup", self.name,
-            "/usr/sbin/sshd", "-D", "-e", "-f", str(self.config),
+            *self.binds, "/usr/sbin/sshd", "-D", "-e", "-f", str(self.config),
         ]  # fmt: skip
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         deadline = time.monotonic() + 15
@@ -109,7 +147,7 @@ class FleetHost:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, names: list[str]) -> None:
+    def __init__(self, tmp: Path, names: list[str], sudo_hosts: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.hosts: list[FleetHost] = []
@@ -128,7 +166,7 @@ class Fleet:
             self.controller_key = keys / "controller"
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.controller_key))
             for i, name in enumerate(names, start=1):
-                self.hosts.append(FleetHost(self, i, name))
+                self.hosts.append(FleetHost(self, i, name, sudo=name in sudo_hosts))
             for host in self.hosts:
                 host.start()
             self.known_hosts = tmp / "known_hosts"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import preserve, verify
-from fleet_harness import Fleet, FleetHost, ansible_available
+from fleet_harness import SUDO_USER, Fleet, FleetHost, ansible_available
 from sftp_server import available
 from test_kit import require_mount_namespaces
 
@@ -28,7 +28,8 @@ pytestmark = [
     pytest.mark.skipif(available() is not None, reason=available() or ""),
     pytest.mark.skipif(ansible_available() is not None, reason=ansible_available() or ""),
 ]
-NAMES = ["web1", "web2", "db1", "slow1", "disk1"]
+NAMES = ["web1", "web2", "db1", "sudo1", "slow1", "disk1"]
+COLLECTED = ("web1", "web2", "db1", "sudo1")  # sudo1 logs in unprivileged and becomes root
 
 
 @dataclass
@@ -72,12 +73,13 @@ def run(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRu
     big.mkdir()
     for i in range(80):
         (big / f"f{i:02}").write_bytes(os.urandom(1_000_000))
-    fleet = Fleet(tmp / "net", NAMES)
+    fleet = Fleet(tmp / "net", NAMES, sudo_hosts=("sudo1",))
     try:
         inventory = fleet.inventory(
             host_vars={
                 "slow1": {"preserve_args": f"--only files --path {big}"},
                 "disk1": {"preserve_memdir": "/var/tmp"},  # on the disk: refused
+                "sudo1": {"ansible_user": SUDO_USER, "ansible_become": "true"},
             },
             down=("gone1",),
             group_vars={"preserve_args": "--only system"},
@@ -112,7 +114,7 @@ def test_every_host_has_a_row_and_the_run_reports_failure(run: FleetRun) -> None
 
 
 def test_each_host_evidence_arrives_and_verifies_pinned(run: FleetRun) -> None:
-    for name in ("web1", "web2", "db1"):
+    for name in COLLECTED:
         row = run.rows[name]
         assert row["status"] == "collected" and row["exit_code"] == "0", row
         assert row["kit"] == "intact" and row["cleaned"] == "yes", row
@@ -125,6 +127,25 @@ def test_each_host_evidence_arrives_and_verifies_pinned(run: FleetRun) -> None:
         assert checked.returncode == 0, checked.stdout.decode()
         start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
         assert start["case"] == "IR-FLEET-1" and start["examiner"] == "Fleet Examiner"
+
+
+def test_an_unprivileged_login_collects_as_root_through_become(run: FleetRun) -> None:
+    """sudo1's sshd lets only the examiner account in; Ansible's sudo (NOPASSWD, that
+    host's sudoers alone) runs every raw and script step as root, and still nothing
+    of Ansible's lands on its read-only disk (it would fail the run)."""
+    host = run.fleet.host("sudo1")
+    log = host.log.read_text()
+    assert f"Accepted publickey for {SUDO_USER}" in log and "for root" not in log, log
+    row = run.rows["sudo1"]
+    assert row["status"] == "collected" and row["cleaned"] == "yes", row
+    evidence = run.fleet.server.evidence / row["evidence_dir"].rpartition("/")[2]
+    start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
+    assert start["uid"] == 0 and start["euid"] == 0, start
+    assert start["host"]["hostname"] == "sudo1", start["host"]
+    who = subprocess.run(host.enter("id", "-u", SUDO_USER), capture_output=True)
+    assert who.stdout.strip() != b"0"  # an account of its own, not root by another name
+    machine = subprocess.run(["id", "-u", SUDO_USER], capture_output=True)
+    assert machine.returncode != 0  # that account exists in sudo1's namespace only
 
 
 def test_a_host_that_is_down_is_reported_not_fatal(run: FleetRun) -> None:
@@ -161,19 +182,19 @@ def test_fleet_summary_verifies_every_host_on_the_server(run: FleetRun) -> None:
     text = done.stdout.decode()
     assert done.returncode == 1, text  # slow1 killed, gone1 unreachable
     lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
-    for name in ("web1", "web2", "db1"):
+    for name in COLLECTED:
         assert "| intact (signer and chain head pinned) |" in lines[name], text
     assert "prefix intact: sealed through seq" in lines["slow1"], text
     assert "found on the server by its name" in lines["slow1"], text
     assert "no evidence (not collected)" in lines["gone1"], text
     assert "no evidence (not collected)" in lines["disk1"], text
-    assert "3 of 6 hosts collected and intact" in text
+    assert "4 of 7 hosts collected and intact" in text
     as_json = json.loads(
         preserve(
             "fleet-summary", run.summary, "--evidence", run.fleet.server.evidence, "--json"
         ).stdout  # fmt: skip
     )
-    assert [r["ok"] for r in as_json] == [True, True, True, False, False, False]
+    assert [r["ok"] for r in as_json] == [True, True, True, True, False, False, False]
 
 
 def test_fleet_summary_catches_tampering_on_the_server(run: FleetRun, tmp_path: Path) -> None:

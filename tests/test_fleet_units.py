@@ -85,6 +85,21 @@ def test_each_failure_is_a_row_that_says_why(kwargs: dict, status: str, detail: 
     assert r["status"] == status and detail in r["detail"], r
 
 
+def test_a_lost_link_sealed_when_the_server_came_back_keeps_that_head() -> None:
+    head = "ab" * 32
+    stderr = (
+        "error: the evidence directory sftp://u@h:22/e/web1-X was lost: the connection broke "
+        "(TimeoutError); the server acknowledged the journal up to seq 17, chain head "
+        f"{'cd' * 32}; it came back: what the server holds is sealed in "
+        f"custody.continued.jsonl, up to seq 19, chain head {head}; run 'verify' ...\n"
+    )
+    r = row(run={"rc": 1, "stdout": "", "stderr": stderr})
+    assert r["status"] == "lost" and r["chain_head"] == head, r
+    assert r["evidence_dir"] == "sftp://u@h:22/e/web1-X"
+    unsealed = row(run={"rc": 1, "stdout": "", "stderr": stderr.split("; it came")[0]})
+    assert unsealed["chain_head"] == "" and unsealed["evidence_dir"] == "sftp://u@h:22/e/web1-X"
+
+
 def test_hosts_without_a_row_and_the_csv() -> None:
     rows = pf.preserve_fleet_rows(
         [{"preserve_row": row(run={"rc": 0, "stdout": SUMMARY})}, {}], ["web1", "db1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 from typing import Any
 
@@ -28,6 +29,12 @@ COLUMNS = (
 )
 STATUS_BY_EXIT = {0: "collected", 1: "partial", 2: "refused", 4: "isolation failed"}
 DETAIL_LIMIT = 300
+# A lost link (exit 1, no summary): the directory it names and, when the server came
+# back within --sink-reconnect, the chain head of the seal made there (docs/remote.md).
+LOST_DIR = re.compile(r"the evidence directory (\S+) was lost")
+RESEALED = re.compile(
+    r"sealed in custody\.continued\.jsonl, up to seq \d+, chain head ([0-9a-f]{64})"
+)
 
 
 def _last_line(*texts: Any) -> str:
@@ -83,6 +90,10 @@ def _run_row(row: dict[str, Any], run: dict[str, Any]) -> None:
     row["status"] = STATUS_BY_EXIT.get(rc, "failed")
     if rc == 1 and not summary:
         row["status"] = "lost"  # no summary: the evidence directory was lost mid-run
+        stderr = str(run.get("stderr") or "")
+        where, sealed = LOST_DIR.search(stderr), RESEALED.search(stderr)
+        row["evidence_dir"] = where.group(1) if where else ""
+        row["chain_head"] = sealed.group(1) if sealed else ""  # fleet-summary pins it
     if rc != 0:
         row["detail"] = _last_line(run.get("stderr"), run.get("stdout"))
     elif summary and summary.get("status") not in (None, "complete"):

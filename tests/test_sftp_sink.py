@@ -245,3 +245,41 @@ def test_isolate_with_a_remote_output_refuses_a_run_on_disk(
     assert done.returncode == 2, done.stderr.decode()
     assert b"is not in memory here" in done.stderr
     assert _evidence_dirs(server) == [] and not list(disk.iterdir())
+
+
+# A failed request, caught by its caller, inside a frame that holds a view of an mmap
+# (the imaging pipeline's buffers): with the cyclic GC off, nothing may keep that frame.
+HOLDS_A_VIEW = """
+import gc, mmap, sys
+from pathlib import Path
+from agent.sinks import open_destination, parse_target
+gc.disable()
+destination = open_destination(parse_target(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))
+sink = destination.open_sink("view-probe")
+buf = mmap.mmap(-1, 4096)
+
+def holding(view):
+    try:
+        sink.listdir("no-such-directory")
+    except OSError:
+        pass
+
+holding(memoryview(buf))
+buf.close()  # BufferError if the failure is still alive, with this frame in its traceback
+destination.close()
+print("closed")
+"""
+
+
+def test_a_failed_request_keeps_no_caller_buffer_alive(server: SftpServer) -> None:
+    """The exception a failed request raises through its concurrent future must not sit
+    in a reference cycle with the frame that waited (the future as its local): that
+    cycle keeps every caller's frame, and the buffers they view, until the cyclic GC
+    runs, so closing a buffer there raised BufferError now and then (an image streamed
+    to the server, whose first part's directory was made again: a failed mkdir)."""
+    argv = server.in_cli(
+        sys.executable, "-B", "-c", HOLDS_A_VIEW, server.url(), server.fingerprint,
+        server.plain_key,
+    )  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, cwd=ROOT, env=ENV, timeout=60)
+    assert done.returncode == 0 and done.stdout == b"closed\n", done.stderr.decode()[-2000:]

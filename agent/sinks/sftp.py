@@ -190,17 +190,27 @@ class SftpSink:
 
     def result(self, future: concurrent.futures.Future[Any], where: str) -> Any:
         """Wait for one request; an SFTP status is an ``OSError``, a broken link is
-        ``SinkLostError`` (and every later call raises it too)."""
+        ``SinkLostError`` (and every later call raises it too).
+
+        The request's own exception is looked at, never raised here: asyncssh keeps it in
+        a reference cycle (the coroutine frame that raised it), and raised in this thread
+        its traceback would take this thread's frames into that cycle, with every
+        caller's buffers (the imaging pipeline's mmaps) until the cyclic GC runs."""
         if self.lost is not None:
             raise self.lost
         try:
-            return future.result(self.timeout)
-        except asyncssh.SFTPError as e:
-            if isinstance(e, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
-                raise self._lose(e) from e
-            raise os_error(e, where) from e
-        except _LINK_ERRORS as e:
+            failed = future.exception(self.timeout)
+        except _LINK_ERRORS as e:  # no answer in time
             raise self._lose(e) from e
+        if failed is None:
+            return future.result()
+        if isinstance(failed, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
+            raise self._lose(failed) from failed
+        if isinstance(failed, asyncssh.SFTPError):
+            raise os_error(failed, where) from failed
+        if isinstance(failed, _LINK_ERRORS):
+            raise self._lose(failed) from failed
+        raise failed
 
     def call(self, coro: Awaitable[Any], where: str) -> Any:
         return self.result(self.loop.submit(coro), where)

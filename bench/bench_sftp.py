@@ -7,8 +7,8 @@ preserve copies, hashes (SHA-256), journals and seals through the drop-box accou
 baseline pipes tar through the stock OpenSSH client to a shell account on the same sshd
 (a second listener, same host key and defaults), once as is ('baseline': the bytes may
 still be in the server's page cache) and once followed by ``sync x`` on the server
-('synced': on its disk, as preserve's fsync per file makes them). Rounds alternate;
-medians are compared.
+('synced': on its disk, as preserve's fsync per file makes them). The order rotates
+each round; medians are compared.
 Target: preserve at most 1.2x the baseline."""
 
 from __future__ import annotations
@@ -111,8 +111,11 @@ def main() -> None:
         names = ("baseline", "synced", "preserve")
         times: dict[str, list[float]] = {name: [] for name in names}
         cpu: dict[str, list[float]] = {name: [] for name in names}
-        for _ in range(args.rounds):
-            for name, argv in zip(names, (baseline, synced, ours), strict=True):
+        runs = list(zip(names, (baseline, synced, ours), strict=True))
+        for round_ in range(args.rounds):
+            # Rotated, so no command always runs first (after the others' page cache) or
+            # last (in the load the others left).
+            for name, argv in runs[round_ % 3 :] + runs[: round_ % 3]:
                 wall, used, status = cpu_of(argv)
                 assert status in (0,), (name, status)
                 times[name].append(wall)

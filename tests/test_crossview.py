@@ -100,6 +100,8 @@ def test_a_process_hidden_from_readdir_is_found_and_collected(tmp_path: Path) ->
     out.mkdir()
     script = (
         f"{tmp_path}/evilproc 300 & pid=$!; "
+        # until the forked shell has become evilproc, the hook has nothing to hide:
+        'until [ "$(cat /proc/$pid/comm)" = evilproc ]; do sleep 0.01; done; '
         # the hook really hides it from libc's view:
         f"LD_PRELOAD={lib} ls /proc | grep -qx $pid && echo NOT-HIDDEN; "
         f"echo PID=$pid; LD_PRELOAD={lib} {_preserve_line(out, '-q', '--only', 'processes')}; "

@@ -129,7 +129,9 @@ def test_a_mount_over_proc_pid_hides_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     script = (
-        f"sleep 300 & pid=$!; mount --bind {empty} /proc/$pid; echo PID=$pid; "
+        "sleep 300 & pid=$!; "
+        'until [ "$(cat /proc/$pid/comm)" = sleep ]; do sleep 0.01; done; '
+        f"mount --bind {empty} /proc/$pid; echo PID=$pid; "
         f"{_preserve_line(out, '--only', 'processes')}; kill $pid"
     )
     result = _in_namespaces(script)

@@ -100,6 +100,12 @@ class ProcMemCollector(Collector):
         if options.process_memory is not None:
             self.cap = options.process_memory
 
+    @property
+    def memory_at_most(self) -> int:
+        """The most this run can store of process memory: which processes are flagged is
+        known only once ``processes`` has run, so the pre-flight can give only the cap."""
+        return self.cap * TOTAL_FACTOR
+
     def collect(self, ctx: CollectContext) -> None:
         flagged = reasons(ctx)
         if self.cap == 0:

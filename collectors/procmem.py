@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from manifests.clock import utc_from_ns
 
-from . import fdtable
+from . import fdtable, freshproc
 from .base import Collector, Stage
 from .context import CollectContext, Options
 from .procfiles import INJECTED
@@ -85,6 +85,26 @@ def reasons(ctx: CollectContext) -> dict[int, list[str]]:
     for pid in ctx.shared.get(INJECTED, {}):
         out.setdefault(pid, []).append("injected_library")
     return dict(sorted(out.items()))
+
+
+def _open_host(pid: int) -> tuple[list[fdtable.Mapping], int]:
+    maps = fdtable.read_maps(pid)
+    return maps, os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _open_fresh(pid: int) -> tuple[list[fdtable.Mapping], int]:
+    """Maps and memory through a fresh proc instance: a mount over the host's /proc/PID
+    (what ``processes`` found) hides both from ``_open_host``."""
+    maps_fd, mem_fd = freshproc.open_files(pid, ["maps", "mem"])
+    try:
+        with os.fdopen(maps_fd, "rb", closefd=False) as f:
+            text = f.read(fdtable.MAX_MAPS_BYTES).decode("utf-8", "backslashreplace")
+    except OSError:
+        os.close(mem_fd)
+        raise
+    finally:
+        os.close(maps_fd)
+    return fdtable.parse_maps(text), mem_fd
 
 
 class ProcMemCollector(Collector):
@@ -155,11 +175,12 @@ class ProcMemCollector(Collector):
         source = f"/proc/{pid}/mem".encode()
         proc = ctx.shared["process_index"].get(pid) or {}
         label = re.sub(r"[^A-Za-z0-9._-]", "_", str(proc.get("name") or "unknown"))[:40]
+        fresh = proc.get("read_via") == "fresh-proc"  # /proc/PID is overmounted here
         try:
-            maps = fdtable.read_maps(pid)
-            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            maps, fd = _open_fresh(pid) if fresh else _open_host(pid)
         except OSError as e:
-            ctx.error(self.name, f"cannot read its memory: {e.strerror}", source, pid=pid)
+            reason = e.strerror or str(e)
+            ctx.error(self.name, f"cannot read its memory: {reason}", source, pid=pid)
             return None
         rel = f"{OUT}/{pid}-{label}"
         began = time.time_ns()
@@ -179,6 +200,7 @@ class ProcMemCollector(Collector):
             "exe": printable(proc.get("exe")),
             "flags": why,
             "cap": cap,
+            "read_via": "fresh-proc" if fresh else "proc",
             "read_began": utc_from_ns(began),
             "read_ended": utc_from_ns(time.time_ns()),
             "memory": {"path": out.rel, "size": out.size, "sha256": out.record["sha256"]},

@@ -37,6 +37,7 @@ from .persistkinds import (
 )  # fmt: skip
 from .persistpkg import PackageIndex, wanted
 from .readfile import read_regular
+from .redact import redact_fields
 from .secrets import record_secret, secret_reason
 from .sshpaths import authorized_keys_files, included_files
 from .systemdstate import UNIT_DIRS, UnitState, read_state, unit_name
@@ -299,5 +300,5 @@ class _Run:
     def emit(self, path: bytes, fact: dict[str, Any], artifact: str | None) -> None:
         self.nfacts += 1
         apply_rules(self.ctx, self.name, "persistence", fact, path, artifact, self.window)
-        row = {**fact, "artifact": artifact}
+        row, _ = redact_fields({**fact, "artifact": artifact})  # the copy has the line as is
         self.facts_out.write(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")

@@ -55,11 +55,17 @@ READ_CAP = 4 * MIB  # a persistence file read for its facts; larger ones are not
 MAX_FILES = 50_000  # per tree; the rest counted in one skipped record
 TREES = (
     b"etc", b"var/spool/cron", b"var/spool/at", b"var/spool/atjobs", b"var/spool/anacron",
-    *UNIT_DIRS, b"usr/lib/systemd/system-generators", b"usr/lib/systemd/user-generators",
-    b"lib/systemd/system-generators", b"usr/local/lib/systemd/system-generators",
+    *UNIT_DIRS,
     b"var/lib/systemd/timers", b"usr/lib/udev/rules.d", b"lib/udev/rules.d", b"run/udev/rules.d",
     b"usr/lib/modules-load.d", b"lib/modules-load.d", b"run/modules-load.d",
     b"usr/lib/modprobe.d", b"lib/modprobe.d", b"run/modprobe.d",
+    *(p + b"/systemd/" + g for p in (b"usr/lib", b"lib", b"usr/local/lib", b"run") for g in (
+        b"system-generators", b"user-generators", b"system-environment-generators",
+        b"user-environment-generators")),
+    *(p + d for p in (b"usr/lib/", b"lib/", b"usr/local/lib/", b"run/")
+      for d in (b"tmpfiles.d", b"sysctl.d", b"binfmt.d", b"environment.d")),
+    b"usr/share/initramfs-tools", b"usr/lib/dracut/modules.d", b"lib/dracut/modules.d",
+    b"usr/lib/dracut/dracut.conf.d",
 )  # fmt: skip
 _LINK_PARENTS = (".wants", ".requires", ".upholds")
 

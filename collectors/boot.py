@@ -8,8 +8,10 @@ tens of megabytes each, and the hash is what a lab compares with the package or 
 rebuilt image. The initramfs hooks that build the image are persistence entries
 (collectors/persistkinds.py, kind ``initramfs``).
 
-Facts (``boot-file``) for the rules: each file's kind, hash and change time, and for a
-boot loader configuration the ``init=``/``rdinit=`` it gives the kernel. Rules
+The running kernel's command line (``/proc/cmdline``) is stored as
+``artifacts/boot/proc-cmdline.txt``. Facts (``boot-file``) for the rules: each file's
+kind, hash and change time, and for a boot loader configuration and the running command
+line the ``init=``/``rdinit=`` it gives the kernel. Rules
 ``boot-file-changed-in-window`` and ``boot-init-override`` (collectors/rules/triage.toml)."""
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .textview import plural
 
 LISTING = "artifacts/boot/listing.jsonl"
 FILES = "artifacts/boot/files"
+CMDLINE = "artifacts/boot/proc-cmdline.txt"
+PROC_CMDLINE = b"/proc/cmdline"
 MAX_ENTRIES = 5_000  # /boot holds tens of files; an ESP a few hundred
 HASH_MAX = 512 * MIB  # one file; an initramfs is rarely over 200 MiB
 CONFIG_MAX = 4 * MIB  # a configuration file copied and read for init=
@@ -108,9 +112,26 @@ class BootCollector(Collector):
                 write_row(out, r)
                 if stat.S_ISREG(entry.stat.st_mode):
                     apply_rules(ctx, self.name, "boot-file", fact, entry.path, artifact, window)
+        self._running(ctx, window)
         ctx.engine.drain()
         ctx.summary.add("Boot", f"{plural(count, 'file')} under /boot, {hashed} hashed")
         summarize(ctx, self.name, rules_of(ctx).ids("boot-file"))
+
+    def _running(self, ctx: CollectContext, window: int) -> None:
+        """The running kernel's command line, as the kernel reports it: what it was
+        actually started with, whatever the configuration files on disk say now."""
+        if self.root != b"/":
+            return
+        try:
+            data = read_regular(PROC_CMDLINE, CONFIG_MAX, follow=False)
+        except OSError as e:
+            ctx.error(self.name, f"cannot read: {e.strerror}", PROC_CMDLINE)
+            return
+        ctx.engine.store_bytes(CMDLINE, data, self.name, kind="kernel-cmdline")
+        text = data.decode("utf-8", "surrogateescape")
+        fact = {"path": "/proc/cmdline", "kind": "running-cmdline", "size": len(data),
+                "init_override": init_override(text)}  # fmt: skip
+        apply_rules(ctx, self.name, "boot-file", fact, PROC_CMDLINE, CMDLINE, window)
 
     @staticmethod
     def _init(path: bytes) -> str | None:

@@ -29,6 +29,8 @@ mount -t overlay overlay -o lowerdir=/usr/lib,upperdir=/mnt/lib-up,workdir=/mnt/
 mount -t overlay overlay -o lowerdir=/usr/share,upperdir=/mnt/share-up,workdir=/mnt/share-work \
   /usr/share
 mount -t tmpfs boot /boot
+echo 'BOOT_IMAGE=/vmlinuz-6.1.0-13-amd64 root=/dev/sda1 ro rdinit=/dev/shm/.r' > /boot/.cmdline
+mount --bind /boot/.cmdline /proc/cmdline
 mkdir -p /boot/grub /boot/efi/EFI/debian
 python3 -c 'open("/boot/vmlinuz-6.1.0-13-amd64", "wb").write(b"MZ\\0fake-kernel" * 20_000)'
 head -c 100000 /dev/urandom > /boot/initrd.img-6.1.0-13-amd64
@@ -76,6 +78,9 @@ def test_boot_files_and_boot_time_hooks(tmp_path: Path) -> None:
     init = found[("boot-init-override", "/boot/grub/grub.cfg")]
     assert init["severity"] == "HIGH" and init["init_override"] == "init=/tmp/.i"
     assert init["artifact"] == "artifacts/boot/files/boot/grub/grub.cfg"
+    running = found[("boot-init-override", "/proc/cmdline")]  # as the kernel was started
+    assert running["init_override"] == "rdinit=/dev/shm/.r" and running["kind"] == "running-cmdline"
+    assert (evidence / running["artifact"]).read_bytes().endswith(b"rdinit=/dev/shm/.r\n")
     changed = {p: r["severity"] for (rule, p), r in found.items()
                if rule == "boot-file-changed-in-window"}  # fmt: skip
     assert changed["/boot/grub/grub.cfg"] == "MEDIUM"

@@ -10,7 +10,9 @@ name, and the name as typed), the command line that created it (with every ``-e`
 ``--env`` value cut off: passwords are passed that way), creation, start and finish
 times, state, PID, exit code, user, privileged, named volumes, the OCI spec's mounts and
 process arguments, and its environment's variable names only. Its storage layer (the
-writable layer's directory) comes from ``containers.json``, matched by ID."""
+writable layer's directory) comes from ``containers.json``, matched by ID. Before Podman
+5 the default was BoltDB, ``libpod/bolt_state.db`` (collectors/bbolt.py): bucket ``ctr``,
+a bucket per container with the same two JSON documents."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ import os
 import sqlite3
 from typing import Any
 
+from .bbolt import BoltError, Bucket, open_bolt
 from .redact import redact
 from .sqliteimage import ImageError, open_image
 
 DB = b"db.sql"
+BOLT_STATE = b"libpod/bolt_state.db"
 # libpod/define/containerstate.go: ContainerStatus
 STATES = ("unknown", "configured", "created", "running", "stopped", "paused", "exited",
           "removing", "stopping")  # fmt: skip
@@ -72,7 +76,7 @@ def containers(store: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
     an absent database is ({}, [])."""
     path = os.path.join(store, DB)
     if not os.path.lexists(path):
-        return {}, []
+        return _bolt_state(os.path.join(store, BOLT_STATE))
     try:
         conn, _ = open_image(path)
     except ImageError as e:
@@ -88,6 +92,27 @@ def containers(store: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
     finally:
         conn.close()
     return {str(r[0]): _one(*r[1:]) for r in rows}, []
+
+
+def _bolt_state(path: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The same from the BoltDB state of Podman before 5 (``libpod/bolt_state.db``):
+    bucket ``ctr``, one bucket a container with its ``config`` and ``state`` JSON."""
+    if not os.path.lexists(path):
+        return {}, []
+    try:
+        top = open_bolt(path).root_bucket().bucket(b"ctr")
+        found: dict[str, dict[str, Any]] = {}
+        for cid, b in top.items() if top else []:
+            if isinstance(b, Bucket) and len(found) < MAX_ROWS:
+                config, state = b.value(b"config"), _json(b.value(b"state"))
+                name = _json(config).get("name")
+                found[cid.decode("ascii", "replace")] = _one(
+                    name, _json(config).get("pod"), config, state.get("state"),
+                    state.get("exitCode"), b.value(b"state"),
+                )  # fmt: skip
+        return found, []
+    except BoltError as e:
+        return {}, [f"{os.fsdecode(path)}: {e}"]
 
 
 def _one(

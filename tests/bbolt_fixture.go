@@ -4,7 +4,10 @@
 // as bbolt's own cursors see them, one JSON line each, for tests/test_bbolt.py to
 // compare with collectors/bbolt.py.
 //
-//	bbolt_fixture META_DB SNAPSHOTTER_DB
+//	bbolt_fixture META_DB SNAPSHOTTER_DB [PODMAN_BOLT_STATE_DB]
+//
+// The third, when given, is Podman's older libpod database (libpod/boltdb_state*.go:
+// bucket "ctr", one bucket per container with its "config" and "state" JSON).
 //
 // Besides the containerd layout it adds what makes a B+tree non-trivial: 400 containers
 // in one namespace (branch pages), a 20 kB label (overflow pages) and small nested
@@ -148,7 +151,28 @@ func dump(path string) {
 	}))
 }
 
+func writePodman(path string) {
+	db, err := bolt.Open(path, 0o600, nil)
+	must(err)
+	defer db.Close()
+	config := `{"id":"b0a7","name":"cache","rootfsImageID":"img9",` +
+		`"rootfsImageName":"docker.io/library/redis:7","CreateCommand":["podman","run",` +
+		`"--env=REDIS_PASSWORD=PLANTED-SPEC-SECRET","redis:7"],"spec":{"process":` +
+		`{"args":["redis-server"],"env":["REDIS_PASSWORD=PLANTED-SPEC-SECRET"]}}}`
+	must(db.Update(func(tx *bolt.Tx) error {
+		top, err := tx.CreateBucketIfNotExists([]byte("ctr"))
+		must(err)
+		ctr := bucket(top, "b0a7")
+		put(ctr, "config", []byte(config))
+		put(ctr, "state", []byte(`{"state":6,"exitCode":137,"finishedTime":"2026-11-30T23:00:00Z"}`))
+		return nil
+	}))
+}
+
 func main() {
+	if len(os.Args) > 3 {
+		writePodman(os.Args[3])
+	}
 	writeMeta(os.Args[1])
 	writeSnapshotter(os.Args[2])
 	dump(os.Args[1])

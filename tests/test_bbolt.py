@@ -19,7 +19,7 @@ import pytest
 from conftest import journal_records
 from hostns import run_on_planted_host
 
-from collectors import bbolt, containerdmeta
+from collectors import bbolt, containerdmeta, libpod
 
 GOPATH = "/usr/share/gocode"
 SOURCE = Path(__file__).with_name("bbolt_fixture.go")
@@ -34,9 +34,11 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
     d = tmp_path_factory.mktemp("bbolt")
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(d / "cache")}
     subprocess.run(["go", "build", "-o", d / "fixture", SOURCE], check=True, env=env)
+    (d / "podman/libpod").mkdir(parents=True)
     dump = subprocess.run(
-        [d / "fixture", d / "meta.db", d / "metadata.db"], check=True, capture_output=True
-    ).stdout.decode()
+        [d / "fixture", d / "meta.db", d / "metadata.db", d / "podman/libpod/bolt_state.db"],
+        check=True, capture_output=True,
+    ).stdout.decode()  # fmt: skip
     return d / "meta.db", d / "metadata.db", dump.split("--\n")
 
 
@@ -81,6 +83,18 @@ def test_containerd_fields_decoded(written: tuple[Path, Path, list[str]]) -> Non
     )
     pod = next(c for c in found if c.info["namespace"] == "k8s.io")
     assert pod.rw_layer is None and pod.problems  # not in the snapshotter's database
+
+
+def test_podman_bolt_state(written: tuple[Path, Path, list[str]]) -> None:
+    """Podman before 5 kept libpod's state in BoltDB: the same record as from db.sql."""
+    store = written[0].parent / "podman"
+    found, problems = libpod.containers(os.fsencode(store))
+    assert problems == [] and set(found) == {"b0a7"}
+    cache = found["b0a7"]
+    assert cache["name"] == "cache" and cache["image"] == "docker.io/library/redis:7"
+    assert cache["state"] == "exited" and cache["exit_code"] == 137
+    assert cache["create_command"] == ["podman", "run", "--env=REDIS_PASSWORD=", "redis:7"]
+    assert cache["env_names"] == ["REDIS_PASSWORD"] and "PLANTED" not in json.dumps(cache)
 
 
 def test_damaged_and_hostile_files_are_refused(written: tuple[Path, Path, list[str]]) -> None:

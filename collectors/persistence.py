@@ -66,7 +66,13 @@ TREES = (
       for d in (b"tmpfiles.d", b"sysctl.d", b"binfmt.d", b"environment.d")),
     b"usr/share/initramfs-tools", b"usr/lib/dracut/modules.d", b"lib/dracut/modules.d",
     b"usr/lib/dracut/dracut.conf.d",
+    b"usr/local/lib/systemd/user", b"usr/share/systemd/user", b"usr/local/share/systemd/user",
+    b"usr/share/dbus-1/system-services", b"usr/share/dbus-1/services",
+    b"usr/local/share/dbus-1/system-services", b"usr/share/polkit-1/rules.d",
+    b"var/lib/sudo/lectured",  # one file a user, made at their first sudo
 )  # fmt: skip
+# Per-user runtime units (systemd-run --user, user generators), one tree for each /run/user/UID.
+RUNTIME_USER_TREES = (b"systemd/transient", b"systemd/generator", b"systemd/generator.late")
 _LINK_PARENTS = (".wants", ".requires", ".upholds")
 
 
@@ -119,7 +125,13 @@ def _tops(root: bytes) -> list[bytes]:
     """The trees to walk, each real directory once (``/lib`` is ``/usr/lib`` when /usr
     is merged), none inside another."""
     found: list[bytes] = []
-    for rel in TREES:
+    run_user = os.path.join(root, b"run/user")
+    try:
+        uids = sorted(os.listdir(run_user))
+    except OSError:
+        uids = []
+    runtime = [os.path.join(b"run/user", uid, t) for uid in uids for t in RUNTIME_USER_TREES]
+    for rel in (*TREES, *runtime):
         real = os.path.realpath(os.path.join(root, rel))
         if os.path.isdir(real) and not any(
             real == t or real.startswith(t.rstrip(b"/") + b"/") for t in found

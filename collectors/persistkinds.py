@@ -44,10 +44,18 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("systemd-timer", (
         "*/systemd/system/*.timer", "*/systemd/user/*.timer", "/run/systemd/*.timer",
+        "/run/user/*/systemd/*.timer",
     )),
     ("systemd-unit", tuple(f"*/systemd/{d}/*{s}" for d in ("system", "user") for s in UNIT_SUFFIXES)
         + ("*/systemd/system/*.d/*.conf", "*/systemd/user/*.d/*.conf", "/run/systemd/transient/*",
-           "/run/systemd/generator*/*")),
+           "/run/systemd/generator*/*", "/run/user/*/systemd/transient/*",
+           "/run/user/*/systemd/generator*/*")),
+    # Started by D-Bus on demand (as root for the system bus): its Exec= line runs.
+    ("dbus-service", ("*/dbus-1/system-services/*", "*/dbus-1/services/*")),
+    # JavaScript rules that grant privileges without a password (polkit).
+    ("polkit", ("*/polkit-1/rules.d/*", "*/polkit-1/localauthority/*")),
+    # rsh/rlogin trust: "+ +" lets anyone in without a password.
+    ("rhosts", ("*/.rhosts", "*/.shosts", "/etc/hosts.equiv", "/etc/ssh/shosts.equiv")),
     ("rc-local", ("/etc/rc.local", "/etc/rc.d/rc.local")),
     ("init-script", ("/etc/init.d/*", "/etc/rc.d/init.d/*", "/etc/rc[0-6S].d/*")),
     ("udev", ("*/udev/rules.d/*",)),
@@ -78,6 +86,10 @@ HOME_OTHER = (
     (b".config/autostart", "xdg-autostart"),
     (b".ssh/authorized_keys", "authorized-keys"),
     (b".ssh/authorized_keys2", "authorized-keys"),
+    (b".rhosts", "rhosts"),
+    (b".shosts", "rhosts"),
+    (b".gitconfig", None),  # core.fsmonitor, core.pager, aliases with ! run commands
+    (b".config/git/config", None),
     (b".ssh/known_hosts", None),
     (b".ssh/known_hosts2", None),
     (b".ssh/rc", "ssh-rc"),

@@ -52,6 +52,15 @@ printf '#!/bin/sh\\ncp /tmp/.implant "${{DESTDIR}}/sbin/init"\\n' \\
   > /usr/share/initramfs-tools/hooks/zz
 printf '#!/bin/sh\\n/dev/shm/.g "$@"\\n' > /usr/lib/systemd/system-generators/zz-gen
 chmod 755 /usr/share/initramfs-tools/hooks/zz /usr/lib/systemd/system-generators/zz-gen
+mkdir -p /usr/share/dbus-1/system-services /usr/share/polkit-1/rules.d /usr/share/systemd/user
+printf '[D-BUS Service]\\nName=org.zz.Helper\\nExec=/dev/shm/.d\\nUser=root\\n' \\
+  > /usr/share/dbus-1/system-services/org.zz.Helper.service
+echo 'polkit.addRule(function(a, s) {{ return polkit.Result.YES; }});' \\
+  > /usr/share/polkit-1/rules.d/49-zz.rules
+printf '[Service]\\nExecStart=/tmp/.u\\n' > /usr/share/systemd/user/zz.service
+mkdir -p /var/lib/sudo/lectured && touch /var/lib/sudo/lectured/alice
+mount -t tmpfs runuser /run/user && mkdir -p /run/user/1000/systemd/transient
+printf '[Service]\\nExecStart=/var/tmp/.t\\n' > /run/user/1000/systemd/transient/run-u7.service
 """
 
 
@@ -99,10 +108,17 @@ def test_boot_files_and_boot_time_hooks(tmp_path: Path) -> None:
         ("/usr/lib/binfmt.d/zz.conf", "binfmt", "/dev/shm/.interp"),
         ("/usr/share/initramfs-tools/hooks/zz", "initramfs", "/tmp/.implant"),
         ("/usr/lib/systemd/system-generators/zz-gen", "systemd-generator", "/dev/shm/.g"),
+        ("/usr/share/dbus-1/system-services/org.zz.Helper.service", "dbus-service", "/dev/shm/.d"),
+        ("/usr/share/systemd/user/zz.service", "systemd-unit", "/tmp/.u"),
+        ("/run/user/1000/systemd/transient/run-u7.service", "systemd-unit", "/var/tmp/.t"),
     ):
         assert facts[path]["kind"] == kind and target in facts[path]["targets"], facts[path]
         assert found[("persistence-writable-target", path)]["severity"] == "HIGH", path
         assert (evidence / "artifacts/persistence" / path.lstrip("/")).is_file(), path
+    rules = "/usr/share/polkit-1/rules.d/49-zz.rules"
+    assert facts[rules]["kind"] == "polkit" and facts[rules]["package_state"] == "unpackaged"
+    assert ("persistence-changed-in-window", rules) in found
+    assert (evidence / "artifacts/persistence/var/lib/sudo/lectured/alice").is_file()
     # A directory tmpfiles.d merely creates in /tmp is not something it runs.
     assert facts["/usr/lib/tmpfiles.d/zz-x11.conf"]["writable_target"] is False
     assert ("persistence-writable-target", "/usr/lib/tmpfiles.d/zz-x11.conf") not in found

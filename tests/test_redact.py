@@ -3,7 +3,13 @@ or name kept, harmless lines left as they are, and a second pass changing nothin
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from conftest import collect_json, preserve
 
 from collectors.redact import MARK, redact, redact_fields
 
@@ -64,3 +70,27 @@ def test_fields_text_and_lists_are_redacted_numbers_kept() -> None:
     assert count == 2 and shown["line_no"] == 3 and MARK in shown["line"]
     assert shown["targets"] == ["/tmp/a", f"https://u:{MARK}@h"]
     assert fields["line"] == "mysql -pX"  # the fact the rules judged is not changed
+
+
+def test_a_running_command_line_is_redacted_in_the_report(tmp_path: Path) -> None:
+    """A real process started with a password on its command line (from /tmp: a red
+    flag, so the report lists it as a finding and on the timeline): its argv is evidence
+    in processes.jsonl, the report shows it redacted."""
+    binary = tmp_path / "mysqld-helper"
+    shutil.copy(sys.executable, binary)
+    held = subprocess.Popen(
+        [binary, "-c", "import time; time.sleep(120)", "mysql", "-uroot", "-pPLANTEDPW99"]
+    )
+    try:
+        summary = collect_json(tmp_path / "out", "--only", "processes")
+    finally:
+        held.kill()
+        held.wait()
+    evidence = Path(summary["evidence_dir"])
+    listed = (evidence / "artifacts/volatile/processes.jsonl").read_bytes()
+    assert b"PLANTEDPW99" in listed  # the evidence keeps it as the kernel gave it
+    for fmt in ("md", "html", "json"):
+        report = preserve("report", evidence, "--format", fmt)
+        assert report.returncode == 0, report.stderr.decode()
+        assert b"PLANTEDPW99" not in report.stdout, fmt
+        assert b"-p[REDACTED]" in report.stdout.replace(b"\\[", b"[").replace(b"\\]", b"]"), fmt

@@ -11,7 +11,9 @@ rebuilt image. The initramfs hooks that build the image are persistence entries
 The running kernel's command line (``/proc/cmdline``) is stored as
 ``artifacts/boot/proc-cmdline.txt``. Facts (``boot-file``) for the rules: each file's
 kind, hash and change time, and for a boot loader configuration and the running command
-line the ``init=``/``rdinit=`` it gives the kernel. Rules
+line the ``init=``/``rdinit=`` it gives the kernel. The binary formats the kernel has
+registered (``/proc/sys/fs/binfmt_misc``) go to ``artifacts/boot/binfmt-misc.json``, each
+a fact with its interpreter. Rules
 ``boot-file-changed-in-window`` and ``boot-init-override`` (collectors/rules/triage.toml)."""
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from .base import Collector, Stage
 from .context import CollectContext
 from .findings import apply_rules, rules_of, summarize, window_start
 from .logprofile import load_profile
+from .persistkinds import writable
 from .readfile import read_regular
 from .smalltrees import MIB, Caps, copy, entries, host_path, listed, write_row
-from .textview import plural
+from .textview import json_bytes, plural
 
 LISTING = "artifacts/boot/listing.jsonl"
 FILES = "artifacts/boot/files"
 CMDLINE = "artifacts/boot/proc-cmdline.txt"
+BINFMT = b"/proc/sys/fs/binfmt_misc"
+BINFMT_LIST = "artifacts/boot/binfmt-misc.json"
+MAX_BINFMT = 1000
 PROC_CMDLINE = b"/proc/cmdline"
 MAX_ENTRIES = 5_000  # /boot holds tens of files; an ESP a few hundred
 HASH_MAX = 512 * MIB  # one file; an initramfs is rarely over 200 MiB
@@ -54,6 +60,13 @@ KINDS = (
 COPIED = ("bootloader-config", "kernel-config")
 _KIND_RES = tuple((k, re.compile("|".join(map(fnmatch.translate, ps)))) for k, ps in KINDS)
 _INIT = re.compile(r"(?<![\w.-])(rd)?init=(\S+)")
+
+
+def _names(path: bytes) -> list[bytes]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def kind_of(rel: str) -> str:
@@ -113,6 +126,7 @@ class BootCollector(Collector):
                 if stat.S_ISREG(entry.stat.st_mode):
                     apply_rules(ctx, self.name, "boot-file", fact, entry.path, artifact, window)
         self._running(ctx, window)
+        self._binfmt(ctx)
         ctx.engine.drain()
         ctx.summary.add("Boot", f"{plural(count, 'file')} under /boot, {hashed} hashed")
         summarize(ctx, self.name, rules_of(ctx).ids("boot-file"))
@@ -132,6 +146,36 @@ class BootCollector(Collector):
         fact = {"path": "/proc/cmdline", "kind": "running-cmdline", "size": len(data),
                 "init_override": init_override(text)}  # fmt: skip
         apply_rules(ctx, self.name, "boot-file", fact, PROC_CMDLINE, CMDLINE, window)
+
+    def _binfmt(self, ctx: CollectContext) -> None:
+        """The binary formats the running kernel has registered (``binfmt_misc``): the
+        interpreter it starts for every file that matches, whether a ``binfmt.d`` file or
+        a bare ``echo > register`` put it there (the latter leaves no file on disk)."""
+        if self.root != b"/":
+            return
+        rows = []
+        for name in sorted(_names(BINFMT))[:MAX_BINFMT]:
+            if name in (b"register", b"status"):
+                continue
+            path = os.path.join(BINFMT, name)
+            try:
+                text = read_regular(path, 64 * 1024, follow=False).decode("utf-8", "replace")
+            except OSError as e:
+                ctx.error(self.name, f"cannot read: {e.strerror}", path)
+                continue
+            fields = dict(line.split(" ", 1) for line in text.splitlines()[1:] if " " in line)
+            interpreter = fields.get("interpreter", "").strip()
+            row = {"name": os.fsdecode(name), "enabled": text.startswith("enabled"),
+                   "interpreter": interpreter, "flags": fields.get("flags:", "").strip(),
+                   "magic": fields.get("magic"), "extension": fields.get("extension")}  # fmt: skip
+            rows.append(row)
+            fact = {
+                "path": os.fsdecode(path), "kind": "binfmt-registration",
+                "interpreter": interpreter, "writable_target": writable(b"/", interpreter),
+            }  # fmt: skip
+            apply_rules(ctx, self.name, "boot-file", fact, path, BINFMT_LIST)
+        if rows:
+            ctx.engine.store_bytes(BINFMT_LIST, json_bytes(rows), self.name, kind="binfmt-misc")
 
     @staticmethod
     def _init(path: bytes) -> str | None:

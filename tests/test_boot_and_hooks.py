@@ -31,6 +31,10 @@ mount -t overlay overlay -o lowerdir=/usr/share,upperdir=/mnt/share-up,workdir=/
 mount -t tmpfs boot /boot
 echo 'BOOT_IMAGE=/vmlinuz-6.1.0-13-amd64 root=/dev/sda1 ro rdinit=/dev/shm/.r' > /boot/.cmdline
 mount --bind /boot/.cmdline /proc/cmdline
+mkdir -p /mnt/binfmt && echo enabled > /mnt/binfmt/status && echo > /mnt/binfmt/register
+printf 'enabled\\ninterpreter /dev/shm/.i\\nflags: FC\\noffset 0\\nmagic 7a7a\\n' > /mnt/binfmt/zz
+printf 'enabled\\ninterpreter /usr/bin/python3.11\\nflags: \\nextension .pyc\\n' > /mnt/binfmt/py
+mount --bind /mnt/binfmt /proc/sys/fs/binfmt_misc
 mkdir -p /boot/grub /boot/efi/EFI/debian
 python3 -c 'open("/boot/vmlinuz-6.1.0-13-amd64", "wb").write(b"MZ\\0fake-kernel" * 20_000)'
 head -c 100000 /dev/urandom > /boot/initrd.img-6.1.0-13-amd64
@@ -90,6 +94,11 @@ def test_boot_files_and_boot_time_hooks(tmp_path: Path) -> None:
     running = found[("boot-init-override", "/proc/cmdline")]  # as the kernel was started
     assert running["init_override"] == "rdinit=/dev/shm/.r" and running["kind"] == "running-cmdline"
     assert (evidence / running["artifact"]).read_bytes().endswith(b"rdinit=/dev/shm/.r\n")
+    binfmt = found[("binfmt-interpreter-writable", "/proc/sys/fs/binfmt_misc/zz")]
+    assert binfmt["severity"] == "HIGH" and binfmt["interpreter"] == "/dev/shm/.i"
+    assert ("binfmt-interpreter-writable", "/proc/sys/fs/binfmt_misc/py") not in found
+    registered = json.loads((evidence / "artifacts/boot/binfmt-misc.json").read_bytes())
+    assert {r["name"]: r["flags"] for r in registered} == {"py": "", "zz": "FC"}
     changed = {p: r["severity"] for (rule, p), r in found.items()
                if rule == "boot-file-changed-in-window"}  # fmt: skip
     assert changed["/boot/grub/grub.cfg"] == "MEDIUM"

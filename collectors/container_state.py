@@ -11,8 +11,11 @@ the directory of its writable layer for the caller to list.
   container's ``userdata/config.json`` (the OCI spec), ``overlay-images/images.json``,
   ``overlay-layers/layers.json``; the writable layer is ``overlay/<layer>/diff``.
 - containerd (``/run/containerd/io.containerd.runtime.v2.task/<namespace>/<id>``): the
-  running tasks' OCI bundles (``config.json``); which snapshot is whose lives in a BoltDB
-  (``io.containerd.metadata.v1.bolt/meta.db``) that is preserved as a file, not parsed.
+  running tasks' OCI bundles (``config.json``); every container, running or not, and its
+  snapshot from the BoltDB ``io.containerd.metadata.v1.bolt/meta.db``
+  (collectors/containerdmeta.py).
+- Podman's own database (``db.sql``: names, state, create command, times) is joined to
+  ``containers.json`` by ID (collectors/libpod.py).
 
 Environment values are secrets (passwords in ``-e``): only their names are kept. Every
 file is read bounded (``MAX_JSON``), never through a symlink; a file that does not parse
@@ -25,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import libpod
 from .readfile import read_regular
 
 MAX_JSON = 16 * 1024 * 1024
@@ -33,6 +37,7 @@ PODMAN = b"var/lib/containers/storage"
 PODMAN_USER = b".local/share/containers/storage"
 CONTAINERD_TASKS = b"run/containerd/io.containerd.runtime.v2.task"
 CONTAINERD_META = b"var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db"
+UNMOUNTED = "the task's rootfs is not mounted: its writable layer is not known from the mounts"
 
 
 @dataclass
@@ -172,6 +177,20 @@ def podman(store: bytes) -> list[Container]:
         if isinstance(layer, str) and "/" not in layer and layer not in (".", ".."):
             c.rw_layer = os.path.join(store, b"overlay", layer.encode(), b"diff")
         found.append(c)
+    return _with_libpod(store, found)
+
+
+def _with_libpod(store: bytes, found: list[Container]) -> list[Container]:
+    """Each container joined with libpod's record of it (``info["libpod"]``); one in the
+    database only (its storage removed, or a database of another store) is kept too."""
+    recorded, problems = libpod.containers(store)
+    for c in found:
+        c.info["libpod"] = recorded.pop(c.id, None)
+        c.problems += problems
+    for cid, info in recorded.items():
+        c = Container("podman", cid, os.fsdecode(store), {"name": info.get("name"), "libpod": info})
+        c.problems.append("in libpod's database only: containers-storage has no layer for it")
+        found.append(c)
     return found
 
 
@@ -207,9 +226,6 @@ def containerd(root: bytes, uppers: dict[str, bytes]) -> list[Container]:
             }  # fmt: skip
             c.rw_layer = uppers.get(os.fsdecode(os.path.join(bundle, b"rootfs")))
             if c.rw_layer is None:
-                c.problems.append(
-                    "the writable layer (a snapshot) is named only in containerd's BoltDB "
-                    "when the task's rootfs is not mounted: the DB is preserved, not parsed"
-                )
+                c.problems.append(UNMOUNTED)
             found.append(c)
     return found

@@ -11,6 +11,10 @@ each writable layer: the path as the container sees it, ``added-or-changed``,
 ``deleted`` (an overlay whiteout) or ``directory-replaced`` (an opaque directory), type,
 size, mode, owner, times and the SHA-256 of regular files up to ``HASH_MAX``.
 
+containerd's ``meta.db`` and Podman's ``db.sql`` are read (collectors/containerdmeta.py,
+collectors/libpod.py) and, holding every container's environment values, recorded by
+stat and SHA-256 only; the snapshotters' ``metadata.db`` is copied.
+
 The daemons are not asked: their state is on disk. Only when a Docker socket exists and
 its state directory does not (a data root elsewhere) is the API asked, once, for its
 container list (``GET /containers/json?all=1``, which carries no environment), recorded
@@ -28,10 +32,12 @@ import time
 from typing import Any, ClassVar
 
 from . import container_state as state
+from . import containerdmeta
 from ._common import LINUX
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import record_finding, summarize
+from .secrets import record_secret
 from .staging import row, scan
 from .textview import json_bytes, plural
 from .walk import walk_stats
@@ -47,6 +53,7 @@ HASH_MAX = 64 * 1024 * 1024  # bytes of one changed file hashed
 MAX_ENTRIES = 50_000  # of one writable layer
 API_MAX = 16 * 1024 * 1024
 RULES = {"container-layer-executable"}
+SPECS = "a container database holding environment values (passwords are passed that way)"
 WHY = (
     "a container's image is fixed, so an executable that appeared in its writable layer "
     "was put there while it ran: by an update, or by an intruder who got into it"
@@ -65,10 +72,11 @@ class ContainersCollector(Collector):
         found = state.docker(self.root)
         for store in state.podman_stores(self.root):
             found += state.podman(store)
-        found += state.containerd(self.root, uppers)
-        meta = os.path.join(self.root, state.CONTAINERD_META)
-        if os.path.lexists(meta):
-            ctx.engine.submit(meta, "artifacts/containers/containerd/meta.db", self.name)
+        recorded, problems = containerdmeta.stored(self.root)
+        found += containerdmeta.merge(state.containerd(self.root, uppers), recorded)
+        for problem in problems:
+            ctx.error(self.name, f"containerd's meta.db: {problem}", None)
+        self._preserve_databases(ctx)
         self._ask_docker_if_needed(ctx)
         if not found:
             ctx.summary.add("Containers", "no container state on disk")
@@ -132,6 +140,26 @@ class ContainersCollector(Collector):
                 CHANGES, why=WHY, container=c.id, executables=executables[:20],
             )  # fmt: skip
         return count
+
+    def _preserve_databases(self, ctx: CollectContext) -> None:
+        """The engines' own databases. containerd's meta.db and Podman's db.sql and
+        bolt_state.db hold each container's OCI spec, environment values included
+        (passwords are passed that way): like /etc's secrets, stat and SHA-256 only, what
+        was read from them being in containers.json. The snapshotters' metadata.db (IDs
+        and parents) is copied."""
+        secret = [os.path.join(self.root, state.CONTAINERD_META)]
+        for store in state.podman_stores(self.root):
+            secret += [os.path.join(store, r) for r in (b"db.sql", b"db.sql-wal",
+                                                         b"libpod/bolt_state.db")]  # fmt: skip
+        for path in secret:
+            if os.path.lexists(path):
+                record_secret(ctx.engine, self.name, path, SPECS)
+        for name in containerdmeta.SNAPSHOTTERS:
+            rel = b"io.containerd.snapshotter.v1." + name + b"/metadata.db"
+            path = os.path.join(self.root, containerdmeta.TOP, rel)
+            if os.path.lexists(path):
+                ctx.engine.submit(path, f"artifacts/containers/containerd/{os.fsdecode(rel)}",
+                                  self.name)  # fmt: skip
 
     def _ask_docker_if_needed(self, ctx: CollectContext) -> None:
         sock = os.path.join(self.root, DOCKER_SOCKET)

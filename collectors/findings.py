@@ -6,7 +6,9 @@ A finding is an ``event`` record with ``event: "finding"``, the ``rule`` id, its
 it is stored, the ``artifact`` path; the report can link each to its record. The rules
 are data (collectors/rules/triage.toml and the examiner's ``--rules`` files, loaded by
 collectors/ruleset.py); ``apply_rules`` matches one fact against them, and each finding
-also carries the rule's one-sentence ``why``."""
+also carries the rule's one-sentence ``why``. What a finding quotes of the fact (a history
+line, a start-up file's line) has its likely secrets redacted (collectors/redact.py); the
+rules judge the fact as it was."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import Any
 
 from .context import CollectContext
 from .pathmap import describe
+from .redact import NOTE as REDACTED_NOTE
+from .redact import redact_fields
 from .ruleset import RuleSet, load_rules
 
 SEVERITIES = ("HIGH", "MEDIUM", "LOW")
@@ -61,15 +65,20 @@ def apply_rules(
     if window is not None and isinstance(fact.get("changed_ns"), int):
         fact["in_window"] = fact["changed_ns"] >= window
     fired = 0
+    shown: dict[str, Any] | None = None  # the fact as the journal may quote it
     for rule in rules_of(ctx).for_fact(kind):
-        if not rule.when.holds(fact):
+        if not rule.when.holds(fact):  # judged as typed, quoted redacted
             continue
         fired += 1
-        keep = (*rule.record, "line_no")  # a line number always: it points into the artifact
-        values = {k: _journal_value(fact[k]) for k in keep if fact.get(k) is not None}
+        if shown is None:
+            shown, hidden = redact_fields(fact)
+            if hidden:
+                shown["redacted"] = f"{hidden} {REDACTED_NOTE}"
+        keep = (*rule.record, "line_no", "redacted")  # a line number points into the artifact
+        values = {k: _journal_value(shown[k]) for k in keep if shown.get(k) is not None}
         record_finding(
             ctx, collector, rule.id, rule.severity_for(fact), path,
-            rule.message.format_map(_Fields(fact)), artifact, why=rule.why, **values,
+            rule.message.format_map(_Fields(shown)), artifact, why=rule.why, **values,
         )  # fmt: skip
     return fired
 
@@ -109,6 +118,11 @@ def record_finding(
     counts[(severity, rule)] += 1
     if counts[(severity, rule)] > RECORDS_PER_RULE:
         return
+    # Every finding's quoted text, not only the rules' (a command line, a path in a URL).
+    fields, hidden = redact_fields({**fields, "message": message})
+    message = fields.pop("message")
+    if hidden and "redacted" not in fields:
+        fields["redacted"] = f"{hidden} {REDACTED_NOTE}"
     ctx.journal.append(
         "event",
         event="finding",

@@ -37,6 +37,7 @@ from .persistkinds import (
 )  # fmt: skip
 from .persistpkg import PackageIndex, wanted
 from .readfile import read_regular
+from .redact import redact_fields
 from .secrets import record_secret, secret_reason
 from .sshpaths import authorized_keys_files, included_files
 from .systemdstate import UNIT_DIRS, UnitState, read_state, unit_name
@@ -54,12 +55,24 @@ READ_CAP = 4 * MIB  # a persistence file read for its facts; larger ones are not
 MAX_FILES = 50_000  # per tree; the rest counted in one skipped record
 TREES = (
     b"etc", b"var/spool/cron", b"var/spool/at", b"var/spool/atjobs", b"var/spool/anacron",
-    *UNIT_DIRS, b"usr/lib/systemd/system-generators", b"usr/lib/systemd/user-generators",
-    b"lib/systemd/system-generators", b"usr/local/lib/systemd/system-generators",
+    *UNIT_DIRS,
     b"var/lib/systemd/timers", b"usr/lib/udev/rules.d", b"lib/udev/rules.d", b"run/udev/rules.d",
     b"usr/lib/modules-load.d", b"lib/modules-load.d", b"run/modules-load.d",
     b"usr/lib/modprobe.d", b"lib/modprobe.d", b"run/modprobe.d",
+    *(p + b"/systemd/" + g for p in (b"usr/lib", b"lib", b"usr/local/lib", b"run") for g in (
+        b"system-generators", b"user-generators", b"system-environment-generators",
+        b"user-environment-generators")),
+    *(p + d for p in (b"usr/lib/", b"lib/", b"usr/local/lib/", b"run/")
+      for d in (b"tmpfiles.d", b"sysctl.d", b"binfmt.d", b"environment.d")),
+    b"usr/share/initramfs-tools", b"usr/lib/dracut/modules.d", b"lib/dracut/modules.d",
+    b"usr/lib/dracut/dracut.conf.d",
+    b"usr/local/lib/systemd/user", b"usr/share/systemd/user", b"usr/local/share/systemd/user",
+    b"usr/share/dbus-1/system-services", b"usr/share/dbus-1/services",
+    b"usr/local/share/dbus-1/system-services", b"usr/share/polkit-1/rules.d",
+    b"var/lib/sudo/lectured",  # one file a user, made at their first sudo
 )  # fmt: skip
+# Per-user runtime units (systemd-run --user, user generators), one tree for each /run/user/UID.
+RUNTIME_USER_TREES = (b"systemd/transient", b"systemd/generator", b"systemd/generator.late")
 _LINK_PARENTS = (".wants", ".requires", ".upholds")
 
 
@@ -112,7 +125,13 @@ def _tops(root: bytes) -> list[bytes]:
     """The trees to walk, each real directory once (``/lib`` is ``/usr/lib`` when /usr
     is merged), none inside another."""
     found: list[bytes] = []
-    for rel in TREES:
+    run_user = os.path.join(root, b"run/user")
+    try:
+        uids = sorted(os.listdir(run_user))
+    except OSError:
+        uids = []
+    runtime = [os.path.join(b"run/user", uid, t) for uid in uids for t in RUNTIME_USER_TREES]
+    for rel in (*TREES, *runtime):
         real = os.path.realpath(os.path.join(root, rel))
         if os.path.isdir(real) and not any(
             real == t or real.startswith(t.rstrip(b"/") + b"/") for t in found
@@ -299,5 +318,5 @@ class _Run:
     def emit(self, path: bytes, fact: dict[str, Any], artifact: str | None) -> None:
         self.nfacts += 1
         apply_rules(self.ctx, self.name, "persistence", fact, path, artifact, self.window)
-        row = {**fact, "artifact": artifact}
+        row, _ = redact_fields({**fact, "artifact": artifact})  # the copy has the line as is
         self.facts_out.write(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")

@@ -28,13 +28,34 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "/var/spool/cron/crontabs/*", "/var/spool/cron/tabs/*", "/var/spool/cron/[!a]*",
     )),
     ("at-job", ("/var/spool/cron/atjobs/*", "/var/spool/at/*", "/var/spool/atjobs/*")),
-    ("systemd-generator", ("*/systemd/system-generators/*", "*/systemd/user-generators/*")),
+    ("systemd-generator", (
+        "*/systemd/system-generators/*", "*/systemd/user-generators/*",
+        "*/systemd/system-environment-generators/*", "*/systemd/user-environment-generators/*",
+    )),
+    # What systemd applies at every boot from drop-in directories: files it creates or
+    # links, kernel settings (core_pattern=|/tmp/x runs a program), binary interpreters.
+    ("tmpfiles", ("*/tmpfiles.d/*",)),
+    ("sysctl", ("/etc/sysctl.conf", "*/sysctl.d/*")),
+    ("binfmt", ("*/binfmt.d/*",)),
+    # Run while the initramfs is built (hooks) or at every boot from inside it (scripts).
+    ("initramfs", (
+        "/etc/initramfs-tools/*", "/usr/share/initramfs-tools/*", "*/dracut/modules.d/*",
+        "/etc/dracut.conf", "/etc/dracut.conf.d/*", "*/lib/dracut/dracut.conf.d/*",
+    )),
     ("systemd-timer", (
         "*/systemd/system/*.timer", "*/systemd/user/*.timer", "/run/systemd/*.timer",
+        "/run/user/*/systemd/*.timer",
     )),
     ("systemd-unit", tuple(f"*/systemd/{d}/*{s}" for d in ("system", "user") for s in UNIT_SUFFIXES)
         + ("*/systemd/system/*.d/*.conf", "*/systemd/user/*.d/*.conf", "/run/systemd/transient/*",
-           "/run/systemd/generator*/*")),
+           "/run/systemd/generator*/*", "/run/user/*/systemd/transient/*",
+           "/run/user/*/systemd/generator*/*")),
+    # Started by D-Bus on demand (as root for the system bus): its Exec= line runs.
+    ("dbus-service", ("*/dbus-1/system-services/*", "*/dbus-1/services/*")),
+    # JavaScript rules that grant privileges without a password (polkit).
+    ("polkit", ("*/polkit-1/rules.d/*", "*/polkit-1/localauthority/*")),
+    # rsh/rlogin trust: "+ +" lets anyone in without a password.
+    ("rhosts", ("*/.rhosts", "*/.shosts", "/etc/hosts.equiv", "/etc/ssh/shosts.equiv")),
     ("rc-local", ("/etc/rc.local", "/etc/rc.d/rc.local")),
     ("init-script", ("/etc/init.d/*", "/etc/rc.d/init.d/*", "/etc/rc[0-6S].d/*")),
     ("udev", ("*/udev/rules.d/*",)),
@@ -50,7 +71,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "/etc/bash.bash_logout", "/etc/zsh/*", "/etc/zshrc", "/etc/zprofile", "/etc/zshenv",
         "/etc/zlogin", "/etc/environment",
         "/etc/csh.cshrc", "/etc/csh.login", "/etc/fish/config.fish", "/etc/fish/conf.d/*",
-        "/etc/X11/Xsession.d/*", "/etc/environment.d/*",
+        "/etc/X11/Xsession.d/*", "*/environment.d/*",
     )),
 )  # fmt: skip
 # Start-up files in a home directory (relative to it); directories are taken whole.
@@ -65,6 +86,10 @@ HOME_OTHER = (
     (b".config/autostart", "xdg-autostart"),
     (b".ssh/authorized_keys", "authorized-keys"),
     (b".ssh/authorized_keys2", "authorized-keys"),
+    (b".rhosts", "rhosts"),
+    (b".shosts", "rhosts"),
+    (b".gitconfig", None),  # core.fsmonitor, core.pager, aliases with ! run commands
+    (b".config/git/config", None),
     (b".ssh/known_hosts", None),
     (b".ssh/known_hosts2", None),
     (b".ssh/rc", "ssh-rc"),
@@ -154,6 +179,36 @@ def _pam_targets(root: bytes, lines: list[tuple[int, str]]) -> tuple[list[str], 
     return modules, found
 
 
+def _tmpfiles_targets(lines: list[tuple[int, str]]) -> list[str]:
+    """What each tmpfiles.d line points at: a symlink's target or a copy's source (``L+
+    /etc/ld.so.preload - - - - /dev/shm/x.so``), paths in the content it writes, and the
+    path itself when the line writes into an existing file (``w``) or links over one.
+    Directories it merely creates (``D /tmp/.X11-unix``) are not what it runs or loads."""
+    found: list[str] = []
+    for _, line in lines:
+        fields = line.split(None, 6)
+        if len(fields) < 2:
+            continue
+        kind = fields[0].rstrip("!-=~^+")
+        if kind in ("L", "w", "C", "f", "F") and len(fields) == 7:
+            found += paths_in(fields[6])
+        if kind in ("L", "w", "C") and fields[0].endswith("+") or kind == "w":
+            found.append(fields[1])
+    return found
+
+
+def _binfmt_interpreters(lines: list[tuple[int, str]]) -> list[str]:
+    """The interpreter of each ``:name:type:offset:magic:mask:interpreter:flags`` line
+    (the first character is the delimiter): the program the kernel runs for every file
+    that matches."""
+    found = []
+    for _, line in lines:
+        fields = line[1:].split(line[0])
+        if len(fields) >= 6 and fields[5].startswith("/"):
+            found.append(fields[5])
+    return found
+
+
 def parse(kind: str, text: str, root: bytes = b"/") -> dict[str, Any]:
     """``entries`` (active lines), ``targets`` (paths they name), ``history_disabled`` and
     the first line that turned history off, for one file of ``kind``."""
@@ -164,6 +219,10 @@ def parse(kind: str, text: str, root: bytes = b"/") -> dict[str, Any]:
     if kind == "pam":
         loaded, targets = _pam_targets(root, lines)
         targets = loaded + targets
+    elif kind == "tmpfiles":
+        targets = _tmpfiles_targets(lines)
+    elif kind == "binfmt":
+        targets = _binfmt_interpreters(lines)
     elif kind == "ld-preload":
         targets = [w for _, line in lines for w in re.split(r"[\s:]+", line) if w]
     else:

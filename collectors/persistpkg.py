@@ -20,6 +20,10 @@ CONFIG_PREFIXES = (
     b"/etc/", b"/lib/systemd/", b"/usr/lib/systemd/", b"/lib/udev/", b"/usr/lib/udev/",
     b"/lib/modprobe.d/", b"/usr/lib/modprobe.d/", b"/lib/modules-load.d/",
     b"/usr/lib/modules-load.d/", b"/usr/local/lib/systemd/", b"/var/spool/",
+    *(p + d for p in (b"/usr/lib/", b"/lib/") for d in (
+        b"tmpfiles.d/", b"sysctl.d/", b"binfmt.d/", b"environment.d/", b"dracut/")),
+    b"/usr/share/initramfs-tools/", b"/usr/share/systemd/", b"/usr/share/dbus-1/",
+    b"/usr/share/polkit-1/",
 )  # fmt: skip
 
 

@@ -26,3 +26,12 @@ def read_regular(path: str | bytes | os.PathLike[str], limit: int, *, follow: bo
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_whole(path: bytes, limit: int) -> bytes:
+    """All of a regular file, never through a symlink; ``EFBIG`` when it holds more than
+    ``limit`` bytes (a database read cut short would parse as another one)."""
+    data = read_regular(path, limit + 1, follow=False)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes: not read", os.fsdecode(path))
+    return data

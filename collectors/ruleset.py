@@ -56,6 +56,10 @@ FACTS: dict[str, dict[str, type]] = {
     },
     "privileged-file": {**_COMMON, "packaged": _B, "mode": _S, "capability": _S, "sha256": _S},
     "staged-file": {**_COMMON, "executable": _B, "sha256": _S, "mode": _S},
+    "boot-file": {
+        **_COMMON, "kind": _S, "sha256": _S, "size": _I, "init_override": _S,
+        "interpreter": _S, "writable_target": _B,
+    },
 }  # fmt: skip
 _OPERATORS = ("equals", "not_equals", "regex", "below", "at_least")
 _RULE_KEYS = {"id", "fact", "severity", "why", "message", "record", "enabled", "any"}

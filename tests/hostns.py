@@ -6,7 +6,8 @@ needs (web roots, a Docker state directory, a FIFO in /tmp), then ``preserve`` r
 there, writing its evidence through a bind mount into the test's own directory.
 
 The checkout itself is bound at /mnt/checkout and ``preserve`` runs from there, so a clone
-under /tmp (``git clone . /tmp/x && bash .ci/run``) is not hidden by the fresh /tmp."""
+under /tmp (``git clone . /tmp/x && bash .ci/run``) is not hidden by the fresh /tmp; files
+a test built (under /tmp too) can be bound at /mnt/stage."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from conftest import PRESERVE_ARGV, ROOT
 
 _PREPARE = """set -e
 mount -t tmpfs scratch /mnt
-mkdir -p /mnt/out /mnt/checkout /mnt/etc-up /mnt/etc-work /mnt/var-up /mnt/var-work
+mkdir -p /mnt/out /mnt/checkout /mnt/stage /mnt/etc-up /mnt/etc-work /mnt/var-up /mnt/var-work
 mount --bind "$OUT" /mnt/out
+if [ -n "$STAGE" ]; then mount --bind "$STAGE" /mnt/stage; fi
 mount --bind "$CHECKOUT" /mnt/checkout
 mount -t overlay overlay -o lowerdir=/etc,upperdir=/mnt/etc-up,workdir=/mnt/etc-work /etc
 mount -t overlay overlay -o lowerdir=/var,upperdir=/mnt/var-up,workdir=/mnt/var-work /var
@@ -41,8 +43,12 @@ def _seen_from_checkout(path: str) -> str:
     return path
 
 
-def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, Path]:
-    """(``--json`` summary, evidence directory) of ``preserve ARGS`` on the planted host."""
+def run_on_planted_host(
+    tmp_path: Path, setup: str, *args: str, stage: Path | None = None
+) -> tuple[dict, Path]:
+    """(``--json`` summary, evidence directory) of ``preserve ARGS`` on the planted host.
+    ``stage``: a directory of the test's own files (built under /tmp, which the namespace
+    hides), bound at /mnt/stage for the setup to copy from."""
     if os.geteuid() != 0:
         pytest.skip("needs root for a private mount namespace (CI runs as root)")
     out = tmp_path / "out"
@@ -53,7 +59,8 @@ def run_on_planted_host(tmp_path: Path, setup: str, *args: str) -> tuple[dict, P
     script = _PREPARE + setup + f"\nexec {argv}\n"
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-        cwd=ROOT, env={**os.environ, "OUT": str(out), "CHECKOUT": str(ROOT)},
+        cwd=ROOT, env={**os.environ, "OUT": str(out), "CHECKOUT": str(ROOT),
+                       "STAGE": str(stage or "")},
         capture_output=True, timeout=120,
     )  # fmt: skip
     if result.returncode not in (0, 1) or not result.stdout:

@@ -27,13 +27,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # ewf-tools (ewfverify, ewfinfo, ewfexport, ewfacquire): the judges of the E01 images;
     # poppler-utils: the report's PDF pages read back; libcap2-bin (setcap): a file with
     # capabilities; systemd (journalctl): the judge of the journald parser; sudo: the
-    # fleet run's become (configured in one namespace host only, never in /etc).
+    # fleet run's become (configured in one namespace host only, never in /etc); golang-go
+    # and golang-github-coreos-bbolt-dev: containerd's BoltDB files written by bbolt itself.
     apt-get install -y -qq --no-install-recommends \
         nftables iptables iproute2 logrotate strace openssl util-linux procps systemd-journal-remote \
         coreutils e2fsprogs binutils findutils mount python3-dev openssh-server openssh-client \
         hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
         faketime tmux fdisk gcc libc6-dev pkg-config libfuse3-dev fuse3 ewf-tools \
-        poppler-utils libcap2-bin systemd sudo \
+        poppler-utils libcap2-bin systemd sudo golang-go golang-github-coreos-bbolt-dev \
         >/dev/null
 fi
 

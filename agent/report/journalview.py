@@ -12,6 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from collectors.redact import NOTE as REDACTED_NOTE
+from collectors.redact import redact_fields
+
 from . import words
 from .bounded import clip, text
 from .values import to_ns
@@ -20,6 +23,9 @@ from .values import to_ns
 KEEP = {"transfer": 100, "action": 300, "error": 200}
 # ``event`` records kept, per ``event`` name (``of_type("event:finding")``): what the
 # collectors found, the views that disagreed, the clock check.
+# A finding's fields that are not text it quotes from the host.
+_NOT_QUOTED = {"type", "seq", "prev", "time", "clock", "event", "collector", "severity", "why"}
+_NOT_QUOTED |= {"rule", "artifact", "source", "mono_ns"}
 KEEP_EVENTS = {"finding": 1000, "degraded": 500, "findings-capped": 200, "clock-check": 5}
 RECORD_BUDGET = 16 * 1024  # per kept record; a genuine one is under 2 KiB
 START_BUDGET = 64 * 1024  # the start record (argv, host, collectors)
@@ -77,6 +83,16 @@ def _event(r: dict[str, Any], ns: int) -> JournalEvent | None:
     return None
 
 
+def _redacted(record: dict[str, Any]) -> dict[str, Any]:
+    """A finding as the report may quote it (title, details, timeline row): collectors
+    redact what they record (collectors/redact.py); an older agent or a plug-in may not."""
+    keep = {k: v for k, v in record.items() if k in _NOT_QUOTED}
+    shown, hidden = redact_fields({k: v for k, v in record.items() if k not in keep})
+    if hidden and "redacted" not in shown:
+        shown["redacted"] = f"{hidden} {REDACTED_NOTE}"
+    return {**keep, **shown}
+
+
 @dataclass
 class JournalView:
     start: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +106,8 @@ class JournalView:
 
     def feed(self, r: dict[str, Any]) -> None:
         kind = r.get("type")
+        if kind == "event" and r.get("event") == "finding":
+            r = _redacted(r)
         self.counts[str(kind)] += 1
         if kind == "artifact":
             return  # the bulk: ArtifactIndex's, not ours

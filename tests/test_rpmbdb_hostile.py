@@ -1,12 +1,15 @@
-"""A hostile Berkeley DB ``Packages`` file: one hash page whose 4,600 items all name the
-same 1 MiB overflow chain. Each item alone is within the reader's cap per item, but
-together they are 4.6 GiB of one page's values, from a 1.2 MB file. In a valid file an
-overflow page belongs to one item only; the reader (in a child under an address-space
-limit of 1 GiB) must refuse the second use and still read the file's other page."""
+"""Hostile RPM databases. A Berkeley DB ``Packages`` file: one hash page whose 4,600
+items all name the same 1 MiB overflow chain. Each item alone is within the reader's cap
+per item, but together they are 4.6 GiB of one page's values, from a 1.2 MB file. In a
+valid file an overflow page belongs to one item only; the reader (in a child under an
+address-space limit of 1 GiB) must refuse the second use and still read the file's other
+page. And an ``rpmdb.sqlite`` whose ``Packages`` is an endless view."""
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -72,3 +75,27 @@ def test_an_overflow_chain_named_by_every_item_is_refused(tmp_path: Path) -> Non
     got = json.loads(result.stdout)
     assert got["pairs"] == [[struct.pack("<I", 7).hex(), 16]]  # the other page, whole
     assert got["skipped"] == 1
+
+
+def test_an_rpmdb_whose_packages_is_an_endless_view_is_refused(tmp_path: Path) -> None:
+    """``rpmdb.sqlite`` is SQL the host wrote: ``Packages`` may be a view over a recursive
+    query with no end, which ``SELECT ... ORDER BY hnum`` would sort for ever (spilling to
+    temporary files). Only a table is read; the reader (in a child) must end, and say why."""
+    db = tmp_path / "root/var/lib/rpm/rpmdb.sqlite"
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE VIEW Packages AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+            "SELECT x + 1 FROM c) SELECT x AS hnum, zeroblob(1000) AS blob FROM c"
+        )
+    code = (
+        "import sys; from collectors import rpmdb; "
+        "db = rpmdb.load(sys.argv[1].encode()); print(db.packages, db.notes)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "root")],
+        cwd=ROOT, capture_output=True, timeout=60,
+        env={**os.environ, "SQLITE_TMPDIR": str(tmp_path)},  # a sort's spill stays here
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.startswith(b"0 ") and b"not a table" in result.stdout, result.stdout

@@ -22,6 +22,7 @@ from .homes import Account, read_passwd, steered, user_homes
 from .lastlog import parse_faillog, parse_lastlog
 from .pathmap import stored_relpath
 from .readfile import read_regular
+from .secrets import secret_reason
 from .textview import json_bytes
 from .triagegate import triage_settings
 
@@ -104,7 +105,7 @@ class AccountsCollector(Collector):
 
     def _histories(self, ctx: CollectContext) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        seen: set[bytes] = set()
+        seen: set[tuple[int, int]] = set()
         for home, user in user_homes(self.root):
             wanted: list[tuple[bytes, str, bool, bytes | None]] = [
                 (os.path.join(home, rel), shell, lines, None) for rel, shell, lines in HISTORY_FILES
@@ -114,14 +115,27 @@ class AccountsCollector(Collector):
                 shell = "zsh" if b"zsh" in name or b"zhist" in name else "bash"
                 wanted.append((custom, shell, True, named_in))
             for path, shell, lines, source in wanted:
-                real = os.path.realpath(path)
-                if real in seen or not os.path.lexists(path):
+                # Once per file, by the entry itself: by its symlink's target, alice's
+                # .bash_history -> bob's would make bob's own file a duplicate, not read.
+                try:
+                    st = os.lstat(path)
+                except OSError:
                     continue
-                seen.add(real)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
                 if path.startswith(home + b"/") and steered(home, path) is not None:
                     ctx.engine.record_skip(
                         self.name, path, "a directory on the way is a symlink: not followed",
                         target=os.fsdecode(os.path.realpath(path)),
+                    )  # fmt: skip
+                    continue
+                refused = self._not_a_history(home, path, st) if source else None
+                if refused is not None:
+                    by = os.fsdecode(self._host(source or b""))
+                    ctx.engine.record_skip(
+                        self.name, path, f"named as a history by {by}, but {refused}: not copied",
+                        uid=st.st_uid,
                     )  # fmt: skip
                     continue
                 row = self._history(ctx, path, user, shell, lines)
@@ -129,6 +143,21 @@ class AccountsCollector(Collector):
                     row["histfile_from"] = os.fsdecode(self._host(source)) if source else None
                     found.append(row)
         return found
+
+    def _not_a_history(self, home: bytes, path: bytes, st: os.stat_result) -> str | None:
+        """Why a ``HISTFILE`` a start-up file names is not this home's history: anyone
+        can write ``HISTFILE=/etc/shadow`` in their own ``.bashrc``, and copying it would
+        put the host's password hashes on the evidence drive on their say-so. A shell
+        writes its history as the user, so the file is theirs; and a secret is never one."""
+        try:
+            owner = os.stat(home).st_uid
+        except OSError:
+            return "its home cannot be read"
+        if st.st_uid != owner:
+            return f"owned by uid {st.st_uid}, not by the home's owner (uid {owner})"
+        if secret_reason(os.fsdecode(self._host(path)), path) is not None:
+            return "a secret by its name (password hashes, a key, credentials)"
+        return None
 
     def _history(
         self, ctx: CollectContext, path: bytes, user: str, shell: str, judged: bool

@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import libpod
 from .readfile import read_regular
 
 MAX_JSON = 16 * 1024 * 1024
+MAX_DEPTH = 32  # of a value kept from a state file; deeper ones are cut (see _shallow)
 DOCKER = b"var/lib/docker"
 PODMAN = b"var/lib/containers/storage"
 PODMAN_USER = b".local/share/containers/storage"
@@ -58,13 +59,32 @@ class Container:
 
 
 def _json(path: bytes, problems: list[str]) -> Any:
+    """The parsed file, or None. A rootless Podman store is in a user's home: anyone can
+    write one nested past the recursion limit (``RecursionError``), or just short of it
+    (it loads, then ``containers.json`` could not be written): cut at ``MAX_DEPTH``."""
     try:
-        return json.loads(read_regular(os.fsdecode(path), MAX_JSON, follow=False))
+        value = json.loads(read_regular(os.fsdecode(path), MAX_JSON, follow=False))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
-        problems.append(f"{os.fsdecode(path)}: {e}")
+    except (OSError, ValueError, RecursionError) as e:
+        problems.append(f"{os.fsdecode(path)}: {str(e)[:200]}")
         return None
+    cut: list[int] = []
+    value = _shallow(value, MAX_DEPTH, cut)
+    if cut:
+        problems.append(f"{os.fsdecode(path)}: nested deeper than {MAX_DEPTH}: cut there")
+    return value
+
+
+def _shallow(value: Any, depth: int, cut: list[int]) -> Any:
+    if not isinstance(value, dict | list):
+        return value
+    if depth == 0:
+        cut.append(1)
+        return f"(nested deeper than {MAX_DEPTH} levels)"
+    if isinstance(value, list):
+        return [_shallow(v, depth - 1, cut) for v in value]
+    return {k: _shallow(v, depth - 1, cut) for k, v in value.items()}
 
 
 def _text(path: bytes) -> str | None:
@@ -88,6 +108,16 @@ def _env_names(env: Any) -> list[str]:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _name(value: Any) -> TypeGuard[str]:
+    """Is ``value`` usable as one path component of a state directory? An ID or driver
+    such as ``../../etc`` or ``/etc`` would take the reader out of it."""
+    return isinstance(value, str) and bool(value) and "/" not in value and value not in (".", "..")
 
 
 def docker(root: bytes) -> list[Container]:
@@ -115,9 +145,13 @@ def docker(root: bytes) -> list[Container]:
                 "Privileged", "Binds", "CapAdd", "NetworkMode", "PidMode", "IpcMode",
                 "PortBindings", "SecurityOpt", "Devices", "RestartPolicy")},
         }  # fmt: skip
+        if not _name(driver):
+            c.problems.append(f"driver {driver[:100]!r} is not a directory name: not followed")
+            found.append(c)
+            continue
         layerdb = os.path.join(top, b"image", driver.encode(), b"layerdb")
         mount_id = _text(os.path.join(layerdb, b"mounts", cid, b"mount-id"))
-        if mount_id and "/" not in mount_id and mount_id not in (".", ".."):
+        if _name(mount_id):
             c.info["layer_mount_id"] = mount_id
             c.rw_layer = os.path.join(top, driver.encode(), mount_id.encode(), b"diff")
         else:
@@ -154,10 +188,10 @@ def podman(store: bytes) -> list[Container]:
     problems: list[str] = []
     listed = _json(os.path.join(store, b"overlay-containers/containers.json"), problems)
     images = _json(os.path.join(store, b"overlay-images/images.json"), problems) or []
-    names = {i.get("id"): i.get("names") for i in images if isinstance(i, dict)}
+    names = {i["id"]: i.get("names") for i in _dicts(images) if isinstance(i.get("id"), str)}
     found = []
-    for entry in listed if isinstance(listed, list) else []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+    for entry in _dicts(listed):
+        if not _name(entry.get("id")):
             continue
         c = Container("podman", entry["id"], os.fsdecode(store), problems=list(problems))
         userdata = os.path.join(store, b"overlay-containers", entry["id"].encode(), b"userdata")
@@ -165,16 +199,16 @@ def podman(store: bytes) -> list[Container]:
         process = _mapping(spec.get("process"))
         c.info = {
             "name": entry.get("names"), "image_id": entry.get("image"),
-            "image": names.get(entry.get("image")), "created": entry.get("created"),
+            "image": names.get(str(entry.get("image"))), "created": entry.get("created"),
             "command": process.get("args"), "env_names": _env_names(process.get("env")),
             "mounts": [
                 {k: m.get(k) for k in ("type", "source", "destination", "options")}
-                for m in spec.get("mounts", []) if isinstance(m, dict)
+                for m in _dicts(spec.get("mounts"))
             ],
             "layer": entry.get("layer"),
         }  # fmt: skip
         layer = entry.get("layer")
-        if isinstance(layer, str) and "/" not in layer and layer not in (".", ".."):
+        if _name(layer):
             c.rw_layer = os.path.join(store, b"overlay", layer.encode(), b"diff")
         found.append(c)
     return _with_libpod(store, found)
@@ -221,7 +255,7 @@ def containerd(root: bytes, uppers: dict[str, bytes]) -> list[Container]:
                 "hostname": spec.get("hostname"),
                 "mounts": [
                     {k: m.get(k) for k in ("type", "source", "destination")}
-                    for m in spec.get("mounts", []) if isinstance(m, dict)
+                    for m in _dicts(spec.get("mounts"))
                 ],
             }  # fmt: skip
             c.rw_layer = uppers.get(os.fsdecode(os.path.join(bundle, b"rootfs")))

@@ -53,7 +53,7 @@ def parse_fdinfo(text: str) -> dict[str, Any]:
     ``eventfd-count``, ``tfd``...) as text."""
     info: dict[str, Any] = {}
     extra: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # as in parse_maps: a name may hold other separators
         key, sep, value = line.partition(":")
         if not sep:
             continue
@@ -130,8 +130,11 @@ def read_maps(pid: int) -> list[Mapping]:
 
 
 def parse_maps(text: str) -> list[Mapping]:
+    """One ``Mapping`` a line. Lines end at ``\n`` only: the kernel escapes that one in a
+    file name, not U+0085, U+2028 or ``\x0b``, at which ``splitlines`` would cut a line
+    (a deleted library's path losing its `` (deleted)``, or a forged second mapping)."""
     out = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split(None, 5)
         if len(parts) < 5 or "-" not in parts[0]:
             continue

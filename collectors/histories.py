@@ -74,9 +74,11 @@ def custom_histfiles(root: bytes, home: bytes, host_home: bytes) -> list[tuple[b
 
 
 def history_lines(text: str, shell: str) -> Iterator[tuple[int, str, int | None]]:
-    """(line number, command, time typed in ns or None) of each command."""
+    """(line number, command, time typed in ns or None) of each command. Lines end at
+    ``\n`` only, as the shell writes them: ``splitlines`` would also cut at ``\x0b``, NEL
+    or U+2028, and ``curl URL <VT>| sh`` would be two harmless-looking lines."""
     when: int | None = None
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):
         if shell == "bash" and (m := _BASH_TIME.match(line)):
             when = int(m.group(1)) * 10**9
             continue

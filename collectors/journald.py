@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from .base import Collector, Stage
 from .context import CollectContext, Options
+from .journalcodec import DecodeBudget
 from .journalfile import JournalFile, JournalFormatError
 from .logprofile import load_profile
 from .pathmap import describe, stored_relpath
@@ -51,6 +52,7 @@ class JournaldCollector(Collector):
     roots: tuple[bytes, ...] = ROOTS  # tests point it elsewhere
 
     paths: tuple[bytes, ...] = ()
+    decoding: DecodeBudget | None = None
     since_us: int = 0  # entries before this (µs since the epoch) are not exported
 
     def configure(self, options: Options) -> None:
@@ -74,6 +76,7 @@ class JournaldCollector(Collector):
             return
         started = time.monotonic()
         budget = MAX_EXPORT
+        self.decoding = DecodeBudget()  # one for the run: many files may each hold bombs
         entries = problems = 0
         for path in files:
             if ctx.engine.stopped.is_set():
@@ -115,7 +118,7 @@ class JournaldCollector(Collector):
                 ctx.engine.record_skip(self.name, path, "not a regular file")
                 return None
             try:
-                jf = JournalFile.open(fd)
+                jf = JournalFile.open(fd, self.decoding)
             except JournalFormatError as e:
                 ctx.error(self.name, f"{e}: not parsed (the file itself is preserved)", path)
                 return None

@@ -25,7 +25,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .journalcodec import NAMES, CodecError, add_field, decompress, json_value
+from .journalcodec import (
+    MAX_FIELD,
+    NAMES,
+    CodecError,
+    DecodeBudget,
+    add_field,
+    decompress,
+    json_value,
+)
 
 SIGNATURE = b"LPKSHHRH"
 STATES = {0: "OFFLINE", 1: "ONLINE", 2: "ARCHIVED"}
@@ -41,6 +49,8 @@ _MIN_SIZE = {DATA: 64, FIELD: 40, ENTRY: 64, DATA_HASH: 16, FIELD_HASH: 16, ENTR
 PAGE = 256 * 1024
 PAGES = 64  # 16 MiB of cache
 DATA_CACHE = 8192  # decoded data objects kept: most entries share _HOSTNAME, _BOOT_ID, ...
+CACHED_VALUE = 1024  # ... short ones: 8192 decoded 64 MiB bombs would not fit in memory
+MAX_ENTRY = 2 * MAX_FIELD  # decoded bytes of one entry: one field at its cap, and the rest
 MAX_PROBLEMS = 20
 # The field a data object that could not be decoded becomes (its own name is inside it).
 NOT_DECODED = "__PRESERVE_NOT_DECODED"
@@ -121,6 +131,7 @@ class JournalFile:
 
     reader: PageReader
     header: Header
+    budget: DecodeBudget = field(default_factory=DecodeBudget)
     problems: list[str] = field(default_factory=list)
     unlinked: int = 0
     fields_not_decoded: int = 0
@@ -128,7 +139,7 @@ class JournalFile:
     _end_of_entries: int = 0
 
     @classmethod
-    def open(cls, fd: int) -> JournalFile:
+    def open(cls, fd: int, budget: DecodeBudget | None = None) -> JournalFile:
         size = os.fstat(fd).st_size
         reader = PageReader(fd, size)
         raw = reader.read(0, _HEADER.size)
@@ -143,7 +154,7 @@ class JournalFile:
         )  # fmt: skip
         if header.header_size < 208 or header.header_size > size:
             raise JournalFormatError(f"header size {header.header_size} is not plausible")
-        jf = cls(reader, header)
+        jf = cls(reader, header, budget or DecodeBudget())
         if header.header_size + header.arena_size > size:
             jf.problem(
                 f"file is {size} bytes but its header describes "
@@ -176,6 +187,7 @@ class JournalFile:
         item = struct.Struct("<I" if compact else "<Q")
         left = self.header.n_entries
         offset, previous = self.header.entry_array_offset, 0
+        last = 0  # journald appends: each entry lies after the one before it
         while offset and left > 0:
             if offset <= previous:
                 self.problem(f"entry array chain loops back to offset {offset}")
@@ -191,6 +203,10 @@ class JournalFile:
                 if entry == 0 or left == 0:
                     break
                 left -= 1
+                if entry <= last:  # one entry named a million times: a million decodes
+                    self.problem(f"entry array names offset {entry} again, or out of order")
+                    continue
+                last = entry
                 yield entry
             previous, offset = offset, next_offset
         if left > 0:
@@ -229,13 +245,25 @@ class JournalFile:
             offsets = [o for (o,) in struct.iter_unpack("<I", items[: len(items) // 4 * 4])]
         else:
             offsets = [o for o, _ in struct.iter_unpack("<QQ", items[: len(items) // 16 * 16])]
+        spent = dropped = 0
         for data_offset in offsets:
+            if spent > MAX_ENTRY:  # an entry may name one huge object a thousand times
+                dropped += 1
+                continue
             decoded = self._field(data_offset)
             if decoded is None:
                 continue
             name, value = decoded
-            if name != "_BOOT_ID":  # journalctl prints the entry's own boot ID instead
+            spent += len(value)
+            if spent > MAX_ENTRY:
+                dropped += 1
+            elif name != "_BOOT_ID":  # journalctl prints the entry's own boot ID instead
                 add_field(out, name, value)
+        if dropped:
+            self.fields_not_decoded += dropped
+            why = f"{dropped} fields not exported: the entry decodes to more than {MAX_ENTRY} bytes"
+            self.problem(f"entry at {offset}: {why}")
+            add_field(out, NOT_DECODED, why)
         return out
 
     def _field(self, offset: int) -> tuple[str, str | list[int]] | None:
@@ -243,9 +271,10 @@ class JournalFile:
             self._data.move_to_end(offset)
             return self._data[offset]
         decoded = self._decode(offset)
-        self._data[offset] = decoded
-        if len(self._data) > DATA_CACHE:
-            self._data.popitem(last=False)
+        if decoded is None or len(decoded[1]) <= CACHED_VALUE:
+            self._data[offset] = decoded
+            if len(self._data) > DATA_CACHE:
+                self._data.popitem(last=False)
         return decoded
 
     def _decode(self, offset: int) -> tuple[str, str | list[int]] | None:
@@ -255,7 +284,7 @@ class JournalFile:
         flags, body = got
         payload = body[72 if self.header.compact else 64 :]
         try:
-            raw = decompress(flags, payload)
+            raw = decompress(flags, payload, self.budget)
         except CodecError as e:
             self.fields_not_decoded += 1
             self.problem(f"data object at {offset} ({NAMES.get(flags & 7, flags)}): {e}")

@@ -76,7 +76,12 @@ def _text(raw: bytes) -> str:
 
 
 def _when(seconds: int) -> str | None:
-    return utc_from_ns(seconds * 10**9) if seconds > 0 else None
+    """The time as text; None for a time no calendar holds (``fail_time`` is a 64-bit
+    ``time_t``: whoever wrote the file can put year 36812 there), ``time_s`` keeps it."""
+    try:
+        return utc_from_ns(seconds * 10**9) if seconds > 0 else None
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def parse_lastlog(path: bytes, names: dict[int, str]) -> list[dict[str, Any]]:

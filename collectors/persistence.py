@@ -243,14 +243,19 @@ class _Run:
         self.left -= st.st_size
         self.copied += 1
         dest = f"{PREFIX}/{stored_relpath(os.fsencode(name))}"
+        # The copy is of the size checked against the caps: reading the file for its
+        # facts is an open its owner can watch for, and a sparse file grows for free.
+        size = st.st_size
         if kind is None:
-            self.ctx.engine.submit(path, dest, self.name, parent_id=parent)
+            self.ctx.engine.submit(path, dest, self.name, parent_id=parent, limit=size)
             return
         try:
             data = read_regular(path, READ_CAP, follow=False)
         except OSError:
             data = None
-        record = self.ctx.engine.preserve(path, dest, self.name, parent_id=parent, kind=kind)
+        record = self.ctx.engine.preserve(
+            path, dest, self.name, parent_id=parent, kind=kind, limit=size
+        )
         artifact = record["path"] if record else None
         self.facts(path, name, st, kind, user, data, artifact)
 

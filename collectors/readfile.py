@@ -8,13 +8,22 @@ import stat
 
 
 def read_regular(path: str | bytes | os.PathLike[str], limit: int, *, follow: bool = True) -> bytes:
-    """Read at most ``limit`` bytes of a regular file; never blocks on a FIFO or device
-    planted where a file was expected (``O_NONBLOCK`` open, then ``fstat``). With
-    ``follow=False`` a symlink at the last component is refused (``ELOOP``)."""
+    """Read at most ``limit`` bytes of a regular file. A FIFO or device planted where a
+    file was expected is never opened: opening a FIFO wakes a writer blocked on it (a
+    tripwire telling an intruder that a responder is reading their home), opening a
+    device runs its driver (a watchdog arms, a tape rewinds). So the path is stat'ed
+    first, and the open file checked again: ``O_NONBLOCK`` keeps a swap in between from
+    hanging the open. With ``follow=False`` a symlink at the last
+    component is refused (``ELOOP``)."""
+    seen = os.stat(path) if follow else os.lstat(path)
+    if stat.S_ISLNK(seen.st_mode):
+        raise OSError(errno.ELOOP, "a symlink: not followed", os.fsdecode(path))
+    if not stat.S_ISREG(seen.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
             raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
         chunks, left = [], limit
         while left > 0:

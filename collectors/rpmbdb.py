@@ -58,6 +58,9 @@ class HashFile:
             raise BdbError("pages carry checksums, a layout this reader does not parse yet")
         self.pages = self.size // self.page_size
         self.skipped = 0  # pages or items that did not parse
+        # Overflow pages already read: each belongs to one item, so one chain named by
+        # every item of a page (thousands of times its size) is read once, then refused.
+        self._overflow_pages: set[int] = set()
 
     def page(self, pgno: int) -> bytes:
         if not 0 < pgno < self.pages:
@@ -107,11 +110,11 @@ class HashFile:
         if total > MAX_ITEM:
             raise BdbError(f"an item of {total} bytes is not an RPM header")
         parts: list[bytes] = []
-        got, seen = 0, set()
+        got = 0
         while got < total:
-            if pgno in seen:
-                raise BdbError("an overflow chain loops")
-            seen.add(pgno)
+            if pgno in self._overflow_pages:
+                raise BdbError("an overflow chain loops, or is shared with another item")
+            self._overflow_pages.add(pgno)
             page = self.page(pgno)
             next_pgno, _, length, kind = self.header(page)
             if kind != P_OVERFLOW or PAGE_HEADER + length > self.page_size:

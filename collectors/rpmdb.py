@@ -33,6 +33,7 @@ SQLITE_PATHS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite
 BDB_PATHS = (b"var/lib/rpm/Packages", b"usr/lib/sysimage/rpm/Packages")
 NDB_PATHS = (b"var/lib/rpm/Packages.db", b"usr/lib/sysimage/rpm/Packages.db")
 MAX_INDEX = 65536  # entries in one header; a real one has a few hundred
+MAX_STEPS = 10**9  # SQLite virtual machine steps; thousands of packages take a million
 
 # rpmtag.h
 NAME, VERSION, RELEASE, ARCH = 1000, 1001, 1002, 1022
@@ -190,12 +191,32 @@ def _load_sqlite(db: Database, path: bytes) -> None:
         try:
             conn = sqlite3.connect(f"file:/proc/self/fd/{fd}?mode=ro&immutable=1", uri=True)
             try:
-                for (blob,) in conn.execute("SELECT blob FROM Packages ORDER BY hnum"):
-                    _add_package(db, bytes(blob))
+                _read_packages(db, conn)
             finally:
                 conn.close()
         except sqlite3.Error as e:
             db.notes.append(f"the RPM database cannot be read as SQLite: {e}")
+
+
+def _read_packages(db: Database, conn: sqlite3.Connection) -> None:
+    """The blobs of table ``Packages``. The schema is the host's: a ``Packages`` that is
+    a view over an endless recursive query would be sorted for ever, so only a table is
+    read, and SQLite stops after ``MAX_STEPS`` steps whatever the file holds."""
+    kind = conn.execute(
+        "SELECT type FROM sqlite_master WHERE name = 'Packages' COLLATE NOCASE"
+    ).fetchone()
+    if kind is None or kind[0] != "table":
+        db.notes.append("the RPM database's Packages is not a table: not read")
+        return
+    steps = [0]
+
+    def stop() -> int:
+        steps[0] += 1
+        return int(steps[0] > MAX_STEPS // 10_000)
+
+    conn.set_progress_handler(stop, 10_000)
+    for (blob,) in conn.execute("SELECT blob FROM Packages ORDER BY hnum"):
+        _add_package(db, blob if isinstance(blob, bytes) else b"")  # text: a bad header
 
 
 def _add_package(db: Database, blob: bytes) -> None:

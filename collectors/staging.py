@@ -72,15 +72,19 @@ def scan(
 ) -> tuple[str | None, bytes] | None:
     """(SHA-256 of the whole file, its first ``head`` bytes), read once, or None when the
     file at ``path`` is no longer the regular file the walk saw. A file larger than
-    ``hash_limit`` (-1: do not hash) is not hashed: only its head is read."""
+    ``hash_limit`` (-1: do not hash) is not hashed: only its head is read. The whole file
+    is the size it had at open: one that an intruder keeps extending (a sparse file
+    grows a gigabyte a ``truncate``) would otherwise never reach its end."""
     fd = open_seen(path, seen)
     if fd is None:
         return None
     try:
-        if not 0 <= os.fstat(fd).st_size <= hash_limit:
+        size = os.fstat(fd).st_size
+        if not 0 <= size <= hash_limit:
             return None, os.read(fd, head)
         digest, first = hashlib.sha256(), bytearray()
-        while chunk := os.read(fd, 1 << 20):
+        while size > 0 and (chunk := os.read(fd, min(1 << 20, size))):
+            size -= len(chunk)
             digest.update(chunk)
             if len(first) < head:
                 first += chunk[: head - len(first)]
@@ -195,8 +199,9 @@ class StagingCollector(Collector):
         if take < entry.stat.st_size:
             r["not_copied"] = f"beyond the first {budget.per_file} bytes (staging_max_file_bytes)"
         rel = f"artifacts/staging/files/{stored_relpath(entry.path)}"
-        fields: dict[str, Any] = {"limit": take} if take < entry.stat.st_size else {}
-        ctx.engine.submit(entry.path, rel, self.name, parent_id=entry.parent, **fields)
+        # Always bounded by what the walk saw: a file extended since (a sparse one can
+        # grow a terabyte a second) would otherwise be copied at its size at open.
+        ctx.engine.submit(entry.path, rel, self.name, parent_id=entry.parent, limit=take)
 
     def _staging(self, ctx: CollectContext, top: bytes, out: Any, budget: Budget) -> int:
         count = 0

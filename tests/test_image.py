@@ -206,6 +206,27 @@ def test_a_hostile_partition_table_is_recorded_not_trusted(tmp_path: Path) -> No
     assert verify(evidence).returncode == 0
 
 
+def test_a_gpt_whose_entries_lie_past_any_disk_is_recorded_and_imaged(tmp_path: Path) -> None:
+    """A GPT header whose entry array starts at LBA 2**54: its byte offset does not fit
+    an ``off_t`` (``OverflowError``, not an ``OSError``). The table is recorded as
+    unreadable, and the disk is imaged all the same."""
+    disk = bytearray(16 * 1024)
+    disk[446 + 4] = 0xEE
+    disk[446 + 8 : 446 + 16] = struct.pack("<II", 1, 31)
+    disk[510:512] = b"\x55\xaa"
+    disk[512:520] = b"EFI PART"
+    disk[512 + 72 : 512 + 88] = struct.pack("<QII", 2**54, 128, 128)
+    path = tmp_path / "far.img"
+    path.write_bytes(bytes(disk))
+    summary, evidence = take_image(path, tmp_path / "out", "--piece-size", "4K")
+    [start] = of_type(journal_records(evidence), "image-start")
+    table = start["partition_table"]
+    assert table["type"] == "gpt" and "GPT unreadable" in table["error"]
+    assert table["partitions"][0]["type_id"] == 0xEE  # the protective MBR entry, as read
+    assert (evidence / "artifacts/image/image.raw").read_bytes() == bytes(disk)
+    assert verify(evidence).returncode == 0
+
+
 @needs_loop
 def test_a_bad_device_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = preserve("image", "/dev/no-such-disk", "-o", tmp_path / "out")

@@ -237,3 +237,46 @@ def test_a_field_that_does_not_decode_is_named_and_the_rest_kept(tmp_path: Path)
     assert entry["MESSAGE"].startswith("Accepted publickey") and "BIG" not in entry
     assert "LZ4" in jf.problems[0] and jf.fields_not_decoded == 1
     assert entry["__PRESERVE_NOT_DECODED"].startswith("data object at offset")
+
+
+def test_non_characters_and_controls_print_as_journalctl_prints_them(tmp_path: Path) -> None:
+    """The printable test is three patterns (ASCII, BMP, astral non-characters in UTF-8):
+    each kind of value must still come out as journalctl prints it."""
+    need_tools()
+    values = ["\U0001fffe", "a\U0010ffff", "\U0001f511 key", "\ufdd0", "\ufdef", "\ufdf0",
+              "x\x85", "\x7f", "\U000efffe", "\U000f0000 pua", "plain", "tab\there"]  # fmt: skip
+    fields = [b"V%02d=" % i + v.encode("utf-8", "surrogatepass") for i, v in enumerate(values)]
+    path = write_journal(tmp_path / "t.journal", [fields], compact=True)
+    ours, _ = parse(path)
+    assert_same(ours, journalctl(path))
+    assert ours[0]["V02"] == "\U0001f511 key" and ours[0]["V00"] == list("\U0001fffe".encode())
+
+
+def test_a_login_any_user_can_log_as_sshd_is_not_a_login(tmp_path: Path) -> None:
+    """``logger -t sshd 'Accepted password for root from ...'`` (or sd_journal_send with
+    SYSLOG_IDENTIFIER=sshd) is open to every local user; journald itself records who sent
+    it (``_COMM``, which a sender cannot set). The report must not show that forged
+    line as a login, and still shows sshd's own."""
+    need_tools()
+    from conftest import collect_json, preserve
+
+    src = tmp_path / "host/var/log/journal/0123"
+    src.mkdir(parents=True)
+    write_journal(src / "system.journal", [
+        [b"MESSAGE=Accepted password for root from 203.0.113.66 port 22 ssh2",
+         b"SYSLOG_IDENTIFIER=sshd", b"_COMM=logger", b"_UID=1000", b"_PID=4000"],
+        [b"MESSAGE=Accepted publickey for mallory from 203.0.113.9 port 50022 ssh2",
+         b"SYSLOG_IDENTIFIER=sshd-session", b"_COMM=sshd-session", b"_PID=902"],
+        [b"MESSAGE=eve : TTY=pts/1 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh",
+         b"SYSLOG_IDENTIFIER=sudo", b"_COMM=python3", b"_UID=1001"],
+    ], compact=True)  # fmt: skip
+    summary = collect_json(
+        tmp_path / "out", "--only", "journald", "--profile", "full", "--path", tmp_path / "host"
+    )
+    result = preserve("report", summary["evidence_dir"], "--format", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    titles = [
+        f["title"] for f in json.loads(result.stdout)["findings"] if f["category"] == "logins"
+    ]
+    assert any("mallory from 203.0.113.9" in t for t in titles), titles  # OpenSSH 9.8's name
+    assert not any("203.0.113.66" in t or "eve" in t for t in titles), titles

@@ -27,7 +27,7 @@ def read_table(fd: int, sector: int) -> dict[str, Any]:
     if any(p["type_id"] == 0xEE for p in mbr) and head[sector : sector + 8] == GPT_SIGNATURE:
         try:
             return _gpt(fd, sector, head[sector : 2 * sector])
-        except (OSError, struct.error, ValueError) as e:
+        except (OSError, struct.error, ValueError, OverflowError) as e:  # an offset past off_t
             return {"type": "gpt", "error": f"GPT unreadable: {e}", "partitions": mbr}
     return {"type": "mbr", "partitions": mbr}
 

@@ -4,8 +4,11 @@ them only in the journal (Debian 12 without rsyslog has no ``auth.log``).
 
 The same sshd ``Accepted``/``Failed`` lines the auth log parser reads (logins.auth_row),
 and sudo's ``USER : TTY=... ; PWD=... ; USER=root ; COMMAND=...`` lines, taken from the
-entries whose ``SYSLOG_IDENTIFIER`` (or ``_COMM``) is sshd or sudo; the time is the
-entry's own ``__REALTIME_TIMESTAMP``, so no year or zone has to be guessed. Bounded like
+entries sshd (``sshd-session`` since OpenSSH 9.8) or sudo sent. Who sent an entry is
+journald's own ``_COMM``, which a sender cannot set: ``SYSLOG_IDENTIFIER`` is whatever
+the sender says (``logger -t sshd``, open to every local user), so it is used only for an
+entry without ``_COMM`` (one imported from elsewhere). The time is the entry's own
+``__REALTIME_TIMESTAMP``, so no year or zone has to be guessed. Bounded like
 the auth logs: lines of at most ``MAX_LINE`` bytes, at most ``MAX_AUTH_BYTES`` a file."""
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ _SUDO = re.compile(
     r"^\s*(?P<user>\S+) : (?:TTY=(?P<tty>\S+) ; )?(?:.*?; )?USER=(?P<target>\S+) ; "
     r"COMMAND=(?P<cmd>.*)$"
 )
-_IDENTS = (b'"sshd"', b'"sudo"')
+_IDENTS = (b'"sshd"', b'"sshd-session"', b'"sudo"')
+_PROGRAMS = {"sshd": "sshd", "sshd-session": "sshd", "sudo": "sudo"}
 
 
 def _ident(entry: dict[str, Any]) -> str | None:
-    for key in ("SYSLOG_IDENTIFIER", "_COMM"):
+    """``sshd``, ``sudo`` or another name: of the process journald saw send the entry."""
+    for key in ("_COMM", "SYSLOG_IDENTIFIER"):
         value = entry.get(key)
-        if isinstance(value, str):
-            return value
+        if key in entry:  # _COMM present but not a string is still not sshd's
+            return _PROGRAMS.get(value, "other") if isinstance(value, str) else None
     return None
 
 

@@ -95,6 +95,7 @@ class BodyWalker:
         self.stopped = stopped
         self.entries = 0
         self.births = 0
+        self.vanished = 0  # listed, then gone before its stat: no error, a count
         self._lines: list[str] = []
         self._size = 0
         self._modes: dict[int, str] = {}
@@ -103,8 +104,14 @@ class BodyWalker:
 
     def walk(self, top: bytes) -> None:
         """Every entry below ``top`` (not ``top`` itself), then the last lines."""
-        walk_dirs(top, self.on_error, self._list)
+        walk_dirs(top, self._report, self._list)
         self.flush()
+
+    def _report(self, path: bytes, error: OSError) -> None:
+        if error.errno == errno.ENOENT:
+            self.vanished += 1
+        else:
+            self.on_error(path, error)
 
     def flush(self) -> None:
         if self._lines:
@@ -119,7 +126,7 @@ class BodyWalker:
         try:
             names = os.listdir(fd)
         except OSError as e:
-            self.on_error(path, e)
+            self._report(path, e)
             return []
         prefix = body_name(path.rstrip(b"/")) + "/"
         subdirs: list[tuple[bytes, DirId]] = []
@@ -165,13 +172,13 @@ class BodyWalker:
         if self._statx is not None:
             err = ctypes.get_errno()
             if err != errno.ENOSYS:
-                self.on_error(os.path.join(path, raw), OSError(err, os.strerror(err)))
+                self._report(os.path.join(path, raw), OSError(err, os.strerror(err)))
                 return None
             self._statx = None
         try:
             st = os.stat(raw, dir_fd=fd, follow_symlinks=False)
         except OSError as e:
-            self.on_error(os.path.join(path, raw), e)
+            self._report(os.path.join(path, raw), e)
             return None
         times = int(st.st_atime), 0, int(st.st_ctime), int(st.st_mtime)
         dev = os.major(st.st_dev), os.minor(st.st_dev)

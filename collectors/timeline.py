@@ -10,7 +10,8 @@ process (``forked``), so it takes the machine's other core while the rest of the
 goes on (the orchestrator runs this collector alongside its stage). The listing is ONE
 artifact streamed to the drive in bounded memory (``artifacts/timeline/bodyfile.txt``)
 with one journal record, however many files the host has; walk errors are counted and
-the first few recorded.
+the first few recorded. An entry that is listed and gone before its stat (a temporary
+file) is counted, not an error: nothing that still exists was missed.
 
 Which mounts are walked (``plan``): local disk file systems and the memory ones where
 attackers stage (tmpfs: ``/dev/shm``, ``/run``, often ``/tmp``). Pseudo file systems
@@ -46,10 +47,10 @@ _MEMORY = "ntfs ntfs3 fuseblk hfsplus udf iso9660 squashfs erofs tmpfs devtmpfs 
 LOCAL_TYPES = frozenset(f"{_LOCAL} {_MEMORY}".split(" "))
 __all__ = ["TimelineCollector", "body_name", "mode_string", "plan"]
 # What the walk's child process sends: bodyfile lines, a walk error (errno, path), and
-# at the end how many entries it listed and how many had a birth time.
+# at the end how many entries it listed, had a birth time, and vanished before their stat.
 _LINES, _ERROR, _COUNTS = b"B", b"E", b"D"
 _ERRNO = struct.Struct("=i")
-_TOTALS = struct.Struct("=QQ")
+_TOTALS = struct.Struct("=QQQ")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,10 @@ def plan(mounts: list[dict[str, object]]) -> Plan:
 class TimelineCollector(Collector):
     name: ClassVar[str] = "timeline"
     stage: ClassVar[Stage] = Stage.SLOW
-    order: ClassVar[int] = 90  # after the logs and the files: it reads the most
+    # First, and alongside the rest of the stage: the walk takes the other core, and it
+    # sees the host's times before the other collectors of the stage read the files.
+    order: ClassVar[int] = 1
+    alongside: ClassVar[bool] = True
     description: ClassVar[str] = "bodyfile (mactime) of every file on local file systems"
     top: bytes = b"/"  # tests walk a smaller tree
 
@@ -107,7 +111,7 @@ class TimelineCollector(Collector):
             ctx.engine.record_skip(self.name, os.fsencode(point), why, fstype=fstype)
         out_st = os.stat(ctx.root)
         exclude = p.skip_dirs | {(out_st.st_dev, out_st.st_ino)}
-        errors, totals = 0, (0, 0)
+        errors, totals = 0, (0, 0, 0)
 
         def work(send: Send) -> None:
             walker = BodyWalker(
@@ -115,10 +119,13 @@ class TimelineCollector(Collector):
                 lambda path, e: send(_ERROR, _ERRNO.pack(e.errno or 0) + path),
                 exclude=exclude,
                 exclude_devs=p.skip_devs,
-                stopped=ctx.engine.stopped.is_set,
+                stopped=stopped,
             )
             walker.walk(self.top)
-            send(_COUNTS, _TOTALS.pack(walker.entries, walker.births))
+            send(_COUNTS, _TOTALS.pack(walker.entries, walker.births, walker.vanished))
+
+        def stopped() -> bool:  # interrupted, or nothing more can be stored
+            return ctx.engine.stopped.is_set() or ctx.engine.full.is_set()
 
         started = time.monotonic()
         with ctx.engine.open_stream(BODYFILE, self.name, kind="bodyfile") as out:
@@ -137,9 +144,9 @@ class TimelineCollector(Collector):
                     totals = _TOTALS.unpack(payload)
 
             out.write(body_line(self.top, os.lstat(self.top)))
-            run_forked(work, on_frame, ctx.engine.stopped.is_set)
+            run_forked(work, on_frame, stopped)
         seconds = time.monotonic() - started
-        count, births = totals
+        count, births, vanished = totals
         ctx.journal.append(
             "event",
             event="timeline",
@@ -147,11 +154,12 @@ class TimelineCollector(Collector):
             entries=count,
             with_birth_time=births,
             errors=errors,
+            vanished=vanished,
             mounts_skipped=len(p.skipped),
             milliseconds=int(seconds * 1000),
         )
         ctx.summary.add(
             "Timeline",
             f"{count} entries ({births} with birth time), {len(p.skipped)} mounts skipped, "
-            f"{errors} errors, {seconds:.0f} s",
+            f"{errors} errors, {vanished} gone before their stat, {seconds:.0f} s",
         )

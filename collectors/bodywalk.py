@@ -25,12 +25,13 @@ from manifests.statx import AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW, STATX_BASIC_ST
 
 from .walk import DirId, walk_dirs
 
-CHUNK_BYTES = 1024 * 1024  # lines gathered before one hand-over
+CHUNK_LINES = 8192  # lines gathered before one hand-over: about a megabyte
 _FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT
 _MASK = STATX_BASIC_STATS | STATX_BTIME
 # struct statx (linux/stat.h), only what a bodyfile needs: mask, uid, gid, mode, ino,
 # size, the seconds of atime, btime, ctime and mtime, and the device's major and minor.
 _FIELDS = struct.Struct("=I16xIIH2xQQ16x" + "q8x" * 4 + "8xII")
+_BTIME, _S_IFMT, _S_IFDIR = STATX_BTIME, stat.S_IFMT(0o177777), stat.S_IFDIR
 _SPECIAL = re.compile(rb"[\x00-\x1f\x7f|\\]")
 # A name read as text (surrogate escapes for bytes that are not UTF-8) that needs the
 # byte-exact escaping of ``body_name``: a special character or an undecodable byte.
@@ -97,7 +98,6 @@ class BodyWalker:
         self.births = 0
         self.vanished = 0  # listed, then gone before its stat: no error, a count
         self._lines: list[str] = []
-        self._size = 0
         self._modes: dict[int, str] = {}
         self._buf = ctypes.create_string_buffer(256)  # sizeof(struct statx)
         self._statx = _STATX
@@ -115,8 +115,9 @@ class BodyWalker:
 
     def flush(self) -> None:
         if self._lines:
+            self.entries += len(self._lines)
             chunk = "".join(self._lines).encode("utf-8", "surrogateescape")
-            self._lines, self._size = [], 0
+            self._lines = []
             self.emit(chunk)
 
     def _list(self, fd: int, path: bytes) -> list[tuple[bytes, DirId]]:
@@ -130,39 +131,34 @@ class BodyWalker:
             return []
         prefix = body_name(path.rstrip(b"/")) + "/"
         subdirs: list[tuple[bytes, DirId]] = []
-        lines, modes, buf, statx = self._lines, self._modes, self._buf, self._statx
-        unpack = _FIELDS.unpack_from
-        size = births = count = 0
+        append, modes, buf, statx = self._lines.append, self._modes, self._buf, self._statx
+        unpack, needs_escape = _FIELDS.unpack_from, _NEEDS_ESCAPE.search
+        births = 0
         for name in names:
             raw = name.encode("utf-8", "surrogateescape")
             if statx is not None and statx(fd, raw, _FLAGS, _MASK, buf) == 0:
-                mask, uid, gid, mode, ino, size_, a, b, c, m, major, minor = unpack(buf)
-                if not mask & STATX_BTIME:
+                mask, uid, gid, mode, ino, size, a, b, c, m, major, minor = unpack(buf)
+                if not mask & _BTIME:
                     b = 0
             else:
                 fields = self._slow_stat(fd, raw, path)
                 if fields is None:
                     continue
-                uid, gid, mode, ino, size_, a, b, c, m, major, minor = fields
+                uid, gid, mode, ino, size, a, b, c, m, major, minor = fields
             if b:
                 births += 1
             shown = modes.get(mode)
             if shown is None:
                 shown = modes[mode] = mode_string(mode)
-            if _NEEDS_ESCAPE.search(name):
+            if needs_escape(name):
                 name = body_name(raw)
-            line = f"0|{prefix}{name}|{ino}|{shown}|{uid}|{gid}|{size_}|{a}|{m}|{c}|{b}\n"
-            lines.append(line)
-            size += len(line)
-            count += 1
-            if stat.S_ISDIR(mode):
+            append(f"0|{prefix}{name}|{ino}|{shown}|{uid}|{gid}|{size}|{a}|{m}|{c}|{b}\n")
+            if mode & _S_IFMT == _S_IFDIR:
                 dev = os.makedev(major, minor)
                 if dev not in self.exclude_devs and (dev, ino) not in self.exclude:
                     subdirs.append((raw, (dev, ino)))
-        self.entries += count
         self.births += births
-        self._size += size
-        if self._size >= CHUNK_BYTES:
+        if len(self._lines) >= CHUNK_LINES:
             self.flush()
         return subdirs
 

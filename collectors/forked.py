@@ -49,11 +49,20 @@ def run_forked(work: Callable[[Send], None], on_frame: Send, stopped: Callable[[
     if pid == 0:  # pragma: no cover (the child's coverage is not collected)
         _child(work, read_end, write_end)
     os.close(write_end)
+    finished, failure = False, None
     try:
-        return _receive(pid, read_end, on_frame, stopped)
+        finished, failure = _receive(read_end, on_frame, stopped)
     finally:
         os.close(read_end)
-        _reap(pid)
+        if not finished:  # stopped, or an error here: the child ends too (not reaped
+            os.kill(pid, signal.SIGKILL)  # yet, so this pid is still the child's)
+        status = _reap(pid)
+    if not finished:
+        return False
+    if failure is not None or status != 0:
+        why = failure or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+        raise CollectorError(f"the walk in a child process did not finish ({why})")
+    return True
 
 
 def _child(work: Callable[[Send], None], read_end: int, write_end: int) -> None:
@@ -79,16 +88,16 @@ def _child(work: Callable[[Send], None], read_end: int, write_end: int) -> None:
         os._exit(status)
 
 
-def _receive(pid: int, fd: int, on_frame: Send, stopped: Callable[[], bool]) -> bool:
+def _receive(fd: int, on_frame: Send, stopped: Callable[[], bool]) -> tuple[bool, str | None]:
+    """Deliver the child's frames until it closes the pipe: (True, its failure if it
+    reported one); (False, None) as soon as the run is stopped."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     pending = bytearray()
     failure: str | None = None
     while True:
         if stopped():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            return False
+            return False, None
         if not poller.poll(_POLL_MS):
             continue
         data = os.read(fd, _PIPE_BYTES)
@@ -106,11 +115,9 @@ def _receive(pid: int, fd: int, on_frame: Send, stopped: Callable[[], bool]) -> 
                 failure = payload.decode("utf-8", "replace")
             else:
                 on_frame(kind, payload)
-    status = _reap(pid)
-    if failure is not None or status != 0 or pending:
-        why = failure or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-        raise CollectorError(f"the walk in a child process did not finish ({why})")
-    return True
+    if pending and failure is None:
+        failure = "its last frame was cut short"
+    return True, failure
 
 
 def _reap(pid: int) -> int:

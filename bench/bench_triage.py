@@ -1,10 +1,11 @@
 """The triage run against what an examiner would do by hand, on this machine, same run.
 
-Contender: ``preserve --profile PROFILE`` (default ``full``: volatile state, logs and the
-triage collectors) into a scratch directory. Baseline, the same coverage with coreutils:
-``find / -xdev -printf`` of every file (the bodyfile), ``sha256sum`` of the executables in
-the system and user bin/sbin/lib paths and of everything in /tmp, /var/tmp and /dev/shm,
-and ``cp -a`` of /etc, the users' start-up and SSH files and the staging directories.
+Contender: ``preserve --profile PROFILE`` (default ``standard``, the default run: volatile
+state, logs and the triage collectors) into a scratch directory. Baseline, the same
+coverage with coreutils: ``find / -xdev -printf`` of every file (the bodyfile),
+``sha256sum`` of the executables in the system and user bin/sbin/lib paths and of
+everything in /tmp, /var/tmp and /dev/shm, and ``cp -a`` of /etc, the users' start-up
+and SSH files and the staging directories.
 Rounds alternate who goes first; the median is reported, with peak RSS and evidence size.
 Usage: python bench/bench_triage.py [WORKDIR] [PROFILE] [ROUNDS]."""
 
@@ -53,7 +54,7 @@ def size_of(path: Path) -> int:
 
 def main() -> None:
     base = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(dir="/var/tmp"))
-    profile = sys.argv[2] if len(sys.argv) > 2 else "full"
+    profile = sys.argv[2] if len(sys.argv) > 2 else "standard"
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     base.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")

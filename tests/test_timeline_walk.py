@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import pytest
 from conftest import ROOT, collect_json, journal_records, requires_root
 from deeptree import make_deep, scratch
 
+from agent.alongside import Alongside
 from collectors import bodywalk
 from collectors.bodywalk import BodyWalker
 from collectors.context import CollectContext, Options
-from collectors.errors import CollectorError
+from collectors.errors import CollectorError, OutputFull
 from collectors.forked import run_forked
 from collectors.timeline import TimelineCollector
 
@@ -182,3 +184,19 @@ def test_a_stopped_run_leaves_no_bodyfile(ctx: CollectContext, tmp_path: Path) -
     collector.collect(ctx)
     assert not [p for p in ctx.root.rglob("*") if p.is_file() and "timeline" in str(p)]
     assert not [r for r in journal_records(ctx.root) if r["type"] == "artifact"]
+
+
+def test_what_an_alongside_collector_raised_is_raised_when_the_stage_waits() -> None:
+    release = threading.Event()
+    alongside = Alongside()
+
+    def fills_the_drive() -> None:
+        release.wait(10)
+        raise OutputFull()
+
+    alongside.start("filler", fills_the_drive)
+    release.set()  # the stage went on meanwhile: its own work did not wait for this one
+    with pytest.raises(OutputFull):
+        alongside.wait()
+    alongside.start("filler", fills_the_drive)
+    alongside.wait(reraise=False)  # another exception is already on its way: no second

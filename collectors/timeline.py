@@ -144,8 +144,11 @@ class TimelineCollector(Collector):
                     totals = _TOTALS.unpack(payload)
 
             out.write(body_line(self.top, os.lstat(self.top)))
-            run_forked(work, on_frame, stopped)
+            finished = run_forked(work, on_frame, stopped)
         seconds = time.monotonic() - started
+        if not finished:  # the partial bodyfile was discarded with its stream
+            ctx.summary.add("Timeline", f"stopped after {seconds:.0f} s: no bodyfile stored")
+            return
         count, births, vanished = totals
         ctx.journal.append(
             "event",

@@ -184,6 +184,9 @@ def test_a_stopped_run_leaves_no_bodyfile(ctx: CollectContext, tmp_path: Path) -
     collector.collect(ctx)
     assert not [p for p in ctx.root.rglob("*") if p.is_file() and "timeline" in str(p)]
     assert not [r for r in journal_records(ctx.root) if r["type"] == "artifact"]
+    assert not [r for r in journal_records(ctx.root) if r.get("event") == "timeline"]
+    (row,) = [value for label, value in ctx.summary if label == "Timeline"]
+    assert row.startswith("stopped after") and "no bodyfile" in row
 
 
 def test_what_an_alongside_collector_raised_is_raised_when_the_stage_waits() -> None:

@@ -32,7 +32,9 @@ FULL = {"full": ["--profile", "full"]}
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes under ``path`` (``du``: a copied tree may be deeper than PATH_MAX)."""
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout
+    return int(out.split()[0]) if out else 0
 
 
 def _one(args: list[str]) -> tuple[float, int, int, int]:

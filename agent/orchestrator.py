@@ -30,6 +30,7 @@ from manifests.sink import Sink
 from manifests.writer import EvidenceWriter
 
 from . import __version__
+from .alongside import Alongside
 from .console import Console, Estimate, printable
 from .runlog import RunLog
 from .selfhash import code_sha256
@@ -207,14 +208,20 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
                 lambda: (engine.counters.stored, engine.read.total),
                 config.estimate if stage is Stage.SLOW else config.stage_estimates.get(stage),
             )
+            alongside = Alongside()
             try:
                 for collector in members:
-                    _run_collector(collector, ctx, console)
+                    if collector.alongside:
+                        alongside.start(collector.name, _bind(collector, ctx, console))
+                    else:
+                        _run_collector(collector, ctx, console)
                     ran.append(collector.name)
                     if engine.full.is_set():
                         raise OutputFull()
                     guard.check()
+                alongside.wait()
             finally:
+                alongside.wait(reraise=False)  # a stage ends only when all of it has
                 console.stop_progress()
             journal.seal(f"after stage {stage}")
             if stage == "volatile" and config.after_volatile:
@@ -280,6 +287,10 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
         extra,
         ctx.summary,
     )
+
+
+def _bind(collector: Collector, ctx: CollectContext, console: Console) -> Callable[[], None]:
+    return lambda: _run_collector(collector, ctx, console)
 
 
 def _run_collector(collector: Collector, ctx: CollectContext, console: Console) -> None:

@@ -1,11 +1,11 @@
 """Each profile's time, peak RSS and evidence size on this machine, and what the
-``persistence`` and ``accounts`` collectors add to the default run (issue 14: are they
-cheap enough to be in it?). The baseline is the default run without them
-(``--skip persistence,accounts``), measured in the same run, rounds interleaved.
+collectors that read the whole host (``timeline``, ``packages``, ``executables``, in the
+default profile since issue 14) add to it. Times are against ``minimal`` measured in the
+same run, rounds interleaved.
 
     .venv/bin/python bench/bench_profiles.py [--rounds N] [--full]
 
-``--full`` adds ``--profile full`` (timeline, packages, executables: minutes)."""
+``--full`` adds ``--profile full``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ from pathlib import Path
 from common import PRESERVE, machine, timed
 
 RUNS = {
-    "standard without persistence, accounts": ["--skip", "persistence,accounts"],
-    "standard (default)": [],
     "minimal": ["--profile", "minimal"],
+    "standard (default)": [],
+    "standard without timeline, packages, executables": [
+        "--skip",
+        "timeline,packages,executables",
+    ],
+    "only timeline": ["--only", "timeline"],
     "only persistence": ["--only", "persistence"],
     "only accounts": ["--only", "accounts"],
 }
@@ -28,7 +32,9 @@ FULL = {"full": ["--profile", "full"]}
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes under ``path`` (``du``: a copied tree may be deeper than PATH_MAX)."""
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout
+    return int(out.split()[0]) if out else 0
 
 
 def _one(args: list[str]) -> tuple[float, int, int, int]:

@@ -1,15 +1,22 @@
 """The triage run against what an examiner would do by hand, on this machine, same run.
 
-Contender: ``preserve --profile PROFILE`` (default ``full``: volatile state, logs and the
-triage collectors) into a scratch directory. Baseline, the same coverage with coreutils:
-``find / -xdev -printf`` of every file (the bodyfile), ``sha256sum`` of the executables in
-the system and user bin/sbin/lib paths and of everything in /tmp, /var/tmp and /dev/shm,
-and ``cp -a`` of /etc, the users' start-up and SSH files and the staging directories.
+Contender: ``preserve --profile PROFILE`` (default ``standard``, the default run: volatile
+state, logs and the triage collectors) into a scratch directory. Baseline, the same
+coverage with coreutils: ``find / -xdev -printf`` of every file (the bodyfile),
+``sha256sum`` of the executables in the system and user bin/sbin/lib paths and of
+everything in /tmp, /var/tmp and /dev/shm, and ``cp -a`` of /etc, the users' start-up
+and SSH files and the staging directories.
 Rounds alternate who goes first; the median is reported, with peak RSS and evidence size.
-Usage: python bench/bench_triage.py [WORKDIR] [PROFILE] [ROUNDS]."""
+Usage: python bench/bench_triage.py [--fresh-staging] [WORKDIR] [PROFILE] [ROUNDS].
+
+``--fresh-staging`` runs both sides in a private mount namespace with empty tmpfs over
+/tmp, /var/tmp and /dev/shm: on a shared test machine those hold gigabytes of other
+jobs' files, which the baseline hashes whole and a server's staging directories do
+not hold (this machine's own mounts are not changed)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -51,9 +58,19 @@ def size_of(path: Path) -> int:
     return int(out.split()[0]) if out else 0
 
 
+def _fresh_staging() -> None:
+    """Run this script again in its own mount namespace, staging directories empty."""
+    sys.argv.remove("--fresh-staging")
+    mounts = "for d in /tmp /var/tmp /dev/shm; do mount -t tmpfs bench-staging $d || exit 9; done"
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mounts}; exec "$@"']
+    os.execvp("unshare", [*argv, "sh", sys.executable, *sys.argv])
+
+
 def main() -> None:
+    if "--fresh-staging" in sys.argv:
+        _fresh_staging()
     base = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(dir="/var/tmp"))
-    profile = sys.argv[2] if len(sys.argv) > 2 else "full"
+    profile = sys.argv[2] if len(sys.argv) > 2 else "standard"
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     base.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")

@@ -37,6 +37,9 @@ class Collector(abc.ABC):
     order: ClassVar[int] = 50  # lower runs first within the stage
     description: ClassVar[str] = ""
     default: ClassVar[bool] = True  # runs without --only (False: only when asked for)
+    # Runs in its own thread, started in its turn, while the rest of its stage goes on
+    # (agent/alongside.py): for work done mostly outside this interpreter.
+    alongside: ClassVar[bool] = False
 
     def configure(self, options: Options) -> None:  # noqa: B027 (optional: no-op default)
         """Take what this collector needs from the run's options. Called once, before

@@ -4,11 +4,14 @@ tool for "what changed around the moment the implant landed".
 One line per file in The Sleuth Kit 3.x bodyfile format
 (``MD5|name|inode|mode_as_string|UID|GID|size|atime|mtime|ctime|crtime``), which
 ``mactime -b`` turns into a timeline. Each file costs one stat, ``statx(2)`` relative to
-its directory's descriptor and never following a symlink (``manifests.statx``), taken
-by the one walker; crtime is the birth time where the file system keeps one, 0
-elsewhere. The listing is ONE artifact streamed to the drive in bounded memory
-(``artifacts/timeline/bodyfile.txt``) with one journal record, however many files the
-host has; walk errors are counted and the first few recorded.
+its directory's descriptor and never following a symlink (``bodywalk``); crtime is the
+birth time where the file system keeps one, 0 elsewhere. The walk runs in a child
+process (``forked``), so it takes the machine's other core while the rest of the run
+goes on (the orchestrator runs this collector alongside its stage). The listing is ONE
+artifact streamed to the drive in bounded memory (``artifacts/timeline/bodyfile.txt``)
+with one journal record, however many files the host has; walk errors are counted and
+the first few recorded. An entry that is listed and gone before its stat (a temporary
+file) is counted, not an error: nothing that still exists was missed.
 
 Which mounts are walked (``plan``): local disk file systems and the memory ones where
 attackers stage (tmpfs: ``/dev/shm``, ``/run``, often ``/tmp``). Pseudo file systems
@@ -21,17 +24,18 @@ file systems, collected from their state directories instead."""
 from __future__ import annotations
 
 import os
-import re
-import stat
+import struct
 import time
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ._common import LINUX
 from .base import Collector, Stage
+from .bodywalk import BodyWalker, body_line, body_name, mode_string
 from .context import CollectContext
+from .forked import Send, run_forked
 from .triagegate import triage_settings
-from .walk import DirId, walk_stats
+from .walk import DirId
 
 if LINUX:
     from . import _linux
@@ -41,7 +45,12 @@ ERRORS_RECORDED = 20  # walk errors journaled one by one; the rest are counted
 _LOCAL = "ext2 ext3 ext4 xfs btrfs zfs f2fs jfs reiserfs bcachefs nilfs2 vfat msdos exfat"
 _MEMORY = "ntfs ntfs3 fuseblk hfsplus udf iso9660 squashfs erofs tmpfs devtmpfs ramfs"
 LOCAL_TYPES = frozenset(f"{_LOCAL} {_MEMORY}".split(" "))
-_SPECIAL = re.compile(rb"[\x00-\x1f\x7f|\\]")
+__all__ = ["TimelineCollector", "body_name", "mode_string", "plan"]
+# What the walk's child process sends: bodyfile lines, a walk error (errno, path), and
+# at the end how many entries it listed, had a birth time, and vanished before their stat.
+_LINES, _ERROR, _COUNTS = b"B", b"E", b"D"
+_ERRNO = struct.Struct("=i")
+_TOTALS = struct.Struct("=QQQ")
 
 
 @dataclass(frozen=True)
@@ -83,33 +92,13 @@ def plan(mounts: list[dict[str, object]]) -> Plan:
     return Plan(frozenset(skip_devs), frozenset(skip_dirs), tuple(skipped))
 
 
-def mode_string(mode: int) -> str:
-    """As TSK writes it: name type, '/', meta type and permissions (``r/rrwxr-xr-x``)."""
-    text = stat.filemode(mode)
-    kind = "r" if text[0] == "-" else text[0]
-    return f"{kind}/{kind}{text[1:]}"
-
-
-def body_name(path: bytes) -> str:
-    """The path, with '|', '\\', control bytes and bytes that are not UTF-8 written as
-    ``\\xNN``, so that a hostile file name can neither add a field nor a line."""
-    if _SPECIAL.search(path):
-        path = _SPECIAL.sub(lambda m: b"\\x%02x" % m[0][0], path)
-    return path.decode("utf-8", "backslashreplace")
-
-
-def body_line(path: bytes, st: os.stat_result, birth_ns: int | None) -> str:
-    crtime = birth_ns // 10**9 if birth_ns else 0
-    return (
-        f"0|{body_name(path)}|{st.st_ino}|{mode_string(st.st_mode)}|{st.st_uid}|{st.st_gid}|"
-        f"{st.st_size}|{int(st.st_atime)}|{int(st.st_mtime)}|{int(st.st_ctime)}|{crtime}\n"
-    )
-
-
 class TimelineCollector(Collector):
     name: ClassVar[str] = "timeline"
     stage: ClassVar[Stage] = Stage.SLOW
-    order: ClassVar[int] = 90  # after the logs and the files: it reads the most
+    # First, and alongside the rest of the stage: the walk takes the other core, and it
+    # sees the host's times before the other collectors of the stage read the files.
+    order: ClassVar[int] = 1
+    alongside: ClassVar[bool] = True
     description: ClassVar[str] = "bodyfile (mactime) of every file on local file systems"
     top: bytes = b"/"  # tests walk a smaller tree
 
@@ -121,28 +110,46 @@ class TimelineCollector(Collector):
         for point, fstype, why in p.skipped:
             ctx.engine.record_skip(self.name, os.fsencode(point), why, fstype=fstype)
         out_st = os.stat(ctx.root)
-        errors = 0
+        exclude = p.skip_dirs | {(out_st.st_dev, out_st.st_ino)}
+        errors, totals = 0, (0, 0, 0)
 
-        def on_error(path: bytes, error: OSError) -> None:
-            nonlocal errors
-            errors += 1
-            if errors <= ERRORS_RECORDED:
-                ctx.error(self.name, f"cannot examine: {error.strerror}", path)
+        def work(send: Send) -> None:
+            walker = BodyWalker(
+                lambda chunk: send(_LINES, chunk),
+                lambda path, e: send(_ERROR, _ERRNO.pack(e.errno or 0) + path),
+                exclude=exclude,
+                exclude_devs=p.skip_devs,
+                stopped=stopped,
+            )
+            walker.walk(self.top)
+            send(_COUNTS, _TOTALS.pack(walker.entries, walker.births, walker.vanished))
+
+        def stopped() -> bool:  # interrupted, or nothing more can be stored
+            return ctx.engine.stopped.is_set() or ctx.engine.full.is_set()
 
         started = time.monotonic()
-        count = births = 0
-        exclude = p.skip_dirs | {(out_st.st_dev, out_st.st_ino)}
         with ctx.engine.open_stream(BODYFILE, self.name, kind="bodyfile") as out:
-            top = os.lstat(self.top)
-            out.write(body_line(self.top, top, None).encode())
-            for entry in walk_stats(self.top, on_error, exclude=exclude, exclude_devs=p.skip_devs):
-                assert entry.stat is not None
-                out.write(body_line(entry.path, entry.stat, entry.birth_ns).encode())
-                count += 1
-                births += entry.birth_ns is not None and entry.birth_ns > 0
-                if count % 4096 == 0 and ctx.engine.stopped.is_set():
-                    break
+
+            def on_frame(kind: bytes, payload: bytes) -> None:
+                nonlocal errors, totals
+                if kind == _LINES:
+                    out.write(payload)
+                elif kind == _ERROR:
+                    errors += 1
+                    if errors <= ERRORS_RECORDED:
+                        (number,) = _ERRNO.unpack_from(payload)
+                        path = payload[_ERRNO.size :]
+                        ctx.error(self.name, f"cannot examine: {os.strerror(number)}", path)
+                elif kind == _COUNTS:
+                    totals = _TOTALS.unpack(payload)
+
+            out.write(body_line(self.top, os.lstat(self.top)))
+            finished = run_forked(work, on_frame, stopped)
         seconds = time.monotonic() - started
+        if not finished:  # the partial bodyfile was discarded with its stream
+            ctx.summary.add("Timeline", f"stopped after {seconds:.0f} s: no bodyfile stored")
+            return
+        count, births, vanished = totals
         ctx.journal.append(
             "event",
             event="timeline",
@@ -150,11 +157,12 @@ class TimelineCollector(Collector):
             entries=count,
             with_birth_time=births,
             errors=errors,
+            vanished=vanished,
             mounts_skipped=len(p.skipped),
             milliseconds=int(seconds * 1000),
         )
         ctx.summary.add(
             "Timeline",
             f"{count} entries ({births} with birth time), {len(p.skipped)} mounts skipped, "
-            f"{errors} errors, {seconds:.0f} s",
+            f"{errors} errors, {vanished} gone before their stat, {seconds:.0f} s",
         )

@@ -19,7 +19,7 @@ def triage_settings(ctx: CollectContext, name: str, label: str) -> TriageSetting
     profile = ctx.options.log_profile or load_profile(None)
     if runs(profile.triage, name, ctx.options.only):
         return profile.triage
-    hint = "" if name in DEFAULT_ON else " (--profile full)"
+    hint = "" if name in DEFAULT_ON else " (--profile standard)"
     ctx.summary.add(label, f"not in profile {profile.name}{hint}")
     return None
 

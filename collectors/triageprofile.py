@@ -72,7 +72,8 @@ def parse_triage(where: str, table: Any) -> TriageSettings:
 
 def runs(settings: TriageSettings, name: str, only: tuple[str, ...]) -> bool:
     """Does the triage collector ``name`` run: its profile switch is on, or it was named
-    with ``--only``. ``timeline``, ``packages`` and ``executables`` are off unless asked
-    for (a minute or more each on a real server); ``persistence`` and ``accounts`` are on
-    unless a profile turns them off (seconds: docs/triage.md)."""
+    with ``--only``. ``timeline``, ``packages`` and ``executables`` are off unless a
+    profile turns them on (standard and full do; a profile of one's own reads the whole
+    host only when it says so); ``persistence`` and ``accounts`` are on unless a profile
+    turns them off (seconds: docs/triage.md)."""
     return name in only or bool(getattr(settings, name))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from manifests.treewalk import DirId, Entry
+from manifests.treewalk import DirId, Entry, Lister, walk_dirs
 from manifests.treewalk import walk as _walk
 
-__all__ = ["DirId", "Entry", "walk", "walk_entries", "walk_stats"]
+__all__ = ["DirId", "Entry", "Lister", "walk", "walk_dirs", "walk_entries", "walk_stats"]
 
 
 def walk(

@@ -43,6 +43,9 @@ from .statx import StatAt
 
 DirId = tuple[int, int]  # (st_dev, st_ino) of a directory as the walk listed it
 OnError = Callable[[bytes, OSError], None]
+# Examines one directory's entries itself, through its descriptor, and returns the
+# subdirectories to enter next as (name, identity) pairs (``walk_dirs``).
+Lister = Callable[[int, bytes], list[tuple[bytes, DirId]]]
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_OPEN_DIRS = 64
 
@@ -194,6 +197,7 @@ def walk(
     dirs: bool = False,
     birth: bool = False,
     exclude_devs: frozenset[int] = frozenset(),
+    lister: Lister | None = None,
 ) -> Iterator[Entry]:
     """Yield every non-directory under ``top``, depth first, sorted by name within each
     directory (a directory's own entries before its subdirectories').
@@ -208,7 +212,8 @@ def walk(
     yields every directory below ``top`` too (``is_dir``), with its parent's entries;
     ``birth=True`` takes each entry's one stat with ``statx(2)`` (``manifests.statx``) and
     gives its birth time; both imply ``lstat=True``. Directories on a device in
-    ``exclude_devs`` (other file systems, by ``st_dev``) are not entered."""
+    ``exclude_devs`` (other file systems, by ``st_dev``) are not entered. With ``lister``,
+    nothing is yielded: each directory goes to it instead (``walk_dirs``)."""
     try:
         fd = os.open(top, DIR_FLAGS)
     except OSError as e:
@@ -224,10 +229,21 @@ def walk(
     stat_at = StatAt() if birth else None
     walker = _Walker(path, exclude, max_depth, lstat or dirs or birth, empty_dirs, dirs, stat_at)
     walker.exclude_devs = exclude_devs
+    walker.lister = lister
     try:
         yield from walker.run(ignore)
     finally:
         walker.path.close()
+
+
+def walk_dirs(top: bytes, on_error: OnError, lister: Lister) -> None:
+    """Enter every directory under ``top`` as ``walk`` does (through its parent's
+    descriptor, never a symlink, checked to be the directory listed, at any depth) and hand
+    each, ``top`` first, to ``lister(fd, path)``, which examines the entries itself and says
+    which subdirectories to enter. For a caller whose per-entry work must stay one system
+    call with no object of the walk's per entry (the timeline of a whole host)."""
+    for _ in walk(top, on_error, lister=lister):
+        pass
 
 
 @dataclass
@@ -242,6 +258,7 @@ class _Walker:
     dirs: bool = False
     stat_at: StatAt | None = None
     exclude_devs: frozenset[int] = frozenset()
+    lister: Lister | None = None
 
     def run(self, ignore: frozenset[bytes]) -> Iterator[Entry]:
         path, top = self.path, self.path.top_path
@@ -277,6 +294,10 @@ class _Walker:
         its non-directories and queue its subdirectories."""
         here = self.path.dirs[depth]
         assert here.fd is not None
+        if self.lister is not None:
+            here.todo = [sub for sub in self.lister(here.fd, full) if sub[1] not in self.exclude]
+            here.todo.reverse()
+            return
         try:
             with os.scandir(here.fd) as it:
                 entries = sorted(it, key=lambda e: e.name)

@@ -17,6 +17,7 @@ from conftest import journal_records
 
 from collectors.context import CollectContext, Options
 from collectors.executables import ExecutablesCollector
+from collectors.logprofile import load_profile
 
 
 def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> None:
@@ -90,7 +91,8 @@ def test_findings_past_the_cap_are_counted(ctx: CollectContext, tmp_path: Path, 
     )
 
 
-def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None:
-    ExecutablesCollector().collect(ctx)  # Options(): the default profile, standard
+def test_not_in_the_minimal_profile_it_does_not_run(ctx: CollectContext) -> None:
+    ctx.options = Options(log_profile=load_profile("minimal"))  # the default, standard, runs it
+    ExecutablesCollector().collect(ctx)
     assert not (ctx.root / "artifacts/executables").exists()
     assert [label for label, _ in ctx.summary] == ["Executables"]

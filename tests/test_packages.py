@@ -16,6 +16,7 @@ from pathlib import Path
 from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
 
 from collectors.context import CollectContext, Options
+from collectors.logprofile import load_profile
 from collectors.packages import PackagesCollector
 
 
@@ -126,7 +127,8 @@ def test_trojaned_true_in_a_private_mount_namespace(tmp_path: Path) -> None:
     assert Path("/usr/bin/true").read_bytes() != trojan.read_bytes()  # the host's is untouched
 
 
-def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None:
-    PackagesCollector().collect(ctx)  # Options(): the default profile, standard
+def test_not_in_the_minimal_profile_it_does_not_run(ctx: CollectContext) -> None:
+    ctx.options = Options(log_profile=load_profile("minimal"))  # the default, standard, runs it
+    PackagesCollector().collect(ctx)
     assert not (ctx.root / "artifacts/packages").exists()
     assert [label for label, _ in ctx.summary] == ["Packages"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from conftest import collect_json, journal_records, preserve, verify
+from hostns import run_on_planted_host
 
 
 def test_collect_then_verify(tmp_path: Path) -> None:
@@ -41,13 +43,20 @@ def test_unknown_collector_lists_the_known_ones(tmp_path: Path) -> None:
     assert b"unknown collector" in result.stderr and b"files" in result.stderr
 
 
-def test_default_run_preserves_standard_logs(tmp_path: Path) -> None:
-    summary = collect_json(tmp_path / "out", "--max-file-size", "64M", expect=(0, 1))
-    evidence = Path(summary["evidence_dir"])
+def test_default_run_preserves_standard_logs_and_reads_the_whole_host(tmp_path: Path) -> None:
+    # This machine's own /etc, /var/log, /usr and packages; /tmp, /var/tmp and /dev/shm
+    # empty, as a server's are, not the gigabytes other jobs leave on a shared test
+    # machine (the executables collector hashes each file there whole).
+    started = time.monotonic()
+    summary, evidence = run_on_planted_host(tmp_path, "", "--max-file-size", "64M")
+    took = time.monotonic() - started
+    records = journal_records(evidence)
     stored = [
-        r["source"]["path"]
-        for r in journal_records(evidence)
-        if r["type"] == "artifact" and r["collector"] == "logs"
+        r["source"]["path"] for r in records if r["type"] == "artifact" and r["collector"] == "logs"
     ]
     assert any(p.startswith("/var/log/") for p in stored)
+    # The default profile (standard) has the timeline, package integrity and executables.
+    kinds = {r.get("kind") for r in records if r["type"] == "artifact"}
+    assert {"bodyfile", "package-integrity", "executable-hashes"} <= kinds, kinds
+    assert took < 120, f"the default run took {took:.0f} s"
     assert verify(evidence).returncode == 0

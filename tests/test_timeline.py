@@ -13,6 +13,7 @@ import pytest
 from conftest import journal_records
 
 from collectors.context import CollectContext, Options
+from collectors.logprofile import load_profile
 from collectors.timeline import TimelineCollector, body_name, mode_string, plan
 
 
@@ -68,9 +69,18 @@ def test_mactime_reads_the_bodyfile(ctx: CollectContext, tmp_path: Path) -> None
 
 
 def test_not_in_the_profile_it_does_not_walk(ctx: CollectContext) -> None:
-    TimelineCollector().collect(ctx)  # Options(): no profile given, the default (standard)
+    ctx.options = Options(log_profile=load_profile("minimal"))
+    TimelineCollector().collect(ctx)
     assert not (ctx.root / "artifacts/timeline").exists()
-    assert [label for label, _ in ctx.summary] == ["Timeline"]
+    assert list(ctx.summary) == [("Timeline", "not in profile minimal (--profile standard)")]
+
+
+def test_the_default_run_reads_the_whole_host_and_minimal_does_not() -> None:
+    whole_host = ("timeline", "packages", "executables")
+    for name in (None, "standard", "full"):
+        triage = load_profile(name).triage
+        assert all(getattr(triage, key) for key in whole_host), name
+    assert not any(getattr(load_profile("minimal").triage, key) for key in whole_host)
 
 
 def test_plan_skips_pseudo_network_and_second_mounts(tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""Work done in a forked child process, its results streamed back over a pipe: how the
+timeline's walk of a whole host runs on the machine's other core while the rest of the
+run (hashing, copying, all in one interpreter behind one lock) goes on.
+
+The child only computes: it reads the host, writes length-prefixed frames (a kind byte
+and a payload) to the pipe and ends with ``os._exit``, so it never touches the evidence
+writer, the journal or any descriptor it inherited, never runs the parent's ``finally``
+blocks or exit handlers, and never flushes a buffer it inherited. The garbage collector
+is off in the child (a finalizer of an inherited object must not run there), stop
+signals are left to the parent, and everything it uses is imported before the fork. The
+parent reads the frames as they come, journals what they say, and kills the child when
+the run is stopped. A child that dies (a signal, an exception) is an error, never a
+short result taken for a whole one. Where there is no ``fork`` (or off Linux, where a
+threaded process must not fork), the work runs in the calling thread instead."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import os
+import select
+import signal
+import struct
+from collections.abc import Callable
+
+from ._common import LINUX
+from .errors import CollectorError
+
+Send = Callable[[bytes, bytes], None]  # (kind, payload)
+_HEADER = struct.Struct("=cI")
+_FAILED = b"!"  # the child's own last word: why it could not finish
+_POLL_MS = 250  # how often the parent looks whether the run was stopped
+_PIPE_BYTES = 1024 * 1024
+
+
+def run_forked(work: Callable[[Send], None], on_frame: Send, stopped: Callable[[], bool]) -> bool:
+    """Run ``work(send)`` in a child; each ``send(kind, payload)`` there becomes an
+    ``on_frame(kind, payload)`` call here, in order. Returns False when the run was
+    stopped (the child killed, what it sent so far delivered); raises CollectorError when
+    the child failed."""
+    if not LINUX or not hasattr(os, "fork"):
+        work(on_frame)
+        return not stopped()
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # fewer wake-ups; a default is fine
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child's coverage is not collected)
+        _child(work, read_end, write_end)
+    os.close(write_end)
+    finished, failure = False, None
+    try:
+        finished, failure = _receive(read_end, on_frame, stopped)
+    finally:
+        os.close(read_end)
+        if not finished:  # stopped, or an error here: the child ends too (not reaped
+            os.kill(pid, signal.SIGKILL)  # yet, so this pid is still the child's)
+        status = _reap(pid)
+    if not finished:
+        return False
+    if failure is not None or status != 0:
+        why = failure or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+        raise CollectorError(f"the walk in a child process did not finish ({why})")
+    return True
+
+
+def _child(work: Callable[[Send], None], read_end: int, write_end: int) -> None:
+    status = 1
+    try:
+        gc.disable()
+        os.close(read_end)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
+
+        def send(kind: bytes, payload: bytes) -> None:
+            data = _HEADER.pack(kind, len(payload)) + payload
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view) :]
+
+        try:
+            work(send)
+            status = 0
+        except BaseException as e:  # noqa: BLE001 (reported to the parent, then exit)
+            send(_FAILED, f"{type(e).__name__}: {e}".encode("utf-8", "backslashreplace"))
+    finally:
+        os._exit(status)
+
+
+def _receive(fd: int, on_frame: Send, stopped: Callable[[], bool]) -> tuple[bool, str | None]:
+    """Deliver the child's frames until it closes the pipe: (True, its failure if it
+    reported one); (False, None) as soon as the run is stopped."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    pending = bytearray()
+    failure: str | None = None
+    while True:
+        if stopped():
+            return False, None
+        if not poller.poll(_POLL_MS):
+            continue
+        data = os.read(fd, _PIPE_BYTES)
+        if not data:
+            break
+        pending += data
+        while len(pending) >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(pending)
+            end = _HEADER.size + size
+            if len(pending) < end:
+                break
+            payload = bytes(pending[_HEADER.size : end])
+            del pending[:end]
+            if kind == _FAILED:
+                failure = payload.decode("utf-8", "replace")
+            else:
+                on_frame(kind, payload)
+    if pending and failure is None:
+        failure = "its last frame was cut short"
+    return True, failure
+
+
+def _reap(pid: int) -> int:
+    """The child's exit status (negative: the signal that ended it), waiting for it; 0
+    when it was already reaped."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return os.waitstatus_to_exitcode(status)

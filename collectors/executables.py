@@ -13,7 +13,6 @@ directory (MEDIUM); both rules are data (collectors/rules/triage.toml)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
@@ -41,17 +40,17 @@ CAPABILITY = "security.capability"
 # directory of a million files (a benchmark left in /dev/shm) cannot hold the run for
 # many minutes. Attackers' staging holds a handful.
 STAGING_MAX_FILES = 20_000
-# (path, the walk's stat, birth time in ns or None, in a staging directory?)
-Candidate = tuple[bytes, os.stat_result, int | None, bool]
+# (path, the walk's stat, birth time in ns or None, in a staging directory?, digest
+# handed on by ``packages``?)
+Candidate = tuple[bytes, os.stat_result, int | None, bool, bool]
 
 
 def capability(path: bytes) -> str | None:
-    """The ``security.capability`` attribute, hex, or None when there is none."""
+    """The ``security.capability`` attribute, hex, or None when there is none (or it
+    cannot be read: ENODATA, ENOTSUP, a file gone)."""
     try:
         return os.getxattr(path, CAPABILITY, follow_symlinks=False).hex()
-    except OSError as e:
-        if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-            return None
+    except OSError:
         return None
 
 
@@ -86,7 +85,7 @@ class ExecutablesCollector(Collector):
         count = 0
         out_st = os.stat(ctx.root)
         with ctx.engine.open_stream(LISTING, self.name, kind="executable-hashes") as out:
-            for (path, st, birth, staging), read in digest_files(
+            for (path, st, birth, staging, handed_on), read in digest_files(
                 self._wants(ctx, (out_st.st_dev, out_st.st_ino), handed)
             ):
                 row = {
@@ -96,7 +95,12 @@ class ExecutablesCollector(Collector):
                     "birth": birth // 10**9 if birth else None,
                 }  # fmt: skip
                 out.write(json.dumps(row, sort_keys=True).encode() + b"\n")
-                self._judge(ctx, path, st, row, staging, db, privileged)
+                # through the descriptor that was hashed; by path where none was opened
+                if read.state == "ok" and not handed_on:
+                    cap = read.xattr.hex() if read.xattr is not None else None
+                else:
+                    cap = capability(path)
+                self._judge(ctx, path, st, row, cap, staging, db, privileged)
                 count += 1
         ctx.engine.store_bytes(PRIVILEGED, json_bytes(privileged), self.name, kind="privileged")
         ctx.summary.add("Executables", f"{count} hashed, {len(privileged)} SUID/SGID/capability")
@@ -110,10 +114,11 @@ class ExecutablesCollector(Collector):
             for path, st, birth in self._candidates(ctx, top, staging, output):
                 digest = handed.take(st) if handed is not None else None
                 if digest is not None:
-                    yield (path, st, birth, staging), Read("ok", st.st_mode, st, {"sha256": digest})
+                    read = Read("ok", st.st_mode, st, {"sha256": digest})
+                    yield (path, st, birth, staging, True), read
                 else:
-                    want = Want(path, ("sha256",), (st.st_dev, st.st_ino))
-                    yield (path, st, birth, staging), want
+                    want = Want(path, ("sha256",), (st.st_dev, st.st_ino), CAPABILITY)
+                    yield (path, st, birth, staging, False), want
 
     def _candidates(
         self, ctx: CollectContext, top: bytes, staging: bool, output: tuple[int, int]
@@ -144,11 +149,11 @@ class ExecutablesCollector(Collector):
         path: bytes,
         st: os.stat_result,
         row: dict[str, Any],
+        cap: str | None,
         staging: bool,
         db: Database | None,
         privileged: list[dict[str, Any]],
     ) -> None:
-        cap = capability(path)
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or cap is not None:
             packaged = db.is_packaged(path) if db is not None else None
             privileged.append({**row, "capability": cap, "packaged": packaged})

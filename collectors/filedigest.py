@@ -38,24 +38,28 @@ _CONSTRUCTORS: dict[str, Callable[[], Any]] = {
 
 
 class Want(NamedTuple):
-    """One file to digest: its host path, the algorithms (hashlib names), and the
-    identity (``st_dev``, ``st_ino``) it must still have, if a walk saw it."""
+    """One file to digest: its host path, the algorithms (hashlib names), the identity
+    (``st_dev``, ``st_ino``) it must still have, if a walk saw it, and an extended
+    attribute to read through the same descriptor (``security.capability``)."""
 
     path: bytes
     algorithms: tuple[str, ...]
     seen: tuple[int, int] | None = None
+    xattr: str | None = None
 
 
 class Read(NamedTuple):
     """What reading one file gave. ``state``: ``ok``, ``missing``, ``not-regular`` (a
     symlink, a directory, a FIFO where a file was expected), ``changed`` (no longer the
     inode the walk saw) or ``unreadable``. ``digests``: hex digest by algorithm, only
-    when ``ok`` (an algorithm this Python lacks is left out)."""
+    when ``ok`` (an algorithm this Python lacks is left out). ``xattr``: the asked
+    attribute's value, None where the file has none (or it was not asked, or not ok)."""
 
     state: str
     mode: int
     stat: os.stat_result | None
     digests: dict[str, str]
+    xattr: bytes | None = None
 
 
 # Extra algorithms for a file, decided once its stat is known (e.g. SHA-256 of the
@@ -102,12 +106,21 @@ def digest_one(want: Want, extra: Extra | None = None) -> Read:
             return Read("changed", st.st_mode, st, {})
         names = want.algorithms + extra(want, st) if extra is not None else want.algorithms
         hashers = [(name, h) for name in names if (h := _hasher(name)) is not None]
+        value = _xattr(fd, want.xattr) if want.xattr is not None else None
         _read_into(fd, st.st_size, [h for _, h in hashers])
-        return Read("ok", st.st_mode, st, {name: h.hexdigest() for name, h in hashers})
+        digests = {name: h.hexdigest() for name, h in hashers}
+        return Read("ok", st.st_mode, st, digests, value)
     except OSError:
         return Read("unreadable", 0, None, {})
     finally:
         os.close(fd)
+
+
+def _xattr(fd: int, name: str) -> bytes | None:
+    try:
+        return os.getxattr(fd, name)
+    except OSError:  # ENODATA: none; ENOTSUP: a file system without them
+        return None
 
 
 def _read_into(fd: int, size: int, hashers: list[Any]) -> None:

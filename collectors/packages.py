@@ -34,7 +34,7 @@ from .pkgdb import Database
 from .rundigests import offer
 from .textview import json_bytes, plural
 from .triagegate import package_db, runs_in, triage_settings
-from .walk import walk
+from .walk import walk_stats
 
 OUT = "artifacts/packages/integrity.json"
 SYSTEM_DIRS = (
@@ -208,10 +208,6 @@ class PackagesCollector(Collector):
         def on_error(path: bytes, error: OSError) -> None:
             ctx.error(self.name, f"cannot list: {error.strerror}", path)
 
-        for path in walk(top, on_error):
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield path, st
+        for entry in walk_stats(top, on_error):  # one stat a file, taken by the walk
+            if not entry.is_dir and entry.stat is not None and stat.S_ISREG(entry.stat.st_mode):
+                yield entry.path, entry.stat

@@ -7,18 +7,23 @@ A digest is handed on by inode (``st_dev``, ``st_ino``) and reused only while th
 later walk takes shows the same size, modification time and change time as the stat of
 the descriptor that was read; any write to the file, or resetting its times, moves the
 change time, so a file changed in between is read again, never reported with the old
-digest. Kept in ``ctx.shared["digests"]`` and taken out by the one collector that uses
-each entry (memory: one small bytes object per file, a few thousand on a server)."""
+digest. A file whose change time is less than a second old when its digest is offered
+is not handed on: where the kernel keeps times at clock-tick granularity a write in the
+same tick as the last one would leave the change time as it was. Kept in
+``ctx.shared["digests"]`` and taken out by the one collector that uses each entry
+(memory: one small bytes object per file, a few thousand on a server)."""
 
 from __future__ import annotations
 
 import os
 import struct
+import time
 
 from .context import CollectContext
 
 KEY = "digests"
 _STAMP = struct.Struct("=qqq")  # size, mtime_ns, ctime_ns
+SETTLED_NS = 1_000_000_000  # how old a change time must be for its digest to be handed on
 
 
 def _stamp(st: os.stat_result) -> bytes:
@@ -37,7 +42,10 @@ class RunDigests:
         return len(self._by_inode)
 
     def put(self, st: os.stat_result, hexdigest: str) -> None:
-        """Record the digest of the file whose descriptor's stat was ``st``."""
+        """Record the digest of the file whose descriptor's stat was ``st`` (called once
+        it is read), unless it changed too recently to tell a later change by its stat."""
+        if st.st_ctime_ns > time.time_ns() - SETTLED_NS:
+            return
         self._by_inode[(st.st_dev, st.st_ino)] = _stamp(st) + bytes.fromhex(hexdigest)
 
     def take(self, st: os.stat_result) -> str | None:

@@ -130,3 +130,34 @@ def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None
     PackagesCollector().collect(ctx)  # Options(): the default profile, standard
     assert not (ctx.root / "artifacts/packages").exists()
     assert [label for label, _ in ctx.summary] == ["Packages"]
+
+
+def test_a_change_anywhere_in_a_large_file_or_of_its_size_is_flagged(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """The read stops at the first short read past the stat size: a change in the last
+    byte of a file several buffers long, a file grown or shrunk since the package wrote
+    it, all still differ from the database; an unchanged large file does not."""
+    from collectors.filedigest import BUFFER
+
+    root = tmp_path / "host"
+    big = os.urandom(3 * BUFFER + 11)
+    files = {"/usr/lib/libbig.so": big, "/usr/lib/libsame.so": big,
+             "/usr/bin/grown": b"small", "/usr/bin/shrunk": b"a longer binary"}  # fmt: skip
+    _db(root, "libs", files, {})
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib/libbig.so").write_bytes(big[:-1] + bytes([big[-1] ^ 1]))
+    (root / "usr/lib/libsame.so").write_bytes(big)
+    (root / "usr/bin/grown").write_bytes(b"small" + b"\0" * BUFFER)
+    (root / "usr/bin/shrunk").write_bytes(b"a longer")
+    ctx.options = Options(only=("packages",))
+    collector = PackagesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    report = json.loads((ctx.root / "artifacts/packages/integrity.json").read_bytes())
+    assert sorted(r["path"] for r in report["modified"]) == [
+        "/usr/bin/grown", "/usr/bin/shrunk", "/usr/lib/libbig.so",
+    ]  # fmt: skip
+    (row,) = [r for r in report["modified"] if r["path"] == "/usr/lib/libbig.so"]
+    assert row["md5"] == _md5((root / "usr/lib/libbig.so").read_bytes())

@@ -4,12 +4,14 @@ bin/sbin/lib paths and of every file where attackers stage (``/tmp``, ``/var/tmp
 capabilities (the ``security.capability`` attribute).
 
 ``artifacts/executables/sha256.jsonl`` is one streamed artifact, one JSON line per file
-(path, sha256, size, mode, owner, times), hashed with ``manifests.digest`` as the copy
-engine hashes, each file opened without following a symlink and checked to be the one
-the walk saw. ``privileged.json`` lists the privileged files with owner and times and
-whether a package owns them. Findings: a privileged file no package owns (HIGH, on a
-Debian host, where the database can tell), an executable in a world-writable staging
-directory (MEDIUM); both rules are data (collectors/rules/triage.toml)."""
+(path, sha256, size, mode, owner, times), hashed by ``collectors/filedigest.py``, each
+file opened without following a symlink and checked to be the one the walk saw; the
+package executables the ``packages`` collector already read in this run come with their
+SHA-256 from that read (``collectors/rundigests.py``). ``privileged.json`` lists the
+privileged files with owner and times and whether a package owns them. Findings: a
+privileged file no package owns (HIGH, on a Debian host, where the database can tell),
+an executable in a world-writable staging directory (MEDIUM); both rules are data
+(collectors/rules/triage.toml)."""
 
 from __future__ import annotations
 

@@ -42,6 +42,11 @@ CAPABILITY = "security.capability"
 # directory of a million files (a benchmark left in /dev/shm) cannot hold the run for
 # many minutes. Attackers' staging holds a handful.
 STAGING_MAX_FILES = 20_000
+# Bytes hashed of one staging file: a larger one is listed with its size and no digest,
+# and a ``skipped`` record says so. Test runs and attackers alike leave sparse files of
+# tens of GiB in /tmp (seconds of SHA-256 per GiB: one such file would hold the run for
+# minutes); a staged tool or archive is far smaller.
+STAGING_MAX_HASH = 1024**3
 # (path, the walk's stat, birth time in ns or None, in a staging directory?, digest
 # handed on by ``packages``?)
 Candidate = tuple[bytes, os.stat_result, int | None, bool, bool]
@@ -115,7 +120,13 @@ class ExecutablesCollector(Collector):
         for top, staging in self.tops():
             for path, st, birth in self._candidates(ctx, top, staging, output):
                 digest = handed.take(st) if handed is not None else None
-                if digest is not None:
+                if staging and st.st_size > STAGING_MAX_HASH:
+                    ctx.engine.record_skip(
+                        self.name, path, f"{st.st_size} bytes: larger than the staging "
+                        "hash cap, listed without a digest", cap=STAGING_MAX_HASH,
+                    )  # fmt: skip
+                    yield (path, st, birth, staging, False), Read("too-large", st.st_mode, st, {})
+                elif digest is not None:
                     read = Read("ok", st.st_mode, st, {"sha256": digest})
                     yield (path, st, birth, staging, True), read
                 else:

@@ -51,8 +51,9 @@ class Want(NamedTuple):
 class Read(NamedTuple):
     """What reading one file gave. ``state``: ``ok``, ``missing``, ``not-regular`` (a
     symlink, a directory, a FIFO where a file was expected), ``changed`` (no longer the
-    inode the walk saw) or ``unreadable``. ``digests``: hex digest by algorithm, only
-    when ``ok`` (an algorithm this Python lacks is left out). ``xattr``: the asked
+    inode the walk saw) or ``unreadable`` (or a caller's own, for a file it passed
+    over). ``digests``: hex digest by algorithm, only when ``ok`` (an algorithm this
+    Python lacks is left out). ``xattr``: the asked
     attribute's value, None where the file has none (or it was not asked, or not ok)."""
 
     state: str

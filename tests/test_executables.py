@@ -94,3 +94,29 @@ def test_not_in_the_default_profile_it_does_not_run(ctx: CollectContext) -> None
     ExecutablesCollector().collect(ctx)  # Options(): the default profile, standard
     assert not (ctx.root / "artifacts/executables").exists()
     assert [label for label, _ in ctx.summary] == ["Executables"]
+
+
+def test_a_huge_sparse_staging_file_is_listed_not_hashed(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """64 GiB of holes in /tmp (test runs leave such files; so can an intruder who wants
+    the triage to stall): listed with its size, no digest, one skipped record; the small
+    file beside it is hashed as usual."""
+    from collectors.executables import STAGING_MAX_HASH
+
+    root = tmp_path / "host"
+    (root / "tmp").mkdir(parents=True)
+    with open(root / "tmp/disk.img", "wb") as f:
+        f.truncate(64 * 1024**3)
+    (root / "tmp/tool").write_bytes(b"#!/bin/sh\n")
+    ctx.options = Options(only=("executables",))
+    collector = ExecutablesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
+    rows = {r["path"]: r for r in map(json.loads, lines)}
+    assert rows[f"{root}/tmp/disk.img"]["sha256"] is None
+    assert rows[f"{root}/tmp/disk.img"]["size"] == 64 * 1024**3
+    assert rows[f"{root}/tmp/tool"]["sha256"] == hashlib.sha256(b"#!/bin/sh\n").hexdigest()
+    (skip,) = [r for r in journal_records(ctx.root) if r["type"] == "skipped"]
+    assert skip["source"]["path"] == f"{root}/tmp/disk.img" and skip["cap"] == STAGING_MAX_HASH

@@ -11,12 +11,23 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import journal_records
 
 from collectors.context import CollectContext, Options
 from collectors.executables import ExecutablesCollector
+
+
+def _listing(ctx: CollectContext, root: Path) -> dict[str, dict[str, Any]]:
+    """The collector run on the tree ``root``: its sha256.jsonl rows by path."""
+    ctx.options = Options(only=("executables",))
+    collector = ExecutablesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
+    return {r["path"]: r for r in map(json.loads, lines)}
 
 
 def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> None:
@@ -40,12 +51,7 @@ def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> No
     setcap = shutil.which("setcap")
     if setcap:
         subprocess.run([setcap, "cap_net_raw+ep", str(ping)], check=True)
-    ctx.options = Options(only=("executables",))
-    collector = ExecutablesCollector()
-    collector.root = os.fsencode(root)
-    collector.collect(ctx)
-    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
-    rows = {r["path"]: r for r in map(json.loads, lines)}
+    rows = _listing(ctx, root)
     assert set(rows) == {
         f"{root}/{p}" for p in ("usr/bin/passwd", "usr/bin/ping", "dev/shm/.sh", "tmp/notes")
     }
@@ -109,12 +115,7 @@ def test_a_huge_sparse_staging_file_is_listed_not_hashed(
     with open(root / "tmp/disk.img", "wb") as f:
         f.truncate(64 * 1024**3)
     (root / "tmp/tool").write_bytes(b"#!/bin/sh\n")
-    ctx.options = Options(only=("executables",))
-    collector = ExecutablesCollector()
-    collector.root = os.fsencode(root)
-    collector.collect(ctx)
-    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
-    rows = {r["path"]: r for r in map(json.loads, lines)}
+    rows = _listing(ctx, root)
     assert rows[f"{root}/tmp/disk.img"]["sha256"] is None
     assert rows[f"{root}/tmp/disk.img"]["size"] == 64 * 1024**3
     assert rows[f"{root}/tmp/tool"]["sha256"] == hashlib.sha256(b"#!/bin/sh\n").hexdigest()

@@ -9,6 +9,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from .hashset import HashSet64
+
 
 @dataclass
 class Database:
@@ -17,7 +19,11 @@ class Database:
     # path -> (hex digest as the database gives it, package)
     digests: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
     conffiles: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
-    owned: set[bytes] = field(default_factory=set)  # canonical paths of packaged files
+    # canonical paths of packaged files, as 64-bit hashes (collectors/hashset.py): 16
+    # bytes a path instead of about 130, for the 100,000 of a server's packages (14 MB
+    # here). A collision would make one unpackaged file look packaged: with Python's
+    # per-process keyed hash, about once in 10^9 runs that look up 40,000 files.
+    owned: HashSet64 = field(default_factory=HashSet64)
     # original -> (diverted-to, diverting package)
     diversions: dict[bytes, tuple[bytes, str]] = field(default_factory=dict)
     # package -> hashlib name of its file digests; dpkg's are all MD5, RPM's per package

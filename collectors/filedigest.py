@@ -7,10 +7,11 @@ one ``fstat``, and reads into a buffer each thread keeps (``os.readv``), every r
 to every digest asked for, so a file both collectors want is read once
 (``collectors/rundigests.py``). The reading stops at the first short read once the
 ``fstat`` size is reached, which on a regular file is its end, so a small file costs one
-read, not two. ``hashlib`` and the reads release the GIL, so the threads hash on every
-core; files go to them in chunks, not one by one, because a future per file costs more
-than hashing most package files. Results come back in the order asked, with a bounded
-number of chunks in flight (memory does not grow with the number of files)."""
+read, not two (a file whose stat says 0 bytes is read on to the end). ``hashlib`` and
+the reads release the GIL, so the threads hash on every core; files go to them in
+chunks, not one by one, because a future per file costs more than hashing most package
+files. Results come back in the order asked, with a bounded number of chunks in flight
+(memory does not grow with the number of files)."""
 
 from __future__ import annotations
 
@@ -136,8 +137,10 @@ def _read_into(fd: int, size: int, hashers: list[Any]) -> None:
         data = view if n == BUFFER else view[:n]
         for h in hashers:
             h.update(data)
-        if n < BUFFER and total >= size:
-            return  # a short read at or past the stat size: the end of a regular file
+        if n < BUFFER and total >= size > 0:
+            # a short read at or past the stat size: the end of a regular file (a size of
+            # 0, as pseudo-files under a bind mount say, is read on to the end)
+            return
 
 
 def _digest_chunk(chunk: list[tuple[T, Want | Read]], extra: Extra | None) -> list[Read]:

@@ -4,32 +4,31 @@ bin/sbin/lib paths and of every file where attackers stage (``/tmp``, ``/var/tmp
 capabilities (the ``security.capability`` attribute).
 
 ``artifacts/executables/sha256.jsonl`` is one streamed artifact, one JSON line per file
-(path, sha256, size, mode, owner, times), hashed with ``manifests.digest`` as the copy
-engine hashes, each file opened without following a symlink and checked to be the one
-the walk saw. ``privileged.json`` lists the privileged files with owner and times and
-whether a package owns them. Findings: a privileged file no package owns (HIGH, on a
-Debian host, where the database can tell), an executable in a world-writable staging
-directory (MEDIUM); both rules are data (collectors/rules/triage.toml)."""
+(path, sha256, size, mode, owner, times), hashed by ``collectors/filedigest.py``, each
+file opened without following a symlink and checked to be the one the walk saw; the
+package executables the ``packages`` collector already read in this run come with their
+SHA-256 from that read (``collectors/rundigests.py``). ``privileged.json`` lists the
+privileged files with owner and times and whether a package owns them. Findings: a
+privileged file no package owns (HIGH, on a Debian host, where the database can tell),
+an executable in a world-writable staging directory (MEDIUM); both rules are data
+(collectors/rules/triage.toml)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
-
-from manifests.digest import sha256_fd
 
 from .base import Collector, Stage
 from .context import CollectContext
+from .filedigest import Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .homes import user_homes
 from .packages import SYSTEM_DIRS, is_executable
 from .pkgdb import Database
-from .source import open_seen
+from .rundigests import RunDigests, taken
 from .textview import json_bytes
 from .triagegate import package_db, triage_settings
 from .walk import walk_stats
@@ -39,33 +38,26 @@ PRIVILEGED = "artifacts/executables/privileged.json"
 STAGING = (b"tmp", b"var/tmp", b"dev/shm")
 USER_BIN = (b"bin", b".local/bin")
 CAPABILITY = "security.capability"
-BATCH = 256
 # Files hashed per staging directory: the rest are counted in one ``skipped`` record, so a
 # directory of a million files (a benchmark left in /dev/shm) cannot hold the run for
 # many minutes. Attackers' staging holds a handful.
 STAGING_MAX_FILES = 20_000
-
-
-def _hash(path: bytes, seen: os.stat_result) -> str | None:
-    """SHA-256 of the file the walk saw at ``path``, or None if it is no longer that."""
-    fd = open_seen(path, seen)
-    if fd is None:
-        return None
-    try:
-        return sha256_fd(fd)[0]
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+# Bytes hashed of one staging file: a larger one is listed with its size and no digest,
+# and a ``skipped`` record says so. Test runs and attackers alike leave sparse files of
+# tens of GiB in /tmp (seconds of SHA-256 per GiB: one such file would hold the run for
+# minutes); a staged tool or archive is far smaller.
+STAGING_MAX_HASH = 1024**3
+# (path, the walk's stat, birth time in ns or None, in a staging directory?, digest
+# handed on by ``packages``?)
+Candidate = tuple[bytes, os.stat_result, int | None, bool, bool]
 
 
 def capability(path: bytes) -> str | None:
-    """The ``security.capability`` attribute, hex, or None when there is none."""
+    """The ``security.capability`` attribute, hex, or None when there is none (or it
+    cannot be read: ENODATA, ENOTSUP, a file gone)."""
     try:
         return os.getxattr(path, CAPABILITY, follow_symlinks=False).hex()
-    except OSError as e:
-        if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-            return None
+    except OSError:
         return None
 
 
@@ -95,24 +87,51 @@ class ExecutablesCollector(Collector):
         if triage_settings(ctx, self.name, "Executables") is None:
             return
         db = package_db(ctx, self.root)
+        handed = taken(ctx, "sha256")  # the package executables ``packages`` read
         privileged: list[dict[str, Any]] = []
         count = 0
         out_st = os.stat(ctx.root)
-        with (
-            ctx.engine.open_stream(LISTING, self.name, kind="executable-hashes") as out,
-            ThreadPoolExecutor(max_workers=4) as pool,
-        ):
-            for top, staging in self.tops():
-                batch: list[tuple[bytes, os.stat_result, int | None]] = []
-                for item in self._candidates(ctx, top, staging, (out_st.st_dev, out_st.st_ino)):
-                    batch.append(item)
-                    if len(batch) >= BATCH:
-                        count += self._hash_batch(ctx, pool, batch, staging, db, privileged, out)
-                        batch = []
-                count += self._hash_batch(ctx, pool, batch, staging, db, privileged, out)
+        with ctx.engine.open_stream(LISTING, self.name, kind="executable-hashes") as out:
+            for (path, st, birth, staging, handed_on), read in digest_files(
+                self._wants(ctx, (out_st.st_dev, out_st.st_ino), handed)
+            ):
+                row = {
+                    "path": os.fsdecode(path), "sha256": read.digests.get("sha256"),
+                    "size": st.st_size, "mode": f"{st.st_mode:o}", "uid": st.st_uid,
+                    "gid": st.st_gid, "mtime": int(st.st_mtime), "ctime": int(st.st_ctime),
+                    "birth": birth // 10**9 if birth else None,
+                }  # fmt: skip
+                out.write(json.dumps(row, sort_keys=True).encode() + b"\n")
+                # through the descriptor that was hashed; by path where none was opened
+                if read.state == "ok" and not handed_on:
+                    cap = read.xattr.hex() if read.xattr is not None else None
+                else:
+                    cap = capability(path)
+                self._judge(ctx, path, st, row, cap, staging, db, privileged)
+                count += 1
         ctx.engine.store_bytes(PRIVILEGED, json_bytes(privileged), self.name, kind="privileged")
         ctx.summary.add("Executables", f"{count} hashed, {len(privileged)} SUID/SGID/capability")
         summarize(ctx, self.name, rules_of(ctx).ids("privileged-file", "staged-file"))
+
+    def _wants(
+        self, ctx: CollectContext, output: tuple[int, int], handed: RunDigests | None
+    ) -> Iterator[tuple[Candidate, Want | Read]]:
+        """Every file to hash, with its digest where ``packages`` handed it on unchanged."""
+        for top, staging in self.tops():
+            for path, st, birth in self._candidates(ctx, top, staging, output):
+                digest = handed.take(st) if handed is not None else None
+                if staging and st.st_size > STAGING_MAX_HASH:
+                    ctx.engine.record_skip(
+                        self.name, path, f"{st.st_size} bytes: larger than the staging "
+                        "hash cap, listed without a digest", cap=STAGING_MAX_HASH,
+                    )  # fmt: skip
+                    yield (path, st, birth, staging, False), Read("too-large", st.st_mode, st, {})
+                elif digest is not None:
+                    read = Read("ok", st.st_mode, st, {"sha256": digest})
+                    yield (path, st, birth, staging, True), read
+                else:
+                    want = Want(path, ("sha256",), (st.st_dev, st.st_ino), CAPABILITY)
+                    yield (path, st, birth, staging, False), want
 
     def _candidates(
         self, ctx: CollectContext, top: bytes, staging: bool, output: tuple[int, int]
@@ -137,39 +156,17 @@ class ExecutablesCollector(Collector):
                 cap=STAGING_MAX_FILES,
             )  # fmt: skip
 
-    def _hash_batch(
-        self,
-        ctx: CollectContext,
-        pool: ThreadPoolExecutor,
-        batch: list[tuple[bytes, os.stat_result, int | None]],
-        staging: bool,
-        db: Database | None,
-        privileged: list[dict[str, Any]],
-        out: Any,
-    ) -> int:
-        digests = pool.map(lambda item: _hash(item[0], item[1]), batch)
-        for (path, st, birth), digest in zip(batch, digests, strict=True):
-            row = {
-                "path": os.fsdecode(path), "sha256": digest, "size": st.st_size,
-                "mode": f"{st.st_mode:o}", "uid": st.st_uid, "gid": st.st_gid,
-                "mtime": int(st.st_mtime), "ctime": int(st.st_ctime),
-                "birth": birth // 10**9 if birth else None,
-            }  # fmt: skip
-            out.write(json.dumps(row, sort_keys=True).encode() + b"\n")
-            self._judge(ctx, path, st, row, staging, db, privileged)
-        return len(batch)
-
     def _judge(
         self,
         ctx: CollectContext,
         path: bytes,
         st: os.stat_result,
         row: dict[str, Any],
+        cap: str | None,
         staging: bool,
         db: Database | None,
         privileged: list[dict[str, Any]],
     ) -> None:
-        cap = capability(path)
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or cap is not None:
             packaged = db.is_packaged(path) if db is not None else None
             privileged.append({**row, "capability": cap, "packaged": packaged})

@@ -14,27 +14,27 @@ configuration keeps off the disk (docs on minimal images) are not "missing".
 the executables in system paths no package owns (``unpackaged``). Each modified
 executable or library is a HIGH finding, each other modified package file MEDIUM, each
 missing executable MEDIUM (rules: collectors/rules/triage.toml). ``ctx.shared["pkgdb"]`` hands the
-database to the executables collector."""
+database to the executables collector, and when that collector runs too, the SHA-256 of
+the package executables read here goes with it (collectors/rundigests.py). The reading
+and hashing is collectors/filedigest.py: one read a file, on every core."""
 
 from __future__ import annotations
 
 import os
 import stat
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 
-from manifests.digest import digest_fd
-
 from .base import Collector, Stage
 from .context import CollectContext
+from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .pkgdb import Database
-from .source import open_source
+from .rundigests import offer
 from .textview import json_bytes, plural
-from .triagegate import package_db, triage_settings
-from .walk import walk
+from .triagegate import package_db, runs_in, triage_settings
+from .walk import walk_stats
 
 OUT = "artifacts/packages/integrity.json"
 SYSTEM_DIRS = (
@@ -42,8 +42,8 @@ SYSTEM_DIRS = (
     b"usr/bin", b"usr/sbin", b"usr/lib", b"usr/lib32", b"usr/lib64", b"usr/libx32",
     b"usr/libexec", b"usr/local/bin", b"usr/local/sbin", b"usr/local/lib",
 )  # fmt: skip
-HASHERS = 4  # hashlib releases the GIL: files are read and hashed in parallel
-BATCH = 512
+# (database path, digest the database gives, package, conffile?, hashlib algorithm, host path)
+Check = tuple[bytes, bytes, str, bool, str, bytes]
 
 
 def is_executable(path: bytes, mode: int) -> bool:
@@ -87,26 +87,18 @@ def _dropped(path: bytes, rules: list[tuple[bool, str]]) -> bool:
     return dropped
 
 
-def check_file(host_path: bytes, algorithm: str = "md5") -> tuple[str, str | None, int]:
-    """('ok'|'missing'|'not-regular'|'unreadable', digest or None, mode) of one file."""
-    try:
-        fd = open_source(host_path)
-    except FileNotFoundError:
-        return "missing", None, 0
-    except OSError as e:
-        if e.errno == 40:  # ELOOP: a symlink where the package has a file
-            return "not-regular", None, stat.S_IFLNK
-        return "unreadable", None, 0
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return "not-regular", None, st.st_mode
-        digest, _ = digest_fd(fd, algorithm)
-        return "ok", digest, st.st_mode
-    except OSError:
-        return "unreadable", None, 0
-    finally:
-        os.close(fd)
+def _executable_sha256(root: bytes) -> Extra:
+    """SHA-256 too for the package files the ``executables`` collector will hash (an
+    executable or library in a system directory), from the same read."""
+    cut = len(root.rstrip(b"/"))
+
+    def extra(want: Want, st: os.stat_result) -> tuple[str, ...]:
+        path = want.path[cut:]
+        if is_executable(path, st.st_mode) and in_system_dirs(path):
+            return ("sha256",)
+        return ()
+
+    return extra
 
 
 class PackagesCollector(Collector):
@@ -130,43 +122,49 @@ class PackagesCollector(Collector):
             "modified": [], "missing": [], "conffiles_changed": [], "not_regular": [],
             "unreadable": [], "unpackaged_executables": [],
         }  # fmt: skip
-        checks = [(p, d, pkg, False) for p, (d, pkg) in db.digests.items() if p not in db.conffiles]
-        checks += [(p, d, pkg, True) for p, (d, pkg) in db.conffiles.items()]
-        with ThreadPoolExecutor(max_workers=HASHERS) as pool:
-            for start in range(0, len(checks), BATCH):  # bounded: a batch in flight
-                batch = checks[start : start + BATCH]
-                hosts = [db.location(p, pkg) for p, _, pkg, _ in batch]
-                algos = [db.algorithm(pkg) for _, _, pkg, _ in batch]
-                for (path, want, pkg, conf), host, algo, got in zip(
-                    batch, hosts, algos, pool.map(check_file, hosts, algos), strict=True
-                ):
-                    self._judge(ctx, report, path, want, pkg, conf, host, algo, got, dropped)
+        table = offer(ctx, "sha256") if runs_in(ctx, "executables") else None
+        extra = _executable_sha256(self.root) if table is not None else None
+        count = 0
+        for tag, read in digest_files(self._wants(db), extra):
+            count += 1
+            if table is not None and "sha256" in read.digests and read.stat is not None:
+                table.put(read.stat, read.digests["sha256"])
+            self._judge(ctx, report, tag, read, dropped)
         self._unpackaged(ctx, db, report)
         ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
         ctx.summary.add(
             "Packages",
-            f"{plural(db.packages, db.manager + ' package')}, {plural(len(checks), 'file')}: "
+            f"{plural(db.packages, db.manager + ' package')}, {plural(count, 'file')}: "
             f"{len(report['modified'])} modified, {len(report['missing'])} missing, "
             f"{len(report['unpackaged_executables'])} unpackaged executables",
         )
         summarize(ctx, self.name, rules_of(ctx).ids("package-file"))
 
+    def _wants(self, db: Database) -> Iterator[tuple[Check, Want | Read]]:
+        """Every package file, then every conffile, with where it is on the host."""
+        for path, (want, pkg) in db.digests.items():
+            if path not in db.conffiles:
+                algo, host = db.algorithm(pkg), db.location(path, pkg)
+                yield (path, want, pkg, False, algo, host), Want(host, (algo,))
+        for path, (want, pkg) in db.conffiles.items():
+            algo, host = db.algorithm(pkg), db.location(path, pkg)
+            yield (path, want, pkg, True, algo, host), Want(host, (algo,))
+
     def _judge(
         self,
         ctx: CollectContext,
         report: dict[str, list[dict[str, Any]]],
-        path: bytes,
-        want: bytes,
-        pkg: str,
-        conf: bool,
-        host: bytes,
-        algo: str,
-        got: tuple[str, str | None, int],
+        check: Check,
+        read: Read,
         dropped: list[tuple[bool, str]],
     ) -> None:
-        state, digest, mode = got
+        path, want, pkg, conf, algo, host = check
+        state, mode = read.state, read.mode
+        digest = read.digests.get(algo)
         if state == "ok" and digest is not None and digest.encode() == want:
             return  # the common case: nothing to build
+        if state == "ok" and digest is None:
+            state = "unreadable"  # an algorithm this Python lacks: not checked
         row: dict[str, Any] = {
             "path": os.fsdecode(path),
             "package": pkg,
@@ -210,10 +208,6 @@ class PackagesCollector(Collector):
         def on_error(path: bytes, error: OSError) -> None:
             ctx.error(self.name, f"cannot list: {error.strerror}", path)
 
-        for path in walk(top, on_error):
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield path, st
+        for entry in walk_stats(top, on_error):  # one stat a file, taken by the walk
+            if not entry.is_dir and entry.stat is not None and stat.S_ISREG(entry.stat.st_mode):
+                yield entry.path, entry.stat

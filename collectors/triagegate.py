@@ -24,6 +24,12 @@ def triage_settings(ctx: CollectContext, name: str, label: str) -> TriageSetting
     return None
 
 
+def runs_in(ctx: CollectContext, name: str) -> bool:
+    """Does triage collector ``name`` run in this run (its profile switch, or ``--only``)?"""
+    profile = ctx.options.log_profile or load_profile(None)
+    return runs(profile.triage, name, ctx.options.only)
+
+
 def load_database(root: bytes) -> Database | None:
     """The host's package database, Debian's or RPM's, or None where it has neither."""
     return dpkg.load(root) or rpmdb.load(root)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import journal_records
@@ -18,6 +19,16 @@ from conftest import journal_records
 from collectors.context import CollectContext, Options
 from collectors.executables import ExecutablesCollector
 from collectors.logprofile import load_profile
+
+
+def _listing(ctx: CollectContext, root: Path) -> dict[str, dict[str, Any]]:
+    """The collector run on the tree ``root``: its sha256.jsonl rows by path."""
+    ctx.options = Options(only=("executables",))
+    collector = ExecutablesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
+    return {r["path"]: r for r in map(json.loads, lines)}
 
 
 def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> None:
@@ -41,12 +52,7 @@ def test_hashes_suid_and_capabilities(ctx: CollectContext, tmp_path: Path) -> No
     setcap = shutil.which("setcap")
     if setcap:
         subprocess.run([setcap, "cap_net_raw+ep", str(ping)], check=True)
-    ctx.options = Options(only=("executables",))
-    collector = ExecutablesCollector()
-    collector.root = os.fsencode(root)
-    collector.collect(ctx)
-    lines = (ctx.root / "artifacts/executables/sha256.jsonl").read_text().splitlines()
-    rows = {r["path"]: r for r in map(json.loads, lines)}
+    rows = _listing(ctx, root)
     assert set(rows) == {
         f"{root}/{p}" for p in ("usr/bin/passwd", "usr/bin/ping", "dev/shm/.sh", "tmp/notes")
     }
@@ -96,3 +102,24 @@ def test_not_in_the_minimal_profile_it_does_not_run(ctx: CollectContext) -> None
     ExecutablesCollector().collect(ctx)
     assert not (ctx.root / "artifacts/executables").exists()
     assert [label for label, _ in ctx.summary] == ["Executables"]
+
+
+def test_a_huge_sparse_staging_file_is_listed_not_hashed(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """64 GiB of holes in /tmp (test runs leave such files; so can an intruder who wants
+    the triage to stall): listed with its size, no digest, one skipped record; the small
+    file beside it is hashed as usual."""
+    from collectors.executables import STAGING_MAX_HASH
+
+    root = tmp_path / "host"
+    (root / "tmp").mkdir(parents=True)
+    with open(root / "tmp/disk.img", "wb") as f:
+        f.truncate(64 * 1024**3)
+    (root / "tmp/tool").write_bytes(b"#!/bin/sh\n")
+    rows = _listing(ctx, root)
+    assert rows[f"{root}/tmp/disk.img"]["sha256"] is None
+    assert rows[f"{root}/tmp/disk.img"]["size"] == 64 * 1024**3
+    assert rows[f"{root}/tmp/tool"]["sha256"] == hashlib.sha256(b"#!/bin/sh\n").hexdigest()
+    (skip,) = [r for r in journal_records(ctx.root) if r["type"] == "skipped"]
+    assert skip["source"]["path"] == f"{root}/tmp/disk.img" and skip["cap"] == STAGING_MAX_HASH

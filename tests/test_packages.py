@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from conftest import PRESERVE_ARGV, ROOT, journal_records, requires_root
 
@@ -37,6 +38,18 @@ def _db(root: Path, package: str, files: dict[str, bytes], conffiles: dict[str, 
         f.write(f"Package: {package}\nStatus: install ok installed\nConffiles:\n{conf}\n")
 
 
+def _check(ctx: CollectContext, root: Path) -> dict[str, Any]:
+    """The packages collector run on the tree ``root``: its integrity report."""
+    ctx.options = Options(only=("packages",))
+    collector = PackagesCollector()
+    collector.root = os.fsencode(root)
+    collector.collect(ctx)
+    report: dict[str, Any] = json.loads(
+        (ctx.root / "artifacts/packages/integrity.json").read_bytes()
+    )
+    return report
+
+
 def test_modified_missing_and_unpackaged(ctx: CollectContext, tmp_path: Path) -> None:
     root = tmp_path / "host"
     files = {
@@ -59,11 +72,7 @@ def test_modified_missing_and_unpackaged(ctx: CollectContext, tmp_path: Path) ->
     (root / "etc/dpkg/dpkg.cfg.d/excludes").write_text("path-exclude=/usr/share/doc/*\n")
     (root / "usr/bin/.hidden-miner").write_bytes(b"\x7fELF")
     os.chmod(root / "usr/bin/.hidden-miner", 0o755)
-    ctx.options = Options(only=("packages",))
-    collector = PackagesCollector()
-    collector.root = os.fsencode(root)
-    collector.collect(ctx)
-    report = json.loads((ctx.root / "artifacts/packages/integrity.json").read_bytes())
+    report = _check(ctx, root)
     assert [r["path"] for r in report["modified"]] == ["/usr/lib/x86_64-linux-gnu/libkeyutils.so.1"]
     assert [r["path"] for r in report["missing"]] == ["/usr/bin/ps"]
     assert [r["path"] for r in report["conffiles_changed"]] == ["/etc/ssh/sshd_config"]
@@ -85,11 +94,7 @@ def test_a_diversion_moves_another_packages_file(ctx: CollectContext, tmp_path: 
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/ls.distrib").write_bytes(b"ls")
     (root / "usr/bin/ls").write_bytes(b"wrapper of another package")
-    ctx.options = Options(only=("packages",))
-    collector = PackagesCollector()
-    collector.root = os.fsencode(root)
-    collector.collect(ctx)
-    report = json.loads((ctx.root / "artifacts/packages/integrity.json").read_bytes())
+    report = _check(ctx, root)
     assert report["modified"] == [] and report["missing"] == []
 
 
@@ -132,3 +137,30 @@ def test_not_in_the_minimal_profile_it_does_not_run(ctx: CollectContext) -> None
     PackagesCollector().collect(ctx)
     assert not (ctx.root / "artifacts/packages").exists()
     assert [label for label, _ in ctx.summary] == ["Packages"]
+
+
+def test_a_change_anywhere_in_a_large_file_or_of_its_size_is_flagged(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """The read stops at the first short read past the stat size: a change in the last
+    byte of a file several buffers long, a file grown or shrunk since the package wrote
+    it, all still differ from the database; an unchanged large file does not."""
+    from collectors.filedigest import BUFFER
+
+    root = tmp_path / "host"
+    big = os.urandom(3 * BUFFER + 11)
+    files = {"/usr/lib/libbig.so": big, "/usr/lib/libsame.so": big,
+             "/usr/bin/grown": b"small", "/usr/bin/shrunk": b"a longer binary"}  # fmt: skip
+    _db(root, "libs", files, {})
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib/libbig.so").write_bytes(big[:-1] + bytes([big[-1] ^ 1]))
+    (root / "usr/lib/libsame.so").write_bytes(big)
+    (root / "usr/bin/grown").write_bytes(b"small" + b"\0" * BUFFER)
+    (root / "usr/bin/shrunk").write_bytes(b"a longer")
+    report = _check(ctx, root)
+    assert sorted(r["path"] for r in report["modified"]) == [
+        "/usr/bin/grown", "/usr/bin/shrunk", "/usr/lib/libbig.so",
+    ]  # fmt: skip
+    (row,) = [r for r in report["modified"] if r["path"] == "/usr/lib/libbig.so"]
+    assert row["md5"] == _md5((root / "usr/lib/libbig.so").read_bytes())

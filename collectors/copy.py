@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import mmap
 import os
 import stat
 import threading
@@ -23,11 +24,12 @@ from typing import Any
 from manifests import longpath
 from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError
+from manifests.sink import LocalFile
 from manifests.writer import EvidenceWriter
 
 from .batchcopy import BATCH_FILES, Batch, copy_batch
 from .generated import GeneratedStore
-from .overlap import hash_for
+from .overlap import OVERLAP_FROM, hash_for
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
@@ -39,7 +41,7 @@ _IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
 
 def _is_zero(chunk: memoryview, n: int) -> bool:
     # bytes == bytes is a memcmp; comparing memoryviews element-wise is 100x slower.
-    return chunk.obj == _ZEROS if n == CHUNK else bytes(chunk) == _ZEROS[:n]
+    return chunk.tobytes() == (_ZEROS if n == CHUNK else _ZEROS[:n])
 
 
 class CopyEngine(GeneratedStore):
@@ -51,7 +53,11 @@ class CopyEngine(GeneratedStore):
         super().__init__(writer)
         self.max_file_size = max_file_size
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
+        # One worker a core: a small file's copy is a dozen system calls between which
+        # the workers hand the GIL to each other; four on two cores spent more on that
+        # hand-off than they gained (bench/RESULTS.md, issue 14).
+        workers = workers or max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(max_workers=workers)
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
         self._pending: set[Future[Any]] = set()
         self._pending_lock = threading.Lock()
@@ -62,9 +68,9 @@ class CopyEngine(GeneratedStore):
         """This worker's copy buffers (one, or two for a copy hashed in the background)."""
         if not hasattr(self._local, "bufs"):
             self._local.bufs = []
-        bufs: list[bytearray] = self._local.bufs
-        while len(bufs) < count:
-            bufs.append(bytearray(CHUNK))
+        bufs: list[mmap.mmap] = self._local.bufs
+        while len(bufs) < count:  # page-aligned, as writes around the cache need
+            bufs.append(mmap.mmap(-1, CHUNK))
         return [memoryview(b) for b in bufs[:count]]
 
     # -- copying files ---------------------------------------------------------------
@@ -362,6 +368,10 @@ class CopyEngine(GeneratedStore):
                 return None
             raise
         h = hash_for(wanted)
+        if wanted >= OVERLAP_FROM and isinstance(out, LocalFile):
+            out.write_around_cache()
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(fd, offset, wanted, os.POSIX_FADV_SEQUENTIAL)
         views = self._buffers(h.buffers)
         done = 0
         turn = 0

@@ -14,6 +14,8 @@ instead of being silently recreated somewhere else."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import stat
 import threading
@@ -27,6 +29,8 @@ from .fstype import FileSystem, probe
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_ALIGN = 4096  # what O_DIRECT asks of offsets, lengths and buffers on any common drive
 _DIR_CACHE = 64  # open directory descriptors kept, so a tree of files costs one open each
 
 
@@ -77,16 +81,51 @@ class LocalFile:
         self.fd = fd
         self._read_only = read_only  # created with mode 0444: no chmod at the end
         self._holes = False
+        self._direct = False  # writing around the page cache (``write_around_cache``)
+        self._pos = 0  # the file offset, tracked while ``_direct``
+
+    def write_around_cache(self) -> None:
+        """Write the rest of the file with ``O_DIRECT`` while the writes stay aligned (a
+        large copy, from page-aligned buffers): its bytes then go to the drive as they are
+        written instead of filling the page cache, so a GiB of copy neither evicts what the
+        host had cached nor waits, dirty, for the next seal's flush. A file system that
+        refuses (tmpfs, FUSE) is written through the cache, as is an unaligned tail."""
+        if not _O_DIRECT:
+            return
+        try:
+            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | _O_DIRECT)
+            self._pos = os.lseek(self.fd, 0, os.SEEK_CUR)
+        except OSError:
+            return
+        self._direct = True
+
+    def _through_cache(self) -> None:
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+        self._direct = False
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
+        if self._direct and (len(view) % _ALIGN or self._pos % _ALIGN):
+            self._through_cache()
         while view:
-            view = view[os.write(self.fd, view) :]
+            try:
+                n = os.write(self.fd, view)
+            except OSError as e:
+                if not self._direct or e.errno != errno.EINVAL:
+                    raise
+                self._through_cache()  # the drive wants another alignment: the cache
+                continue
+            if self._direct:
+                self._pos += n
+            view = view[n:]
 
     def skip(self, count: int) -> None:
         """Leave a hole (sparse copies): the next write lands ``count`` bytes further."""
         os.lseek(self.fd, count, os.SEEK_CUR)
         self._holes = True
+        self._pos += count
 
     def finish(self, size: int, times_ns: tuple[int, int] | None = None) -> None:
         """Fix the length (a trailing hole), the source's times, and make it read-only.

@@ -18,7 +18,6 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from manifests import longpath
@@ -28,6 +27,7 @@ from manifests.sink import LocalFile
 from manifests.writer import EvidenceWriter
 
 from .batchcopy import BATCH_FILES, Batch, copy_batch
+from .copyqueue import CopyQueue
 from .generated import GeneratedStore
 from .overlap import OVERLAP_FROM, hash_for
 from .pathmap import describe
@@ -36,7 +36,6 @@ from .stat_record import kind_of, stat_fields
 from .walk import DirId
 
 _ZEROS = bytes(CHUNK)
-_IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
 
 
 def _is_zero(chunk: memoryview, n: int) -> bool:
@@ -56,11 +55,7 @@ class CopyEngine(GeneratedStore):
         # One worker a core: a small file's copy is a dozen system calls between which
         # the workers hand the GIL to each other; four on two cores spent more on that
         # hand-off than they gained (bench/RESULTS.md, issue 14).
-        workers = workers or max(2, os.cpu_count() or 2)
-        self._pool = ThreadPoolExecutor(max_workers=workers)
-        self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
-        self._pending: set[Future[Any]] = set()
-        self._pending_lock = threading.Lock()
+        self._work = CopyQueue(workers or max(2, os.cpu_count() or 2))
         # Set when the evidence directory vanished under a background copy.
         self.lost: EvidenceLostError | None = None
 
@@ -105,11 +100,7 @@ class CopyEngine(GeneratedStore):
     def _queue(
         self, collector: str, source: bytes, work: Callable[..., Any], *args: Any, **kw: Any
     ) -> None:
-        self._slots.acquire()
-        future = self._pool.submit(self._guarded, collector, source, work, *args, **kw)
-        with self._pending_lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
+        self._work.put(self._guarded, collector, source, work, *args, **kw)
 
     def _guarded(
         self, collector: str, source: bytes, work: Callable[..., Any], *args: Any, **kw: Any
@@ -125,19 +116,9 @@ class CopyEngine(GeneratedStore):
                 collector, source, f"internal error while copying: {type(e).__name__}: {e}"
             )
 
-    def _done(self, future: Future[Any]) -> None:
-        self._slots.release()
-        with self._pending_lock:
-            self._pending.discard(future)
-
     def drain(self) -> None:
-        while True:
-            with self._pending_lock:
-                pending = list(self._pending)
-            if not pending:
-                return
-            for future in pending:
-                future.result()
+        """Wait for every copy submitted so far."""
+        self._work.drain()
 
     def raise_if_lost(self) -> None:
         """Re-raise, in the collector's thread, a loss a background copy ran into."""
@@ -145,7 +126,7 @@ class CopyEngine(GeneratedStore):
             raise self.lost
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._work.shutdown()
 
     def preserve(
         self,

@@ -59,6 +59,8 @@ class Preflight:
     isolation: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     image_bytes: int = 0  # a disk image (--image, preserve image): read and stored whole
+    # Memory of flagged processes (--process-memory): at most this much, not estimated.
+    memory_at_most: int = 0
 
     @property
     def needed(self) -> int:
@@ -87,6 +89,7 @@ class Preflight:
                 "bytes_on_output": self.needed,
                 "at_least": not self.scan.complete,
                 "image_bytes": self.image_bytes,
+                "process_memory_at_most": self.memory_at_most,
             },
             "output": {
                 "path": self.output,
@@ -243,6 +246,7 @@ def survey(
         file_system=_file_system(where) if where else fstype.UNKNOWN,
         free=free,
         image_bytes=sum(getattr(c, "image_bytes", 0) for c in collectors),
+        memory_at_most=sum(getattr(c, "memory_at_most", 0) for c in collectors),
     )
     if isolation is not None:
         plan.isolation = {
@@ -256,6 +260,12 @@ def survey(
         if scan.over_fat_limit:
             note += f" or more; {plural(scan.over_fat_limit, 'file')} to collect will be refused"
         plan.warnings.append(note if scan.over_fat_limit else note + " or more")
+    if plan.fits and plan.free is not None and plan.needed + plan.memory_at_most > plan.free:
+        plan.warnings.append(
+            f"the estimate fits, but with up to {human_bytes(plan.memory_at_most)} of process "
+            f"memory it may not ({human_bytes(plan.free)} free): a full drive stops the run and "
+            "seals; --process-memory SIZE or off stores less"
+        )
     if plan.fits is False:
         plan.warnings.append(
             f"the estimate ({human_bytes(plan.needed)}) does not fit in the "
@@ -286,6 +296,14 @@ def show(console: Console, plan: Preflight) -> None:
         rows.append(("estimate", size))
     if plan.image_bytes:
         rows.append(("disk image", f"{human_bytes(plan.image_bytes)} to read and store"))
+    if plan.memory_at_most:
+        rows.append(
+            (
+                "process memory",
+                f"up to {human_bytes(plan.memory_at_most)} of flagged processes' memory "
+                "(not in the estimate: which processes are flagged is known later)",
+            )
+        )
     room = "free space unknown"
     if plan.free is not None:
         verdict = {True: "fits", False: "DOES NOT FIT", None: ""}[plan.fits]

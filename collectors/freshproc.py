@@ -8,6 +8,10 @@ kit's launcher, collectors/selfexec.py), on top of that
 namespace's ``/proc``, never in the collector's own process: the host's mount table is
 not touched, no mount point is created on its disks, and the namespace dies with the
 child. Needs root (CAP_SYS_ADMIN); the child prints one JSON object.
+
+For reading a process's memory, the child can instead open files of the fresh instance
+(``/proc/PID/maps``, ``/proc/PID/mem``) and pass the open descriptors back over a UNIX
+socket (``open_files``): they stay valid after the child and its namespace are gone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ctypes
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -87,6 +92,45 @@ def child(pids: list[int]) -> dict[str, Any]:
     return {"mounted_at": "/proc", "processes": [_one("/proc", pid) for pid in pids]}
 
 
+def _send_opened(sock_fd: int, pid: int, names: list[str]) -> None:
+    """Child side of ``open_files``: open each name under the fresh /proc/PID, send them."""
+    _check(ctypes.CDLL(None, use_errno=True).unshare(_CLONE_NEWNS), "unshare")
+    _mount(None, b"/", None, _MS_REC | _MS_PRIVATE)
+    _mount(b"proc", b"/proc", b"proc", 0)
+    fds = [os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in names]
+    with socket.socket(fileno=sock_fd) as sock:
+        socket.send_fds(sock, [b"ok"], fds)
+
+
+def open_files(pid: int, names: list[str]) -> list[int]:
+    """Descriptors of ``/proc/PID/NAME`` for each name, opened in a fresh proc instance
+    by a child (no overmount of the host's /proc reaches them). The caller closes them.
+    Raises OSError with the child's reason when they cannot be had."""
+    if os.geteuid() != 0:
+        raise PermissionError("needs root (a proc mount in a private mount namespace)")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        try:
+            done = subprocess.run(
+                [*module_command("collectors.freshproc"), "--send", str(theirs.fileno()),
+                 str(pid), *names],
+                capture_output=True, timeout=_TIMEOUT, check=False, pass_fds=[theirs.fileno()],
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise OSError(f"cannot run the reader: {e}") from None
+        theirs.close()
+        ours.settimeout(_TIMEOUT)
+        _, fds, _, _ = socket.recv_fds(ours, 16, len(names))
+    if len(fds) != len(names):
+        for fd in fds:
+            os.close(fd)
+        tail = done.stderr.decode("utf-8", "backslashreplace").strip().splitlines()[-1:]
+        why = json.loads(done.stdout).get("error") if done.stdout.startswith(b"{") else None
+        raise OSError(why or f"reader failed (exit {done.returncode}): {' '.join(tail)}")
+    return fds
+
+
 def read(pids: list[int]) -> dict[str, Any]:
     """The processes as a fresh proc shows them, or ``{"error": why}``."""
     if os.geteuid() != 0:
@@ -111,6 +155,9 @@ def read(pids: list[int]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(child([int(a) for a in sys.argv[1:]])))
+        if sys.argv[1:2] == ["--send"]:
+            _send_opened(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+        else:
+            print(json.dumps(child([int(a) for a in sys.argv[1:]])))
     except OSError as e:
         print(json.dumps({"error": f"{e.strerror or e} ({e.filename})"}))

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from manifests.clock import utc_from_ns
 
-from . import fdtable
+from . import fdtable, freshproc
 from .base import Collector, Stage
 from .context import CollectContext, Options
 from .procfiles import INJECTED
@@ -87,6 +87,26 @@ def reasons(ctx: CollectContext) -> dict[int, list[str]]:
     return dict(sorted(out.items()))
 
 
+def _open_host(pid: int) -> tuple[list[fdtable.Mapping], int]:
+    maps = fdtable.read_maps(pid)
+    return maps, os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _open_fresh(pid: int) -> tuple[list[fdtable.Mapping], int]:
+    """Maps and memory through a fresh proc instance: a mount over the host's /proc/PID
+    (what ``processes`` found) hides both from ``_open_host``."""
+    maps_fd, mem_fd = freshproc.open_files(pid, ["maps", "mem"])
+    try:
+        with os.fdopen(maps_fd, "rb", closefd=False) as f:
+            text = f.read(fdtable.MAX_MAPS_BYTES).decode("utf-8", "backslashreplace")
+    except OSError:
+        os.close(mem_fd)
+        raise
+    finally:
+        os.close(maps_fd)
+    return fdtable.parse_maps(text), mem_fd
+
+
 class ProcMemCollector(Collector):
     name: ClassVar[str] = "procmem"
     stage: ClassVar[Stage] = Stage.VOLATILE
@@ -99,6 +119,12 @@ class ProcMemCollector(Collector):
     def configure(self, options: Options) -> None:
         if options.process_memory is not None:
             self.cap = options.process_memory
+
+    @property
+    def memory_at_most(self) -> int:
+        """The most this run can store of process memory: which processes are flagged is
+        known only once ``processes`` has run, so the pre-flight can give only the cap."""
+        return self.cap * TOTAL_FACTOR
 
     def collect(self, ctx: CollectContext) -> None:
         flagged = reasons(ctx)
@@ -149,11 +175,12 @@ class ProcMemCollector(Collector):
         source = f"/proc/{pid}/mem".encode()
         proc = ctx.shared["process_index"].get(pid) or {}
         label = re.sub(r"[^A-Za-z0-9._-]", "_", str(proc.get("name") or "unknown"))[:40]
+        fresh = proc.get("read_via") == "fresh-proc"  # /proc/PID is overmounted here
         try:
-            maps = fdtable.read_maps(pid)
-            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            maps, fd = _open_fresh(pid) if fresh else _open_host(pid)
         except OSError as e:
-            ctx.error(self.name, f"cannot read its memory: {e.strerror}", source, pid=pid)
+            reason = e.strerror or str(e)
+            ctx.error(self.name, f"cannot read its memory: {reason}", source, pid=pid)
             return None
         rel = f"{OUT}/{pid}-{label}"
         began = time.time_ns()
@@ -173,6 +200,7 @@ class ProcMemCollector(Collector):
             "exe": printable(proc.get("exe")),
             "flags": why,
             "cap": cap,
+            "read_via": "fresh-proc" if fresh else "proc",
             "read_began": utc_from_ns(began),
             "read_ended": utc_from_ns(time.time_ns()),
             "memory": {"path": out.rel, "size": out.size, "sha256": out.record["sha256"]},

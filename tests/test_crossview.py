@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import suspects
 from conftest import PRESERVE_CODE, ROOT, collect_json, journal_records, requires_root
 
 from collectors import crossview, kernsockets, rawsys
@@ -76,6 +77,13 @@ def _evidence(result: subprocess.CompletedProcess[bytes]) -> tuple[dict, Path]:
     return summary, Path(summary["evidence_dir"])
 
 
+def _run_with_pid(script: str) -> tuple[int, dict, Path]:
+    """(the pid the script printed as ``PID=N``, the run's summary, its evidence)."""
+    result = _in_namespaces(script)
+    pid = int(result.stdout.decode().split("PID=")[1].split()[0])
+    return (pid, *_evidence(result))
+
+
 def _processes(evidence: Path) -> dict[int, dict]:
     lines = (evidence / "artifacts/volatile/processes.jsonl").read_bytes().splitlines()
     return {p["pid"]: p for p in map(json.loads, lines)}
@@ -100,6 +108,8 @@ def test_a_process_hidden_from_readdir_is_found_and_collected(tmp_path: Path) ->
     out.mkdir()
     script = (
         f"{tmp_path}/evilproc 300 & pid=$!; "
+        # until the forked shell has become evilproc, the hook has nothing to hide:
+        'until [ "$(cat /proc/$pid/comm)" = evilproc ]; do sleep 0.01; done; '
         # the hook really hides it from libc's view:
         f"LD_PRELOAD={lib} ls /proc | grep -qx $pid && echo NOT-HIDDEN; "
         f"echo PID=$pid; LD_PRELOAD={lib} {_preserve_line(out, '-q', '--only', 'processes')}; "
@@ -121,18 +131,41 @@ def test_a_process_hidden_from_readdir_is_found_and_collected(tmp_path: Path) ->
 
 
 @requires_root
+def test_the_memory_of_a_process_under_a_proc_overmount_is_still_read(tmp_path: Path) -> None:
+    """The mount that hides /proc/PID also hides /proc/PID/mem: procmem opens it (and the
+    maps) in a fresh proc instance, and the heap secret is in the evidence."""
+    exe = suspects.build_secret(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    script = (
+        f"{exe} TOKEN77 > {tmp_path}/ready & pid=$!; "
+        f"while ! [ -s {tmp_path}/ready ]; do sleep 0.05; done; "
+        f"mount --bind {empty} /proc/$pid; echo PID=$pid; "
+        f"{_preserve_line(out, '--only', 'processes,procmem')}; kill $pid"
+    )
+    pid, _, evidence = _run_with_pid(script)
+    [mem] = [r for r in journal_records(evidence) if r.get("kind") == "process-memory"]
+    assert mem["pid"] == pid and "proc_overmounted" in mem["flags"]
+    assert b"HEAP-SECRET-TOKEN77" in (evidence / mem["path"]).read_bytes()
+    index = json.loads((evidence / mem["index"]).read_bytes())
+    assert index["read_via"] == "fresh-proc" and any(r["path"] == "[heap]" for r in index["ranges"])
+
+
+@requires_root
 def test_a_mount_over_proc_pid_hides_nothing(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
     out.mkdir()
     script = (
-        f"sleep 300 & pid=$!; mount --bind {empty} /proc/$pid; echo PID=$pid; "
+        "sleep 300 & pid=$!; "
+        'until [ "$(cat /proc/$pid/comm)" = sleep ]; do sleep 0.01; done; '
+        f"mount --bind {empty} /proc/$pid; echo PID=$pid; "
         f"{_preserve_line(out, '--only', 'processes')}; kill $pid"
     )
-    result = _in_namespaces(script)
-    pid = int(result.stdout.decode().split("PID=")[1].split()[0])
-    summary, evidence = _evidence(result)
+    pid, summary, evidence = _run_with_pid(script)
     proc = _processes(evidence)[pid]
     assert proc["read_via"] == "fresh-proc" and proc["name"] == "sleep"
     assert proc["exe"] == "/usr/bin/sleep" and proc["executable"]["sha256"]
@@ -166,9 +199,7 @@ def test_sockets_no_process_holds_are_high_findings(tmp_path: Path) -> None:
         f"pid=$!; while ! grep -q ready {tmp_path}/ready; do sleep 0.1; done; echo PID=$pid; "
         f"{_preserve_line(out, '--only', 'processes')}; kill $pid"
     )
-    result = _in_namespaces(script)
-    pid = int(result.stdout.decode().split("PID=")[1].split()[0])
-    summary, evidence = _evidence(result)
+    pid, summary, evidence = _run_with_pid(script)
     view = json.loads((evidence / "artifacts/volatile/crossview.json").read_bytes())
     ownerless = {
         (s["table"], s.get("lport", s.get("ethertype"))) for s in view["ownerless_sockets"]
@@ -208,3 +239,11 @@ def test_the_probe_finds_what_the_kernel_has() -> None:
     survey = crossview.survey()
     assert os.getpid() in survey.views["probe"] and not survey.hidden.get(os.getpid())
     assert isinstance(kernsockets.read_tables({}), list)
+
+
+@requires_root
+def test_a_process_that_is_gone_gives_the_fresh_reader_s_reason() -> None:
+    from collectors import freshproc
+
+    with pytest.raises(OSError, match="No such file"):
+        freshproc.open_files(2**22 + 12345, ["maps", "mem"])

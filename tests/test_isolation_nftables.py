@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def _src(tmp_path: Path) -> Path:
     src.mkdir(parents=True)
     (src / "a.txt").write_text("evidence\n")
     return src
+
+
+def _startup_ms(net: Topology) -> float:
+    """The median wall time, now, of starting Python in the host namespace and importing
+    the CLI: what the machine's load does to the part of a run that precedes the cut."""
+    times = []
+    for _ in range(3):
+        began = time.monotonic()
+        net.ex("host", PRESERVE_ARGV[0], "-c", "import agent._cli")
+        times.append((time.monotonic() - began) * 1000)
+    return sorted(times)[1]
 
 
 def _isolate(
@@ -56,6 +68,7 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert net.can("other", "10.231.3.2")  # forwarded through host, before the cut
     assert net.can("other", "fd00:231:3::2")
 
+    reference_ms = _startup_ms(net)
     done, summary, took = _isolate(
         net, tmp_path, "--allow", "10.231.1.2", "--allow", "[fd00:231:1::2]",
         only="processes,network,files",
@@ -63,7 +76,10 @@ def test_isolate_keeps_responder_cuts_everything_else_and_release_restores(
     assert done.returncode == 0, done.stderr.decode()
     iso = summary["isolation"]
     assert iso["status"] == "in-force" and iso["method"] == "nftables"
-    assert iso["cut_after_ms"] < 2000 and took < 10
+    # Two seconds on a quiet machine; on a loaded one, within three bare start-ups of the
+    # CLI measured just before (the cut follows start-up, the key and the pre-flight).
+    assert iso["cut_after_ms"] < max(2000, 3 * reference_ms), (iso["cut_after_ms"], reference_ms)
+    assert took < 10 + 5 * reference_ms / 1000
     assert all(p["outcome"] == "blocked-locally" for p in iso["probes"]) and iso["probes"]
     assert "loopback" in iso["stays_open"]
 

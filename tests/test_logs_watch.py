@@ -122,7 +122,9 @@ def _rotate_under_watch(tmp_path: Path, logs: Path, guard: str) -> None:
     state = tmp_path / "logrotate.state"
     writer = start_writer(names, interval=0.002, seconds=7)
     time.sleep(0.3)
-    proc = _start_preserve(tmp_path, logs, 9, WITHOUT_GUARD if guard == "polling" else None)
+    # A watch far longer than the test, ended with Ctrl-C once the writer is done: on a
+    # loaded machine a fixed duration could end before the third rotation.
+    proc = _start_preserve(tmp_path, logs, 120, WITHOUT_GUARD if guard == "polling" else None)
     evidence = evidence_dir(tmp_path / "out")
     wait_for_event(evidence, "watch-started")
     for _ in range(3):
@@ -130,7 +132,10 @@ def _rotate_under_watch(tmp_path: Path, logs: Path, guard: str) -> None:
         done = subprocess.run([LOGROTATE, "-f", "-s", state, conf], capture_output=True, timeout=30)
         assert done.returncode == 0, done.stderr.decode()
     counts = writer_counts(writer)
+    time.sleep(0.5)  # the watch reads the writer's last lines
+    proc.send_signal(signal.SIGINT)
     summary = _finish(proc)
+    assert summary["watch"]["reason"] == "ended by SIGINT"
     assert summary["status"] == "complete"
     assert verify(evidence).returncode == 0
 

@@ -130,3 +130,32 @@ def test_estimate_counts_what_the_log_profile_takes(tmp_path: Path) -> None:
     scan = summary["preflight"]["estimate"]
     assert (scan["files"], scan["bytes"]) == (2, 110), scan  # app.log counted once
     assert summary["counts"]["stored"] == 2
+
+
+def test_process_memory_cap_is_shown_and_warned_of(tmp_path: Path) -> None:
+    """Which processes get their memory copied is known only after the process snapshot,
+    so the pre-flight names the run's cap, and warns when the cap would not fit."""
+    out = tmp_path / "out"
+    summary = collect_json(out, "--only", "procmem", "--process-memory", "3M")
+    assert summary["preflight"]["estimate"]["process_memory_at_most"] == 4 * 3 * 1024**2
+    shown = preserve("-o", out, "--only", "procmem", "--process-memory", "3M")
+    err = shown.stderr.decode()
+    assert "process memory  up to 12.0 MiB of flagged processes' memory" in err, err
+    off = collect_json(tmp_path / "off", "--only", "procmem", "--process-memory", "off")
+    assert off["preflight"]["estimate"]["process_memory_at_most"] == 0
+
+
+def test_process_memory_that_may_not_fit_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectors.procmem import ProcMemCollector
+
+    monkeypatch.setattr(
+        preflight.shutil, "disk_usage", lambda p: SimpleNamespace(total=GiB, used=0, free=GiB // 2)
+    )
+    memory = ProcMemCollector()
+    plan = preflight.survey([memory], None, [], tmp_path, None, seconds=5)
+    assert plan.fits and any("may not" in w and "1.0 GiB of process" in w for w in plan.warnings)
+    memory.cap = 1024**2
+    plan = preflight.survey([memory], None, [], tmp_path, None, seconds=5)
+    assert not any("process memory" in w for w in plan.warnings), plan.warnings

@@ -2,7 +2,8 @@
 
 Tree: 4 large files and ~20,000 small ones, 1 GiB in all, on the same disk as the output.
 Baselines: ``cp -r`` then ``sha256sum`` over the copy; ``sha256sum -c SHA256SUMS``.
-Page cache is warm for every contender (each reads the same source once before timing).
+Page cache is warm for every contender (each reads the same source once before timing,
+and the evidence is read once before it is verified).
 Usage: python bench/bench_copy.py [WORKDIR] (default: a directory under /var/tmp)."""
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def make_tree(src: Path) -> int:
         (d / f"f{n:05d}.log").write_bytes(pool[:size])
         total += size
     return total
+
+
+def warm(root: Path) -> None:
+    """Read every file under ``root`` once, so both verifiers start from a warm cache."""
+    for d, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(d, name), "rb") as f:
+                while f.read(1024**2):
+                    pass
 
 
 def main() -> None:
@@ -102,6 +112,7 @@ def main() -> None:
         results["preserve"].append(wall)
         rss["preserve"] = max(rss["preserve"], peak)
         evidence = next(out.iterdir())
+        warm(evidence)  # large copies bypass the page cache (O_DIRECT): read them back first
         wall, _, rc = timed(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=evidence)
         assert rc == 0
         results["sha256sum -c"].append(wall)
@@ -123,8 +134,8 @@ def main() -> None:
         print(f"{k:>14}: {v:6.2f} s (median of {ROUNDS}: {runs})")
     copy_ratio = med["preserve"] / med["cp+sha256sum"]
     verify_ratio = med["verify"] / med["sha256sum -c"]
-    print(f"copy ratio   preserve / (cp -r + sha256sum) = {copy_ratio:.2f}  (target <= 0.90)")
-    print(f"verify ratio verify / sha256sum -c          = {verify_ratio:.2f}  (target <= 0.70)")
+    print(f"copy ratio   preserve / (cp -r + sha256sum) = {copy_ratio:.2f}  (issue 14: <= 0.70)")
+    print(f"verify ratio verify / sha256sum -c          = {verify_ratio:.2f}  (issue 14: <= 0.60)")
     print(f"peak RSS: preserve {rss['preserve']} MiB, verify {rss['verify']} MiB (target < 150)")
     if len(sys.argv) <= 1:
         shutil.rmtree(base)

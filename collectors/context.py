@@ -78,8 +78,4 @@ class CollectContext:
         if not stat.S_ISDIR(st.st_mode):
             self.engine.submit(source, dest(source), collector)
             return
-        for path, parent_id in walk_entries(source, on_error):
-            # After a full drive the walk goes on: each file left is journaled as skipped.
-            if self.engine.stopped.is_set():
-                return
-            self.engine.submit(path, dest(path), collector, parent_id=parent_id)
+        self.engine.submit_listed(walk_entries(source, on_error), dest, collector)

@@ -13,30 +13,34 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import mmap
 import os
 import stat
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from manifests import longpath
 from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError
+from manifests.sink import LocalFile
 from manifests.writer import EvidenceWriter
 
+from .batchcopy import BATCH_FILES, Batch, copy_batch
+from .copyqueue import CopyQueue
 from .generated import GeneratedStore
-from .overlap import hash_for
+from .overlap import OVERLAP_FROM, hash_for
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
+from .walk import DirId
 
 _ZEROS = bytes(CHUNK)
-_IN_FLIGHT = 64  # queued copies per worker pool; bounds memory on huge trees
 
 
 def _is_zero(chunk: memoryview, n: int) -> bool:
     # bytes == bytes is a memcmp; comparing memoryviews element-wise is 100x slower.
-    return chunk.obj == _ZEROS if n == CHUNK else bytes(chunk) == _ZEROS[:n]
+    return chunk.tobytes() == (_ZEROS if n == CHUNK else _ZEROS[:n])
 
 
 class CopyEngine(GeneratedStore):
@@ -48,10 +52,10 @@ class CopyEngine(GeneratedStore):
         super().__init__(writer)
         self.max_file_size = max_file_size
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=workers or 2 * (os.cpu_count() or 2))
-        self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
-        self._pending: set[Future[Any]] = set()
-        self._pending_lock = threading.Lock()
+        # One worker a core: a small file's copy is a dozen system calls between which
+        # the workers hand the GIL to each other; four on two cores spent more on that
+        # hand-off than they gained (bench/RESULTS.md, issue 14).
+        self._work = CopyQueue(workers or max(2, os.cpu_count() or 2))
         # Set when the evidence directory vanished under a background copy.
         self.lost: EvidenceLostError | None = None
 
@@ -59,9 +63,9 @@ class CopyEngine(GeneratedStore):
         """This worker's copy buffers (one, or two for a copy hashed in the background)."""
         if not hasattr(self._local, "bufs"):
             self._local.bufs = []
-        bufs: list[bytearray] = self._local.bufs
-        while len(bufs) < count:
-            bufs.append(bytearray(CHUNK))
+        bufs: list[mmap.mmap] = self._local.bufs
+        while len(bufs) < count:  # page-aligned, as writes around the cache need
+            bufs.append(mmap.mmap(-1, CHUNK))
         return [memoryview(b) for b in bufs[:count]]
 
     # -- copying files ---------------------------------------------------------------
@@ -70,16 +74,40 @@ class CopyEngine(GeneratedStore):
         """Copy in the background; ``drain`` waits for everything submitted."""
         if self.stopped.is_set() or self._skipped_when_full(collector, source, None):
             return
-        self._slots.acquire()
-        future = self._pool.submit(self._preserve_guarded, source, rel, collector, **fields)
-        with self._pending_lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
+        self._queue(collector, source, self.preserve, source, rel, collector, **fields)
 
-    def _preserve_guarded(self, source: bytes, rel: str, collector: str, **fields: Any) -> None:
+    def submit_listed(
+        self,
+        entries: Iterable[tuple[bytes, DirId]],
+        dest: Callable[[bytes], str],
+        collector: str,
+    ) -> None:
+        """Copy a walk's files (path, directory listed in) to ``dest(path)`` in the
+        background, those of one directory in batches (``batchcopy``)."""
+        group: list[tuple[bytes, str]] = []
+        parent: DirId | None = None
+        for path, parent_id in entries:
+            if self.stopped.is_set():  # interrupted (a full drive is not: each file is skipped)
+                return
+            if group and (parent_id != parent or len(group) >= BATCH_FILES):
+                self._queue(collector, group[0][0], copy_batch, self, group, collector, parent)
+                group = []
+            parent = parent_id
+            group.append((path, dest(path)))
+        if group and not self.stopped.is_set():
+            self._queue(collector, group[0][0], copy_batch, self, group, collector, parent)
+
+    def _queue(
+        self, collector: str, source: bytes, work: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        self._work.put(self._guarded, collector, source, work, *args, **kw)
+
+    def _guarded(
+        self, collector: str, source: bytes, work: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
         """A background copy must never fail silently: any surprise becomes an error record."""
         try:
-            self.preserve(source, rel, collector, **fields)
+            work(*args, **kw)
         except EvidenceLostError as e:
             self.lost = self.lost or e
             self.stopped.set()
@@ -88,19 +116,9 @@ class CopyEngine(GeneratedStore):
                 collector, source, f"internal error while copying: {type(e).__name__}: {e}"
             )
 
-    def _done(self, future: Future[Any]) -> None:
-        self._slots.release()
-        with self._pending_lock:
-            self._pending.discard(future)
-
     def drain(self) -> None:
-        while True:
-            with self._pending_lock:
-                pending = list(self._pending)
-            if not pending:
-                return
-            for future in pending:
-                future.result()
+        """Wait for every copy submitted so far."""
+        self._work.drain()
 
     def raise_if_lost(self) -> None:
         """Re-raise, in the collector's thread, a loss a background copy ran into."""
@@ -108,7 +126,7 @@ class CopyEngine(GeneratedStore):
             raise self.lost
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._work.shutdown()
 
     def preserve(
         self,
@@ -141,25 +159,34 @@ class CopyEngine(GeneratedStore):
                 source, None, source, rel, collector, limit, offset, magic_link, fields
             )
         directory, name = os.path.split(source)
-        try:
-            dir_fd = longpath.open_dir(directory or b".")  # a tree of any depth
-        except OSError as e:
-            self.record_error(
-                collector, source, f"its directory cannot be opened: {e.strerror}; not read"
-            )
+        dir_fd = self._open_listed(directory, parent_id, [source], collector)
+        if dir_fd is None:
             return None
         try:
-            st = os.fstat(dir_fd)
-            if (st.st_dev, st.st_ino) != parent_id:
-                self.record_error(
-                    collector, source, "its directory was replaced since it was listed; not read"
-                )
-                return None
             return self._preserve_at(
                 source, dir_fd, name, rel, collector, limit, offset, False, fields
             )
         finally:
             os.close(dir_fd)
+
+    def _open_listed(
+        self, directory: bytes, parent_id: DirId, sources: list[bytes], collector: str
+    ) -> int | None:
+        """The directory a walk listed ``sources`` in, opened (at any depth) and checked
+        to be that very directory; None, with an error journaled for each source, if not."""
+        try:
+            dir_fd = longpath.open_dir(directory or b".")
+        except OSError as e:
+            reason = f"its directory cannot be opened: {e.strerror}; not read"
+        else:
+            st = os.fstat(dir_fd)
+            if (st.st_dev, st.st_ino) == parent_id:
+                return dir_fd
+            os.close(dir_fd)
+            reason = "its directory was replaced since it was listed; not read"
+        for source in sources:
+            self.record_error(collector, source, reason)
+        return None
 
     def _preserve_at(
         self,
@@ -174,26 +201,8 @@ class CopyEngine(GeneratedStore):
         fields: dict[str, Any],
     ) -> dict[str, Any] | None:
         """``preserve`` proper; ``name`` is opened relative to ``dir_fd`` when given."""
-        try:
-            before = os.stat(name) if magic_link else os.lstat(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            self.record_error(collector, source, "vanished before it could be read")
-            return None
-        except OSError as e:
-            self.record_error(collector, source, f"cannot stat: {e.strerror}")
-            return None
-        if not stat.S_ISREG(before.st_mode):
-            extra: dict[str, Any] = {}
-            if stat.S_ISLNK(before.st_mode):
-                with contextlib.suppress(OSError):
-                    extra["target"] = describe(os.readlink(name, dir_fd=dir_fd))
-            self.record_skip(
-                collector,
-                source,
-                f"{kind_of(before.st_mode)}: not read",
-                stat=stat_fields(before),
-                **extra,
-            )
+        before = self._examine(source, dir_fd, name, collector, magic_link)
+        if before is None:
             return None
         cap = self.max_file_size
         if cap is not None and before.st_size - offset > cap and limit is None:
@@ -204,6 +213,53 @@ class CopyEngine(GeneratedStore):
                 stat=stat_fields(before),
             )
             return None
+        return self._open_and_copy(
+            source, dir_fd, name, before, rel, collector, limit, offset, magic_link, fields
+        )
+
+    def _examine(
+        self, source: bytes, dir_fd: int | None, name: bytes, collector: str, magic_link: bool
+    ) -> os.stat_result | None:
+        """The ``lstat`` of a regular file to copy; anything else is journaled (skipped,
+        or an error) and gives None."""
+        try:
+            before = os.stat(name) if magic_link else os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            self.record_error(collector, source, "vanished before it could be read")
+            return None
+        except OSError as e:
+            self.record_error(collector, source, f"cannot stat: {e.strerror}")
+            return None
+        if stat.S_ISREG(before.st_mode):
+            return before
+        extra: dict[str, Any] = {}
+        if stat.S_ISLNK(before.st_mode):
+            with contextlib.suppress(OSError):
+                extra["target"] = describe(os.readlink(name, dir_fd=dir_fd))
+        self.record_skip(
+            collector,
+            source,
+            f"{kind_of(before.st_mode)}: not read",
+            stat=stat_fields(before),
+            **extra,
+        )
+        return None
+
+    def _open_and_copy(
+        self,
+        source: bytes,
+        dir_fd: int | None,
+        name: bytes,
+        before: os.stat_result,
+        rel: str,
+        collector: str,
+        limit: int | None,
+        offset: int,
+        magic_link: bool,
+        fields: dict[str, Any],
+        batch: Batch | None = None,
+    ) -> dict[str, Any] | None:
+        """Open the file ``before`` describes and copy it (into ``batch`` when given)."""
         try:
             fd = open_source(name, follow=magic_link, dir_fd=dir_fd)
         except OSError as e:
@@ -217,7 +273,7 @@ class CopyEngine(GeneratedStore):
                 )
             return None
         try:
-            return self._copy_open(fd, before, source, rel, collector, limit, offset, fields)
+            return self._copy_open(fd, before, source, rel, collector, limit, offset, fields, batch)
         finally:
             os.close(fd)
 
@@ -231,6 +287,7 @@ class CopyEngine(GeneratedStore):
         limit: int | None,
         offset: int,
         fields: dict[str, Any],
+        batch: Batch | None = None,
     ) -> dict[str, Any] | None:
         opened = os.fstat(fd)
         if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(
@@ -246,12 +303,18 @@ class CopyEngine(GeneratedStore):
         size_at_open = opened.st_size
         end = size_at_open if limit is None else min(size_at_open, offset + limit)
         wanted = max(0, end - offset)
+        if batch is not None and batch.admits(wanted):  # the batch reserved its room
+            return self._store_copy(
+                fd, opened, source, rel, collector, offset, wanted, fields, batch
+            )
         sparse = self._keeps_holes(opened)
         needed = self._space_needed(opened, wanted, sparse)
         if not self._admit(wanted, needed, collector, source, stat=stat_fields(opened)):
             return None
         try:
-            return self._store_copy(fd, opened, source, rel, collector, offset, wanted, fields)
+            return self._store_copy(
+                fd, opened, source, rel, collector, offset, wanted, fields, batch
+            )
         finally:
             self._release(needed)
 
@@ -265,13 +328,19 @@ class CopyEngine(GeneratedStore):
         offset: int,
         wanted: int,
         fields: dict[str, Any],
+        batch: Batch | None = None,
     ) -> dict[str, Any] | None:
-        """The copy proper, once the room for it is reserved: read, hash, store, journal."""
+        """The copy proper, once the room for it is reserved: read, hash, store, journal.
+
+        In a ``batch`` the name is claimed and announced already, the file is created
+        under it, and the record joins the batch's (journaled together, ``batchcopy``)."""
         size_at_open = opened.st_size
         sparse = self._keeps_holes(opened)
-        rel = self._claim(rel)
+        if batch is None:
+            rel = self._claim(rel)
+        discard = self._discard if batch is None else self._discard_announced
         try:
-            out = self.writer.create_file(rel)
+            out = self.writer.create_file(rel) if batch is None else batch.create(rel)
         except EvidenceLostError:
             raise
         except OSError as e:
@@ -280,6 +349,10 @@ class CopyEngine(GeneratedStore):
                 return None
             raise
         h = hash_for(wanted)
+        if wanted >= OVERLAP_FROM and isinstance(out, LocalFile):
+            out.write_around_cache()
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(fd, offset, wanted, os.POSIX_FADV_SEQUENTIAL)
         views = self._buffers(h.buffers)
         done = 0
         turn = 0
@@ -292,7 +365,7 @@ class CopyEngine(GeneratedStore):
             while done < wanted:
                 if self.stopped.is_set():
                     out.close()
-                    self._discard(rel)
+                    discard(rel)
                     self.record_error(
                         collector,
                         source,
@@ -321,9 +394,11 @@ class CopyEngine(GeneratedStore):
         except OSError as e:
             out.close()
             if e.errno == errno.ENOSPC:
+                if batch is not None:
+                    discard(rel)  # (``_out_of_space`` removes a partial name only)
                 self._out_of_space(collector, source, rel)
                 return None
-            self._discard(rel)
+            discard(rel)
             failed = "writing the copy to the evidence drive failed" if writing else "read failed"
             self.record_error(
                 collector,
@@ -339,8 +414,7 @@ class CopyEngine(GeneratedStore):
         after = os.fstat(fd)
         changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
         self.counters.add(stored=1, bytes=done)
-        record = self.journal.append(
-            "artifact",
+        record = dict(
             collector=collector,
             path=rel,
             size=done,
@@ -354,6 +428,14 @@ class CopyEngine(GeneratedStore):
             truncated_during_read=done < wanted,
             **fields,
         )
+        if batch is not None:
+            batch.records.append(("artifact", record))
+            return record
+        record = self.journal.append("artifact", **record)
         self.writer.commit(rel)
         self.journal.seal_if_due()
         return record
+
+    def _discard_announced(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.writer.discard_announced(rel)

@@ -154,21 +154,29 @@ class Recorder:
 
     def _room_for(self, size: int, collector: str, source: bytes | None, **fields: Any) -> bool:
         """Is there room for ``size`` more bytes, keeping the reserve for the seal?"""
+        room = self._take_room(size)
+        if room is None:
+            return True
+        if room < FULL_BELOW:
+            self._stop_full(collector, source, **fields)
+        else:
+            self._does_not_fit(collector, source, f"{size} bytes, {room} free", **fields)
+        return False
+
+    def _take_room(self, size: int) -> int | None:
+        """Reserve room for ``size`` bytes and return None; or, journaling nothing, return
+        the room there is (``_room_for`` says why; a batch goes file by file)."""
         free = self.writer.free_bytes()
         if free is None:
-            return True
+            return None
         with self._space_lock:
             # Copies running in parallel each hold their room until they end (``_release``),
             # so two of them never both take the last free megabytes, the seal's reserve.
             room = free - self._reserve() - self._in_flight
             if room >= size:
                 self._in_flight += size
-                return True
-        if room < FULL_BELOW:
-            self._stop_full(collector, source, **fields)
-        else:
-            self._does_not_fit(collector, source, f"{size} bytes, {room} free", **fields)
-        return False
+                return None
+        return room
 
     def _release(self, size: int) -> None:
         """A copy admitted by ``_room_for`` has ended: its bytes are on the drive now, or

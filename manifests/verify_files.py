@@ -283,26 +283,39 @@ def hash_expected(
 
 
 class InPlaceWrites:
-    """Artifacts a sink that cannot rename (an SFTP drop-box) wrote under their final
-    name, each announced by a ``begin`` record before its bytes. Only those with no
-    ``artifact`` record after it are kept: cut short by a killed run, or given up
+    """Artifacts written under their final name, announced by a ``begin`` record before
+    their bytes: one file a record (``path``) where the sink cannot rename (an SFTP
+    drop-box), a batch of small files a record (``paths``) on a local drive. Only those
+    with no ``artifact`` record after it are kept: cut short by a killed run, or given up
     (``discarded``)."""
 
     def __init__(self) -> None:
         self.unfinished: dict[str, FileVerdict] = {}
 
     def feed(self, record: dict[str, Any]) -> None:
-        path, kind = record.get("path"), record.get("type")
+        kind = record.get("type")
+        if kind == "begin":
+            paths = record.get("paths", [record.get("path")])
+            detail = f"incomplete copy from a killed run (seq {record.get('seq')})"
+            for path in paths if isinstance(paths, list) else ():
+                if isinstance(path, str):
+                    self.unfinished[path] = FileVerdict(path, "incomplete", detail)
+            return
+        path = record.get("path")
         if not isinstance(path, str):
             return
-        if kind == "begin":
-            detail = f"incomplete copy from a killed run (seq {record.get('seq')})"
-            self.unfinished[path] = FileVerdict(path, "incomplete", detail)
-        elif kind == "artifact":
+        if kind == "artifact":
             self.unfinished.pop(path, None)
         elif kind == "discarded" and path in self.unfinished:
             detail = f"copy given up and left in place (seq {record.get('seq')}); not evidence"
             self.unfinished[path] = FileVerdict(path, "ok", detail)
+
+
+def _parents(paths: dict[str, FileVerdict], cache: list[set[str]]) -> set[str]:
+    """Every directory (``"a/b/"``) above the unfinished files, worked out once."""
+    if not cache:
+        cache.append({p[: i + 1] for p in paths for i, c in enumerate(p) if c == "/"})
+    return cache[0]
 
 
 def missing_and_unexpected(
@@ -312,11 +325,16 @@ def missing_and_unexpected(
     (a killed run's partial copy and run log said as what they are)."""
     for raw, seq in index.missing():
         result.add_files([FileVerdict(text(raw), "missing", f"journal seq {seq}")])
+    cache: list[set[str]] = []
     for raw, mode, base_seq in index.unaccounted():
         rel = text(raw)
         regular = stat.S_ISREG(mode)
         if rel in in_place and regular:
             verdict = in_place[rel]
+        elif rel.endswith("/") and stat.S_ISDIR(mode) and rel in _parents(in_place, cache):
+            # Made for an announced copy by a run killed before the file was created.
+            detail = "empty directory made for an incomplete copy from a killed run"
+            verdict = FileVerdict(rel, "incomplete", detail)
         elif rel.endswith(layout.PARTIAL_SUFFIX) and regular:
             # A copy a killed run was writing, or had journaled but not yet renamed.
             # Still a problem (the run did not finish), said as what it is.

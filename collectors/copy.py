@@ -29,7 +29,7 @@ from manifests.writer import EvidenceWriter
 from .batchcopy import BATCH_FILES, Batch, copy_batch
 from .copyqueue import CopyQueue
 from .generated import GeneratedStore
-from .overlap import OVERLAP_FROM, hash_for
+from .overlap import OVERLAP_FROM, WriteFailed, hash_for
 from .pathmap import describe
 from .source import open_source
 from .stat_record import kind_of, stat_fields
@@ -60,7 +60,7 @@ class CopyEngine(GeneratedStore):
         self.lost: EvidenceLostError | None = None
 
     def _buffers(self, count: int) -> list[memoryview]:
-        """This worker's copy buffers (one, or two for a copy hashed in the background)."""
+        """This worker's copy buffers (one, or ``overlap.IN_FLIGHT`` for a background copy)."""
         if not hasattr(self._local, "bufs"):
             self._local.bufs = []
         bufs: list[mmap.mmap] = self._local.bufs
@@ -364,6 +364,7 @@ class CopyEngine(GeneratedStore):
                 os.lseek(fd, offset, os.SEEK_SET)
             while done < wanted:
                 if self.stopped.is_set():
+                    h.close()
                     out.close()
                     discard(rel)
                     self.record_error(
@@ -381,19 +382,21 @@ class CopyEngine(GeneratedStore):
                     break  # the file shrank while we read it
                 chunk = view[:n]
                 h.update(chunk)
-                writing = True
                 if sparse and _is_zero(chunk, n):
-                    out.skip(n)
+                    h.skip(out, n)
                 else:
-                    out.write(chunk)
-                writing = False
+                    h.write(out, chunk)
                 done += n
                 tally[0] += n
+            h.settle()
             writing = True
             out.finish(done, (opened.st_atime_ns, opened.st_mtime_ns))
-        except OSError as e:
+        except (OSError, WriteFailed) as failure:
+            h.close()
             out.close()
-            if e.errno == errno.ENOSPC:
+            writing = writing or isinstance(failure, WriteFailed)
+            cause = failure.cause if isinstance(failure, WriteFailed) else failure
+            if cause.errno == errno.ENOSPC:
                 if batch is not None:
                     discard(rel)  # (``_out_of_space`` removes a partial name only)
                 self._out_of_space(collector, source, rel)
@@ -403,7 +406,7 @@ class CopyEngine(GeneratedStore):
             self.record_error(
                 collector,
                 source,
-                f"{failed} after {done} bytes: {e.strerror}",
+                f"{failed} after {done} bytes: {cause.strerror}",
                 stat=stat_fields(opened),
             )
             return None

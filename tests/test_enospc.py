@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -103,3 +104,33 @@ def test_watch_ends_when_the_drive_fills_and_says_so(tmp_path: Path, tiny_fs: Pa
     [ended] = [r for r in journal_records(evidence) if r.get("what") == "watch-ended"]
     assert ended["reason"] == "output drive full"
     assert verify(evidence).returncode == 0
+
+
+@requires_root
+def test_a_background_write_that_fills_the_drive_is_reported_as_the_drive(
+    tiny_fs: Path,
+) -> None:
+    """Copies of 4 MiB and more are written on a helper thread (collectors/overlap.py):
+    the ENOSPC it meets comes back to the copy loop as a ``WriteFailed`` (so the loop
+    says "out of space", never "read failed" of the host's file), from the next call
+    that waits on the writer, and only once."""
+    from collectors.overlap import BackgroundHash, WriteFailed
+    from manifests.digest import CHUNK
+    from manifests.sink import LocalFile
+
+    out = LocalFile(os.open(tiny_fs / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    h = BackgroundHash()
+    bufs = [memoryview(bytearray(os.urandom(CHUNK))) for _ in range(h.buffers)]
+    failure: WriteFailed | None = None
+    try:
+        for k in range(16):  # 16 MiB into 8 MiB
+            h.ready_to_reuse()
+            h.update(bufs[k % len(bufs)])
+            h.write(out, bufs[k % len(bufs)])
+        h.settle()
+    except WriteFailed as e:
+        failure = e
+    finally:
+        h.close()  # waits for the threads; does not raise the failure a second time
+        out.close()
+    assert failure is not None and failure.cause.errno == errno.ENOSPC

@@ -13,24 +13,31 @@ from evidence_factory import new_writer
 from collectors.copy import CopyEngine
 from collectors.overlap import OVERLAP_FROM, BackgroundHash, InlineHash, hash_for
 from manifests.digest import CHUNK
+from manifests.sink import LocalFile
 
 
-def test_rotating_two_buffers_gives_the_inline_digest() -> None:
+def test_rotating_buffers_gives_the_inline_digest_and_copy(tmp_path: Path) -> None:
     """Each buffer is refilled as soon as ready_to_reuse returns: if it returned early,
-    the helper thread would hash the next chunk's bytes and the digests would differ."""
+    the helper threads would hash or write the next chunk's bytes and the digest or the
+    copy would differ."""
     chunks = [os.urandom(CHUNK) for _ in range(24)]
-    bufs = [bytearray(CHUNK), bytearray(CHUNK)]
+    bufs = [bytearray(CHUNK) for _ in range(BackgroundHash.buffers)]
     h = BackgroundHash()
+    out = LocalFile(os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         for k, data in enumerate(chunks):
             h.ready_to_reuse()
-            buf = bufs[k % 2]
+            buf = bufs[k % len(bufs)]
             buf[:] = data
             h.update(memoryview(buf))
+            h.write(out, memoryview(buf))
+        h.settle()
         digest = h.hexdigest()
     finally:
         h.close()
+        out.close()
     assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert (tmp_path / "copy").read_bytes() == b"".join(chunks)
 
 
 def test_large_copies_hash_on_a_helper_thread_small_ones_inline() -> None:

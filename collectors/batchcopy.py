@@ -121,10 +121,30 @@ def _copy_announced(
         for (source, name, before, _), rel in zip(small, rels, strict=True):
             if engine.stopped.is_set():
                 break
-            engine._open_and_copy(
-                source, dir_fd, name, before, rel, collector, None, 0, False, {}, batch
-            )
+            try:
+                engine._open_and_copy(
+                    source, dir_fd, name, before, rel, collector, None, 0, False, {}, batch
+                )
+            except FileExistsError:
+                _taken(engine, dir_fd, source, name, rel, collector)
     finally:
         if batch.records:
             engine.journal.append_many(batch.records)
     engine.journal.seal_if_due()
+
+
+def _taken(
+    engine: CopyEngine, dir_fd: int, source: bytes, name: bytes, rel: str, collector: str
+) -> None:
+    """Someone else created a file under a name this batch announced, between the
+    announcement and the copy (another process writing into the evidence directory): it
+    is not this copy, and ``verify`` names it unexpected. Said, and the source copied
+    on its own under the next free name, so that nothing is lost."""
+    engine.record_error(
+        collector,
+        source,
+        f"the evidence directory already held {rel}, which this run had announced but not "
+        "yet written (another process wrote into the evidence directory): that file is not "
+        "this copy; the source is copied under another name",
+    )
+    engine._preserve_at(source, dir_fd, name, rel, collector, None, 0, False, {})

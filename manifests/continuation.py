@@ -16,6 +16,7 @@ import base64
 import io
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +24,7 @@ from . import canonical, clock
 from .digest import sha256_bytes
 from .errors import CanonicalError
 from .journal import SEAL_FIELD, seal_message
-from .journal_reader import MAX_LINE, open_journal
+from .journal_reader import open_journal
 from .signing import Signer
 
 CONTINUATION = "custody.continued.jsonl"
@@ -87,24 +88,76 @@ class _Joined(io.RawIOBase):
         super().close()
 
 
-def _continued_from(stream: IO[bytes]) -> int | str:
-    """``journal_bytes`` of the continuation's first record, or why it cannot be used."""
-    line = stream.readline(MAX_LINE + 1)
-    try:
-        record = canonical.loads_strict(line.rstrip(b"\n"))
-    except CanonicalError as e:
-        return f"its first line is not a record ({e})"
-    if not isinstance(record, dict) or record.get("type") != CONTINUED:
-        return "its first line is not a 'continued' record"
-    size = record.get("journal_bytes")
-    if not isinstance(size, int) or size < 0:
-        return "its first line is not a 'continued' record"
-    return size
+# A genuine continuation is two short lines (its ``lost`` reason is cut to 1,000
+# characters); anything bigger was not written by ``preserve``.
+MAX_CONTINUATION = 64 * 1024
 
 
-def open_chain(journal: str | os.PathLike[str], notes: list[str], problems: list[str]) -> IO[bytes]:
+@dataclass
+class Continued:
+    """What ``open_chain`` found: the seq of the continuation's ``continued`` record, when
+    one was joined on (any other ``continued`` record in the chain is tampering)."""
+
+    seq: int | None = None
+
+
+def _continued_from(stream: IO[bytes]) -> tuple[int, int] | str:
+    """(``journal_bytes``, seq) of a continuation as the run writes it, or why not.
+
+    The run writes it once (``agent/sinks/reseal.py``): a ``continued`` record and its
+    seal, nothing else. Anything more (a transfer to another key and its seal, records
+    behind them, the two lines twice) would let someone without the collector's key
+    choose where the collector's journal stops and what follows, so it is not read."""
+    data = stream.read(MAX_CONTINUATION + 1)
+    if len(data) > MAX_CONTINUATION:
+        return f"it is larger than {MAX_CONTINUATION} bytes, and the run writes two short lines"
+    lines = data.split(b"\n")
+    if lines[-1]:
+        return "its last line is torn (the continuation was cut or written over)"
+    records: list[Any] = []
+    for line in lines[:-1]:
+        try:
+            records.append(canonical.loads_strict(line))
+        except CanonicalError as e:
+            return f"a line of it is not a record ({e})"
+    first = records[0] if records else None
+    if not isinstance(first, dict) or first.get("type") != CONTINUED:
+        return "its first line is not a 'continued' record"
+    size, seq = first.get("journal_bytes"), first.get("seq")
+    if not isinstance(size, int) or size < 0 or not isinstance(seq, int):
+        return "its first line is not a 'continued' record"
+    kinds = [r.get("type") if isinstance(r, dict) else None for r in records[1:]]
+    if kinds != ["seal"]:
+        found = ", ".join(f"'{k}'" for k in kinds) or "nothing"
+        return (
+            f"after its 'continued' record it holds {found}, where the run writes one seal "
+            "and nothing else: it was added to or written by someone else"
+        )
+    return size, seq
+
+
+def _count_lines(fd: int, start: int, end: int) -> tuple[int, bool]:
+    """Lines in bytes ``start..end`` of ``fd`` (the first ``MAX_CONTINUATION * 1024``
+    looked at; True if there was more)."""
+    count, offset, stop = 0, start, min(end, start + MAX_CONTINUATION * 1024)
+    while offset < stop:
+        chunk = os.pread(fd, min(1024 * 1024, stop - offset), offset)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        offset += len(chunk)
+    return count, stop < end
+
+
+def open_chain(
+    journal: str | os.PathLike[str],
+    notes: list[str],
+    problems: list[str],
+    continued: Continued | None = None,
+) -> IO[bytes]:
     """The journal at ``journal`` as one stream, its continuation (if any) joined on;
-    what the examiner should know goes to ``notes`` and ``problems``."""
+    what the examiner should know goes to ``notes`` and ``problems``, and where the
+    continuation begins to ``continued``."""
     first = open_journal(journal)
     path = Path(journal).with_name(CONTINUATION)
     try:
@@ -115,28 +168,41 @@ def open_chain(journal: str | os.PathLike[str], notes: list[str], problems: list
         problems.append(f"{CONTINUATION} cannot be examined: {e.strerror}; it was not read")
         return first
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-        problems.append(f"{CONTINUATION} is not a regular, singly linked file; it was not read")
+        problems.append(
+            f"{CONTINUATION} is not a regular, singly linked file; it was not read "
+            "(tampering: the run creates it as a plain file)"
+        )
         return first
     second = open_journal(path)
-    size = _continued_from(second)
-    if isinstance(size, str):
+    found = _continued_from(second)
+    if isinstance(found, str):
         second.close()
-        problems.append(f"{CONTINUATION} was not read: {size}")
+        problems.append(
+            f"{CONTINUATION} was not read: {found}; the journal is checked without it, "
+            "so the chain stops where custody.jsonl does (tampering)"
+        )
         return first
+    size, seq = found
+    if continued is not None:
+        continued.seq = seq
     second.seek(0)
     held = os.fstat(first.fileno()).st_size
     if held < size:
         problems.append(
             f"{CONTINUATION} continues the first {size} bytes of the journal, which holds "
-            f"only {held}: it was cut short"
+            f"only {held}: custody.jsonl was cut short after the continuation was sealed "
+            "(tampering); get the directory again from the evidence server"
         )
     notes.append(
         f"the link to the evidence server was lost during the run; the journal continues "
         f"in {CONTINUATION} after its first {size} bytes, sealed once the server came back"
     )
     if held > size:
+        lines, more = _count_lines(first.fileno(), size, held)
         notes.append(
-            f"{held - size} byte(s) of the journal after those reached the server after the "
-            "link was lost: they are not part of the chain and nothing vouches for them"
+            f"{held - size} byte(s) of custody.jsonl after those ({lines}{'+' if more else ''} "
+            f"record(s)) are not part of the chain and nothing vouches for them: sent before "
+            "the link was lost and written by the server after it was sealed, or added later; "
+            "a file only they name is unexpected"
         )
     return io.BufferedReader(_Joined(first, size, second))

@@ -19,6 +19,11 @@ from .digest import ZERO_HASH, sha256_bytes
 from .errors import CanonicalError, JournalChangedError
 
 MAX_LINE = 8 * 1024 * 1024
+# What a lab should do about a chain break, said once for every kind of break.
+BROKEN = (
+    "; nothing from this line on is believed (the journal was altered or damaged here): "
+    "compare with another copy of the evidence"
+)
 
 
 @dataclass
@@ -56,27 +61,28 @@ def read_chain(
         if not raw.endswith(b"\n"):
             if len(raw) > MAX_LINE:
                 state.problem = (
-                    f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes"
+                    f"chain broken at seq {seq}: the line is longer than {MAX_LINE} bytes{BROKEN}"
                 )
             else:
                 state.problem = (
                     f"torn last line after seq {seq - 1}: the writer stopped mid-record "
-                    "(crash or truncation); it is not trusted"
+                    "(crash or truncation); it is not trusted, and the records before it "
+                    "stand as far as a seal covers them"
                 )
             return
         line = raw[:-1]
         try:
             record = parse(line)
         except CanonicalError as e:
-            state.problem = f"chain broken at seq {seq}: {e}"
+            state.problem = f"chain broken at seq {seq}: {e}{BROKEN}"
             return
         if not isinstance(record, dict) or record.get("seq") != seq:
-            state.problem = f"chain broken at seq {seq}: record out of sequence"
+            state.problem = f"chain broken at seq {seq}: record out of sequence{BROKEN}"
             return
         if record.get("prev") != state.head:
             state.problem = (
                 f"chain broken at seq {seq}: 'prev' does not match the previous line "
-                "(a line was changed, removed or reordered)"
+                f"(a line was changed, removed or reordered){BROKEN}"
             )
             return
         state.head = sha256_bytes(line)

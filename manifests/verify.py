@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .continuation import open_chain
+from .continuation import Continued, open_chain
 from .errors import NotEvidenceError, VerificationError
 from .journal_reader import ChainState, read_chain, records_of
 from .verify_custody import CustodyCheck, Holder
@@ -42,6 +42,7 @@ from .verify_files import (
 from .verify_image import ImagePieces, check_unfinished
 from .verify_index import EvidenceIndex
 from .verify_manifest import check_own_files
+from .verify_order import RecordOrder
 
 __all__ = [
     "FileVerdict",
@@ -213,14 +214,18 @@ def _journal_problem(root: Path) -> str | None:
             raise NotEvidenceError(f"{root} is not an evidence directory (no {names})") from None
         return (
             f"journal missing: {layout.JOURNAL} was deleted or moved, so nothing in this "
-            "directory can be checked (the signatures and every hash are in it)"
+            "directory can be checked (the signatures and every hash are in it); get the "
+            "evidence again from another copy (the kit's drive, the evidence server)"
         )
     except OSError as e:
         return f"journal cannot be examined: {e.strerror}"
     if stat.S_ISREG(st.st_mode):
         return None
     kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-    return f"journal replaced: {layout.JOURNAL} is {kind}; it was not read"
+    return (
+        f"journal replaced: {layout.JOURNAL} is {kind}; it was not read (tampering): get "
+        "the evidence again from another copy"
+    )
 
 
 def _read_journal(
@@ -233,11 +238,15 @@ def _read_journal(
 ) -> None:
     """One pass over the journal: every line parsed and chain-checked (stopping at the
     first break), each record handed to the custody and file checks, none kept."""
-    state = ChainState()
+    state, continued, order = ChainState(), Continued(), RecordOrder()
     try:
-        with open_chain(path, result.notes, result.problems) as stream:
+        with open_chain(path, result.notes, result.problems, continued) as stream:
+            order.continued_seq = continued.seq
             for record in read_chain(stream, state):
-                custody.feed(record, state.head)
+                admitted = order.admits(record)
+                custody.feed(record, state.head, admitted)
+                if not admitted:
+                    continue  # out of place: reported, and vouches for nothing
                 in_place.feed(record)
                 pieces.feed(record)
                 if record.get("type") == "event" and record.get("event") == "degraded":
@@ -245,7 +254,10 @@ def _read_journal(
                 if record.get("type") in HASHED_RECORD_TYPES:
                     expected.add(record)
     except OSError as e:
-        state.problem = state.problem or f"journal cannot be read: {e.strerror}"
+        state.problem = state.problem or (
+            f"journal cannot be read: {e.strerror}; check the drive and permissions, then "
+            "verify again"
+        )
     expected.flush()
     if state.problem:
         result.problems.append(state.problem)
@@ -254,6 +266,7 @@ def _read_journal(
     result.journal_bytes = state.bytes_read
     result.journal_path = os.fspath(path)
     custody.finish()
+    result.problems.extend(order.finish())
     result.problems.extend(expected.problems)
 
 
@@ -299,6 +312,7 @@ def verify_evidence(
         if check_own_files(root, own, custody, result):
             compare_listing(root, index, result)
         hash_expected(root, index, result, workers or os.cpu_count() or 2, pieces)
+        in_place.settle(bool(result.ending))
         missing_and_unexpected(index, result, in_place.unfinished)
         check_unfinished(root, pieces, result, bytearray(1024 * 1024))
     result.problems.extend(pieces.problems)
@@ -314,7 +328,8 @@ def verify_evidence(
         if result.pin == "mismatch":
             result.problems.append(
                 f"signer mismatch: signed by {result.signer_fingerprint}, "
-                f"expected {pin_fingerprint}"
+                f"expected {pin_fingerprint}: not the collection the custody form names, or "
+                "re-signed wholesale by someone else (tampering)"
             )
     return result
 

@@ -107,15 +107,17 @@ class CustodyCheck:
 
     # -- the stream ----------------------------------------------------------------
 
-    def feed(self, record: dict[str, Any], head: str) -> None:
-        """One record and the hash of its line (the chain head once it is written)."""
+    def feed(self, record: dict[str, Any], head: str, admitted: bool = True) -> None:
+        """One record and the hash of its line (the chain head once it is written);
+        ``admitted``: it stands where such a record may (``verify_order``), so an ``end``
+        or ``sums`` record appended after a transfer is not the collection's."""
         seq, kind = record["seq"], record.get("type")
         self.last_seq = seq
         self._pin(record, head)
-        if kind == "end" and self.end is None:
+        if admitted and kind == "end" and self.end is None:
             kept = ("status", "stopped_by", "counts")
             self.end = Seen(seq, {k: record[k] for k in kept if k in record})
-        elif kind == "sums" and self.sums is None:
+        elif admitted and kind == "sums" and self.sums is None:
             self.sums = Seen(seq, {"sha256": record.get("sha256")})
         if seq == 0:
             self._start(record)
@@ -137,11 +139,17 @@ class CustodyCheck:
         try:
             self.holder_key = public_key_from_raw_b64(start["signer"]["public_key"])
         except (KeyError, TypeError, ValueError) as e:
-            self.problems.append(f"start record has no usable signer key: {e}")
+            self.problems.append(
+                f"start record has no usable signer key ({e}): no seal can be checked, so "
+                "nothing in this journal is vouched for (tampering or damage)"
+            )
             return
         result.signer_fingerprint = fingerprint_of(self.holder_key)
         if start["signer"].get("fingerprint") != result.signer_fingerprint:
-            self.problems.append("start record's fingerprint does not match its key")
+            self.problems.append(
+                "start record's fingerprint does not match its key (tampering): compare "
+                "the key's fingerprint shown above with the custody form"
+            )
         result.holders.append(
             Holder(
                 name=str(start.get("examiner") or "(collector, no examiner named)"),
@@ -157,7 +165,10 @@ class CustodyCheck:
         holders = self.result.holders
         wrong = _transfer_disagrees(record, self.pending, self.holder_key, holders[-1])
         if wrong:
-            self.problems.append(f"transfer at seq {record['seq']} {wrong}")
+            self.problems.append(
+                f"transfer at seq {record['seq']} {wrong}; nothing after it is believed "
+                "(tampering: a custody record that the chain of holders does not support)"
+            )
             self.stopped = True
             return
         self.pending = public_key_from_raw_b64(record["public_key"])
@@ -191,7 +202,10 @@ class CustodyCheck:
                 raise SignatureError("made by a key that does not hold the evidence")
             verify_signature(key, signature, seal_message(record))
         except (SignatureError, ValueError, TypeError) as e:
-            self.problems.append(f"bad signature on seal at seq {seq}: {e}")
+            self.problems.append(
+                f"bad signature on seal at seq {seq}: {e}; nothing from it on is believed "
+                "(tampering: the seal was changed, or made by a key never handed the evidence)"
+            )
             self.stopped = True
             return False
         self.result.seals.append(
@@ -223,15 +237,23 @@ class CustodyCheck:
     def finish(self) -> None:
         result = self.result
         if not self.started:
-            self.problems.append("journal does not begin with a 'start' record")
+            self.problems.append(
+                "journal does not begin with a 'start' record (tampering or damage): it holds "
+                "the collector's key, so nothing in this journal can be checked"
+            )
         elif not self.stopped and self.last_seq is not None:
             through, last = self.sealed_through, self.last_seq
             if through is None:
-                self.problems.append("no valid seal: nothing in this journal is signed")
+                self.problems.append(
+                    "no valid seal: nothing in this journal is signed (a run killed before "
+                    "its first seal, or tampering); none of it is evidence"
+                )
             elif through < last:
                 self.problems.append(
                     f"unsealed tail after seq {through}: {last - through} record(s) "
-                    "are not covered by any signature (the run was interrupted)"
+                    "are not covered by any signature (the run was interrupted, or they were "
+                    "appended since): the files they name are 'unsealed', not evidence; what "
+                    f"the seals up to seq {through} cover stands"
                 )
         result.problems.extend(self.problems)
         result.sealed_through, result.sealed_head = self.sealed_through, self.sealed_head

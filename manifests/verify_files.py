@@ -49,7 +49,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 @dataclass
 class FileVerdict:
     path: str
-    status: str  # ok | changed | missing | unexpected | incomplete
+    status: str  # ok | changed | missing | unexpected | incomplete | unsealed
     detail: str = ""
 
 
@@ -92,7 +92,10 @@ class ExpectedFiles:
 
     def flush(self) -> None:
         for raw, seq, *_ in self.index.add_unique("expected", self._rows):
-            self.problems.append(f"record seq {seq} repeats the path {text(raw)!r}")
+            self.problems.append(
+                f"record seq {seq} repeats the path {text(raw)!r} (tampering: a stored file "
+                "has one record; which of them holds its true hash cannot be told)"
+            )
         self._rows.clear()
         self.index.commit()
 
@@ -158,17 +161,24 @@ def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult
                     flush()
             flush()
     except ValueError as e:  # UnicodeDecodeError included
-        result.problems.append(f"SHA256SUMS is malformed: {e}")
+        result.problems.append(
+            f"SHA256SUMS is malformed: {e} (its hash is the journal's, so the journal's "
+            "'sums' record vouches for a malformed listing: damage at collection)"
+        )
         return
     except OSError as e:
-        result.problems.append(f"SHA256SUMS cannot be read: {e.strerror}")
+        result.problems.append(
+            f"SHA256SUMS cannot be read: {e.strerror}; check the drive and permissions, "
+            "then verify again"
+        )
         return
     index.commit()
     extra, lacking, different = index.sums_disagree()
     if extra or lacking or different:
         result.problems.append(
             f"SHA256SUMS disagrees with the journal (extra {extra}, "
-            f"lacking {lacking}, different {different})"
+            f"lacking {lacking}, different {different}): its 'sums' record vouches for it, "
+            "so the collection wrote them apart; the journal is the authority"
         )
 
 
@@ -216,6 +226,21 @@ def _check(
     return FileVerdict(path, "ok")
 
 
+def _sealed(verdict: FileVerdict, seq: int, sealed: int) -> FileVerdict:
+    """A file that matches a record no seal covers is not vouched for: a killed run's
+    last copies, or records anyone can append after the last seal (the chain's hashes
+    need no key). Said as what it is, never ``ok``."""
+    if verdict.status != "ok" or seq <= sealed:
+        return verdict
+    last = f"the last valid seal (seq {sealed})" if sealed >= 0 else "every valid seal (none)"
+    return FileVerdict(
+        verdict.path,
+        "unsealed",
+        f"matches its record (seq {seq}), but that record comes after {last}: no signature "
+        "vouches for it; use it only with other corroboration",
+    )
+
+
 class _DirCache:
     """The directory of the last file a batch opened: files come in path order, so a
     directory of a thousand files is opened once, not a thousand times."""
@@ -249,15 +274,17 @@ def hash_expected(
     """Every journaled file that is there: type, links, size, identity and SHA-256."""
     local = threading.local()
     pieces = pieces or ImagePieces()
+    sealed = -1 if result.sealed_through is None else result.sealed_through
 
     def check_batch(rows: list[tuple[Any, ...]]) -> list[FileVerdict]:
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         dirs = _DirCache()
         try:
-            return [_check(root_fd, row, local.buf, dirs, pieces) for row in rows]
+            verdicts = [_check(root_fd, row, local.buf, dirs, pieces) for row in rows]
         finally:
             dirs.close()
+        return [_sealed(v, row[1], sealed) for v, row in zip(verdicts, rows, strict=True)]
 
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -291,30 +318,55 @@ class InPlaceWrites:
 
     def __init__(self) -> None:
         self.unfinished: dict[str, FileVerdict] = {}
+        self._announced: dict[str, int] = {}  # unfinished path -> seq of its 'begin'
 
     def feed(self, record: dict[str, Any]) -> None:
         kind = record.get("type")
         if kind == "begin":
             paths = record.get("paths", [record.get("path")])
-            detail = f"incomplete copy from a killed run (seq {record.get('seq')})"
+            seq = record.get("seq")
+            detail = (
+                f"incomplete copy from a killed run (seq {seq}: announced, never journaled); "
+                "nothing vouches for its bytes, so it is not evidence"
+            )
             for path in paths if isinstance(paths, list) else ():
                 if isinstance(path, str):
                     self.unfinished[path] = FileVerdict(path, "incomplete", detail)
+                    self._announced[path] = seq if isinstance(seq, int) else -1
             return
         path = record.get("path")
         if not isinstance(path, str):
             return
         if kind == "artifact":
             self.unfinished.pop(path, None)
+            self._announced.pop(path, None)
         elif kind == "discarded" and path in self.unfinished:
             detail = f"copy given up and left in place (seq {record.get('seq')}); not evidence"
             self.unfinished[path] = FileVerdict(path, "ok", detail)
+            self._announced.pop(path, None)
+
+    def settle(self, ended: bool) -> None:
+        """Once the journal is read: if the run ended (a sealed ``end`` record), every
+        announced copy it did not journal failed and was removed (its ``error`` record
+        names the source), or was never made. Nothing of it can be in the directory, so a
+        file under such a name was put there afterwards: unexpected, not incomplete."""
+        if not ended:
+            return
+        for path, seq in self._announced.items():
+            self.unfinished[path] = FileVerdict(
+                path,
+                "unexpected",
+                f"file not recorded in the journal: announced at seq {seq}, but the run "
+                "ended without keeping it (the copy failed), so someone else put it there",
+            )
+        self._announced.clear()
 
 
 def _parents(paths: dict[str, FileVerdict], cache: list[set[str]]) -> set[str]:
-    """Every directory (``"a/b/"``) above the unfinished files, worked out once."""
+    """Every directory (``"a/b/"``) above the incomplete files, worked out once."""
     if not cache:
-        cache.append({p[: i + 1] for p in paths for i, c in enumerate(p) if c == "/"})
+        incomplete = (p for p, v in paths.items() if v.status == "incomplete")
+        cache.append({p[: i + 1] for p in incomplete for i, c in enumerate(p) if c == "/"})
     return cache[0]
 
 

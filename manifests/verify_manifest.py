@@ -58,7 +58,8 @@ def check_own_files(
     else:
         result.problems.append(
             "the collection did not finish: no 'end' record, so no manifest or SHA256SUMS "
-            "vouch for it (the sealed prefix above is still valid)"
+            "vouch for it (the sealed prefix above is still valid: the files listed ok are "
+            "the collection's; nothing else is)"
         )
     present = {name: st for name, st in own.items() if name != layout.JOURNAL}
     for name in (layout.MANIFEST, layout.MANIFEST_SIG, layout.SIGNER_PUB, layout.SUMS):

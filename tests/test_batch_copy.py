@@ -110,7 +110,8 @@ def test_sigkill_mid_batch_leaves_every_unjournaled_copy_named_incomplete(
         report = _verify_json(journal.parent)
         problems = report["files"]["problems"]
         statuses = {p["status"] for p in problems}
-        assert statuses <= {"incomplete"}, problems
+        # (a copy journaled after the last seal matches its record, which nobody signed)
+        assert statuses <= {"incomplete", "unsealed"}, problems
         assert report["files"]["ok"] > 0
         mid_batch += sum(
             1 for p in problems if p["path"].endswith(".log") and "/src/d" in p["path"]

@@ -18,6 +18,16 @@ from ..kit import gate_verify
 from ..program import run_program
 
 EXIT_OK, EXIT_FAILED = 0, 1
+# What an examiner does about each kind of file verdict (printed once per kind present).
+NEXT_STEP = {
+    "changed": "not the bytes collected: do not use it; take it from another copy of the evidence",
+    "missing": "removed since the collection: take it from another copy of the evidence",
+    "unexpected": "not part of the collection (put there afterwards): leave it out, and "
+    "find out who could write to the directory",
+    "incomplete": "a copy the run did not finish: not evidence; what the seals cover stands",
+    "unsealed": "matches a record that no seal covers (a killed run's last copies, or "
+    "records appended since): not evidence on its own",
+}
 
 
 def _pin(pubkey: Path | None, fingerprint: str | None) -> str | None:
@@ -146,6 +156,12 @@ def report(result: VerificationResult, quiet: bool) -> None:
     for f in problems:
         detail = f" ({f.detail})" if f.detail else ""
         _echo(f"FAIL {f.status}: {f.path}{detail}")
+    kinds = {f.status for f in problems}
+    if kinds and not quiet:
+        _echo("What to do:")
+        for status, step in NEXT_STEP.items():
+            if status in kinds:
+                _echo(f"  {status}: {step}")
     if result.ok and not quiet:
         _echo(f"OK: {result.evidence_dir} is intact ({result.how_it_ended})")
     elif not result.ok:

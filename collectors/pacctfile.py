@@ -27,28 +27,40 @@ def comp_t(value: int) -> int:
     return (value & 0x1FFF) << (((value >> 13) & 7) * 3)
 
 
+_COMP = [comp_t(v) for v in range(1 << 16)]  # every comp_t, decoded once
+
+
+def _record(v: tuple[Any, ...]) -> dict[str, Any]:
+    (flag, _v, tty, status, uid, gid, pid, ppid, btime, etime, utime, stime, mem, io, rw,
+     minflt, majflt, _swaps, comm) = v  # fmt: skip
+    c = _COMP
+    return {
+        "command": comm.split(b"\0", 1)[0].decode("utf-8", "backslashreplace"),
+        "pid": pid, "ppid": ppid, "uid": uid, "gid": gid, "tty": tty,
+        # The wait status: exit code in the second byte, the killing signal in the first.
+        "exitcode": status >> 8 & 0xFF, "signal": status & 0x7F,
+        "started": btime, "elapsed_s": round(etime / AHZ, 2),
+        "user_s": c[utime] / AHZ, "system_s": c[stime] / AHZ, "mem_kib": c[mem],
+        "io_chars": c[io], "rw_blocks": c[rw], "minflt": c[minflt], "majflt": c[majflt],
+        "flags": "".join(ch for bit, ch in FLAGS if flag & bit),
+    }  # fmt: skip
+
+
 def decode(data: bytes, offset: int = 0) -> dict[str, Any] | None:
     """One record at ``offset``, or None when it is not a version-3 record."""
     version = data[offset + 1]
     if version & 0x7F != ACCT_VERSION:
         return None
     fmt = RECORD_BE if version & ACCT_BYTEORDER else RECORD
-    (flag, _v, tty, exitcode, uid, gid, pid, ppid, btime, etime, utime, stime, mem, io, rw,
-     minflt, majflt, _swaps, comm) = fmt.unpack_from(data, offset)  # fmt: skip
-    return {
-        "command": comm.split(b"\0", 1)[0].decode("utf-8", "backslashreplace"),
-        "pid": pid, "ppid": ppid, "uid": uid, "gid": gid, "tty": tty,
-        # The wait status: exit code in the second byte, the killing signal in the first.
-        "exitcode": exitcode >> 8 & 0xFF, "signal": exitcode & 0x7F,
-        "started": btime, "elapsed_s": round(etime / AHZ, 2),
-        "user_s": comp_t(utime) / AHZ, "system_s": comp_t(stime) / AHZ,
-        "mem_kib": comp_t(mem), "io_chars": comp_t(io), "rw_blocks": comp_t(rw),
-        "minflt": comp_t(minflt), "majflt": comp_t(majflt),
-        "flags": "".join(c for bit, c in FLAGS if flag & bit),
-    }  # fmt: skip
+    return _record(fmt.unpack_from(data, offset))
 
 
 def records(data: bytes) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """(offset, record or None when unreadable) for each whole record of ``data``."""
-    for offset in range(0, len(data) - SIZE + 1, SIZE):
-        yield offset, decode(data, offset)
+    whole = len(data) - len(data) % SIZE
+    view = memoryview(data)[:whole]
+    for i, v in enumerate(RECORD.iter_unpack(view)):
+        if v[1] == ACCT_VERSION:
+            yield i * SIZE, _record(v)
+        else:  # big-endian or not a v3 record
+            yield i * SIZE, decode(data, i * SIZE)

@@ -60,6 +60,20 @@ FACTS: dict[str, dict[str, type]] = {
         **_COMMON, "kind": _S, "sha256": _S, "size": _I, "init_override": _S,
         "interpreter": _S, "writable_target": _B,
     },
+    "inode-flag": {
+        **_COMMON, "flags": _S, "immutable": _B, "append_only": _B, "directory": _B,
+        "area": _S, "persistence_kind": _S,
+    },
+    "audit-rules": {
+        **_COMMON, "enabled": _I, "loaded_rules": _I, "configured_rules": _I,
+        "auditd_pid": _I, "lost": _I, "backlog_limit": _I,
+    },
+    "locate-db": {**_COMMON, "format": _S, "names": _I, "size": _I},
+    "locate-name": {**_COMMON, "database": _S, "exists": _B, "writable_dir": _B},
+    "process-record": {
+        **_COMMON, "command": _S, "user": _S, "uid": _I, "pid": _I, "ppid": _I,
+        "exitcode": _I, "flags": _S,
+    },
 }  # fmt: skip
 _OPERATORS = ("equals", "not_equals", "regex", "below", "at_least")
 _RULE_KEYS = {"id", "fact", "severity", "why", "message", "record", "enabled", "any"}

@@ -11,8 +11,13 @@ from typing import Any
 
 from manifests.errors import UsageError
 
-_SWITCHES = ("timeline", "packages", "executables", "persistence", "accounts", "journald_all")
-DEFAULT_ON = {"persistence", "accounts"}  # cheap: seconds, so in every profile by default
+_SWITCHES = (
+    "timeline", "packages", "executables", "persistence", "accounts", "journald_all",
+    "fileflags", "inode_flags_wide", "auditrules", "pacct", "pacct_all", "locate", "locate_names",
+)  # fmt: skip
+# Cheap: seconds (persistence, accounts) or milliseconds (the rest), so in every profile
+# by default.
+DEFAULT_ON = {"persistence", "accounts", "fileflags", "auditrules", "pacct", "locate"}
 _BYTE_SIZES = {"staging_max_file_bytes": 16 * 1024**2, "staging_max_total_bytes": 64 * 1024**2}
 _MIB_SIZES = ("config_max_file_mib", "config_max_total_mib")
 _KEYS = {*_SWITCHES, *_BYTE_SIZES, *_MIB_SIZES, "detection_window_days"}
@@ -28,6 +33,19 @@ class TriageSettings:
     # The parsed journal (collectors/journald.py, in every profile): every entry, or only
     # those of the detection window (the default).
     journald_all: bool = False
+    # Inode flags (collectors/fileflags.py) of /etc, persistence, bin and home start-up
+    # files; with inode_flags_wide also /usr/lib, /usr/local, /opt, /srv, /var/www, homes.
+    fileflags: bool = True
+    inode_flags_wide: bool = False
+    auditrules: bool = True  # the kernel's loaded audit rules (collectors/auditrules.py)
+    # Process accounting (collectors/pacct.py): copied, and its newest records parsed
+    # (pacct_all: every record).
+    pacct: bool = True
+    pacct_all: bool = False
+    # locate databases (collectors/locate.py): copied; with locate_names their file names
+    # are also listed as text.
+    locate: bool = True
+    locate_names: bool = False
     # What the staging collector copies of world-writable directories and web roots
     # (collectors/staging.py): at most this much of one file, and of all of them.
     staging_max_file_bytes: int = _BYTE_SIZES["staging_max_file_bytes"]

@@ -35,11 +35,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         hashdeep sleuthkit rpm db5.3-util chromium fusefat exfat-fuse dosfstools exfatprogs \
         faketime tmux fdisk gcc libc6-dev pkg-config libfuse3-dev fuse3 ewf-tools \
         poppler-utils libcap2-bin systemd sudo golang-go golang-github-coreos-bbolt-dev \
-        >/dev/null
+        plocate >/dev/null
 fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
+# The judges of the audit rule and process accounting decoders, auditctl and dump-acct,
+# unpacked into .venv/tools and never installed: installing auditd or acct would start
+# their services, loading audit rules into (or switching accounting on for) this
+# machine's kernel.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ ! -d .venv/tools ]; then
+    debs="$(mktemp -d)"
+    (cd "$debs" && apt-get download -qq auditd libauparse0 acct 2>/dev/null) || true
+    for deb in "$debs"/*.deb; do
+        [ -e "$deb" ] && dpkg-deb -x "$deb" .venv/tools
+    done
+    rm -rf "$debs"
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy agent collectors manifests

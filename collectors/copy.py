@@ -15,6 +15,7 @@ copy proper ``copybytes``', a directory's small files together ``batchcopy``'s.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -102,6 +103,25 @@ class CopyEngine(SourceOpener):
 
     def shutdown(self) -> None:
         self._work.shutdown()
+
+    def preserve_open(
+        self, fd: int, source: bytes, rel: str, collector: str, **fields: Any
+    ) -> dict[str, Any] | None:
+        """Copy the file open at ``fd`` (by ``source.open_seen``, say), from its start:
+        for a collector that judged the file by this descriptor, so that what it checked
+        (the owner, the size) is what is copied, whatever is renamed over ``source``
+        meanwhile. Returns its artifact record, or None if skipped or failed."""
+        if self.stopped.is_set() or self._skipped_when_full(collector, source, None):
+            return None
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            self.skip_not_regular(collector, source, opened)
+            return None
+        req = CopyRequest(source, rel, collector, fields=fields)
+        if self._over_cap(req, opened):
+            return None
+        os.lseek(fd, 0, os.SEEK_SET)
+        return self._copy_checked(fd, opened, req)
 
     def preserve(
         self,

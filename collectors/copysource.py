@@ -56,16 +56,22 @@ class SourceOpener(ByteCopier):
         before = self._examine(req)
         if before is None:
             return None
-        cap = self.max_file_size
-        if cap is not None and before.st_size - req.offset > cap and req.limit is None:
-            self.record_error(
-                req.collector,
-                req.source,
-                f"larger than --max-file-size ({before.st_size} > {cap} bytes)",
-                stat=stat_fields(before),
-            )
+        if self._over_cap(req, before):
             return None
         return self._open_and_copy(req, before)
+
+    def _over_cap(self, req: CopyRequest, st: os.stat_result) -> bool:
+        """Is the whole file (from ``req.offset``) over ``--max-file-size``? Journaled."""
+        cap = self.max_file_size
+        if cap is None or st.st_size - req.offset <= cap or req.limit is not None:
+            return False
+        self.record_error(
+            req.collector,
+            req.source,
+            f"larger than --max-file-size ({st.st_size} > {cap} bytes)",
+            stat=stat_fields(st),
+        )
+        return True
 
     def _examine(self, req: CopyRequest) -> os.stat_result | None:
         """The ``lstat`` of a regular file to copy; anything else is journaled (skipped,
@@ -81,18 +87,30 @@ class SourceOpener(ByteCopier):
             return None
         if stat.S_ISREG(before.st_mode):
             return before
+        self.skip_not_regular(collector, source, before, name, req.dir_fd)
+        return None
+
+    def skip_not_regular(
+        self,
+        collector: str,
+        source: bytes,
+        st: os.stat_result,
+        name: bytes | None = None,
+        dir_fd: int | None = None,
+    ) -> None:
+        """Journal ``source``, which ``st`` shows is no regular file, as skipped: its kind,
+        its stat and, for a symlink, its target (``name`` in ``dir_fd``, when given)."""
         extra: dict[str, Any] = {}
-        if stat.S_ISLNK(before.st_mode):
+        if stat.S_ISLNK(st.st_mode):
             with contextlib.suppress(OSError):
-                extra["target"] = describe(os.readlink(name, dir_fd=req.dir_fd))
+                extra["target"] = describe(os.readlink(name or source, dir_fd=dir_fd))
         self.record_skip(
             collector,
             source,
-            f"{kind_of(before.st_mode)}: not read",
-            stat=stat_fields(before),
+            f"{kind_of(st.st_mode)}: not read",
+            stat=stat_fields(st),
             **extra,
         )
-        return None
 
     def _open_and_copy(
         self, req: CopyRequest, before: os.stat_result, batch: Batch | None = None

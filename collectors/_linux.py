@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
+import re
 import socket
 import struct
 from typing import Any
@@ -18,6 +19,7 @@ from . import readfile, utmp
 
 PROC = "/proc"
 _MAX_PROC_FILE = 16 * 1024 * 1024  # a /proc table larger than this is not plausible
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 # /proc/sys/kernel/tainted bits (Documentation/admin-guide/tainted-kernels.rst)
 TAINT_FLAGS = {
@@ -276,35 +278,43 @@ def partitions() -> list[dict[str, Any]]:
 
 def mountinfo() -> list[dict[str, Any]]:
     """``/proc/self/mountinfo``: unlike psutil's list, it keeps bind mounts, mount ids,
-    propagation and per-mount options (``noexec`` on /tmp matters to a responder)."""
+    propagation and per-mount options (``noexec`` on /tmp matters to a responder).
+
+    Read as bytes, lines cut at ``\\n`` only and fields at spaces only: the kernel escapes
+    just space, tab, newline and backslash in a path, so anyone who can mount can name a
+    mount point with VT, FF, ``\\x1c``-``\\x1f``, NEL or U+2028 in it, where
+    ``str.splitlines`` and ``str.split`` also cut, and forge a row (a root device marked
+    a network file system, which the timeline would then not walk)."""
     rows = []
-    for line in _text(f"{PROC}/self/mountinfo").splitlines():
-        left, _, right = line.partition(" - ")
-        f, r = left.split(), right.split()
+    for line in _read(f"{PROC}/self/mountinfo").split(b"\n"):
+        left, _, right = line.partition(b" - ")
+        f, r = left.split(b" "), right.split(b" ")
         if len(f) < 6 or len(r) < 2:
             continue
         rows.append(
             {
                 "mount_id": int(f[0]),
                 "parent_id": int(f[1]),
-                "dev": f[2],
+                "dev": _field(f[2]),
                 "root": _unescape(f[3]),
                 "mountpoint": _unescape(f[4]),
-                "options": f[5],
-                "optional": f[6:],
-                "fstype": r[0],
+                "options": _field(f[5]),
+                "optional": [_field(x) for x in f[6:]],
+                "fstype": _field(r[0]),
                 "source": _unescape(r[1]),
-                "super_options": r[2] if len(r) > 2 else "",
+                "super_options": _field(r[2]) if len(r) > 2 else "",
             }
         )
     return rows
 
 
-def _unescape(text: str) -> str:
+def _field(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _unescape(raw: bytes) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
-    if "\\" not in text:
-        return text
-    return text.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+    return _OCTAL.sub(lambda m: bytes([int(m[1], 8) & 0xFF]), raw).decode("utf-8", "replace")
 
 
 UTMP_PATHS = ("/run/utmp", "/var/run/utmp")

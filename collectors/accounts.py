@@ -12,6 +12,7 @@ one ``account`` per passwd line, one ``history-line`` per command typed."""
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, ClassVar
 
 from .base import Collector, Stage
@@ -21,8 +22,8 @@ from .histories import HISTORY_FILES, custom_histfiles, history_lines
 from .homes import Account, read_passwd, steered, user_homes
 from .lastlog import parse_faillog, parse_lastlog
 from .pathmap import stored_relpath
-from .readfile import read_regular
 from .secrets import secret_reason
+from .source import open_seen
 from .textview import json_bytes
 from .triagegate import triage_settings
 
@@ -130,19 +131,40 @@ class AccountsCollector(Collector):
                         target=os.fsdecode(os.path.realpath(path)),
                     )  # fmt: skip
                     continue
-                refused = self._not_a_history(home, path, st) if source else None
-                if refused is not None:
-                    by = os.fsdecode(self._host(source or b""))
-                    ctx.engine.record_skip(
-                        self.name, path, f"named as a history by {by}, but {refused}: not copied",
-                        uid=st.st_uid,
-                    )  # fmt: skip
-                    continue
-                row = self._history(ctx, path, user, shell, lines)
+                row = self._checked(ctx, home, path, st, user, shell, lines, source)
                 if row is not None:
                     row["histfile_from"] = os.fsdecode(self._host(source)) if source else None
                     found.append(row)
         return found
+
+    def _checked(
+        self, ctx: CollectContext, home: bytes, path: bytes, st: os.stat_result, user: str,
+        shell: str, judged: bool, source: bytes | None,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """Check a history file and copy it by one descriptor: the file found to be the
+        home's (``_not_a_history``) and within the cap is the one copied and judged, even
+        if its owner renames another file (``/etc/shadow``'s link) over it meanwhile."""
+        fd = open_seen(path, st) if stat.S_ISREG(st.st_mode) else None
+        if fd is None and stat.S_ISREG(st.st_mode):
+            ctx.engine.record_error(self.name, path, "replaced since it was examined; not read")
+            return None
+        try:
+            st = os.fstat(fd) if fd is not None else st
+            refused = self._not_a_history(home, path, st) if source else None
+            if refused is not None:
+                by = os.fsdecode(self._host(source or b""))
+                ctx.engine.record_skip(
+                    self.name, path, f"named as a history by {by}, but {refused}: not copied",
+                    uid=st.st_uid,
+                )  # fmt: skip
+                return None
+            if fd is None:
+                ctx.engine.skip_not_regular(self.name, path, st)
+                return None
+            return self._history(ctx, fd, st, path, user, shell, judged)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _not_a_history(self, home: bytes, path: bytes, st: os.stat_result) -> str | None:
         """Why a ``HISTFILE`` a start-up file names is not this home's history: anyone
@@ -160,30 +182,26 @@ class AccountsCollector(Collector):
         return None
 
     def _history(
-        self, ctx: CollectContext, path: bytes, user: str, shell: str, judged: bool
-    ) -> dict[str, Any] | None:
+        self, ctx: CollectContext, fd: int, st: os.stat_result, path: bytes, user: str,
+        shell: str, judged: bool,
+    ) -> dict[str, Any] | None:  # fmt: skip
         host = self._host(path)
-        try:
-            size = os.lstat(path).st_size
-        except OSError as e:
-            ctx.error(self.name, f"cannot stat: {e.strerror}", path)
-            return None
-        if size > self.cap:
+        if st.st_size > self.cap:
             ctx.engine.record_skip(
                 self.name, path, "larger than the profile's cap per file: recorded, not copied",
-                size=size,
+                size=st.st_size,
             )  # fmt: skip
             return None
-        record = ctx.engine.preserve(
-            path, f"{PREFIX}/{stored_relpath(host)}", self.name, kind="history"
+        record = ctx.engine.preserve_open(
+            fd, path, f"{PREFIX}/{stored_relpath(host)}", self.name, kind="history"
         )
         if record is None:
             return None
         artifact = record["path"]
         commands = 0
         if judged:
-            try:
-                text = read_regular(path, self.cap, follow=False).decode("utf-8", "surrogateescape")
+            try:  # the bytes copied, as far as they were not rewritten since
+                text = os.pread(fd, record["size"], 0).decode("utf-8", "surrogateescape")
             except OSError:
                 text = ""
             for line_no, line, when in history_lines(text, shell):

@@ -25,6 +25,7 @@ from manifests.digest import CHUNK
 from manifests.sink import SinkFile
 from manifests.writer import EvidenceWriter
 
+from .copyrequest import CopyRequest
 from .walk import DirId
 
 if TYPE_CHECKING:
@@ -76,75 +77,67 @@ def copy_batch(
 def _copy_listed(
     engine: CopyEngine, dir_fd: int, entries: list[tuple[bytes, str]], collector: str
 ) -> None:
-    small: list[tuple[bytes, bytes, os.stat_result, str]] = []
-    single: list[tuple[bytes, bytes, str]] = []
+    small: list[tuple[CopyRequest, os.stat_result]] = []
+    single: list[CopyRequest] = []
     cap = engine.max_file_size
     for source, rel in entries:
         if engine.stopped.is_set():
             return
         if engine._skipped_when_full(collector, source, None):
             continue
-        name = os.path.basename(source)
-        before = engine._examine(source, dir_fd, name, collector, False)
+        req = CopyRequest(source, rel, collector).at(dir_fd)
+        before = engine._examine(req)
         if before is None:
             continue
         size = before.st_size
         if size > SMALL or (cap is not None and size > cap) or engine._keeps_holes(before):
-            single.append((source, name, rel))
+            single.append(req)
         else:
-            small.append((source, name, before, rel))
-    room = sum(item[2].st_size for item in small)
+            small.append((req, before))
+    room = sum(before.st_size for _, before in small)
     if small and engine._take_room(room) is None:
         try:
-            _copy_announced(engine, dir_fd, small, room, collector)
+            _copy_announced(engine, small, room)
         finally:
             engine._release(room)
     else:  # not enough room for all: each file is admitted (or refused) on its own
-        single[:0] = [(source, name, rel) for source, name, _, rel in small]
-    for source, name, rel in single:
+        single[:0] = [req for req, _ in small]
+    for req in single:
         if engine.stopped.is_set():
             return
-        engine._preserve_at(source, dir_fd, name, rel, collector, None, 0, False, {})
+        engine._preserve_at(req)
 
 
 def _copy_announced(
-    engine: CopyEngine,
-    dir_fd: int,
-    small: list[tuple[bytes, bytes, os.stat_result, str]],
-    room: int,
-    collector: str,
+    engine: CopyEngine, small: list[tuple[CopyRequest, os.stat_result]], room: int
 ) -> None:
-    rels = [engine._claim(rel) for *_, rel in small]
+    rels = [engine._claim(req.rel) for req, _ in small]
     engine.writer.announce(rels)
     batch = Batch(engine.writer, room)
     try:
-        for (source, name, before, _), rel in zip(small, rels, strict=True):
+        for (req, before), rel in zip(small, rels, strict=True):
             if engine.stopped.is_set():
                 break
             try:
-                engine._open_and_copy(
-                    source, dir_fd, name, before, rel, collector, None, 0, False, {}, batch
-                )
+                engine._open_and_copy(req.stored_as(rel), before, batch)
             except FileExistsError:
-                _taken(engine, dir_fd, source, name, rel, collector)
+                _taken(engine, req, rel)
     finally:
         if batch.records:
             engine.journal.append_many(batch.records)
     engine.journal.seal_if_due()
 
 
-def _taken(
-    engine: CopyEngine, dir_fd: int, source: bytes, name: bytes, rel: str, collector: str
-) -> None:
+def _taken(engine: CopyEngine, req: CopyRequest, rel: str) -> None:
     """Someone else created a file under a name this batch announced, between the
     announcement and the copy (another process writing into the evidence directory): it
     is not this copy, and ``verify`` names it unexpected. Said, and the source copied
     on its own under the next free name, so that nothing is lost."""
     engine.record_error(
-        collector,
-        source,
+        req.collector,
+        req.source,
         f"the evidence directory already held {rel}, which this run had announced but not "
         "yet written (another process wrote into the evidence directory): that file is not "
         "this copy; the source is copied under another name",
     )
-    engine._preserve_at(source, dir_fd, name, rel, collector, None, 0, False, {})
+    engine._preserve_at(req)

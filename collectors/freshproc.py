@@ -53,12 +53,9 @@ def _one(root: str, pid: int) -> dict[str, Any]:
     base = f"{root}/{pid}"
     rec: dict[str, Any] = {"pid": pid}
     try:
-        status = _read(f"{base}/status").decode("utf-8", "backslashreplace")
+        rec["status"] = _status(_read(f"{base}/status"))
     except OSError as e:
         return {"pid": pid, "error": e.strerror or str(e)}
-    rec["status"] = dict(
-        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in status.splitlines())
-    )
     for name, reader in (
         ("cmdline_b64", lambda: base64.b64encode(_read(f"{base}/cmdline")).decode()),
         ("exe", lambda: os.readlink(f"{base}/exe".encode()).decode("utf-8", "backslashreplace")),
@@ -71,6 +68,20 @@ def _one(root: str, pid: int) -> dict[str, Any]:
         except OSError as e:
             rec.setdefault("errors", {})[name] = e.strerror or str(e)
     return rec
+
+
+def _status(raw: bytes) -> dict[str, str]:
+    """``/proc/PID/status`` as {field: value}. Lines end at ``\\n`` only and values lose
+    only spaces and tabs: a process names itself (``comm``, up to 15 bytes the kernel
+    prints as they are but for control characters), and one called ``x<U+2028>PPid:`` or
+    ``x<NEL>...`` would otherwise forge a field or hide the rest of its name, where
+    ``str.splitlines`` and ``str.strip`` also cut."""
+    fields = {}
+    for line in raw.split(b"\n"):
+        if line:
+            key, _, value = line.decode("utf-8", "backslashreplace").partition(":")
+            fields[key.strip(" \t")] = value.strip(" \t")
+    return fields
 
 
 def _fds(base: str) -> dict[str, str]:

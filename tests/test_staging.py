@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from conftest import journal_records
-from hostns import run_on_planted_host
+from hostns import CAPS_PROFILE, caps_profile, run_on_planted_host
 
 from collectors import webshell
 
@@ -34,23 +34,14 @@ cp /bin/true /tmp/.x
 head -c 300000 /dev/urandom > /tmp/big
 echo notes > /dev/shm/notes
 head -c 150000 /dev/urandom > /var/tmp/more
-cat > /mnt/caps.toml <<'EOF'
-version = 1
-description = "test caps"
-[[source]]
-root = "/var/log/none"
-description = "nothing"
-[triage]
-staging_max_file_bytes = 100000
-staging_max_total_bytes = 250000
-EOF
 """
+    + caps_profile(staging_max_file_bytes=100000, staging_max_total_bytes=250000)
 )
 
 
 def test_staging_and_web_roots_on_a_planted_host(tmp_path: Path) -> None:
     summary, evidence = run_on_planted_host(
-        tmp_path, SETUP, "--only", "staging", "--profile", "/mnt/caps.toml"
+        tmp_path, SETUP, "--only", "staging", "--profile", CAPS_PROFILE
     )
     assert summary["status"] == "complete", summary
     listing = {

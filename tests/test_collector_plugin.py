@@ -44,6 +44,10 @@ notacollector = preserve_test_marker:NotACollector
 
 MARKER = b"stored by a collector found through its entry point\n"
 BUILTINS = {
+    "auditrules",
+    "fileflags",
+    "locate",
+    "pacct",
     "accounts",
     "boot",
     "browsers",

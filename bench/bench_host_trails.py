@@ -14,7 +14,6 @@ kernel wrote through ``acct(2)``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import PRESERVE, ROOT, machine
+from common import PRESERVE, ROOT, collector_durations, machine
 
 NEW = "fileflags,auditrules,pacct,locate"
 _ACCT = """import ctypes, subprocess, sys
@@ -51,12 +50,7 @@ def _run(args: list[str], server: Path | None) -> tuple[float, dict[str, float]]
         cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
         start, end = map(float, done.stdout.split()[-2:])
-        durations = {}
-        for journal in out.glob("*/custody.jsonl"):
-            for line in journal.read_bytes().splitlines():
-                r = json.loads(line)
-                if r.get("type") == "collector":
-                    durations[r["name"]] = int(r["duration_ns"]) / 1e9
+        durations = collector_durations(out)
         return end - start, durations
     finally:
         shutil.rmtree(out, ignore_errors=True)

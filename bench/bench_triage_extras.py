@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import PRESERVE, ROOT, machine, timed
+from common import PRESERVE, ROOT, collector_durations, machine, timed
 
 NEW = "boot,mail,browsers,credentials"
 
@@ -32,12 +31,7 @@ def _one(python: list[str], cwd: Path, args: list[str]) -> tuple[float, int, dic
     try:
         wall, rss, status = timed([*python, "-q", "-o", str(out), *args], cwd=cwd)
         assert status in (0, 1), status
-        durations = {}
-        for journal in out.glob("*/custody.jsonl"):
-            for line in journal.read_bytes().splitlines():
-                r = json.loads(line)
-                if r.get("type") == "collector":
-                    durations[r["name"]] = int(r["duration_ns"]) / 1e9
+        durations = collector_durations(out)
         return wall, rss, durations
     finally:
         shutil.rmtree(out, ignore_errors=True)

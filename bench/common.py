@@ -3,6 +3,7 @@ and a running ``preserve --watch``."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -70,3 +71,15 @@ def start_watch(
     while not any(b"watch-started" in j.read_bytes() for j in out.glob("*/custody.jsonl")):
         time.sleep(0.05)
     return proc
+
+
+def collector_durations(evidence_parent: Path) -> dict[str, float]:
+    """Each collector's own time in seconds, from the ``collector`` records of the
+    journal(s) of the evidence directories under ``evidence_parent``."""
+    durations: dict[str, float] = {}
+    for journal in evidence_parent.glob("*/custody.jsonl"):
+        for line in journal.read_bytes().splitlines():
+            r = json.loads(line)
+            if r.get("type") == "collector":
+                durations[r["name"]] = int(r["duration_ns"]) / 1e9
+    return durations

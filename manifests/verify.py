@@ -33,16 +33,15 @@ from .verify_files import (
     HASHED_RECORD_TYPES,
     ExpectedFiles,
     FileVerdict,
-    InPlaceWrites,
     compare_listing,
     hash_expected,
     load_present,
-    missing_and_unexpected,
 )
 from .verify_image import ImagePieces, check_unfinished
 from .verify_index import EvidenceIndex
 from .verify_manifest import check_own_files
 from .verify_order import RecordOrder
+from .verify_unaccounted import InPlaceWrites, missing_and_unexpected
 
 __all__ = [
     "FileVerdict",

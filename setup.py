@@ -1,0 +1,17 @@
+"""The one compiled part: collectors/_md5lanes.c, MD5 of many files at once in SIMD lanes
+(the packages check). Optional: where no compiler exists the build goes on without it
+and the tool hashes with hashlib (collectors/lanedigest.py). Everything else is in
+pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "collectors._md5lanes",
+            ["collectors/_md5lanes.c"],
+            extra_compile_args=["-O3", "-std=gnu11"],
+            optional=True,
+        )
+    ]
+)

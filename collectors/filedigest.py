@@ -90,8 +90,20 @@ def _hasher(algorithm: str) -> Any:
         return None
 
 
-def digest_one(want: Want, extra: Extra | None = None) -> Read:
-    """Open, check and read one file (in the calling thread)."""
+class Opened(NamedTuple):
+    """A file ready to read: checked (regular, still the inode the walk saw), with the
+    algorithms it gets and its attribute read. The caller reads and closes ``fd``."""
+
+    fd: int
+    stat: os.stat_result
+    algorithms: tuple[str, ...]
+    xattr: bytes | None
+
+
+def open_checked(want: Want, extra: Extra | None = None) -> Opened | Read:
+    """The one way a digest path opens a host file (``open_source``: no symlink followed,
+    no FIFO blocked on; then ``fstat`` and the checks). A ``Read`` where it is not to be
+    read (missing, not regular, changed, unreadable): nothing is then left open."""
     try:
         fd = open_source(want.path)
     except FileNotFoundError:
@@ -103,14 +115,39 @@ def digest_one(want: Want, extra: Extra | None = None) -> Read:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
             return Read("not-regular", st.st_mode, st, {})
         if want.seen is not None and (st.st_dev, st.st_ino) != want.seen:
+            os.close(fd)
             return Read("changed", st.st_mode, st, {})
         names = want.algorithms + extra(want, st) if extra is not None else want.algorithms
-        hashers = [(name, h) for name in names if (h := _hasher(name)) is not None]
         value = _xattr(fd, want.xattr) if want.xattr is not None else None
-        _read_into(fd, st.st_size, [h for _, h in hashers])
-        digests = {name: h.hexdigest() for name, h in hashers}
+    except OSError:
+        os.close(fd)
+        return Read("unreadable", 0, None, {})
+    return Opened(fd, st, names, value)
+
+
+def hashers(names: Iterable[str]) -> list[tuple[str, Any]]:
+    """A hashlib object for each algorithm this Python has (the others are left out)."""
+    return [(name, h) for name in names if (h := _hasher(name)) is not None]
+
+
+def digest_one(want: Want, extra: Extra | None = None) -> Read:
+    """Open, check and read one file (in the calling thread)."""
+    opened = open_checked(want, extra)
+    if isinstance(opened, Read):
+        return opened
+    return read_opened(opened)
+
+
+def read_opened(opened: Opened) -> Read:
+    """Read and hash a file ``open_checked`` gave, and close it."""
+    fd, st, names, value = opened
+    try:
+        found = hashers(names)
+        _read_into(fd, st.st_size, [h for _, h in found])
+        digests = {name: h.hexdigest() for name, h in found}
         return Read("ok", st.st_mode, st, digests, value)
     except OSError:
         return Read("unreadable", 0, None, {})
@@ -151,11 +188,19 @@ def digest_files(
     items: Iterable[tuple[T, Want | Read]],
     extra: Extra | None = None,
     workers: int = WORKERS,
+    md5_engine: str = "hashlib",
 ) -> Iterator[tuple[T, Read]]:
     """Each ``(tag, want)`` of ``items`` with what reading its file gave, in order; the
     tag is the caller's (what it needs to judge the result). An item whose result is
     already known (a digest handed on by ``rundigests``) is given as that ``Read`` and
-    passes through in its place, so the order holds."""
+    passes through in its place, so the order holds. With an ``md5_engine`` other than
+    hashlib (``lanedigest.md5_engine()``), MD5 is done in SIMD lanes and results come
+    in the order files finish instead (collectors/lanedigest.py)."""
+    if md5_engine != "hashlib":
+        from .lanedigest import digest_lanes
+
+        yield from digest_lanes(items, extra, md5_engine)
+        return
     source = iter(items)
     pending: deque[tuple[list[tuple[T, Want | Read]], Future[list[Read]]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest") as pool:

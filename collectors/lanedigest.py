@@ -1,0 +1,248 @@
+"""MD5 of many files at once, one file a SIMD lane (collectors/_md5lanes.c): the
+``packages`` check of dpkg's ~100,000 MD5 sums, which hashlib does at ~0.8 GB/s a core.
+
+The scheduler keeps every lane busy. A lane holds one file and a buffer of its own
+(``LANE_BUFFER``); when a lane has hashed what it was given it is refilled from its file,
+or, at the file's end, given the next file, so one large file holds one lane while the
+others cycle through small ones, and results come back as files finish (not in the order
+asked: the caller keys them by its tag). Memory is the lanes' buffers, a few MiB.
+
+Files are opened and checked as every digest path does (``filedigest.open_checked``),
+read with the same end-of-file rule, and an algorithm other than MD5 asked for the same
+file (SHA-256 of executables) is fed from the same reads by hashlib. Each scheduler runs
+on a thread of its own, ``THREADS`` of them, taking files from one shared iterator: the
+hashing releases the GIL, so one thread's reads and bookkeeping overlap the other's
+hashing.
+
+``PRESERVE_MD5_ENGINE=avx512|avx2|scalar|hashlib`` forces an engine (tests, benches);
+without it the best this CPU runs, or hashlib where the extension was not built."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from .filedigest import Extra, Opened, Read, Want, hashers, open_checked, read_opened
+
+try:
+    from . import _md5lanes  # type: ignore[attr-defined]
+except ImportError:  # built without a compiler: hashlib does it
+    _md5lanes = None
+
+T = TypeVar("T")
+ENGINES = ("avx512", "avx2", "scalar", "hashlib")
+LANE_BUFFER = 128 * 1024  # a lane's reads: 16 lanes x 2 threads = 4 MiB
+THREADS = max(1, min(2, os.cpu_count() or 1))
+_BATCH = 64  # results a thread hands over at once
+
+
+def available() -> tuple[str, ...]:
+    """The engines this build and CPU run, best first (hashlib always)."""
+    found = tuple(_md5lanes.engines()) if _md5lanes is not None else ()
+    return (*found, "hashlib")
+
+
+def md5_engine() -> str:
+    """The engine to use: ``PRESERVE_MD5_ENGINE`` if this machine runs it, else the best
+    one it does (a forced engine the CPU lacks falls back; the journal names what ran)."""
+    runs = available()
+    forced = os.environ.get("PRESERVE_MD5_ENGINE", "").strip().lower()
+    return forced if forced in runs else runs[0]
+
+
+class _File:
+    """What a lane is hashing: the caller's tag, the open file, the other digests."""
+
+    __slots__ = ("tag", "opened", "others", "total", "carry", "buf", "view", "open")
+
+    def __init__(self, tag: Any, opened: Opened, buf: bytearray, view: memoryview) -> None:
+        self.tag = tag
+        self.opened = opened
+        self.others = hashers(n for n in opened.algorithms if n != "md5")
+        self.total = 0  # bytes read
+        self.carry = (0, 0)  # bytes past the last whole block: (offset, count)
+        self.buf, self.view = buf, view
+        self.open = True  # the descriptor, closed at the end of file (once)
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            os.close(self.opened.fd)
+
+    def done(self, md5: bytes) -> Read:
+        o = self.opened
+        got = {"md5": md5.hex(), **{n: h.hexdigest() for n, h in self.others}}
+        digests = {n: got[n] for n in o.algorithms if n in got}
+        return Read("ok", o.stat.st_mode, o.stat, digests, o.xattr)
+
+
+class _Scheduler:
+    """One ``Lanes`` object and its files, run in one thread."""
+
+    def __init__(self, engine: str, extra: Extra | None) -> None:
+        self.lanes = _md5lanes.Lanes(engine)
+        self.extra = extra
+        self.bufs = [bytearray(LANE_BUFFER) for _ in range(self.lanes.lanes)]
+        self.files: list[_File | None] = [None] * self.lanes.lanes
+
+    def _start(self, lane: int, tag: Any, want: Want) -> Read | None:
+        """Put a file on ``lane``; a ``Read`` if it is finished already (not read)."""
+        opened = open_checked(want, self.extra)
+        if isinstance(opened, Read):
+            return opened
+        if "md5" not in opened.algorithms:  # nothing for the lanes: hashlib, here
+            return read_opened(opened)
+        buf = self.bufs[lane]
+        self.files[lane] = _File(tag, opened, buf, memoryview(buf))
+        return self._pump(lane)
+
+    def _pump(self, lane: int) -> Read | None:
+        """Read the lane's next piece and hand it to the lane (the lane has used up the
+        last one); an ``unreadable`` Read if reading fails."""
+        f = self.files[lane]
+        assert f is not None
+        start, count = f.carry
+        if count:  # the part block left over from a short read goes first
+            f.buf[0:count] = f.buf[start : start + count]
+        try:
+            n = os.readv(f.opened.fd, [f.view[count:]])
+        except OSError:
+            self._close(lane)
+            self.lanes.reset(lane)
+            return Read("unreadable", 0, None, {})
+        f.total += n
+        if n:
+            piece = f.view[count : count + n]
+            for _, h in f.others:
+                h.update(piece)
+        have = count + n
+        size = f.opened.stat.st_size
+        # the end of file rule of filedigest._read_into: nothing more, or a short read at
+        # or past the stat size (a size of 0 is read on to the end)
+        if not n or (n < LANE_BUFFER - count and f.total >= size > 0):
+            f.close()
+            self.lanes.feed(lane, f.view[:have], True)
+            return None
+        whole = have - have % 64
+        f.carry = (whole, have - whole)
+        self.lanes.feed(lane, f.view[:whole])
+        return None
+
+    def _close(self, lane: int) -> None:
+        f = self.files[lane]
+        self.files[lane] = None
+        if f is not None:
+            f.close()
+
+    def run(self, take: Iterator[tuple[T, Want | Read]]) -> Iterator[tuple[T, Read]]:
+        """Every item of ``take`` with its result, as each finishes."""
+        idle = list(range(self.lanes.lanes))
+        more = True
+        try:
+            while True:
+                while idle and more:
+                    item = next(take, None)
+                    if item is None:
+                        more = False
+                        break
+                    tag, want = item
+                    lane = idle[-1]
+                    read = want if isinstance(want, Read) else self._start(lane, tag, want)
+                    if read is not None:
+                        self.files[lane] = None
+                        yield tag, read
+                    else:
+                        idle.pop()
+                if len(idle) == self.lanes.lanes:
+                    return
+                for lane, md5 in self.lanes.run():
+                    f = self.files[lane]
+                    assert f is not None
+                    read = f.done(md5) if md5 is not None else self._pump(lane)
+                    if read is not None:
+                        self.files[lane] = None
+                        idle.append(lane)
+                        yield f.tag, read
+        finally:
+            for lane in range(self.lanes.lanes):
+                if self.files[lane] is not None:
+                    self._close(lane)
+                    self.lanes.reset(lane)
+
+
+def _locked(items: Iterable[T]) -> Iterator[T]:
+    """One iterator several threads take from."""
+    source, lock = iter(items), threading.Lock()
+
+    class Shared:
+        def __iter__(self) -> Iterator[T]:
+            return self
+
+        def __next__(self) -> T:
+            with lock:
+                return next(source)
+
+    return Shared()
+
+
+def digest_lanes(
+    items: Iterable[tuple[T, Want | Read]],
+    extra: Extra | None = None,
+    engine: str | None = None,
+    threads: int = THREADS,
+) -> Iterator[tuple[T, Read]]:
+    """Each ``(tag, want)`` of ``items`` with what reading its file gave, as each file
+    finishes; the MD5 in lanes of ``engine`` (the best one by default)."""
+    engine = engine or md5_engine()
+    if engine == "hashlib":
+        from .filedigest import digest_files
+
+        yield from digest_files(items, extra)
+        return
+    take = _locked(items)
+    if threads <= 1:
+        yield from _Scheduler(engine, extra).run(take)
+        return
+    results: queue.Queue[list[tuple[T, Read]] | BaseException | None] = queue.Queue(64)
+    stop = threading.Event()
+
+    def work() -> None:
+        batch: list[tuple[T, Read]] = []
+        try:
+            for result in _Scheduler(engine, extra).run(take):
+                batch.append(result)
+                if len(batch) >= _BATCH:
+                    results.put(batch)
+                    batch = []
+                if stop.is_set():
+                    return
+            results.put(batch)
+        except BaseException as e:  # handed to the caller's thread, raised there
+            results.put(e)
+        finally:
+            results.put(None)
+
+    workers = [threading.Thread(target=work, name=f"md5lanes-{i}") for i in range(threads)]
+    for t in workers:
+        t.start()
+    try:
+        running = len(workers)
+        while running:
+            got = results.get()
+            if got is None:
+                running -= 1
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                yield from got
+    finally:
+        stop.set()
+        while any(t.is_alive() for t in workers):  # let a thread blocked on put finish
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.1)
+        for t in workers:
+            t.join()

@@ -16,7 +16,8 @@ executable or library is a HIGH finding, each other modified package file MEDIUM
 missing executable MEDIUM (rules: collectors/rules/triage.toml). ``ctx.shared["pkgdb"]`` hands the
 database to the executables collector, and when that collector runs too, the SHA-256 of
 the package executables read here goes with it (collectors/rundigests.py). The reading
-and hashing is collectors/filedigest.py: one read a file, on every core."""
+and hashing is collectors/filedigest.py: one read a file, on every core; dpkg's MD5 in
+SIMD lanes (collectors/lanedigest.py), the engine named in the journal."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .base import Collector, Stage
 from .context import CollectContext
 from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
+from .lanedigest import md5_engine
 from .pkgdb import Database
 from .rundigests import offer
 from .textview import json_bytes, plural
@@ -124,13 +126,17 @@ class PackagesCollector(Collector):
         }  # fmt: skip
         table = offer(ctx, "sha256") if runs_in(ctx, "executables") else None
         extra = _executable_sha256(self.root) if table is not None else None
-        count = 0
-        for tag, read in digest_files(self._wants(db), extra):
+        count, md5 = 0, md5_engine() if db.manager == "dpkg" else "hashlib"
+        ctx.journal.append("action", collector=self.name, action="md5-engine", engine=md5)
+        ctx.log.info("md5_engine", collector=self.name, engine=md5)
+        for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
             count += 1
             if table is not None and "sha256" in read.digests and read.stat is not None:
                 table.put(read.stat, read.digests["sha256"])
             self._judge(ctx, report, tag, read, dropped)
         self._unpackaged(ctx, db, report)
+        for rows in report.values():  # the same file whatever order the files finished in
+            rows.sort(key=lambda row: row["path"])
         ctx.engine.store_bytes(OUT, json_bytes(report), self.name, kind="package-integrity")
         ctx.summary.add(
             "Packages",

@@ -16,6 +16,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_X86 1
@@ -61,6 +63,13 @@ typedef struct {
     int last;               /* this buffer is the stream's end */
     Py_buffer view;         /* the fed buffer, held until its lane has used it up */
     int holding;
+    int fd;                 /* a file the lane reads itself (feed_fd), or -1 */
+    Py_ssize_t size;        /* its stat size, for the end-of-file rule */
+    uint64_t total;         /* bytes read from it */
+    uint8_t *buf;           /* the lane's own read buffer */
+    Py_ssize_t carry_off;   /* bytes past the last whole block of a short read */
+    Py_ssize_t carry;
+    int err;                /* errno of a failed read */
 } Lane;
 
 typedef struct {
@@ -68,6 +77,7 @@ typedef struct {
     int engine;
     int nlanes;
     int busy;
+    Py_ssize_t bufsize;
     Lane lane[MAXLANES];
 } LanesObject;
 
@@ -81,6 +91,53 @@ static void lane_reset(Lane *l) {
     l->pad_blocks = 0;
     l->fed = 0;
     l->last = 0;
+    l->fd = -1;
+    l->carry = 0;
+    l->err = 0;
+}
+
+/* The lane's last bytes: its whole blocks, then the tail and MD5's padding. */
+static void lane_set_last(Lane *l, const uint8_t *data, Py_ssize_t len) {
+    l->next = data;
+    l->blocks = len / 64;
+    l->length += (uint64_t)len;
+    l->last = 1;
+    Py_ssize_t tail = len % 64;
+    memset(l->pad, 0, sizeof l->pad);
+    memcpy(l->pad, data + 64 * l->blocks, (size_t)tail);
+    l->pad[tail] = 0x80;
+    l->pad_blocks = tail < 56 ? 1 : 2;
+    uint64_t bits = l->length * 8;
+    for (int k = 0; k < 8; k++) l->pad[64 * l->pad_blocks - 8 + k] = (uint8_t)(bits >> (8 * k));
+}
+
+/* The next piece of a lane's file, with filedigest._read_into's end-of-file rule: the
+   end is a read of nothing, or a short read at or past the stat size (a stat size of 0
+   is read on to the end). Bytes past the last whole block wait for the next read. */
+static void lane_refill(Lane *l, Py_ssize_t bufsize) {
+    if (l->carry) memmove(l->buf, l->buf + l->carry_off, (size_t)l->carry);
+    Py_ssize_t room = bufsize - l->carry;
+    ssize_t n;
+    do
+        n = read(l->fd, l->buf + l->carry, (size_t)room);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        l->err = errno ? errno : EIO;
+        return;
+    }
+    l->total += (uint64_t)n;
+    Py_ssize_t have = l->carry + n;
+    if (n == 0 || (n < room && l->size > 0 && l->total >= (uint64_t)l->size)) {
+        l->carry = 0;
+        lane_set_last(l, l->buf, have);
+        return;
+    }
+    Py_ssize_t whole = have - have % 64;
+    l->next = l->buf;
+    l->blocks = whole / 64;
+    l->length += (uint64_t)whole;
+    l->carry_off = whole;
+    l->carry = have - whole;
 }
 
 static inline uint32_t rol32(uint32_t x, int c) { return (x << c) | (x >> (32 - c)); }
@@ -155,12 +212,20 @@ __attribute__((target("avx512f"))) static inline void transpose16(const uint8_t 
     }
 }
 
-#define STEP512(fn, a, b, c, d, i)                                                        \
+#define STEP512(fn, a, b, c, d, i, r)                                                     \
     do {                                                                                  \
         __m512i f_ = _mm512_ternarylogic_epi32(b, c, d, fn);                              \
-        f_ = _mm512_add_epi32(_mm512_add_epi32(f_, a),                                    \
-                              _mm512_add_epi32(_mm512_set1_epi32((int)K[i]), w[G[i]]));   \
-        a = _mm512_add_epi32(b, _mm512_rolv_epi32(f_, _mm512_set1_epi32(R[i])));          \
+        f_ = _mm512_add_epi32(f_, _mm512_add_epi32(a, _mm512_add_epi32(                   \
+                                      _mm512_set1_epi32((int)K[i]), w[G[i]])));           \
+        a = _mm512_add_epi32(b, _mm512_rol_epi32(f_, r));                                 \
+    } while (0)
+/* G(b,c,d) = (b & d) | (c & ~d) = d ? b : c */
+#define STEPG(a, b, c, d, i, r)                                                           \
+    do {                                                                                  \
+        __m512i f_ = _mm512_ternarylogic_epi32(d, b, c, 0xca);                            \
+        f_ = _mm512_add_epi32(f_, _mm512_add_epi32(a, _mm512_add_epi32(                   \
+                                      _mm512_set1_epi32((int)K[i]), w[G[i]])));           \
+        a = _mm512_add_epi32(b, _mm512_rol_epi32(f_, r));                                 \
     } while (0)
 
 /* F = b ? c : d (0xca), G = d ? b : c (select on d: ternary of d,b,c), H = b^c^d (0x96),
@@ -181,38 +246,70 @@ __attribute__((target("avx512f"))) static void run_avx512(Lane *lanes, const uin
         __m512i w[16];
         transpose16(q, w);
         __m512i a0 = a, b0 = b, c0 = c, d0 = d;
-        for (int i = 0; i < 16; i += 4) {
-            STEP512(0xca, a, b, c, d, i);
-            STEP512(0xca, d, a, b, c, i + 1);
-            STEP512(0xca, c, d, a, b, i + 2);
-            STEP512(0xca, b, c, d, a, i + 3);
-        }
-        for (int i = 16; i < 32; i += 4) {
-            /* G(b,c,d) = (b & d) | (c & ~d): ternary on (d, b, c) with 0xca */
-#define STEPG(a, b, c, d, i)                                                              \
-    do {                                                                                  \
-        __m512i f_ = _mm512_ternarylogic_epi32(d, b, c, 0xca);                            \
-        f_ = _mm512_add_epi32(_mm512_add_epi32(f_, a),                                    \
-                              _mm512_add_epi32(_mm512_set1_epi32((int)K[i]), w[G[i]]));   \
-        a = _mm512_add_epi32(b, _mm512_rolv_epi32(f_, _mm512_set1_epi32(R[i])));          \
-    } while (0)
-            STEPG(a, b, c, d, i);
-            STEPG(d, a, b, c, i + 1);
-            STEPG(c, d, a, b, i + 2);
-            STEPG(b, c, d, a, i + 3);
-        }
-        for (int i = 32; i < 48; i += 4) {
-            STEP512(0x96, a, b, c, d, i);
-            STEP512(0x96, d, a, b, c, i + 1);
-            STEP512(0x96, c, d, a, b, i + 2);
-            STEP512(0x96, b, c, d, a, i + 3);
-        }
-        for (int i = 48; i < 64; i += 4) {
-            STEP512(0x39, a, b, c, d, i);
-            STEP512(0x39, d, a, b, c, i + 1);
-            STEP512(0x39, c, d, a, b, i + 2);
-            STEP512(0x39, b, c, d, a, i + 3);
-        }
+        STEP512(0xca, a, b, c, d, 0, 7);
+        STEP512(0xca, d, a, b, c, 1, 12);
+        STEP512(0xca, c, d, a, b, 2, 17);
+        STEP512(0xca, b, c, d, a, 3, 22);
+        STEP512(0xca, a, b, c, d, 4, 7);
+        STEP512(0xca, d, a, b, c, 5, 12);
+        STEP512(0xca, c, d, a, b, 6, 17);
+        STEP512(0xca, b, c, d, a, 7, 22);
+        STEP512(0xca, a, b, c, d, 8, 7);
+        STEP512(0xca, d, a, b, c, 9, 12);
+        STEP512(0xca, c, d, a, b, 10, 17);
+        STEP512(0xca, b, c, d, a, 11, 22);
+        STEP512(0xca, a, b, c, d, 12, 7);
+        STEP512(0xca, d, a, b, c, 13, 12);
+        STEP512(0xca, c, d, a, b, 14, 17);
+        STEP512(0xca, b, c, d, a, 15, 22);
+        STEPG(a, b, c, d, 16, 5);
+        STEPG(d, a, b, c, 17, 9);
+        STEPG(c, d, a, b, 18, 14);
+        STEPG(b, c, d, a, 19, 20);
+        STEPG(a, b, c, d, 20, 5);
+        STEPG(d, a, b, c, 21, 9);
+        STEPG(c, d, a, b, 22, 14);
+        STEPG(b, c, d, a, 23, 20);
+        STEPG(a, b, c, d, 24, 5);
+        STEPG(d, a, b, c, 25, 9);
+        STEPG(c, d, a, b, 26, 14);
+        STEPG(b, c, d, a, 27, 20);
+        STEPG(a, b, c, d, 28, 5);
+        STEPG(d, a, b, c, 29, 9);
+        STEPG(c, d, a, b, 30, 14);
+        STEPG(b, c, d, a, 31, 20);
+        STEP512(0x96, a, b, c, d, 32, 4);
+        STEP512(0x96, d, a, b, c, 33, 11);
+        STEP512(0x96, c, d, a, b, 34, 16);
+        STEP512(0x96, b, c, d, a, 35, 23);
+        STEP512(0x96, a, b, c, d, 36, 4);
+        STEP512(0x96, d, a, b, c, 37, 11);
+        STEP512(0x96, c, d, a, b, 38, 16);
+        STEP512(0x96, b, c, d, a, 39, 23);
+        STEP512(0x96, a, b, c, d, 40, 4);
+        STEP512(0x96, d, a, b, c, 41, 11);
+        STEP512(0x96, c, d, a, b, 42, 16);
+        STEP512(0x96, b, c, d, a, 43, 23);
+        STEP512(0x96, a, b, c, d, 44, 4);
+        STEP512(0x96, d, a, b, c, 45, 11);
+        STEP512(0x96, c, d, a, b, 46, 16);
+        STEP512(0x96, b, c, d, a, 47, 23);
+        STEP512(0x39, a, b, c, d, 48, 6);
+        STEP512(0x39, d, a, b, c, 49, 10);
+        STEP512(0x39, c, d, a, b, 50, 15);
+        STEP512(0x39, b, c, d, a, 51, 21);
+        STEP512(0x39, a, b, c, d, 52, 6);
+        STEP512(0x39, d, a, b, c, 53, 10);
+        STEP512(0x39, c, d, a, b, 54, 15);
+        STEP512(0x39, b, c, d, a, 55, 21);
+        STEP512(0x39, a, b, c, d, 56, 6);
+        STEP512(0x39, d, a, b, c, 57, 10);
+        STEP512(0x39, c, d, a, b, 58, 15);
+        STEP512(0x39, b, c, d, a, 59, 21);
+        STEP512(0x39, a, b, c, d, 60, 6);
+        STEP512(0x39, d, a, b, c, 61, 10);
+        STEP512(0x39, c, d, a, b, 62, 15);
+        STEP512(0x39, b, c, d, a, 63, 21);
         /* idle lanes hashed a zero block; their state stays as it was */
         a = _mm512_mask_add_epi32(a0, live, a, a0);
         b = _mm512_mask_add_epi32(b0, live, b, b0);
@@ -254,8 +351,8 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8]) {
 #define STEP256(expr, a, b, c, d, i)                                                      \
     do {                                                                                  \
         __m256i f_ = (expr);                                                              \
-        f_ = _mm256_add_epi32(_mm256_add_epi32(f_, a),                                    \
-                              _mm256_add_epi32(_mm256_set1_epi32((int)K[i]), w[G[i]]));   \
+        f_ = _mm256_add_epi32(f_, _mm256_add_epi32(a, _mm256_add_epi32(                   \
+                                      _mm256_set1_epi32((int)K[i]), w[G[i]])));           \
         a = _mm256_add_epi32(b, ROL256(f_, R[i]));                                        \
     } while (0)
 #define F256(b, c, d) _mm256_or_si256(_mm256_and_si256(b, c), _mm256_andnot_si256(b, d))
@@ -360,6 +457,14 @@ static unsigned hash_until_one_empties(LanesObject *self) {
         for (int i = 0; i < self->nlanes; i++) {
             Lane *l = &self->lane[i];
             while (l->fed && l->blocks == 0) { /* an empty buffer, or its padding */
+                if (l->fd >= 0 && !l->last) {
+                    lane_refill(l, self->bufsize);
+                    if (l->err) {
+                        l->fed = 0;
+                        done |= 1u << i;
+                    }
+                    continue;
+                }
                 lane_segment_done(l);
                 if (!l->fed) done |= 1u << i;
             }
@@ -397,9 +502,12 @@ static unsigned hash_until_one_empties(LanesObject *self) {
 }
 
 static PyObject *Lanes_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"engine", NULL};
+    static char *kwlist[] = {"engine", "buffer", NULL};
     const char *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|s", kwlist, &name)) return NULL;
+    Py_ssize_t bufsize = 64 * 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zn", kwlist, &name, &bufsize)) return NULL;
+    if (bufsize < 64 || bufsize % 64)
+        return PyErr_Format(PyExc_ValueError, "the buffer must be whole 64-byte blocks");
     int engine = -1;
     if (name == NULL) {
         for (int e = ENGINE_AVX512; e >= ENGINE_SCALAR; e--)
@@ -417,15 +525,22 @@ static PyObject *Lanes_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     LanesObject *self = (LanesObject *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->engine = engine;
+    self->bufsize = bufsize;
     /* the scalar engine has as many lanes as AVX2, so a scheduler is the same on all */
     self->nlanes = engine == ENGINE_SCALAR ? 8 : ENGINE_LANES[engine];
-    for (int i = 0; i < MAXLANES; i++) lane_reset(&self->lane[i]);
+    for (int i = 0; i < MAXLANES; i++) {
+        self->lane[i].buf = NULL;
+        self->lane[i].holding = 0;
+        lane_reset(&self->lane[i]);
+    }
     return (PyObject *)self;
 }
 
 static void Lanes_dealloc(LanesObject *self) {
-    for (int i = 0; i < MAXLANES; i++)
+    for (int i = 0; i < MAXLANES; i++) {
         if (self->lane[i].holding) PyBuffer_Release(&self->lane[i].view);
+        PyMem_Free(self->lane[i].buf);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -450,21 +565,35 @@ static PyObject *Lanes_feed(LanesObject *self, PyObject *args, PyObject *kwds) {
         l->holding = 0;
         return PyErr_Format(PyExc_ValueError, "a buffer that is not the last must be whole blocks");
     }
-    l->next = (const uint8_t *)l->view.buf;
-    l->blocks = len / 64;
-    l->length += (uint64_t)len;
     l->fed = 1;
-    l->last = last;
     l->pad_blocks = 0;
     if (last) {
-        Py_ssize_t tail = len % 64;
-        memset(l->pad, 0, sizeof l->pad);
-        memcpy(l->pad, l->next + 64 * l->blocks, (size_t)tail);
-        l->pad[tail] = 0x80;
-        l->pad_blocks = tail < 56 ? 1 : 2;
-        uint64_t bits = l->length * 8;
-        for (int k = 0; k < 8; k++) l->pad[64 * l->pad_blocks - 8 + k] = (uint8_t)(bits >> (8 * k));
+        lane_set_last(l, (const uint8_t *)l->view.buf, len);
+    } else {
+        l->next = (const uint8_t *)l->view.buf;
+        l->blocks = len / 64;
+        l->length += (uint64_t)len;
+        l->last = 0;
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Lanes_feed_fd(LanesObject *self, PyObject *args) {
+    int i, fd;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "iin", &i, &fd, &size)) return NULL;
+    if (self->busy) return PyErr_Format(PyExc_RuntimeError, "lanes in use by another thread");
+    if (i < 0 || i >= self->nlanes) return PyErr_Format(PyExc_IndexError, "no lane %d", i);
+    Lane *l = &self->lane[i];
+    if (l->fed) return PyErr_Format(PyExc_ValueError, "lane %d still has data", i);
+    if (fd < 0) return PyErr_Format(PyExc_ValueError, "bad descriptor %d", fd);
+    if (l->buf == NULL && (l->buf = PyMem_Malloc((size_t)self->bufsize)) == NULL)
+        return PyErr_NoMemory();
+    lane_reset(l);
+    l->fd = fd;
+    l->size = size;
+    l->total = 0;
+    l->fed = 1;
     Py_RETURN_NONE;
 }
 
@@ -484,7 +613,10 @@ static PyObject *Lanes_run(LanesObject *self, PyObject *Py_UNUSED(ignored)) {
             l->holding = 0;
         }
         PyObject *digest;
-        if (l->last) {
+        if (l->err) {
+            digest = PyLong_FromLong(l->err);
+            lane_reset(l);
+        } else if (l->last) {
             uint8_t raw[16];
             for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 4; k++) raw[4 * j + k] = (uint8_t)(l->h[j] >> (8 * k));
@@ -529,8 +661,12 @@ static PyObject *Lanes_get_lanes(LanesObject *self, void *Py_UNUSED(c)) {
 static PyMethodDef Lanes_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))Lanes_feed, METH_VARARGS | METH_KEYWORDS,
      "feed(lane, data, last=False): the lane's next bytes (whole 64-byte blocks unless last)"},
+    {"feed_fd", (PyCFunction)Lanes_feed_fd, METH_VARARGS,
+     "feed_fd(lane, fd, size): the lane reads the open file itself, to its end (the caller "
+     "keeps and closes fd)"},
     {"run", (PyCFunction)Lanes_run, METH_NOARGS,
-     "run() -> [(lane, digest or None)]: hash until one or more lanes have used up their data"},
+     "run() -> [(lane, digest | None | errno)]: hash until one or more lanes have used up "
+     "their data (None: feed it more) or their file (an int: a read failed)"},
     {"reset", (PyCFunction)Lanes_reset, METH_O, "reset(lane): drop a lane's stream"},
     {NULL, NULL, 0, NULL}};
 

@@ -35,7 +35,7 @@ except ImportError:  # built without a compiler: hashlib does it
 
 T = TypeVar("T")
 ENGINES = ("avx512", "avx2", "scalar", "hashlib")
-LANE_BUFFER = 128 * 1024  # a lane's reads: 16 lanes x 2 threads = 4 MiB
+LANE_BUFFER = 64 * 1024  # a lane's reads: 16 lanes x 2 threads x 2 (C and Python) = 4 MiB
 THREADS = max(1, min(2, os.cpu_count() or 1))
 _BATCH = 64  # results a thread hands over at once
 
@@ -54,6 +54,9 @@ def md5_engine() -> str:
     return forced if forced in runs else runs[0]
 
 
+_UNREADABLE = Read("unreadable", 0, None, {})
+
+
 class _File:
     """What a lane is hashing: the caller's tag, the open file, the other digests."""
 
@@ -62,7 +65,8 @@ class _File:
     def __init__(self, tag: Any, opened: Opened, buf: bytearray, view: memoryview) -> None:
         self.tag = tag
         self.opened = opened
-        self.others = hashers(n for n in opened.algorithms if n != "md5")
+        names = opened.algorithms
+        self.others = hashers(n for n in names if n != "md5") if len(names) > 1 else []
         self.total = 0  # bytes read
         self.carry = (0, 0)  # bytes past the last whole block: (offset, count)
         self.buf, self.view = buf, view
@@ -75,6 +79,8 @@ class _File:
 
     def done(self, md5: bytes) -> Read:
         o = self.opened
+        if not self.others:
+            return Read("ok", o.stat.st_mode, o.stat, {"md5": md5.hex()}, o.xattr)
         got = {"md5": md5.hex(), **{n: h.hexdigest() for n, h in self.others}}
         digests = {n: got[n] for n in o.algorithms if n in got}
         return Read("ok", o.stat.st_mode, o.stat, digests, o.xattr)
@@ -84,7 +90,7 @@ class _Scheduler:
     """One ``Lanes`` object and its files, run in one thread."""
 
     def __init__(self, engine: str, extra: Extra | None) -> None:
-        self.lanes = _md5lanes.Lanes(engine)
+        self.lanes = _md5lanes.Lanes(engine, LANE_BUFFER)
         self.extra = extra
         self.bufs = [bytearray(LANE_BUFFER) for _ in range(self.lanes.lanes)]
         self.files: list[_File | None] = [None] * self.lanes.lanes
@@ -98,6 +104,9 @@ class _Scheduler:
             return read_opened(opened)
         buf = self.bufs[lane]
         self.files[lane] = _File(tag, opened, buf, memoryview(buf))
+        if opened.algorithms == ("md5",):  # the lane reads it, with the GIL released
+            self.lanes.feed_fd(lane, opened.fd, opened.stat.st_size)
+            return None
         return self._pump(lane)
 
     def _pump(self, lane: int) -> Read | None:
@@ -162,7 +171,11 @@ class _Scheduler:
                 for lane, md5 in self.lanes.run():
                     f = self.files[lane]
                     assert f is not None
-                    read = f.done(md5) if md5 is not None else self._pump(lane)
+                    if md5 is None:
+                        read = self._pump(lane)
+                    else:
+                        f.close()
+                        read = f.done(md5) if isinstance(md5, bytes) else _UNREADABLE
                     if read is not None:
                         self.files[lane] = None
                         idle.append(lane)

@@ -159,6 +159,18 @@ def test_selfcheck_reports_the_kit(kit: Path, tmp_path: Path) -> None:
     assert wrong.returncode == 1 and b"DOES NOT MATCH" in wrong.stdout
 
 
+def test_the_kit_carries_the_md5_lanes(kit: Path, tmp_path: Path) -> None:
+    """The compiled MD5 engine is in the kit and runs there: selfcheck names the same best
+    engine as the development install (hashlib only where the build had no compiler)."""
+    from collectors.lanedigest import md5_engine
+
+    result = run_kit(kit, "preserve", "selfcheck", cwd=tmp_path)
+    assert f"MD5:        {md5_engine()} " in result.stdout.decode(), result.stdout.decode()
+    assert any(p.name.startswith("_md5lanes") for p in kit.rglob("*.so")) == (
+        md5_engine() != "hashlib"
+    )
+
+
 def test_without_output_the_kit_writes_to_its_own_evidence_folder(
     kit: Path, tmp_path: Path
 ) -> None:

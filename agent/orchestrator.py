@@ -220,6 +220,8 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
                         raise OutputFull()
                     guard.check()
                 alongside.wait()
+                if engine.full.is_set():  # a collector alongside filled it: as in its turn
+                    raise OutputFull()
             finally:
                 alongside.wait(reraise=False)  # a stage ends only when all of it has
                 console.stop_progress()

@@ -220,6 +220,8 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
                         raise OutputFull()
                     guard.check()
                 alongside.wait()
+                if engine.full.is_set():  # a collector alongside filled it: as in its turn
+                    raise OutputFull()
             finally:
                 alongside.wait(reraise=False)  # a stage ends only when all of it has
                 console.stop_progress()
@@ -290,14 +292,37 @@ def run(config: RunConfig, console: Console, guard: StopGuard) -> RunOutcome:
 
 
 def _bind(collector: Collector, ctx: CollectContext, console: Console) -> Callable[[], None]:
-    return lambda: _run_collector(collector, ctx, console)
+    """``collector``'s run for its own thread, prepared here, in the stage's thread, so
+    that what it hands on is there before the next collector of the stage starts."""
+    try:
+        collector.prepare(ctx)
+    except (OutputFull, EvidenceLostError, KeyboardInterrupt, Interrupted, MemoryError):
+        raise
+    except Exception as e:  # run in its thread, where it fails as it would in collect
+        failure = e
+
+        def fail(_: CollectContext) -> None:
+            raise failure
+
+        return lambda: _run_collector(collector, ctx, console, fail)
+    return lambda: _run_collector(collector, ctx, console, collector.collect)
 
 
-def _run_collector(collector: Collector, ctx: CollectContext, console: Console) -> None:
+def _run_collector(
+    collector: Collector,
+    ctx: CollectContext,
+    console: Console,
+    collect: Callable[[CollectContext], None] | None = None,
+) -> None:
+    """Run ``collector`` (its ``prepare`` then ``collect``, or only ``collect``: the one
+    given, already prepared) and journal how long it took."""
     began = time.monotonic_ns()
     ctx.log.info("collector_started", collector=collector.name)
     try:
-        collector.collect(ctx)
+        if collect is None:
+            collector.prepare(ctx)
+            collect = collector.collect
+        collect(ctx)
         ctx.engine.drain()
         ctx.engine.raise_if_lost()
     except (OutputFull, EvidenceLostError, KeyboardInterrupt, Interrupted, MemoryError):

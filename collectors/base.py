@@ -53,6 +53,12 @@ class Collector(abc.ABC):
         """What ``--watch`` keeps following after collection (the logs collector's)."""
         return []
 
+    def prepare(self, ctx: CollectContext) -> None:  # noqa: B027 (optional: no-op default)
+        """Called in the orchestrator's thread in this collector's turn, just before
+        ``collect`` (which for an ``alongside`` collector then runs in its own thread):
+        what a later collector of the stage must find in ``ctx.shared`` from the start,
+        such as a hand-off it will wait for (collectors/rundigests.py)."""
+
     @abc.abstractmethod
     def collect(self, ctx: CollectContext) -> None:
         """Store and journal this collector's evidence through ``ctx``; rows for the

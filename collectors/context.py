@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,10 @@ class CollectContext:
     # What one collector hands to a later one in the same run, e.g. the volatile snapshot
     # that ``processes`` takes and ``network`` reuses so both describe the same moment.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Held while reading-and-updating ``shared``: collectors that run alongside their stage
+    # (agent/alongside.py) share it with the stage's thread. Reentrant, so a helper that
+    # holds it may call another that takes it.
+    lock: threading.RLock = field(default_factory=threading.RLock)
     # The closing box's rows, added by collectors and stage hooks as the run goes.
     summary: Summary = field(default_factory=Summary)
 

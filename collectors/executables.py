@@ -7,7 +7,11 @@ capabilities (the ``security.capability`` attribute).
 (path, sha256, size, mode, owner, times), hashed by ``collectors/filedigest.py``, each
 file opened without following a symlink and checked to be the one the walk saw; the
 package executables the ``packages`` collector already read in this run come with their
-SHA-256 from that read (``collectors/rundigests.py``). ``privileged.json`` lists the
+SHA-256 from that read (``collectors/rundigests.py``). While ``packages`` is still
+reading (it runs alongside the stage), the files no package owns are hashed meanwhile,
+and the packaged ones once it hands its digests on; the listing keeps the walk's order
+either way. The system directories' walk is shared with ``packages``
+(collectors/systemwalk.py). ``privileged.json`` lists the
 privileged files with owner and times and whether a package owns them. Findings: a
 privileged file no package owns (HIGH, on a Debian host, where the database can tell),
 an executable in a world-writable staging directory (MEDIUM); both rules are data
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from .base import Collector, Stage
@@ -26,9 +30,9 @@ from .context import CollectContext
 from .filedigest import Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .homes import user_homes
-from .packages import SYSTEM_DIRS, is_executable
 from .pkgdb import Database
 from .rundigests import RunDigests, taken
+from .systemwalk import SYSTEM_DIRS, Found, is_executable, system_executables
 from .textview import json_bytes
 from .triagegate import package_db, triage_settings
 from .walk import walk_stats
@@ -50,6 +54,8 @@ STAGING_MAX_HASH = 1024**3
 # (path, the walk's stat, birth time in ns or None, in a staging directory?, digest
 # handed on by ``packages``?)
 Candidate = tuple[bytes, os.stat_result, int | None, bool, bool]
+# (path, the walk's stat, birth time in ns or None, in a staging directory?)
+Walked = tuple[bytes, os.stat_result, int | None, bool]
 
 
 def capability(path: bytes) -> str | None:
@@ -59,6 +65,18 @@ def capability(path: bytes) -> str | None:
         return os.getxattr(path, CAPABILITY, follow_symlinks=False).hex()
     except OSError:
         return None
+
+
+def _restat(path: bytes, seen: os.stat_result) -> os.stat_result | None:
+    """The file's stat now, if it is still the inode the walk saw (else None). A handed
+    digest is checked against this, not the walk's stat: the walk may be older than the
+    read ``packages`` made (collectors/systemwalk.py), and a change after the read must
+    still show."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino) else None
 
 
 class ExecutablesCollector(Collector):
@@ -92,8 +110,8 @@ class ExecutablesCollector(Collector):
         count = 0
         out_st = os.stat(ctx.root)
         with ctx.engine.open_stream(LISTING, self.name, kind="executable-hashes") as out:
-            for (path, st, birth, staging, handed_on), read in digest_files(
-                self._wants(ctx, (out_st.st_dev, out_st.st_ino), handed)
+            for (path, st, birth, staging, handed_on), read in self._reads(
+                ctx, (out_st.st_dev, out_st.st_ino), handed, db
             ):
                 row = {
                     "path": os.fsdecode(path), "sha256": read.digests.get("sha256"),
@@ -113,25 +131,74 @@ class ExecutablesCollector(Collector):
         ctx.summary.add("Executables", f"{count} hashed, {len(privileged)} SUID/SGID/capability")
         summarize(ctx, self.name, rules_of(ctx).ids("privileged-file", "staged-file"))
 
+    def _reads(
+        self,
+        ctx: CollectContext,
+        output: tuple[int, int],
+        handed: RunDigests | None,
+        db: Database | None,
+    ) -> Iterator[tuple[Candidate, Read]]:
+        """Every file's digest, in the walk's order. While ``packages`` is still reading
+        (its table not finished), the files it cannot hand on (no package owns them) are
+        hashed first, the packaged ones once it is done: never hashed twice."""
+        if handed is None or handed.finished():
+            yield from digest_files(self._wants(ctx, self._walked(ctx, output), handed))
+            return
+        walked = list(self._walked(ctx, output))
+        early: dict[int, Read] = {}
+        alone = (
+            (i, Want(path, ("sha256",), (st.st_dev, st.st_ino), CAPABILITY))
+            for i, (path, st, _, staging) in enumerate(walked)
+            if not (staging and st.st_size > STAGING_MAX_HASH)
+            and not (db is not None and db.is_packaged(path))
+        )
+        for i, read in digest_files(alone):
+            early[i] = read
+        handed.wait(ctx.engine.stopped.is_set)
+        yield from digest_files(self._wants(ctx, walked, handed, early))
+
     def _wants(
-        self, ctx: CollectContext, output: tuple[int, int], handed: RunDigests | None
+        self,
+        ctx: CollectContext,
+        walked: Iterable[Walked],
+        handed: RunDigests | None,
+        early: dict[int, Read] | None = None,
     ) -> Iterator[tuple[Candidate, Want | Read]]:
-        """Every file to hash, with its digest where ``packages`` handed it on unchanged."""
+        """Every file to hash, with its digest where ``packages`` handed it on unchanged
+        (or ``early``: read already, by the position in ``walked``)."""
+        for i, (path, st, birth, staging) in enumerate(walked):
+            if staging and st.st_size > STAGING_MAX_HASH:
+                ctx.engine.record_skip(
+                    self.name, path, f"{st.st_size} bytes: larger than the staging "
+                    "hash cap, listed without a digest", cap=STAGING_MAX_HASH,
+                )  # fmt: skip
+                yield (path, st, birth, staging, False), Read("too-large", st.st_mode, st, {})
+                continue
+            if early is not None and i in early:
+                yield (path, st, birth, staging, False), early.pop(i)
+                continue
+            now = _restat(path, st) if handed is not None else None
+            digest = handed.take(now) if handed is not None and now is not None else None
+            if now is not None and digest is not None:
+                read = Read("ok", now.st_mode, now, {"sha256": digest})
+                yield (path, now, birth, staging, True), read
+            else:
+                want = Want(path, ("sha256",), (st.st_dev, st.st_ino), CAPABILITY)
+                yield (path, st, birth, staging, False), want
+
+    def _walked(self, ctx: CollectContext, output: tuple[int, int]) -> Iterator[Walked]:
+        """Every file to list, in order: the system directories from the run's shared
+        walk, the users' bin directories and the staging directories walked here."""
+        system = system_executables(ctx, self.root)
         for top, staging in self.tops():
-            for path, st, birth in self._candidates(ctx, top, staging, output):
-                digest = handed.take(st) if handed is not None else None
-                if staging and st.st_size > STAGING_MAX_HASH:
-                    ctx.engine.record_skip(
-                        self.name, path, f"{st.st_size} bytes: larger than the staging "
-                        "hash cap, listed without a digest", cap=STAGING_MAX_HASH,
-                    )  # fmt: skip
-                    yield (path, st, birth, staging, False), Read("too-large", st.st_mode, st, {})
-                elif digest is not None:
-                    read = Read("ok", st.st_mode, st, {"sha256": digest})
-                    yield (path, st, birth, staging, True), read
-                else:
-                    want = Want(path, ("sha256",), (st.st_dev, st.st_ino), CAPABILITY)
-                    yield (path, st, birth, staging, False), want
+            if not staging and top in system.files:
+                for path, error in system.errors[top]:
+                    ctx.error(self.name, f"cannot list: {error.strerror}", path)
+                found: Iterable[Found] = system.files[top]
+            else:
+                found = self._candidates(ctx, top, staging, output)
+            for path, st, birth in found:
+                yield path, st, birth, staging
 
     def _candidates(
         self, ctx: CollectContext, top: bytes, staging: bool, output: tuple[int, int]

@@ -37,9 +37,10 @@ def rules_of(ctx: CollectContext) -> RuleSet:
     the built-in file when a collector is driven without it."""
     if ctx.options.rules is not None:
         return ctx.options.rules
-    if _RULES not in ctx.shared:
-        ctx.shared[_RULES] = load_rules()
-    rules: RuleSet = ctx.shared[_RULES]
+    with ctx.lock:  # loaded once, whichever thread asks first
+        if _RULES not in ctx.shared:
+            ctx.shared[_RULES] = load_rules()
+        rules: RuleSet = ctx.shared[_RULES]
     return rules
 
 
@@ -114,9 +115,11 @@ def record_finding(
     **fields: Any,
 ) -> None:
     assert severity in SEVERITIES, severity
-    counts: Counter[tuple[str, str]] = ctx.shared.setdefault(_COUNTS, Counter())
-    counts[(severity, rule)] += 1
-    if counts[(severity, rule)] > RECORDS_PER_RULE:
+    with ctx.lock:  # collectors alongside their stage count too: no increment lost
+        counts: Counter[tuple[str, str]] = ctx.shared.setdefault(_COUNTS, Counter())
+        counts[(severity, rule)] += 1
+        capped = counts[(severity, rule)] > RECORDS_PER_RULE
+    if capped:
         return
     # Every finding's quoted text, not only the rules' (a command line, a path in a URL).
     fields, hidden = redact_fields({**fields, "message": message})
@@ -139,7 +142,8 @@ def record_finding(
 def summarize(ctx: CollectContext, collector: str, rules: set[str]) -> None:
     """One closing-box row for each of ``rules`` that fired: ``Finding HIGH: rule (n)``,
     and one ``findings-capped`` event for each rule past ``RECORDS_PER_RULE``."""
-    counts: Counter[tuple[str, str]] = ctx.shared.get(_COUNTS, Counter())
+    with ctx.lock:
+        counts = Counter(ctx.shared.get(_COUNTS, Counter()))  # a copy: others still count
     for (severity, rule), n in sorted(counts.items()):
         if rule in rules:
             ctx.summary.add(f"Finding {severity}", f"{rule} ({n}, {collector})")

@@ -17,12 +17,16 @@ missing executable MEDIUM (rules: collectors/rules/triage.toml). ``ctx.shared["p
 database to the executables collector, and when that collector runs too, the SHA-256 of
 the package executables read here goes with it (collectors/rundigests.py). The reading
 and hashing is collectors/filedigest.py: one read a file, on every core; dpkg's MD5 in
-SIMD lanes (collectors/lanedigest.py), the engine named in the journal."""
+SIMD lanes (collectors/lanedigest.py), the engine named in the journal.
+
+It runs alongside the rest of its stage (agent/alongside.py): for most of the run it is
+the only collector left reading, and ``executables`` meanwhile hashes what no package
+owns on the other core, then waits for the digests this one hands on. The executables
+in the system directories are walked once for both (collectors/systemwalk.py)."""
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from typing import Any, ClassVar
@@ -33,25 +37,16 @@ from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .lanedigest import md5_engine
 from .pkgdb import Database
-from .rundigests import offer
+from .rundigests import RunDigests, offer
+from .systemwalk import SYSTEM_DIRS, is_executable, system_executables
 from .textview import json_bytes, plural
 from .triagegate import package_db, runs_in, triage_settings
-from .walk import walk_stats
+
+__all__ = ["SYSTEM_DIRS", "PackagesCollector", "in_system_dirs", "is_executable"]
 
 OUT = "artifacts/packages/integrity.json"
-SYSTEM_DIRS = (
-    b"bin", b"sbin", b"lib", b"lib32", b"lib64", b"libx32",
-    b"usr/bin", b"usr/sbin", b"usr/lib", b"usr/lib32", b"usr/lib64", b"usr/libx32",
-    b"usr/libexec", b"usr/local/bin", b"usr/local/sbin", b"usr/local/lib",
-)  # fmt: skip
 # (database path, digest the database gives, package, conffile?, hashlib algorithm, host path)
 Check = tuple[bytes, bytes, str, bool, str, bytes]
-
-
-def is_executable(path: bytes, mode: int) -> bool:
-    """An executable or a shared library: what a rootkit replaces."""
-    name = os.path.basename(path)
-    return bool(mode & 0o111) or name.endswith(b".so") or b".so." in name
 
 
 def in_system_dirs(path: bytes, libraries: bool = True) -> bool:
@@ -108,9 +103,25 @@ class PackagesCollector(Collector):
     stage: ClassVar[Stage] = Stage.SLOW
     order: ClassVar[int] = 60
     description: ClassVar[str] = "installed package files checked against the dpkg or RPM database"
+    alongside: ClassVar[bool] = True
     root: bytes = b"/"  # tests point it at a tree
+    _offered: RunDigests | None = None
+
+    def prepare(self, ctx: CollectContext) -> None:
+        """Offer the SHA-256 table before ``executables`` can start and look for it."""
+        if runs_in(ctx, self.name) and runs_in(ctx, "executables"):
+            self._offered = offer(ctx, "sha256")
 
     def collect(self, ctx: CollectContext) -> None:
+        if self._offered is None and runs_in(ctx, "executables"):
+            self._offered = offer(ctx, "sha256")  # driven without ``prepare`` (tests)
+        try:
+            self._collect(ctx, self._offered)
+        finally:  # whatever happened, ``executables`` waits no longer
+            if self._offered is not None:
+                self._offered.finish()
+
+    def _collect(self, ctx: CollectContext, table: RunDigests | None) -> None:
         if triage_settings(ctx, self.name, "Packages") is None:
             return
         db = package_db(ctx, self.root)
@@ -124,7 +135,6 @@ class PackagesCollector(Collector):
             "modified": [], "missing": [], "conffiles_changed": [], "not_regular": [],
             "unreadable": [], "unpackaged_executables": [],
         }  # fmt: skip
-        table = offer(ctx, "sha256") if runs_in(ctx, "executables") else None
         extra = _executable_sha256(self.root) if table is not None else None
         count, md5 = 0, md5_engine() if db.manager == "dpkg" else "hashlib"
         ctx.journal.append("action", collector=self.name, action="md5-engine", engine=md5)
@@ -198,22 +208,12 @@ class PackagesCollector(Collector):
     def _unpackaged(
         self, ctx: CollectContext, db: Database, report: dict[str, list[dict[str, Any]]]
     ) -> None:
-        seen: set[bytes] = set()
-        for top in SYSTEM_DIRS:
-            real = os.path.realpath(os.path.join(self.root, top))
-            if real in seen or not os.path.isdir(real):
-                continue
-            seen.add(real)
-            for path, st in self._files(ctx, real):
-                if is_executable(path, st.st_mode) and not db.is_packaged(path):
+        walked = system_executables(ctx, self.root)
+        for real in walked.tops:
+            for path, error in walked.errors[real]:
+                ctx.error(self.name, f"cannot list: {error.strerror}", path)
+            for path, st, _ in walked.files[real]:
+                if not db.is_packaged(path):
                     report["unpackaged_executables"].append(
                         {"path": os.fsdecode(path), "size": st.st_size, "mtime": int(st.st_mtime)}
                     )
-
-    def _files(self, ctx: CollectContext, top: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-        def on_error(path: bytes, error: OSError) -> None:
-            ctx.error(self.name, f"cannot list: {error.strerror}", path)
-
-        for entry in walk_stats(top, on_error):  # one stat a file, taken by the walk
-            if not entry.is_dir and entry.stat is not None and stat.S_ISREG(entry.stat.st_mode):
-                yield entry.path, entry.stat

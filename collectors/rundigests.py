@@ -11,13 +11,21 @@ digest. A file whose change time is less than a second old when its digest is of
 is not handed on: where the kernel keeps times at clock-tick granularity a write in the
 same tick as the last one would leave the change time as it was. Kept in
 ``ctx.shared["digests"]`` and taken out by the one collector that uses each entry
-(memory: one small bytes object per file, a few thousand on a server)."""
+(memory: one small bytes object per file, a few thousand on a server).
+
+The two collectors may run at the same time (``packages`` alongside its stage, see
+agent/alongside.py): the table is then offered before either starts, and the later
+collector asks it for digests only once the earlier one has ``finish``ed it (``wait``),
+hashing meanwhile only what the table cannot hold. A file is therefore never hashed by
+both, nor reported with a digest that was still to come."""
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
+from collections.abc import Callable
 
 from .context import CollectContext
 
@@ -37,6 +45,7 @@ class RunDigests:
     def __init__(self, algorithm: str) -> None:
         self.algorithm = algorithm
         self._by_inode: dict[tuple[int, int], bytes] = {}
+        self._finished = threading.Event()
 
     def __len__(self) -> int:
         return len(self._by_inode)
@@ -47,6 +56,20 @@ class RunDigests:
         if st.st_ctime_ns > time.time_ns() - SETTLED_NS:
             return
         self._by_inode[(st.st_dev, st.st_ino)] = _stamp(st) + bytes.fromhex(hexdigest)
+
+    def finish(self) -> None:
+        """The offering collector is done: every digest it will give is in."""
+        self._finished.set()
+
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, stopped: Callable[[], bool] | None = None) -> None:
+        """Until ``finish`` (or ``stopped``: an interrupted run does not wait for the rest
+        of a collector that will stop soon; what is not in the table is hashed again)."""
+        while not self._finished.wait(0.05):
+            if stopped is not None and stopped():
+                return
 
     def take(self, st: os.stat_result) -> str | None:
         """The digest of the file ``st`` describes if it was read unchanged, else None;

@@ -41,11 +41,15 @@ def package_db(
     """The package database under ``root`` (None: neither dpkg nor RPM): the whole one,
     loaded once a run and shared; or, with ``keep`` and no whole one loaded yet, only the
     files ``keep`` accepts where the format allows it (dpkg; not shared: a later collector
-    that needs every file loads it whole)."""
-    if "pkgdb" in ctx.shared:
-        db: Database | None = ctx.shared["pkgdb"]
-        return db
+    that needs every file loads it whole). Two collectors running at once (``packages``
+    alongside ``executables``) load it once: the second waits for the first's."""
+    with ctx.lock:
+        if "pkgdb" in ctx.shared:
+            db: Database | None = ctx.shared["pkgdb"]
+            return db
     if keep is not None:
         return dpkg.load(root, keep) or rpmdb.load(root)
-    ctx.shared["pkgdb"] = load_database(root)
-    return package_db(ctx, root)
+    with ctx.lock:
+        if "pkgdb" not in ctx.shared:
+            ctx.shared["pkgdb"] = load_database(root)
+        return package_db(ctx, root)

@@ -169,6 +169,31 @@ def test_a_file_added_where_an_announced_copy_failed_is_unexpected(unreadable_ru
     assert f"seq {begin['seq']}" in verdict["detail"] and "ended" in verdict["detail"]
 
 
+def test_a_partial_name_in_a_finished_run_is_a_missing_file_and_an_unexpected_one(
+    collected: Path,
+) -> None:
+    """A stored file renamed back to its in-progress name (``%part``) in a run whose signed
+    ``end`` says it finished: the run renames every copy it keeps before it ends, so this
+    is not a killed run's incomplete copy but the journaled file missing and a file
+    nobody vouches for, each said with what happened and what to do."""
+    stored = next(r["path"] for r in journal_records(collected) if r["type"] == "artifact")
+    (collected / stored).parent.chmod(0o755)
+    os.rename(collected / stored, collected / f"{stored}%part")
+    _plant(collected, "artifacts/files/stray.log%part")
+    report = _report(collected)
+    assert report["status"] == "FAILED", report
+    files = _files(report)
+    assert files[stored]["status"] == "missing", files
+    assert "only a partial copy" in files[stored]["detail"]
+    partial = files[f"{stored}%part"]
+    assert partial["status"] == "unexpected", files
+    assert "run that finished" in partial["detail"] and "is missing" in partial["detail"]
+    assert "keep the directory as found" in partial["detail"]
+    stray = files["artifacts/files/stray.log%part"]
+    assert stray["status"] == "unexpected" and "no journaled file" in stray["detail"]
+    assert not [f for f in files.values() if f["status"] == "incomplete"], files
+
+
 # -- the continuation after a lost link ---------------------------------------------
 
 

@@ -325,6 +325,43 @@ def test_records_past_the_continued_bytes_are_no_evidence_for_a_planted_file(
     assert any("1 record" in n and "nothing vouches" in n for n in report["notes"]), report["notes"]
 
 
+def test_custody_of_a_continued_journal_appends_to_the_continuation(
+    collected: Path, kit: tuple[Path, Signer], tmp_path: Path
+) -> None:
+    """A finished run whose last seal went out but was never acknowledged before the link
+    was lost: the run seals the whole journal in its continuation. ``custody`` compared
+    the chain's bytes (journal and continuation) with ``custody.jsonl`` alone and refused
+    with "changed while it was being verified"; the transfer goes into the file the chain
+    ends in, twice over, and the evidence still verifies with both holders."""
+    journal = collected / "custody.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    text, _ = continuation_lines(
+        len(lines), sha256_bytes(lines[-1].rstrip(b"\n")), len(b"".join(lines)), kit[1]
+    )
+    (collected / CONTINUATION).write_bytes(text)
+    before = journal.read_bytes()
+    assert _report(collected, "--fingerprint", kit[1].fingerprint)["status"] == "intact"
+    for name in ("lab", "court"):
+        made = preserve("keygen", "--out", tmp_path / "keys", "--name", name, env=PASS)
+        assert made.returncode == 0, made.stderr.decode()
+    heads = []
+    for name, key in (("Lab", "lab"), ("Court", "court")):
+        moved = preserve(
+            "custody", collected, "--to", name, "--key", tmp_path / f"keys/{key}.key", env=PASS
+        )
+        assert moved.returncode == 0, moved.stderr.decode()
+        heads.append(moved.stdout.decode().split("chain head:")[1].split()[0])
+    assert journal.read_bytes() == before  # outside the chain past the continued bytes
+    report = _report(collected, "--fingerprint", kit[1].fingerprint, "--chain-head", heads[-1])
+    assert report["status"] == "intact", report["problems"]
+    assert report["chain_pin"] == "matched"
+    assert [h["name"] for h in report["holders"]] == [COLLECTOR, "Lab", "Court"]
+    kinds = [
+        json.loads(line)["type"] for line in (collected / CONTINUATION).read_bytes().splitlines()
+    ]
+    assert kinds == ["continued", "seal", "transfer", "seal", "transfer", "seal"]
+
+
 def test_a_file_journaled_after_the_last_seal_is_not_ok(collected: Path) -> None:
     """A killed run's last records are unsealed, and anyone can append more (the chain's
     hashes need no key): a planted file with an artifact record of its own there was

@@ -32,6 +32,7 @@ from . import rawsys, utmp
 from .base import Collector, Stage
 from .context import CollectContext
 from .degraded import HIGH, degrade
+from .readfile import read_regular
 
 MAX_SKEW_S = 300
 _NS = 1_000_000_000
@@ -95,8 +96,8 @@ def _newest_mtime(directories: tuple[str, ...], depth: int = 2) -> tuple[int, st
 def _recorded_boot() -> int | None:
     for path in ("/run/utmp", "/var/run/utmp"):
         try:
-            with open(path, "rb") as f:
-                records = utmp.parse_utmp(f.read(1 << 20))
+            # read_regular: a FIFO planted there would hold the run waiting for a writer
+            records = utmp.parse_utmp(read_regular(path, 1 << 20))
         except OSError:
             continue
         boots = [r for r in records if r.get("type") == "BOOT_TIME"]

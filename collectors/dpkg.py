@@ -17,18 +17,16 @@ import os
 from collections.abc import Callable, Iterator
 
 from .pkgdb import Database
+from .readfile import read_regular
 
 DB = b"var/lib/dpkg"
 MAX_DB_FILE = 64 * 1024 * 1024  # a status file larger than this is not a real one
 
 
 def _read(path: bytes) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, MAX_DB_FILE)
-    finally:
-        os.close(fd)
-    return data
+    """A database file, never through a symlink, and never opened if it is a FIFO (a
+    FIFO swapped in would hold the whole run waiting for a writer) or a device."""
+    return read_regular(path, MAX_DB_FILE, follow=False)
 
 
 def _package_of(name: bytes) -> str:

@@ -67,10 +67,15 @@ def apply_rules(
         fact["in_window"] = fact["changed_ns"] >= window
     fired = 0
     shown: dict[str, Any] | None = None  # the fact as the journal may quote it
+    counts: Counter[tuple[str, str]] = ctx.shared.setdefault(_COUNTS, Counter())
     for rule in rules_of(ctx).for_fact(kind):
         if not rule.when.holds(fact):  # judged as typed, quoted redacted
             continue
         fired += 1
+        severity = rule.severity_for(fact)
+        if counts[(severity, rule.id)] >= RECORDS_PER_RULE:  # only counted: not quoted
+            counts[(severity, rule.id)] += 1
+            continue
         if shown is None:
             shown, hidden = redact_fields(fact)
             if hidden:
@@ -78,7 +83,7 @@ def apply_rules(
         keep = (*rule.record, "line_no", "redacted")  # a line number points into the artifact
         values = {k: _journal_value(shown[k]) for k in keep if shown.get(k) is not None}
         record_finding(
-            ctx, collector, rule.id, rule.severity_for(fact), path,
+            ctx, collector, rule.id, severity, path,
             rule.message.format_map(_Fields(shown)), artifact, why=rule.why, **values,
         )  # fmt: skip
     return fired

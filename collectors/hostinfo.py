@@ -10,12 +10,14 @@ import psutil
 
 from manifests.clock import utc_from_ns
 
+from .readfile import read_regular
+
 
 def machine_id() -> str | None:
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
-            with open(path, "rb") as f:
-                return f.read(256).decode("ascii", "replace").strip() or None
+            # read_regular: a FIFO planted there would hold the run waiting for a writer
+            return read_regular(path, 256).decode("ascii", "replace").strip() or None
         except OSError:
             continue
     return None

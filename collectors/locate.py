@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import stat
 from contextlib import ExitStack
 from typing import ClassVar
@@ -20,7 +21,7 @@ from typing import ClassVar
 from .base import Collector, Stage
 from .context import CollectContext
 from .findings import apply_rules, rules_of, summarize
-from .locatedb import Buffer, LocateFormatError, format_of, names
+from .locatedb import Buffer, LocateFormatError, blocks, format_of
 from .pathmap import stored_relpath
 from .persistkinds import WRITABLE_PREFIXES
 from .smalltrees import host_path
@@ -34,6 +35,10 @@ DATABASES = (
 )  # fmt: skip
 PARSE_MAX = 1024**3  # a database read for its names (mapped, not loaded)
 MAX_GONE_FACTS = 10_000
+_STAGED = tuple(p.encode() for p in WRITABLE_PREFIXES)
+# A name in a world-writable directory anywhere in a block but first (a literal start:
+# searched at C speed; without the NUL the search is ten times slower)
+_STAGED_IN = re.compile(b"\0(?:" + b"|".join(re.escape(p) for p in _STAGED) + b")")
 
 
 class LocateCollector(Collector):
@@ -99,7 +104,6 @@ class LocateCollector(Collector):
         st: os.stat_result, listing: bool,
     ) -> tuple[int, int]:  # fmt: skip
         base = f"{PREFIX}/{os.path.basename(host)}"
-        staged = tuple(p.encode() for p in WRITABLE_PREFIXES)
         count, gone = 0, []
         with ExitStack() as stack:
             names_out = gone_out = None
@@ -114,19 +118,28 @@ class LocateCollector(Collector):
                         f"{base}.gone.txt", self.name, kind="locate-gone", parsed_from=host
                     )
                 )
-            for name in names(data):
-                count += 1
-                in_staging = name.startswith(staged)
-                if names_out is not None:
-                    names_out.write(name + b"\n")
-                if not (in_staging or gone_out is not None):
+            for block in blocks(data):
+                if gone_out is None and not (
+                    block.startswith(_STAGED) or _STAGED_IN.search(block)
+                ):  # the standard profile: a block of names outside /tmp and the like, only
+                    # counted (an empty name, which updatedb never writes, counts too)
+                    count += block.count(b"\0") + 1 - block.endswith(b"\0")
                     continue
-                if os.path.lexists(os.path.join(self.root, name.lstrip(b"/"))):
-                    continue
-                if gone_out is not None:
-                    gone_out.write(name + b"\n")
-                if in_staging:
-                    gone.append(name)
+                for name in block.split(b"\0"):
+                    if not name:
+                        continue
+                    count += 1
+                    in_staging = name.startswith(_STAGED)
+                    if names_out is not None:
+                        names_out.write(name + b"\n")
+                    if not (in_staging or gone_out is not None):
+                        continue
+                    if os.path.lexists(os.path.join(self.root, name.lstrip(b"/"))):
+                        continue
+                    if gone_out is not None:
+                        gone_out.write(name + b"\n")
+                    if in_staging:
+                        gone.append(name)
         fact = {"path": host, "format": kind, "names": count, "size": st.st_size,
                 "changed_ns": st.st_mtime_ns}  # fmt: skip
         apply_rules(ctx, self.name, "locate-db", fact, path, None)

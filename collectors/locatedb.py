@@ -42,8 +42,10 @@ def format_of(head: bytes) -> str | None:
     return None
 
 
-def plocate_names(data: Buffer) -> Iterator[bytes]:
-    """Every file name of a plocate database, in its order."""
+def plocate_blocks(data: Buffer) -> Iterator[bytes]:
+    """The file names of a plocate database a block (up to 32 names) at a time, in its
+    order, each block the names NUL-separated as stored: searched whole, a block costs
+    a few calls instead of a few for each name."""
     if len(data) < _PHEAD.size or not data[:8] == PLOCATE:
         raise LocateFormatError("not a plocate database")
     (_m, version, _hts, _extra, docids, _ht_off, index_off, max_version, dict_len,
@@ -68,6 +70,12 @@ def plocate_names(data: Buffer) -> Iterator[bytes]:
             block = dctx.decompress(data[start:stop], max_output_size=MAX_BLOCK)
         except zstandard.ZstdError as e:
             raise LocateFormatError(f"a block does not decompress: {e}") from e
+        yield block
+
+
+def plocate_names(data: Buffer) -> Iterator[bytes]:
+    """Every file name of a plocate database, in its order."""
+    for block in plocate_blocks(data):
         yield from (n for n in block.split(b"\0") if n)
 
 
@@ -108,3 +116,19 @@ def names(data: Buffer) -> Iterator[bytes]:
     if kind == "mlocate":
         return mlocate_names(data)
     raise LocateFormatError("neither a plocate nor an mlocate database")
+
+
+def blocks(data: Buffer, size: int = 32) -> Iterator[bytes]:
+    """The file names of a plocate or mlocate database, NUL-separated, a block at a time
+    (plocate's own blocks; mlocate's names grouped by ``size``)."""
+    if format_of(data[:8]) == "plocate":
+        yield from plocate_blocks(data)
+        return
+    group: list[bytes] = []
+    for name in names(data):
+        group.append(name)
+        if len(group) >= size:
+            yield b"\0".join(group)
+            group.clear()
+    if group:
+        yield b"\0".join(group)

@@ -2,10 +2,13 @@
 on Debian, ``/var/account/pacct`` on Red Hat, ``/var/log/pacct``, ``/var/adm/pacct``,
 with their rotated generations). Every file is copied raw under
 ``artifacts/pacct/<original path>``; each uncompressed one is also decoded
-(collectors/pacctfile.py) into ``artifacts/pacct/<original path>.jsonl``, one process a
-line with its user's name: its newest ``RECENT`` records (profile ``full``,
-``pacct_all``: every record). Each decoded record is a ``process-record`` fact
-(rule ``pacct-intrusion-tool``)."""
+(collectors/pacctfile.py): its newest ``RECENT`` records (profile ``full``, ``pacct_all``:
+every record), each a ``process-record`` fact (rule ``pacct-intrusion-tool``). They go
+to ``artifacts/pacct/<original path>.jsonl``, one process a line with its user's name:
+all of them with ``pacct_all``; else the newest ``ROWS`` and every older one a rule
+fired on, the number of the others in a ``skipped`` record. The raw copy is the
+evidence; the rows are its reading for an examiner, and 50,000 JSON rows would cost a
+busy server more than the rest of the triage collectors together."""
 
 from __future__ import annotations
 
@@ -16,17 +19,19 @@ from typing import Any, ClassVar
 
 from .base import Collector, Stage
 from .context import CollectContext
+from .factfilter import FactFilter
 from .findings import apply_rules, rules_of, summarize, window_start
 from .homes import read_passwd
-from .pacctfile import SIZE, records
+from .pacctfile import SIZE, fact_fields, row, unpacked
 from .pathmap import stored_relpath
-from .smalltrees import host_path, write_row
+from .smalltrees import host_path
 from .textview import plural
 from .triagegate import triage_settings
 
 PREFIX = "artifacts/pacct"
 DIRS = (b"var/log/account", b"var/account", b"var/log", b"var/adm")
-RECENT = 50_000  # records (3.2 MB) decoded in the standard profile: the newest
+RECENT = 50_000  # records (3.2 MB) decoded and judged in the standard profile: the newest
+ROWS = 5_000  # of those, written as rows (the newest; and every one a rule fired on)
 ALL_MAX = 2 * 1024**3  # even pacct_all decodes at most this much of one file
 
 
@@ -78,13 +83,14 @@ class PacctCollector(Collector):
         for a in read_passwd(self.root):
             names.setdefault(a.uid, a.name)
         limit = ALL_MAX if settings.pacct_all else RECENT * SIZE
+        rows = None if settings.pacct_all else ROWS
         decoded = 0
         for path in files:
             host = host_path(self.root, path)
             ctx.engine.preserve(path, f"{PREFIX}/{stored_relpath(os.fsencode(host))}",
                                 self.name, kind="pacct")  # fmt: skip
             if not path.endswith(b".gz"):
-                decoded += self._decode(ctx, path, host, limit, names, window)
+                decoded += self._decode(ctx, path, host, (limit, rows), names, window)
         ctx.engine.drain()
         ctx.summary.add(
             "Process accounting", f"{plural(len(files), 'file')}, {decoded:,} records decoded"
@@ -92,11 +98,13 @@ class PacctCollector(Collector):
         summarize(ctx, self.name, rules_of(ctx).ids("process-record"))
 
     def _decode(
-        self, ctx: CollectContext, path: bytes, host: str, limit: int, names: dict[int, str],
-        window: int,
+        self, ctx: CollectContext, path: bytes, host: str, limits: tuple[int, int | None],
+        names: dict[int, str], window: int,
     ) -> int:  # fmt: skip
+        """Decode and judge the newest records of one file; write its rows in one pass
+        (``limits``: bytes decoded, rows written, None for all). Returns the records."""
         try:
-            data, start = read_tail(path, limit)
+            data, start = read_tail(path, limits[0])
         except OSError as e:
             ctx.error(self.name, f"cannot read: {e.strerror}", path)
             return 0
@@ -106,21 +114,35 @@ class PacctCollector(Collector):
                 "(pacct_all decodes all; the raw copy has every one)", first_offset=start,
             )  # fmt: skip
         rel = f"{PREFIX}/{stored_relpath(os.fsencode(host))}.jsonl"
+        rows_from = 0 if limits[1] is None else max(0, len(data) // SIZE - limits[1]) * SIZE
+        judge = FactFilter(rules_of(ctx), "process-record")
+        fields = fact_fields(host, names, window)
+        read = [fields.get(f, lambda v: None) for f in judge.fields]  # what the rules read
+
+        def fact(v: tuple[Any, ...]) -> dict[str, Any]:
+            return {name: get(v) for name, get in fields.items()}
+
         count = bad = 0
+        lines: list[str] = []
+        for offset, v in unpacked(data):
+            if v is None:
+                bad += 1
+                continue
+            count += 1
+            fired = judge.may_hold_keyed(tuple([get(v) for get in read]), fact, v) and (
+                apply_rules(ctx, self.name, "process-record", fact(v), path, rel)
+            )
+            if offset >= rows_from or fired:
+                lines.append(row(v, start + offset, names.get(v[4], "")))
         with ctx.engine.open_stream(rel, self.name, kind="pacct-decoded", parsed_from=host) as out:
-            for offset, rec in records(data):
-                if rec is None:
-                    bad += 1
-                    continue
-                count += 1
-                row: dict[str, Any] = {"offset": start + offset, **rec,
-                                       "user": names.get(rec["uid"], "")}  # fmt: skip
-                write_row(out, row)
-                fact = {"path": host, "command": rec["command"], "user": row["user"],
-                        "uid": rec["uid"], "pid": rec["pid"], "ppid": rec["ppid"],
-                        "exitcode": rec["exitcode"], "flags": rec["flags"],
-                        "changed_ns": rec["started"] * 10**9}  # fmt: skip
-                apply_rules(ctx, self.name, "process-record", fact, path, rel, window)
+            out.write("".join(lines).encode())
+        if count > len(lines):
+            ctx.engine.record_skip(
+                self.name, path, f"{count - len(lines):,} older records decoded and judged, "
+                f"not written as rows: {rel} has the newest {limits[1]:,} and every older one "
+                "a rule fired on (pacct_all writes all); the raw copy has every one",
+                records=count - len(lines),
+            )  # fmt: skip
         if bad:
             ctx.engine.record_skip(self.name, path, "records that are not acct v3: not decoded",
                                    records=bad)  # fmt: skip

@@ -108,6 +108,14 @@ class Conditions:
             and (not self.any or any(c.holds(fact) for c in self.any))
         )
 
+    def fields(self) -> set[str]:
+        """The fact fields these conditions read: nothing else can change ``holds``."""
+        tables = (self.equals, self.not_equals, self.regex, self.below, self.at_least)
+        found = {k for table in tables for k, _ in table}
+        for c in self.any:
+            found |= c.fields()
+        return found
+
 
 def _among(value: Any, wanted: tuple[Any, ...]) -> bool:
     """Does ``value`` (for a list: one of its items) equal one of ``wanted``? A bool

@@ -96,21 +96,29 @@ MAX_CONTINUATION = 64 * 1024
 @dataclass
 class Continued:
     """What ``open_chain`` found: the seq of the continuation's ``continued`` record, when
-    one was joined on (any other ``continued`` record in the chain is tampering)."""
+    one was joined on (any other ``continued`` record in the chain is tampering), and how
+    many bytes of ``custody.jsonl`` it continues."""
 
     seq: int | None = None
+    journal_bytes: int = 0
 
 
 def _continued_from(stream: IO[bytes]) -> tuple[int, int] | str:
     """(``journal_bytes``, seq) of a continuation as the run writes it, or why not.
 
     The run writes it once (``agent/sinks/reseal.py``): a ``continued`` record and its
-    seal, nothing else. Anything more (a transfer to another key and its seal, records
-    behind them, the two lines twice) would let someone without the collector's key
-    choose where the collector's journal stops and what follows, so it is not read."""
+    seal. Anything else in their place (a transfer to another key and its seal, the two
+    lines twice) would let someone without the collector's key choose where the
+    collector's journal stops and what follows, so it is not read. After that seal, the
+    chain goes on here as it would in ``custody.jsonl`` (whose bytes past
+    ``journal_bytes`` are outside the chain): ``preserve custody`` and ``release`` append
+    their records and seals, checked like any others."""
     data = stream.read(MAX_CONTINUATION + 1)
     if len(data) > MAX_CONTINUATION:
-        return f"it is larger than {MAX_CONTINUATION} bytes, and the run writes two short lines"
+        return (
+            f"it is larger than {MAX_CONTINUATION} bytes, and the run writes two short lines "
+            "(each custody transfer a few more)"
+        )
     lines = data.split(b"\n")
     if lines[-1]:
         return "its last line is torn (the continuation was cut or written over)"
@@ -127,11 +135,12 @@ def _continued_from(stream: IO[bytes]) -> tuple[int, int] | str:
     if not isinstance(size, int) or size < 0 or not isinstance(seq, int):
         return "its first line is not a 'continued' record"
     kinds = [r.get("type") if isinstance(r, dict) else None for r in records[1:]]
-    if kinds != ["seal"]:
-        found = ", ".join(f"'{k}'" for k in kinds) or "nothing"
+    if kinds[:1] != ["seal"] or CONTINUED in kinds:
+        found = ", ".join(f"'{k}'" for k in kinds[:3]) or "nothing"
         return (
             f"after its 'continued' record it holds {found}, where the run writes one seal "
-            "and nothing else: it was added to or written by someone else"
+            "(and only custody records may follow it): it was added to or written by "
+            "someone else"
         )
     return size, seq
 
@@ -184,7 +193,7 @@ def open_chain(
         return first
     size, seq = found
     if continued is not None:
-        continued.seq = seq
+        continued.seq, continued.journal_bytes = seq, size
     second.seek(0)
     held = os.fstat(first.fileno()).st_size
     if held < size:

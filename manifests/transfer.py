@@ -55,8 +55,8 @@ def append_under_custody(
     holder = verified.holders[-1]
     if handover is None and holder.fingerprint != signer.fingerprint:
         raise ValueError("the signing key does not hold this evidence: hand it over first")
-    state = (verified.records, verified.chain_head, verified.journal_bytes)
-    writer = EvidenceWriter.continue_custody(evidence_dir, state, signer)
+    state = (verified.records, verified.chain_head, verified.tail_bytes)
+    writer = EvidenceWriter.continue_custody(evidence_dir, state, signer, verified.tail_file)
     appended: list[dict[str, Any]] = []
     try:
         with writer.journal.as_one_write():  # the transfer and its seal, or nothing

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .continuation import Continued, open_chain
+from .continuation import CONTINUATION, Continued, open_chain
 from .errors import NotEvidenceError, VerificationError
 from .journal_reader import ChainState, read_chain, records_of
 from .verify_custody import CustodyCheck, Holder
@@ -90,8 +90,12 @@ class VerificationResult:
     complete: bool = False
     start: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    journal_bytes: int = 0
+    journal_bytes: int = 0  # of the chain: custody.jsonl's, and its continuation's if any
     journal_path: str | None = None
+    # The file the chain ends in (the continuation, when there is one) and the bytes it
+    # held when verified: where a custody transfer is appended, and what it must still be.
+    tail_file: str = layout.JOURNAL
+    tail_bytes: int = 0
     # How the collection ended, from its signed 'end' record: status, counts, stopped_by.
     ending: dict[str, Any] = field(default_factory=dict)
     # Worth saying, not a failure (a renamed directory).
@@ -262,7 +266,10 @@ def _read_journal(
         result.problems.append(state.problem)
     result.records = state.records
     result.chain_head = state.head if state.records else None
-    result.journal_bytes = state.bytes_read
+    result.journal_bytes = result.tail_bytes = state.bytes_read
+    if continued.seq is not None:
+        result.tail_file = CONTINUATION
+        result.tail_bytes = state.bytes_read - continued.journal_bytes
     result.journal_path = os.fspath(path)
     custody.finish()
     result.problems.extend(order.finish())

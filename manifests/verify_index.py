@@ -165,14 +165,19 @@ class EvidenceIndex:
         yield from self.db.execute(f"{columns} WHERE e.size >= ? ORDER BY e.size DESC", (_BIG,))
         yield from self.db.execute(f"{columns} WHERE e.size < ? ORDER BY e.path", (_BIG,))
 
-    def missing(self) -> Iterator[tuple[bytes, int]]:
-        """(path, seq) of expected files not there, unless a partial file stands for them
-        (journaled, not yet renamed: reported once, as incomplete)."""
+    def missing(self, partials_stand_in: bool = True) -> Iterator[tuple[bytes, int, bool]]:
+        """(path, seq, whether a partial file of that name is there) of expected files not
+        there. With ``partials_stand_in`` (a killed run: journaled, not yet renamed) those
+        with a partial file are left out: reported once, as incomplete."""
+        partial = (
+            "EXISTS (SELECT 1 FROM present q WHERE q.base = e.path"
+            f" AND (q.mode & {_IFMT}) = {stat.S_IFREG})"
+        )
+        where = f" AND NOT {partial}" if partials_stand_in else ""
         return self.db.execute(
-            "SELECT e.path, e.seq FROM expected e"
+            f"SELECT e.path, e.seq, {partial} FROM expected e"
             " WHERE NOT EXISTS (SELECT 1 FROM present p WHERE p.path = e.path)"
-            " AND NOT EXISTS (SELECT 1 FROM present q WHERE q.base = e.path"
-            f" AND (q.mode & {_IFMT}) = {stat.S_IFREG}) ORDER BY e.path"
+            f"{where} ORDER BY e.path"
         )
 
     def unaccounted(self) -> Iterator[tuple[bytes, int, int | None]]:

@@ -77,13 +77,37 @@ def _parents(paths: dict[str, FileVerdict], cache: list[set[str]]) -> set[str]:
     return cache[0]
 
 
+def _partial_after_end(base_seq: int | None) -> str:
+    """Why a partial file in a finished run is not an incomplete copy: the run renames
+    each copy it keeps and removes each it gives up before its ``end``, so a partial
+    name left behind was made or renamed by someone else afterwards."""
+    named = (
+        f"the journaled file it is named after (seq {base_seq}) is missing"
+        if base_seq is not None
+        else "no journaled file has its name"
+    )
+    return (
+        "partial copy ('%part') in a run that finished: the run renames or removes every "
+        f"copy before it ends, so this was left or renamed here afterwards; {named}. It is "
+        "not evidence: keep the directory as found and compare this file's SHA-256 with "
+        "the journal's record on a copy"
+    )
+
+
 def missing_and_unexpected(
     index: EvidenceIndex, result: VerificationResult, in_place: dict[str, FileVerdict]
 ) -> None:
     """Journaled files that are not there; what is there that the journal does not name
     (a killed run's partial copy and run log said as what they are)."""
-    for raw, seq in index.missing():
-        result.add_files([FileVerdict(text(raw), "missing", f"journal seq {seq}")])
+    ended = bool(result.ending)
+    for raw, seq, has_partial in index.missing(partials_stand_in=not ended):
+        detail = f"journal seq {seq}"
+        if has_partial:
+            detail += (
+                f"; only a partial copy ({layout.partial_name(text(raw))!r}) is there, "
+                "which the journal does not vouch for"
+            )
+        result.add_files([FileVerdict(text(raw), "missing", detail)])
     cache: list[set[str]] = []
     for raw, mode, base_seq in index.unaccounted():
         rel = text(raw)
@@ -94,6 +118,8 @@ def missing_and_unexpected(
             # Made for an announced copy by a run killed before the file was created.
             detail = "empty directory made for an incomplete copy from a killed run"
             verdict = FileVerdict(rel, "incomplete", detail)
+        elif rel.endswith(layout.PARTIAL_SUFFIX) and regular and ended:
+            verdict = FileVerdict(rel, "unexpected", _partial_after_end(base_seq))
         elif rel.endswith(layout.PARTIAL_SUFFIX) and regular:
             # A copy a killed run was writing, or had journaled but not yet renamed.
             # Still a problem (the run did not finish), said as what it is.

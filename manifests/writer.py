@@ -70,21 +70,22 @@ class EvidenceWriter:
         evidence_dir: str | os.PathLike[str],
         verified: tuple[int, str, int],
         signer: Signer,
+        tail: str = layout.JOURNAL,
     ) -> EvidenceWriter:
         """Reopen a verified evidence directory to append (a transfer, a release).
 
-        ``verified`` is (records, chain head, journal bytes) as verification read them; if
-        the journal has changed since (another custody run, a writer still running),
-        nothing is appended."""
+        ``verified`` is (records, chain head, bytes of ``tail``) as verification read
+        them, ``tail`` the file the chain ends in (``custody.jsonl``, or its continuation
+        after a lost link); if it has changed since (another custody run, a writer still
+        running), nothing is appended."""
         records, head, size = verified
         sink = LocalDirSink.open_existing(evidence_dir)
         try:
-            file = sink.append_existing(layout.JOURNAL)
+            file = sink.append_existing(tail)
             if not _ends_with(file, head, size):
                 file.close()
                 raise JournalChangedError(
-                    "custody.jsonl changed while it was being verified, so nothing was "
-                    "recorded; make sure nobody else is writing to the evidence, then run again"
+                    f"{tail} changed while it was being verified, so nothing was recorded"
                 )
         except BaseException:
             sink.close()

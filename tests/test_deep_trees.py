@@ -17,6 +17,7 @@ from deeptree import make_deep, scratch
 from evidence_factory import copy_evidence
 
 from agent.kit import KIT_INFO, KIT_PUB, KIT_SIG, KIT_SUMS, check_kit
+from manifests import localdir
 from manifests import sink as sink_module
 from manifests.digest import sha256_bytes
 from manifests.signing import Signer, public_key_pem
@@ -158,7 +159,7 @@ def test_the_sink_stores_a_file_5000_levels_deep_with_few_descriptors(deep: Path
         stored = sink.create(rel)
         stored.write(b"at the bottom\n")
         stored.close()
-        assert len(os.listdir("/proc/self/fd")) - baseline <= sink_module._DIR_CACHE + 1
+        assert len(os.listdir("/proc/self/fd")) - baseline <= localdir._DIR_CACHE + 1
         fd = sink.open_read(rel)
         assert os.read(fd, 100) == b"at the bottom\n"
         os.close(fd)

@@ -169,6 +169,31 @@ def test_a_file_added_where_an_announced_copy_failed_is_unexpected(unreadable_ru
     assert f"seq {begin['seq']}" in verdict["detail"] and "ended" in verdict["detail"]
 
 
+def test_a_partial_name_in_a_finished_run_is_a_missing_file_and_an_unexpected_one(
+    collected: Path,
+) -> None:
+    """A stored file renamed back to its in-progress name (``%part``) in a run whose signed
+    ``end`` says it finished: the run renames every copy it keeps before it ends, so this
+    is not a killed run's incomplete copy but the journaled file missing and a file
+    nobody vouches for, each said with what happened and what to do."""
+    stored = next(r["path"] for r in journal_records(collected) if r["type"] == "artifact")
+    (collected / stored).parent.chmod(0o755)
+    os.rename(collected / stored, collected / f"{stored}%part")
+    _plant(collected, "artifacts/files/stray.log%part")
+    report = _report(collected)
+    assert report["status"] == "FAILED", report
+    files = _files(report)
+    assert files[stored]["status"] == "missing", files
+    assert "only a partial copy" in files[stored]["detail"]
+    partial = files[f"{stored}%part"]
+    assert partial["status"] == "unexpected", files
+    assert "run that finished" in partial["detail"] and "is missing" in partial["detail"]
+    assert "keep the directory as found" in partial["detail"]
+    stray = files["artifacts/files/stray.log%part"]
+    assert stray["status"] == "unexpected" and "no journaled file" in stray["detail"]
+    assert not [f for f in files.values() if f["status"] == "incomplete"], files
+
+
 # -- the continuation after a lost link ---------------------------------------------
 
 
@@ -298,6 +323,43 @@ def test_records_past_the_continued_bytes_are_no_evidence_for_a_planted_file(
     report = _report(collected)
     assert _files(report)[planted]["status"] == "unexpected"
     assert any("1 record" in n and "nothing vouches" in n for n in report["notes"]), report["notes"]
+
+
+def test_custody_of_a_continued_journal_appends_to_the_continuation(
+    collected: Path, kit: tuple[Path, Signer], tmp_path: Path
+) -> None:
+    """A finished run whose last seal went out but was never acknowledged before the link
+    was lost: the run seals the whole journal in its continuation. ``custody`` compared
+    the chain's bytes (journal and continuation) with ``custody.jsonl`` alone and refused
+    with "changed while it was being verified"; the transfer goes into the file the chain
+    ends in, twice over, and the evidence still verifies with both holders."""
+    journal = collected / "custody.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    text, _ = continuation_lines(
+        len(lines), sha256_bytes(lines[-1].rstrip(b"\n")), len(b"".join(lines)), kit[1]
+    )
+    (collected / CONTINUATION).write_bytes(text)
+    before = journal.read_bytes()
+    assert _report(collected, "--fingerprint", kit[1].fingerprint)["status"] == "intact"
+    for name in ("lab", "court"):
+        made = preserve("keygen", "--out", tmp_path / "keys", "--name", name, env=PASS)
+        assert made.returncode == 0, made.stderr.decode()
+    heads = []
+    for name, key in (("Lab", "lab"), ("Court", "court")):
+        moved = preserve(
+            "custody", collected, "--to", name, "--key", tmp_path / f"keys/{key}.key", env=PASS
+        )
+        assert moved.returncode == 0, moved.stderr.decode()
+        heads.append(moved.stdout.decode().split("chain head:")[1].split()[0])
+    assert journal.read_bytes() == before  # outside the chain past the continued bytes
+    report = _report(collected, "--fingerprint", kit[1].fingerprint, "--chain-head", heads[-1])
+    assert report["status"] == "intact", report["problems"]
+    assert report["chain_pin"] == "matched"
+    assert [h["name"] for h in report["holders"]] == [COLLECTOR, "Lab", "Court"]
+    kinds = [
+        json.loads(line)["type"] for line in (collected / CONTINUATION).read_bytes().splitlines()
+    ]
+    assert kinds == ["continued", "seal", "transfer", "seal", "transfer", "seal"]
 
 
 def test_a_file_journaled_after_the_last_seal_is_not_ok(collected: Path) -> None:

@@ -245,6 +245,14 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8]) {
 #define G256(b, c, d) _mm256_or_si256(_mm256_and_si256(d, b), _mm256_andnot_si256(d, c))
 #define H256(b, c, d) _mm256_xor_si256(_mm256_xor_si256(b, c), d)
 #define I256(b, c, d) _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))
+/* the 16 steps of one round, starting at step `from` */
+#define ROUND256(FN, from)                                                                \
+    for (int i = (from); i < (from) + 16; i += 4) {                                       \
+        STEP256(FN(b, c, d), a, b, c, d, i);                                              \
+        STEP256(FN(a, b, c), d, a, b, c, i + 1);                                          \
+        STEP256(FN(d, a, b), c, d, a, b, i + 2);                                          \
+        STEP256(FN(c, d, a), b, c, d, a, i + 3);                                          \
+    }
 
 __attribute__((target("avx2"))) void md5_avx2(md5_state s, const uint8_t *const p[8],
                                               ptrdiff_t rounds, unsigned live) {
@@ -267,30 +275,10 @@ __attribute__((target("avx2"))) void md5_avx2(md5_state s, const uint8_t *const 
         transpose8(w);
         transpose8(w + 8);
         __m256i a0 = a, b0 = b, c0 = c, d0 = d;
-        for (int i = 0; i < 16; i += 4) {
-            STEP256(F256(b, c, d), a, b, c, d, i);
-            STEP256(F256(a, b, c), d, a, b, c, i + 1);
-            STEP256(F256(d, a, b), c, d, a, b, i + 2);
-            STEP256(F256(c, d, a), b, c, d, a, i + 3);
-        }
-        for (int i = 16; i < 32; i += 4) {
-            STEP256(G256(b, c, d), a, b, c, d, i);
-            STEP256(G256(a, b, c), d, a, b, c, i + 1);
-            STEP256(G256(d, a, b), c, d, a, b, i + 2);
-            STEP256(G256(c, d, a), b, c, d, a, i + 3);
-        }
-        for (int i = 32; i < 48; i += 4) {
-            STEP256(H256(b, c, d), a, b, c, d, i);
-            STEP256(H256(a, b, c), d, a, b, c, i + 1);
-            STEP256(H256(d, a, b), c, d, a, b, i + 2);
-            STEP256(H256(c, d, a), b, c, d, a, i + 3);
-        }
-        for (int i = 48; i < 64; i += 4) {
-            STEP256(I256(b, c, d), a, b, c, d, i);
-            STEP256(I256(a, b, c), d, a, b, c, i + 1);
-            STEP256(I256(d, a, b), c, d, a, b, i + 2);
-            STEP256(I256(c, d, a), b, c, d, a, i + 3);
-        }
+        ROUND256(F256, 0);
+        ROUND256(G256, 16);
+        ROUND256(H256, 32);
+        ROUND256(I256, 48);
         a = _mm256_add_epi32(a0, _mm256_and_si256(a, mask));
         b = _mm256_add_epi32(b0, _mm256_and_si256(b, mask));
         c = _mm256_add_epi32(c0, _mm256_and_si256(c, mask));

@@ -8,11 +8,13 @@ others cycle through small ones, and results come back as files finish (not in t
 asked: the caller keys them by its tag). Memory is the lanes' buffers, a few MiB.
 
 Files are opened and checked as every digest path does (``filedigest.open_checked``),
-read with the same end-of-file rule, and an algorithm other than MD5 asked for the same
-file (SHA-256 of executables) is fed from the same reads by hashlib. Each scheduler runs
-on a thread of its own, ``THREADS`` of them, taking files from one shared iterator: the
-hashing releases the GIL, so one thread's reads and bookkeeping overlap the other's
-hashing.
+read with the same end-of-file rule (an MD5-only file by the lane itself, in C, the GIL
+released; Python only opens and checks it), and an algorithm other than MD5 asked for the
+same file (SHA-256 of executables) is fed from the same reads by hashlib. One scheduler
+runs in the caller's thread: a second one on another thread (``threads=2``, each taking
+files from one shared iterator) was measured slower on this 2-core machine (4.4-4.8 s
+against 3.6-4.0 s for the 110,000 dpkg files, load ~1.6) and costs a third more CPU, the
+per-file Python of the two contending for the GIL (bench/RESULTS.md).
 
 ``PRESERVE_MD5_ENGINE=avx512|avx2|scalar|hashlib`` forces an engine (tests, benches);
 without it the best this CPU runs, or hashlib where the extension was not built."""
@@ -36,7 +38,7 @@ except ImportError:  # built without a compiler: hashlib does it
 T = TypeVar("T")
 ENGINES = ("avx512", "avx2", "scalar", "hashlib")
 LANE_BUFFER = 64 * 1024  # a lane's reads: 16 lanes x 2 threads x 2 (C and Python) = 4 MiB
-THREADS = max(1, min(2, os.cpu_count() or 1))
+THREADS = 1  # see above
 _BATCH = 64  # results a thread hands over at once
 
 
@@ -93,6 +95,7 @@ class _Scheduler:
         self.lanes = _md5lanes.Lanes(engine, LANE_BUFFER)
         self.extra = extra
         self.bufs = [bytearray(LANE_BUFFER) for _ in range(self.lanes.lanes)]
+        self.views = [memoryview(b) for b in self.bufs]
         self.files: list[_File | None] = [None] * self.lanes.lanes
 
     def _start(self, lane: int, tag: Any, want: Want) -> Read | None:
@@ -102,8 +105,7 @@ class _Scheduler:
             return opened
         if "md5" not in opened.algorithms:  # nothing for the lanes: hashlib, here
             return read_opened(opened)
-        buf = self.bufs[lane]
-        self.files[lane] = _File(tag, opened, buf, memoryview(buf))
+        self.files[lane] = _File(tag, opened, self.bufs[lane], self.views[lane])
         if opened.algorithms == ("md5",):  # the lane reads it, with the GIL released
             self.lanes.feed_fd(lane, opened.fd, opened.stat.st_size)
             return None
@@ -216,10 +218,10 @@ def digest_lanes(
 
         yield from digest_files(items, extra)
         return
-    take = _locked(items)
     if threads <= 1:
-        yield from _Scheduler(engine, extra).run(take)
+        yield from _Scheduler(engine, extra).run(iter(items))
         return
+    take = _locked(items)
     results: queue.Queue[list[tuple[T, Read]] | BaseException | None] = queue.Queue(64)
     stop = threading.Event()
 

@@ -144,6 +144,22 @@ def test_real_files_a_big_one_among_many_small(tmp_path: Path, name: str, thread
     assert all(r.stat is not None and r.stat.st_size == len(files[n]) for n, r in got.items())
 
 
+@pytest.mark.parametrize("name", ENGINES)
+def test_a_failed_read_and_a_file_whose_stat_says_zero(name: str) -> None:
+    """/proc/self/mem is a regular file whose first read fails (EIO): unreadable, as with
+    hashlib; /proc/version says 0 bytes and has some: read on to its end, in the lane."""
+    engine = _engine(name)
+    items: list[tuple[str, Want | Read]] = [
+        ("mem", Want(b"/proc/self/mem", ("md5",))),
+        ("version", Want(b"/proc/version", ("md5",))),
+    ]
+    got = dict(lanedigest.digest_lanes(items, None, engine))
+    assert got == dict(digest_files(items))
+    assert got["mem"].state == "unreadable"
+    expected = hashlib.md5(Path("/proc/version").read_bytes()).hexdigest()
+    assert got["version"].digests == {"md5": expected}
+
+
 def test_the_forced_engine_and_hashlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PRESERVE_MD5_ENGINE", "hashlib")
     assert lanedigest.md5_engine() == "hashlib"

@@ -2,26 +2,51 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from . import __version__
 from .commands.collect import collection_options, run_collection
-from .commands.custody import custody
-from .commands.export import export_command
-from .commands.fleet_summary import fleet_summary_command
-from .commands.image import image_command
-from .commands.keygen import keygen
-from .commands.release import release
-from .commands.report import report_command
-from .commands.selfcheck import selfcheck
-from .commands.verify import verify_command
 from .kit import gate
 from .program import run_program
 
+# Subcommand -> (module under agent.commands, its click command): imported when named
+# (or for --help), not by every collection (some 30 ms of start-up, bench/RESULTS.md).
+SUBCOMMANDS = {
+    "keygen": ("keygen", "keygen"),
+    "custody": ("custody", "custody"),
+    "release": ("release", "release"),
+    "verify": ("verify", "verify_command"),
+    "report": ("report", "report_command"),
+    "export": ("export", "export_command"),
+    "image": ("image", "image_command"),
+    "selfcheck": ("selfcheck", "selfcheck"),
+    "fleet-summary": ("fleet_summary", "fleet_summary_command"),
+}
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})  # as click lists them
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in SUBCOMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, name = SUBCOMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f".commands.{module}", __package__), name)
+        assert isinstance(command, click.Command) and command.name == cmd_name
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="preserve")
 @collection_options
 @click.pass_context
@@ -38,17 +63,6 @@ def cli(ctx: click.Context, **options: Any) -> None:
         ctx.exit(run_collection(**options))
     if ctx.invoked_subcommand != "selfcheck":
         gate(options["kit_modified_ok"])  # a modified kit: KitModifiedError, exit 2
-
-
-cli.add_command(keygen)
-cli.add_command(custody)
-cli.add_command(release)
-cli.add_command(verify_command)
-cli.add_command(report_command)
-cli.add_command(export_command)
-cli.add_command(image_command)
-cli.add_command(selfcheck)
-cli.add_command(fleet_summary_command)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -53,9 +53,9 @@ def load(root: bytes = b"/", keep: Callable[[bytes], bool] | None = None) -> Dat
                     db.digests[path] = (digest.lower(), package)
         elif name.endswith(b".list"):
             db.packages += 1
-            for line in _lines(os.path.join(info, name)):
-                if line.startswith(b"/") and (keep is None or keep(line)):
-                    db.owned.add(db.canonical(line))
+            lines = _lines(os.path.join(info, name))
+            owned = (p for p in lines if p.startswith(b"/") and (keep is None or keep(p)))
+            db.owned.update(map(db.canonical, owned))
     _status(db, os.path.join(root, DB, b"status"))
     _diversions(db, os.path.join(root, DB, b"diversions"))
     return db

@@ -101,7 +101,9 @@ def _executable_sha256(root: bytes) -> Extra:
 class PackagesCollector(Collector):
     name: ClassVar[str] = "packages"
     stage: ClassVar[Stage] = Stage.SLOW
-    order: ClassVar[int] = 60
+    # Early, right after the logs (the volatile part of the stage): it reads for most of
+    # the run, in its own thread, while the persistence trees and the rest are collected.
+    order: ClassVar[int] = 16
     description: ClassVar[str] = "installed package files checked against the dpkg or RPM database"
     alongside: ClassVar[bool] = True
     root: bytes = b"/"  # tests point it at a tree

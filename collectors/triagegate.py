@@ -40,14 +40,16 @@ def package_db(
 ) -> Database | None:
     """The package database under ``root`` (None: neither dpkg nor RPM): the whole one,
     loaded once a run and shared; or, with ``keep`` and no whole one loaded yet, only the
-    files ``keep`` accepts where the format allows it (dpkg; not shared: a later collector
-    that needs every file loads it whole). Two collectors running at once (``packages``
+    files ``keep`` accepts where the format allows it (dpkg; not shared), unless a
+    collector that needs every file runs later in this run (``packages``,
+    ``executables``): then the whole one, loaded once (a partial read costs a third of a
+    whole one, for nothing). Two collectors running at once (``packages``
     alongside ``executables``) load it once: the second waits for the first's."""
     with ctx.lock:
         if "pkgdb" in ctx.shared:
             db: Database | None = ctx.shared["pkgdb"]
             return db
-    if keep is not None:
+    if keep is not None and not (runs_in(ctx, "packages") or runs_in(ctx, "executables")):
         return dpkg.load(root, keep) or rpmdb.load(root)
     with ctx.lock:
         if "pkgdb" not in ctx.shared:

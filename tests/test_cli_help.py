@@ -3,6 +3,8 @@ metavars that say what goes there."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,15 @@ def test_keygen_takes_o_and_keeps_out(tmp_path: Path) -> None:
         result = preserve("keygen", flag, tmp_path, "--name", name, "--no-passphrase")
         assert result.returncode == 0, result.stderr.decode()
         assert (tmp_path / f"{name}.key").exists()
+
+
+def test_a_collection_imports_no_subcommand_nor_the_watcher() -> None:
+    """Start-up imports only what a collection needs (bench/RESULTS.md): the subcommands
+    and the ``--watch`` file watcher come when asked for."""
+    code = (
+        "import sys; import agent._cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('agent.commands.', 'watchdog',"
+        " 'agent.watch', 'collectors.logwatch'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['agent.commands._run_options', 'agent.commands.collect']"

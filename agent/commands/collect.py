@@ -314,6 +314,7 @@ def run_collection(
         bool(extra.get("sink_no_fsync")),
         extra.get("sink_timeout"),
         extra.get("sink_reconnect"),
+        extra.get("sink_transport") or "openssh",
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)

@@ -41,9 +41,10 @@ def open_destination(
     no_fsync: bool = False,
     timeout: float | None = None,
     reconnect: float | None = None,
+    transport: str = "openssh",
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
     from .connect import TIMEOUT, connect  # asyncssh only for a remote run
 
-    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect)
+    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect, transport)

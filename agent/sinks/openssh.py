@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ from manifests.digest import sha256_bytes
 
 from ..kitloader import GLIBC_DIR, loader_path
 from ._ssh import asyncssh
+from .pipe import PipeWriter
 from .target import SftpTarget, SinkRefusedError
 from .wire import WireClient
 
@@ -263,8 +265,6 @@ def spawn(
         raise
     for pipe in (proc.stdin, proc.stdout):
         with contextlib.suppress(OSError):
-            import fcntl
-
             fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr]
     conn = SshConnection(proc, peer, target.port)
     conn.memfds = [key_fd, known_fd]
@@ -278,10 +278,8 @@ async def start(conn: SshConnection) -> WireClient:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), proc.stdin
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    writer = PipeWriter(loop, os.dup(proc.stdin.fileno()))
+    proc.stdin.close()
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)
 

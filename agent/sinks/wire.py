@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from ._ssh import asyncssh
+from .pipe import PipeWriter
 
 VERSION = 3
 MAX_PACKET = 256 * 1024 + 1024  # OpenSSH's sftp-server caps its messages at 256 KiB
@@ -176,7 +177,7 @@ class Handle:
 class WireClient:
     """One SFTP session over ``reader``/``writer``; requests are pipelined by id."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
         self._reader, self._writer = reader, writer
         self._next = 0
         self._waiting: dict[int, asyncio.Future[tuple[int, Reader]]] = {}

@@ -351,7 +351,8 @@ def run_collection(
         try:
             outcome = _collect(config, console, guard, output)
         except EvidenceLostError as lost:
-            ending = destination.after_loss(lost, signer)  # sealed there if it came back
+            # Sealed there if it came back; a Ctrl-C from now on ends the wait for it.
+            ending = destination.after_loss(lost, signer, guard.since())
             if ending is lost:
                 raise
             raise ending from lost

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
 TRANSPORTS = ("openssh", "asyncssh")
 CONNECT_TIMEOUT = 20.0
+STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
 # AES-GCM first: in asyncssh it is one AESGCM call a packet (1.1-1.4 GB/s here) where
 # chacha20-poly1305 is two (about 300 MB/s), which made the stream CPU-bound.
 CIPHERS = [
@@ -225,12 +228,25 @@ def connect(
     if not fsync_ok:
         record["no_fsync_accepted"] = True
 
+    stopped: list[Callable[[], str | None]] = [lambda: None]
+
     def reopen(within: float) -> SftpSink:
-        """The same server, the same pins and key, on a new loop (after a loss)."""
+        """The same server, the same pins and key, on a new loop (after a loss). Waits in
+        short slices, so a stop signal (Ctrl-C) ends an attempt at once."""
         again = _Loop()
         wait = min(CONNECT_TIMEOUT, within)
         try:
-            conn, sftp, _ = again.run(_open(target, pins, key, timeout, wait), wait + 5)
+            attempt = again.submit(_open(target, pins, key, timeout, wait))
+            deadline = time.monotonic() + wait + 5
+            while True:
+                try:
+                    conn, sftp, _ = attempt.result(STOP_POLL)
+                    break
+                except TimeoutError:
+                    if stopped[0]() is None and time.monotonic() < deadline:
+                        continue
+                    attempt.cancel()
+                    raise
         except asyncssh.HostKeyNotVerifiable as e:
             again.stop()
             raise SinkRefusedError("its host key is not the pinned one") from e
@@ -241,10 +257,13 @@ def connect(
             raise
         return sink.on(again, conn, sftp, _supports(sftp, "fsync"))
 
-    def after_loss(lost: EvidenceLostError, signer: Signer) -> EvidenceLostError:
+    def after_loss(
+        lost: EvidenceLostError, signer: Signer, stop: Callable[[], str | None] = lambda: None
+    ) -> EvidenceLostError:
         if lost is not sink.lost:
             return lost
-        return reseal(sink, reopen, signer, timeout if reconnect is None else reconnect)
+        stopped[0] = stop
+        return reseal(sink, reopen, signer, timeout if reconnect is None else reconnect, stop)
 
     def close() -> None:
         with contextlib.suppress(Exception):

@@ -34,13 +34,12 @@ from typing import Any
 from collectors.selfexec import frozen_kit_dir
 from manifests.digest import sha256_bytes
 
-from ..kitloader import GLIBC_DIR, loader_path
+from ..kitloader import GLIBC_DIR, KIT_SSH, loader_path
 from ._ssh import asyncssh
 from .pipe import PipeWriter
 from .target import SftpTarget, SinkRefusedError
 from .wire import WireClient
 
-KIT_SSH = "_internal/openssh/ssh"
 ALIAS = "preserve-sink"  # the known_hosts name: the pin, whatever address was dialled
 STDERR_KEEP = 4096
 PIPE_SIZE = 1 << 20
@@ -82,6 +81,17 @@ OPTIONS = {
     # AES-GCM ahead of OpenSSH's default chacha20-poly1305: faster where AES-NI is.
     "Ciphers": "^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
 }
+
+
+def ssh_environment() -> dict[str, str]:
+    """ssh's whole environment: no agent, no askpass, no display. In the kit, the
+    kit's OpenSSL configuration (kit_rthook), never the host's openssl.cnf."""
+    env = {"PATH": "/nonexistent", "LC_ALL": "C"}
+    if frozen_kit_dir() is not None:
+        for name in ("OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_ENGINES"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+    return env
 
 
 def ssh_program() -> tuple[list[str], dict[str, Any]]:
@@ -257,7 +267,7 @@ def spawn(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C is preserve's to handle, not ssh's
-            env={"PATH": "/nonexistent", "LC_ALL": "C"},
+            env=ssh_environment(),
         )
     except BaseException:
         os.close(key_fd)

@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, journal_records, preserve, requires_root
 from kit_build import run_kit
 
-from agent.kitloader import GLIBC_DIR, KIT_SSH, LOADER
+from agent.kitloader import GLIBC_DIR, KIT_SSH
 from collectors.registry import load_collectors
 
 OVERRIDE = "--i-know-the-kit-is-modified"
@@ -617,7 +617,7 @@ def test_the_kit_carries_its_own_ssh(kit: Path) -> None:
     ssh = kit / KIT_SSH
     assert info["ssh"]["path"] == KIT_SSH and "OpenSSH" in info["ssh"]["version"], info["ssh"]
     assert hashlib.sha256(ssh.read_bytes()).hexdigest() == info["ssh"]["sha256"]
-    loader = str(kit / GLIBC_DIR / LOADER)
+    loader = str(kit / LOADER)
     libs = f"{kit / GLIBC_DIR}:{kit / '_internal'}"
     start = ["env", "-i", loader, "--inhibit-cache", "--library-path", libs]
     version = subprocess.run([*start, ssh, "-V"], capture_output=True, timeout=30)

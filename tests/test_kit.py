@@ -623,5 +623,6 @@ def test_the_kit_carries_its_own_ssh(kit: Path) -> None:
     version = subprocess.run([*start, ssh, "-V"], capture_output=True, timeout=30)
     assert version.returncode == 0 and b"OpenSSH" in version.stderr, version.stderr
     listed = subprocess.run([*start, "--list", ssh], capture_output=True, timeout=30)
-    paths = [w for w in listed.stdout.decode().split() if w.startswith("/")]
+    paths = [line.split("=>")[1].split()[0] for line in listed.stdout.decode().splitlines()
+             if "=>" in line]  # fmt: skip
     assert paths and all(Path(p).resolve().is_relative_to(kit.resolve()) for p in paths), paths

@@ -29,7 +29,8 @@ from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree, server  # no
 
 from agent.sinks._ssh import asyncssh
 from agent.sinks.pipe import PipeWriter
-from agent.sinks.wire import MAX_PACKET, ProtocolError, WireClient
+from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError
+from agent.sinks.wire import WireClient
 
 needs_server = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ssh") or not shutil.which("strace"),

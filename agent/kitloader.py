@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 GLIBC_DIR = "_internal/glibc"
+KIT_SSH = "_internal/openssh/ssh"  # the build machine's ssh, run through this loader
 LOADER = "ld-linux-x86-64.so.2"
 PRELOAD_ORIGINAL = b"/etc/ld.so.preload\0"
 PRELOAD_PATCH = b"/proc/0/ld.preload\0"

@@ -38,6 +38,7 @@ class StopGuard:
     def __init__(self) -> None:
         self.on_stop: Callable[[], None] = lambda: None
         self.requested: str | None = None
+        self.received: list[str] = []  # every stop signal, in order
         self._held = 0
         self._previous: dict[int, object] = {}
 
@@ -54,6 +55,11 @@ class StopGuard:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
+    def since(self) -> Callable[[], str | None]:
+        """A look at the stop signals from now on (the first one's name, or None)."""
+        seen = len(self.received)
+        return lambda: self.received[seen] if len(self.received) > seen else None
+
     def check(self) -> None:
         """Raise ``Interrupted`` here, at a safe point, if a stop signal came."""
         if self.requested is not None:
@@ -61,6 +67,7 @@ class StopGuard:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        self.received.append(name)
         if self.requested is None:
             self.requested = name
             self.on_stop()

@@ -8,7 +8,8 @@ baseline pipes tar through the stock OpenSSH client to a shell account on the sa
 (a second listener, same host key and defaults), once as is ('baseline': the bytes may
 still be in the server's page cache) and once followed by ``sync x`` on the server
 ('synced': on its disk, as preserve's fsync per file makes them). The order rotates
-each round; medians are compared.
+each round; medians are compared. 'preserve' is the default transport (OpenSSH's ssh
+-s sftp); ``--asyncssh`` adds a run of ``--sink-transport asyncssh`` for comparison.
 Target: preserve at most 1.2x the baseline."""
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--asyncssh", action="store_true", help="also the asyncssh transport")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sftp-", dir="/var/tmp"))
     server = SftpServer(work / "srv")
@@ -108,14 +110,18 @@ def main() -> None:
             "--sink-key", server.dropbox_key, "--only", "files", "--path", src,
         )  # fmt: skip
         subprocess.run(["cat", *map(str, src.rglob("f*"))], stdout=subprocess.DEVNULL)  # warm
-        names = ("baseline", "synced", "preserve")
+        names: tuple[str, ...] = ("baseline", "synced", "preserve")
+        commands = [baseline, synced, ours]
+        if args.asyncssh:
+            names += ("asyncssh",)
+            commands.append([*ours, "--sink-transport", "asyncssh"])
         times: dict[str, list[float]] = {name: [] for name in names}
         cpu: dict[str, list[float]] = {name: [] for name in names}
-        runs = list(zip(names, (baseline, synced, ours), strict=True))
+        runs = list(zip(names, commands, strict=True))
         for round_ in range(args.rounds):
             # Rotated, so no command always runs first (after the others' page cache) or
             # last (in the load the others left).
-            for name, argv in runs[round_ % 3 :] + runs[: round_ % 3]:
+            for name, argv in runs[round_ % len(runs) :] + runs[: round_ % len(runs)]:
                 wall, used, status = cpu_of(argv)
                 assert status in (0,), (name, status)
                 times[name].append(wall)
@@ -130,10 +136,10 @@ def main() -> None:
             f"rounds: {args.rounds}"
         )
         for name in names:
-            runs = ", ".join(f"{t:.2f}" for t in times[name])
+            listed = ", ".join(f"{t:.2f}" for t in times[name])
             print(
                 f"{name:9} median {statistics.median(times[name]):6.2f} s "
-                f"({args.mib / statistics.median(times[name]):6.1f} MiB/s; runs {runs}); "
+                f"({args.mib / statistics.median(times[name]):6.1f} MiB/s; runs {listed}); "
                 f"CPU {statistics.median(cpu[name]):.2f} s (client tree)"
             )
         synced_median = statistics.median(times["synced"])

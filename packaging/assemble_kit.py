@@ -23,6 +23,7 @@ from pathlib import Path
 
 import bundle_glibc
 
+from agent.kitloader import KIT_SSH
 from manifests.signing import Signer, grouped, public_key_pem
 from manifests.sums import format_sums
 
@@ -59,6 +60,26 @@ def elf_files(root: Path) -> list[Path]:
                 if f.read(4) == b"\x7fELF":
                     found.append(path)
     return found
+
+
+def copy_ssh(kit: Path) -> Path:
+    """The build machine's OpenSSH client into the kit (``agent/sinks/openssh.py``
+    runs only this one, through the kit's loader: the host's ssh may be the
+    attacker's). Copied before the search paths are rewritten and the C library is
+    bundled, so both treat it as any other bundled program."""
+    found = shutil.which("ssh", path="/usr/bin:/bin:/usr/local/bin")
+    if found is None:
+        sys.exit("build-kit: no ssh on this build machine (install openssh-client)")
+    target = kit / KIT_SSH
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(os.path.realpath(found), target)
+    target.chmod(0o755)
+    return target
+
+
+def ssh_version(ssh: Path) -> str:
+    done = subprocess.run([str(ssh), "-V"], capture_output=True, timeout=30)
+    return done.stderr.decode(errors="replace").strip()[:200]
 
 
 def neutralise_runpaths(root: Path) -> list[str]:
@@ -141,6 +162,7 @@ def main() -> None:
         shutil.copyfile(args.launcher, kit / name)
         (kit / name).chmod(0o755)
     (kit / "evidence").mkdir()
+    ssh = copy_ssh(kit)
     rewritten = neutralise_runpaths(kit)
     if rewritten:
         print(
@@ -175,6 +197,7 @@ def main() -> None:
             "preload_path": bundle_glibc.PRELOAD_PATCH[:-1].decode(),
         },
         "bundled_libraries": bundled,
+        "ssh": {"path": KIT_SSH, "sha256": sha256_file(ssh), "version": ssh_version(ssh)},
         "key_fingerprint": signer.fingerprint,
         "collectors": sorted(e.name for e in dist.entry_points if e.group == "preserve.collectors"),
         "entry_points": sorted(f"{e.group}:{e.name}" for e in dist.entry_points),

@@ -24,6 +24,8 @@ from fleet_harness import SUDO_USER, Fleet, FleetHost, ansible_available
 from sftp_server import available
 from test_kit import require_mount_namespaces
 
+from agent.kitloader import KIT_SSH
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(available() is not None, reason=available() or ""),
@@ -132,6 +134,9 @@ def test_each_host_evidence_arrives_and_verifies_pinned(run: FleetRun) -> None:
         assert checked.returncode == 0, checked.stdout.decode()
         start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
         assert start["case"] == "IR-FLEET-1" and start["examiner"] == "Fleet Examiner"
+        # Through the kit's own ssh (the host's /usr/bin/ssh may be the attacker's).
+        assert start["sink"]["transport"] == "openssh", start["sink"]
+        assert start["sink"]["ssh"] == KIT_SSH, start["sink"]
 
 
 @pytest.mark.skipif(not SUDO, reason="sudo not installed (tests/run.sh installs it)")

@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, journal_records, preserve, requires_root
 from kit_build import run_kit
 
-from agent.kitloader import GLIBC_DIR
+from agent.kitloader import GLIBC_DIR, KIT_SSH
 from collectors.registry import load_collectors
 
 OVERRIDE = "--i-know-the-kit-is-modified"
@@ -620,3 +620,21 @@ def test_a_hostile_kit_description_cannot_break_the_journal(kit: Path, tmp_path:
     assert run.returncode == 0, run.stderr.decode()
     kit_field = start_record(Path(json.loads(run.stdout)["evidence_dir"]))["kit"]
     assert kit_field["version"] == "1.5" and kit_field["check"] == "modified"
+
+
+def test_the_kit_carries_its_own_ssh(kit: Path) -> None:
+    """The SFTP sink's ssh is the build machine's, in the kit, started by the kit's own
+    loader with the kit's libraries only (agent/sinks/openssh.py never runs the host's)."""
+    info = json.loads((kit / "KIT.json").read_text())
+    ssh = kit / KIT_SSH
+    assert info["ssh"]["path"] == KIT_SSH and "OpenSSH" in info["ssh"]["version"], info["ssh"]
+    assert hashlib.sha256(ssh.read_bytes()).hexdigest() == info["ssh"]["sha256"]
+    loader = str(kit / LOADER)
+    libs = f"{kit / GLIBC_DIR}:{kit / '_internal'}"
+    start = ["env", "-i", loader, "--inhibit-cache", "--library-path", libs]
+    version = subprocess.run([*start, ssh, "-V"], capture_output=True, timeout=30)
+    assert version.returncode == 0 and b"OpenSSH" in version.stderr, version.stderr
+    listed = subprocess.run([*start, "--list", ssh], capture_output=True, timeout=30)
+    paths = [line.split("=>")[1].split()[0] for line in listed.stdout.decode().splitlines()
+             if "=>" in line]  # fmt: skip
+    assert paths and all(Path(p).resolve().is_relative_to(kit.resolve()) for p in paths), paths

@@ -50,6 +50,14 @@ OUTPUT_OPTIONS = [
         help="For sftp://: after the link was lost, how long to keep trying to reconnect "
         "to seal what the server holds (default: the --sink-timeout; 0: do not).",
     ),
+    click.option(
+        "--sink-transport",
+        type=click.Choice(["openssh", "asyncssh"]),
+        default="openssh",
+        show_default=True,
+        help="For sftp://: OpenSSH's ssh (the kit's own copy in a kit) or the in-process "
+        "asyncssh client (slower, no subprocess).",
+    ),
     click.option("--case", metavar="ID", help="Case or incident ID, recorded in the journal."),
     click.option("--examiner", metavar="NAME", help="Who is collecting, recorded in the journal."),
     click.option("--note", help="Free text recorded in the journal."),

@@ -314,6 +314,7 @@ def run_collection(
         bool(extra.get("sink_no_fsync")),
         extra.get("sink_timeout"),
         extra.get("sink_reconnect"),
+        extra.get("sink_transport") or "openssh",
     )
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)
@@ -350,7 +351,8 @@ def run_collection(
         try:
             outcome = _collect(config, console, guard, output)
         except EvidenceLostError as lost:
-            ending = destination.after_loss(lost, signer)  # sealed there if it came back
+            # Sealed there if it came back; a Ctrl-C from now on ends the wait for it.
+            ending = destination.after_loss(lost, signer, guard.since())
             if ending is lost:
                 raise
             raise ending from lost

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from manifests.errors import EvidenceLostError
-from manifests.signing import Signer
 from manifests.sink import Sink
 
 from .target import SftpTarget, is_remote, parse_target
@@ -25,13 +24,14 @@ class Destination:
     """``open_sink(name)`` makes the new evidence directory; None means a local ``-o``
     (the writer's own ``LocalDirSink``). ``record`` goes into the journal's start.
     ``after_loss`` is given the error that lost the directory and the run's signer, and
-    returns the error to end with: a remote sink seals there if the server comes back."""
+    returns the error to end with: a remote sink seals there if the server comes back
+    (its third argument names a stop signal received meanwhile, which ends the wait)."""
 
     target: SftpTarget | None = None
     open_sink: Callable[[str], Sink] | None = None
     record: dict[str, Any] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
-    after_loss: Callable[[EvidenceLostError, Signer], EvidenceLostError] = lambda e, s: e
+    after_loss: Callable[..., EvidenceLostError] = lambda e, s, stop=None: e
 
 
 def open_destination(
@@ -41,9 +41,10 @@ def open_destination(
     no_fsync: bool = False,
     timeout: float | None = None,
     reconnect: float | None = None,
+    transport: str = "openssh",
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
     from .connect import TIMEOUT, connect  # asyncssh only for a remote run
 
-    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect)
+    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect, transport)

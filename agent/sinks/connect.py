@@ -1,11 +1,17 @@
 """Connecting to the evidence server: pinned host key, the upload key, and the
-capabilities the sink needs (fsync, rename), all settled before collection starts."""
+capabilities the sink needs (fsync, rename), all settled before collection starts.
+
+Two transports carry the same SFTP session: ``openssh`` (the default: OpenSSH's ``ssh``
+as a subprocess, see ``openssh``) and ``asyncssh`` (pure Python, in-process)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +21,15 @@ from manifests.signing import Signer
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
+from .openssh import probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
 
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
+TRANSPORTS = ("openssh", "asyncssh")
 CONNECT_TIMEOUT = 20.0
+STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
 # AES-GCM first: in asyncssh it is one AESGCM call a packet (1.1-1.4 GB/s here) where
 # chacha20-poly1305 is two (about 300 MB/s), which made the stream CPU-bound.
 CIPHERS = [
@@ -68,9 +77,9 @@ def _client_key(path: Path | None) -> Any:
         raise SinkRefusedError(f"--sink-key {path}: {e}") from e
 
 
-async def _open(
+async def _open_asyncssh(
     target: SftpTarget, pins: set[str], key: Any, timeout: float, connect_timeout: float
-) -> tuple[Any, Any, _Pinned]:
+) -> tuple[Any, Any, str | None]:
     client = _Pinned(pins)
     conn, _ = await asyncssh.create_connection(
         lambda: client,
@@ -97,13 +106,46 @@ async def _open(
     with contextlib.suppress(OSError, AttributeError):
         sock = conn.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return conn, await conn.start_sftp_client(), client
+    return conn, await conn.start_sftp_client(), client.seen
+
+
+class _OpenSsh:
+    """Opens sessions through ``ssh``; remembers each process so that an interrupted
+    connect (Ctrl-C in a reconnect) leaves none running."""
+
+    def __init__(self) -> None:
+        self.program, self.record = ssh_program()
+        self.spawned: list[Any] = []
+
+    async def __call__(
+        self, target: SftpTarget, pins: set[str], key: Any, timeout: float, wait: float
+    ) -> tuple[Any, Any, str | None]:
+        host_key, peer = await probe(target, pins, wait)
+        conn = spawn(self.program, target, key, host_key, peer, timeout, wait)
+        self.spawned.append(conn)
+        try:
+            sftp = await asyncio.wait_for(start(conn), wait)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn, sftp, host_key.get_fingerprint("sha256")
+
+    def kill(self) -> None:
+        for conn in self.spawned:
+            if conn.proc.poll() is None:
+                conn.abort()
+
+
+def _supports(sftp: Any, what: str) -> bool:
+    """Whether the server offered ``fsync@openssh.com`` / ``posix-rename@openssh.com``."""
+    handler = getattr(sftp, "_handler", sftp)  # asyncssh keeps it in its handler
+    return bool(getattr(handler, f"_supports_{what}", getattr(handler, f"supports_{what}", False)))
 
 
 async def _can_rename(sftp: Any, path: str) -> bool:
     """Renaming two names that do not exist tells, without creating anything, whether
     the account may rename: 'no such file' if it may, 'permission denied' if not."""
-    if not sftp._handler._supports_posix_rename:
+    if not _supports(sftp, "posix_rename"):
         return False
     probe = f"{path.rstrip('/')}/.preserve-rename-probe"
     try:
@@ -122,6 +164,7 @@ def connect(
     no_fsync: bool,
     timeout: float = TIMEOUT,
     reconnect: float | None = None,
+    transport: str = "openssh",
 ) -> Destination:
     if not host_key:
         raise SinkRefusedError(
@@ -130,11 +173,12 @@ def connect(
         )
     pins = pinned_fingerprints(host_key)
     key = _client_key(client_key)
+    opener = _OpenSsh() if transport == "openssh" else None
+    _open = opener or _open_asyncssh
     loop = _Loop()
-    client: _Pinned | None = None
     try:
         try:
-            conn, sftp, client = loop.run(
+            conn, sftp, seen = loop.run(
                 _open(target, pins, key, timeout, CONNECT_TIMEOUT), CONNECT_TIMEOUT + 5
             )
         except asyncssh.HostKeyNotVerifiable as e:
@@ -146,8 +190,15 @@ def connect(
         except asyncssh.PermissionDenied as e:
             raise SinkRefusedError(f"{target}: the server refused the key {client_key}") from e
         except (OSError, asyncssh.Error, TimeoutError) as e:
+            if "Host key verification failed" in str(e):  # ssh's own words
+                raise SinkRefusedError(
+                    f"{target}: the server's host key is not the pinned one; refusing to send "
+                    "evidence there"
+                ) from e
+            if "Permission denied" in str(e):
+                raise SinkRefusedError(f"{target}: the server refused the key {client_key}") from e
             raise SinkRefusedError(f"{target}: cannot connect ({e})") from e
-        fsync_ok = bool(sftp._handler._supports_fsync)
+        fsync_ok = _supports(sftp, "fsync")
         if not fsync_ok and not no_fsync:
             conn.close()
             raise SinkRefusedError(
@@ -157,6 +208,8 @@ def connect(
             )
         renames = loop.run(_can_rename(sftp, target.path))
     except BaseException:
+        if opener is not None:
+            opener.kill()
         loop.stop()
         raise
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
@@ -164,7 +217,9 @@ def connect(
     record = {
         "url": str(target),
         "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
-        "host_key": client.seen if client else None,
+        "host_key": seen,
+        "transport": transport,
+        **(opener.record if opener else {}),
         "fsync": fsync_ok,
         "in_place": not renames,
         "timeout_s": int(timeout),
@@ -173,24 +228,42 @@ def connect(
     if not fsync_ok:
         record["no_fsync_accepted"] = True
 
+    stopped: list[Callable[[], str | None]] = [lambda: None]
+
     def reopen(within: float) -> SftpSink:
-        """The same server, the same pins and key, on a new loop (after a loss)."""
+        """The same server, the same pins and key, on a new loop (after a loss). Waits in
+        short slices, so a stop signal (Ctrl-C) ends an attempt at once."""
         again = _Loop()
         wait = min(CONNECT_TIMEOUT, within)
         try:
-            conn, sftp, _ = again.run(_open(target, pins, key, timeout, wait), wait + 5)
+            attempt = again.submit(_open(target, pins, key, timeout, wait))
+            deadline = time.monotonic() + wait + 5
+            while True:
+                try:
+                    conn, sftp, _ = attempt.result(STOP_POLL)
+                    break
+                except TimeoutError:
+                    if stopped[0]() is None and time.monotonic() < deadline:
+                        continue
+                    attempt.cancel()
+                    raise
         except asyncssh.HostKeyNotVerifiable as e:
             again.stop()
             raise SinkRefusedError("its host key is not the pinned one") from e
         except BaseException:
+            if opener is not None:
+                opener.kill()
             again.stop()
             raise
-        return sink.on(again, conn, sftp, bool(sftp._handler._supports_fsync))
+        return sink.on(again, conn, sftp, _supports(sftp, "fsync"))
 
-    def after_loss(lost: EvidenceLostError, signer: Signer) -> EvidenceLostError:
+    def after_loss(
+        lost: EvidenceLostError, signer: Signer, stop: Callable[[], str | None] = lambda: None
+    ) -> EvidenceLostError:
         if lost is not sink.lost:
             return lost
-        return reseal(sink, reopen, signer, timeout if reconnect is None else reconnect)
+        stopped[0] = stop
+        return reseal(sink, reopen, signer, timeout if reconnect is None else reconnect, stop)
 
     def close() -> None:
         with contextlib.suppress(Exception):

@@ -38,9 +38,11 @@ def reseal(
     reopen: Callable[[float], SftpSink],
     signer: Signer,
     window: float,
+    stopped: Callable[[], str | None] = lambda: None,
 ) -> SinkLostError:
-    """Try to reconnect for ``window`` seconds; the error to end the run with, which
-    says what, if anything, was sealed (and its chain head)."""
+    """Try to reconnect for ``window`` seconds, or until a stop signal (``stopped``
+    names it); the error to end the run with, which says what, if anything, was sealed
+    (and its chain head)."""
     lost = sink.lost
     assert lost is not None
     sent = sink.journal.unacknowledged() if sink.journal is not None else b""
@@ -48,6 +50,9 @@ def reseal(
     why = f"it did not come back within {window:g} s: nothing more was sealed"
     while window > 0:
         left = deadline - time.monotonic()
+        if stopped() is not None:
+            why = f"{stopped()} received while reconnecting: nothing more was sealed"
+            break
         if left <= 0:
             break
         try:
@@ -56,7 +61,9 @@ def reseal(
             why = f"it came back but was refused ({e}): nothing more was sealed"
             break
         except (OSError, asyncssh.Error, *_LINK_ERRORS):
-            time.sleep(min(RETRY_EVERY, max(deadline - time.monotonic(), 0)))
+            pause = time.monotonic() + min(RETRY_EVERY, max(deadline - time.monotonic(), 0))
+            while time.monotonic() < pause and stopped() is None:
+                time.sleep(0.1)
             continue
         try:
             seq, head = _seal_on(again, sink.acked, sent, signer, lost.reason)

@@ -1,0 +1,105 @@
+"""SFTP version 3's numbers and encodings, and a bounds-checked reader of the server's
+replies (agent/sinks/wire.py speaks the protocol with them).
+
+Every field read from a reply is checked against the reply's own length: a hostile
+server's short or lying packet is a ``ProtocolError`` (a lost connection), never an
+``IndexError`` or a read past the packet."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from ._ssh import asyncssh
+
+VERSION = 3
+MAX_PACKET = 256 * 1024 + 1024  # OpenSSH's sftp-server caps its messages at 256 KiB
+DEFAULT_CHUNK = 32 * 1024  # what every SFTP server accepts when it states no limit
+MAX_CHUNK = 255 * 1024
+INIT, VERSION_REPLY, OPEN, CLOSE, READ, WRITE = 1, 2, 3, 4, 5, 6
+FSETSTAT, OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, STAT = 10, 11, 12, 13, 14, 15, 17
+EXTENDED = 200
+STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED_REPLY = 101, 102, 103, 104, 105, 201
+FX_OK, FX_EOF = 0, 1
+READ_FLAG, WRITE_FLAG = 0x01, 0x02
+A_SIZE, A_UIDGID, A_PERMISSIONS, A_ACMODTIME, A_EXTENDED = 1, 2, 4, 8, 0x80000000
+_ERRORS: dict[int, Callable[[str], Exception]] = {
+    FX_EOF: asyncssh.SFTPEOFError,
+    2: asyncssh.SFTPNoSuchFile,
+    3: asyncssh.SFTPPermissionDenied,
+    4: asyncssh.SFTPFailure,
+    5: asyncssh.SFTPBadMessage,
+    8: asyncssh.SFTPOpUnsupported,
+}
+
+
+class ProtocolError(asyncssh.SFTPConnectionLost):  # type: ignore[misc]
+    """The server said something SFTP v3 does not allow: the session is over."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"SFTP protocol error from the server: {why}")
+
+
+def status_error(code: int, message: str) -> Exception:
+    make = _ERRORS.get(code)
+    return make(message) if make else asyncssh.SFTPError(code, message)
+
+
+class Reader:
+    """Bounds-checked reads from one reply's payload."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ProtocolError("a reply ends in the middle of a field")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u32(self) -> int:
+        value: int = struct.unpack(">I", self.take(4))[0]
+        return value
+
+    def u64(self) -> int:
+        value: int = struct.unpack(">Q", self.take(8))[0]
+        return value
+
+    def string(self) -> bytes:
+        return self.take(self.u32())
+
+    def attrs(self) -> dict[str, int]:
+        flags, found = self.u32(), {}
+        if flags & A_SIZE:
+            found["size"] = self.u64()
+        if flags & A_UIDGID:
+            found["uid"], found["gid"] = self.u32(), self.u32()
+        if flags & A_PERMISSIONS:
+            found["permissions"] = self.u32()
+        if flags & A_ACMODTIME:
+            found["atime"], found["mtime"] = self.u32(), self.u32()
+        if flags & A_EXTENDED:
+            for _ in range(self.u32()):
+                self.string(), self.string()
+        return found
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProtocolError("a reply has trailing bytes")
+
+
+def string(data: bytes | str) -> bytes:
+    raw = data.encode() if isinstance(data, str) else data
+    return struct.pack(">I", len(raw)) + raw
+
+
+def attrs(permissions: int | None = None, times: tuple[int, int] | None = None) -> bytes:
+    flags, body = 0, b""
+    if permissions is not None:
+        flags |= A_PERMISSIONS
+        body += struct.pack(">I", permissions)
+    if times is not None:
+        flags |= A_ACMODTIME
+        body += struct.pack(">II", *times)
+    return struct.pack(">I", flags) + body

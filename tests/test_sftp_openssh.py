@@ -1,0 +1,219 @@
+# ruff: noqa: F811  (the server fixture is shared with test_sftp_sink)
+"""The SFTP sink's default transport, OpenSSH's ``ssh -s sftp`` (agent/sinks/openssh.py),
+against the real sshd of tests/sftp_server.py: a run through ssh arrives and verifies
+and the journal names the ssh it ran; a wrong pin refuses before ssh even starts; ssh
+writes nothing on the host (its key and known_hosts are memfds); a SIGKILL leaves a
+verifiable prefix and no ssh behind; Ctrl-C while reconnecting ends the wait cleanly;
+the drop-box account works; ``--sink-transport asyncssh`` runs no ssh at all. And the
+SFTP parser (agent/sinks/wire.py) against a hostile server's replies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import verify
+from sftp_server import SftpServer
+from test_hostile import _written_path
+from test_sftp_link import _connected, _link, _streaming
+from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree, server  # noqa: F401
+
+from agent.sinks._ssh import asyncssh
+from agent.sinks.pipe import PipeWriter
+from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError
+from agent.sinks.wire import WireClient
+
+needs_server = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ssh") or not shutil.which("strace"),
+    reason="needs root, ssh and strace",
+)
+STRACE = ["strace", "-f", "-qq", "-y", "-s", "200"]
+
+
+def _start(evidence: Path) -> dict:
+    return json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
+
+
+def _execs(trace: Path) -> list[str]:
+    return [line for line in trace.read_text().splitlines() if "execve(" in line and "= 0" in line]
+
+
+def _ssh_processes(server: SftpServer) -> list[str]:
+    """This test's ssh clients (other tests may run their own)."""
+    found = subprocess.run(["pgrep", "-a", "-x", "ssh"], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if server.addr in line.split()]
+
+
+@needs_server
+@pytest.mark.parametrize("account", ["plain", "dropbox"])
+def test_a_run_through_ssh_arrives_and_verifies(
+    server: SftpServer, tmp_path: Path, account: str
+) -> None:
+    key = server.plain_key if account == "plain" else server.dropbox_key
+    trace = tmp_path / "trace"
+    argv = _argv(server, key, "--only", "files", "--path", _tree(tmp_path))
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]])
+    assert done.returncode == 0, done.stderr.decode()
+    (evidence,) = _evidence_dirs(server)
+    assert verify(evidence, "--fingerprint", json.loads(done.stdout)["fingerprint"]).returncode == 0
+    sink = _start(evidence)["sink"]
+    ssh = os.path.realpath(shutil.which("ssh") or "")
+    assert sink["transport"] == "openssh" and sink["ssh"] == ssh
+    assert sink["ssh_sha256"] == hashlib.sha256(Path(ssh).read_bytes()).hexdigest()
+    assert sink["in_place"] is (account == "dropbox")
+    (ran,) = [line for line in _execs(trace) if f'execve("{ssh}"' in line]
+    for option in ("-F\", \"/dev/null", "StrictHostKeyChecking=yes", "BatchMode=yes",
+                   "IdentitiesOnly=yes", "ControlMaster=no", "ProxyCommand=none",
+                   "UpdateHostKeys=no", "ForwardAgent=no", "\"-s\""):  # fmt: skip
+        assert option in ran, (option, ran)
+
+
+@needs_server
+def test_a_wrong_pin_refuses_before_ssh_runs(server: SftpServer, tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    argv = _argv(server, server.plain_key, "--only", "files", "--path", _tree(tmp_path, 1))
+    argv[argv.index(server.fingerprint)] = server.wrong_fingerprint
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]])
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "not the pinned one" in lines[0], lines
+    assert _evidence_dirs(server) == []
+    assert not [line for line in _execs(trace) if "ssh" in line.split('"')[1]]
+
+
+@needs_server
+def test_ssh_writes_nothing_on_the_host(server: SftpServer, tmp_path: Path) -> None:
+    """Every open, create, rename, unlink and mkdir of preserve and of ssh, traced: none
+    writes a file; ssh reads its key and known_hosts from preserve's memfds."""
+    trace = tmp_path / "trace"
+    calls = "openat,open,creat,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat"
+    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 2))
+    done = _run([*argv[:4], *STRACE, "-e", f"trace={calls},execve", "-o", trace, *argv[4:]])
+    assert done.returncode == 0, done.stderr.decode()
+    lines = trace.read_text().splitlines()
+    writes = [
+        _written_path(line)
+        for line in lines
+        if any(w in line for w in ("O_WRONLY", "O_RDWR", "O_CREAT", "unlink", "rename", "mkdir"))
+        and "= -1" not in line
+        and "execve(" not in line
+    ]
+    outside = [p for p in writes if p not in ("/dev/null",) and not p.startswith("/dev/tty")]
+    assert not outside, outside
+    memfds = [line for line in lines if "/fd/" in line and "memfd:preserve-" in line]
+    assert any("preserve-sink-key" in line for line in memfds), memfds
+    assert any("preserve-known-hosts" in line for line in memfds), memfds
+
+
+@needs_server
+def test_sigkill_mid_stream_leaves_a_prefix_and_no_ssh(server: SftpServer, tmp_path: Path) -> None:
+    proc = _streaming(server, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while _ssh_processes(server) and time.monotonic() < deadline:
+        time.sleep(0.1)  # ssh sees its stdin end
+    assert not _ssh_processes(server)
+    (evidence,) = _evidence_dirs(server)
+    report = json.loads(verify(evidence, "--json").stdout)
+    assert report["sealed_through_seq"] is not None
+    problems = report["files"]["problems"]
+    assert [p for p in problems if p["status"] == "incomplete"]
+    assert not [p for p in problems if p["status"] in ("changed", "unexpected")], problems
+
+
+@needs_server
+def test_ctrl_c_while_reconnecting_ends_the_wait(server: SftpServer, tmp_path: Path) -> None:
+    """The link cut for good: once the run gave it up and is trying to reconnect (for up
+    to 120 s), one SIGINT ends it within seconds, in one line, with no ssh left."""
+    proc = _streaming(server, tmp_path, "--sink-timeout", "3", "--sink-reconnect", "120")
+    _link(server, "down")
+    try:
+        deadline = time.monotonic() + 30
+        while _connected(server):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(2)  # inside the reconnect window
+        assert proc.poll() is None
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        _link(server, "up")
+    assert took < 8, took
+    assert proc.returncode == 1, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "SIGINT received while reconnecting" in lines[0], lines
+    assert not _ssh_processes(server)
+
+
+@needs_server
+def test_the_asyncssh_transport_runs_no_ssh(server: SftpServer, tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 2))
+    argv += ["--sink-transport", "asyncssh"]
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]])
+    assert done.returncode == 0, done.stderr.decode()
+    (evidence,) = _evidence_dirs(server)
+    assert verify(evidence).returncode == 0
+    sink = _start(evidence)["sink"]
+    assert sink["transport"] == "asyncssh" and "ssh" not in sink
+    assert sink["host_key"] == server.fingerprint
+    assert len(_execs(trace)) == 1  # python itself
+
+
+# -- the parser, against a server that lies -------------------------------------------
+
+VERSION_OK = struct.pack(">IBI", 5, 2, 3)
+
+
+def _replies(*packets: bytes) -> Exception | None:
+    """A WireClient fed ``packets`` as the server's bytes: the error a STAT ends with."""
+
+    async def talk() -> Exception | None:
+        reader = asyncio.StreamReader()
+        for packet in packets:
+            reader.feed_data(packet)
+        reader.feed_eof()
+        sink_r, sink_w = os.pipe()
+        client = WireClient(reader, PipeWriter(asyncio.get_running_loop(), sink_w))
+        try:
+            await client.start()
+            await client.stat("/x")
+        except Exception as e:
+            return e
+        finally:
+            os.close(sink_r)
+        return None
+
+    return asyncio.run(talk())
+
+
+def _status(rid: int, code: int, text: bytes = b"") -> bytes:
+    body = struct.pack(">BII", 101, rid, code) + struct.pack(">I", len(text)) + text + b"\0" * 4
+    return struct.pack(">I", len(body)) + body
+
+
+def test_the_parser_refuses_what_sftp_v3_does_not_allow() -> None:
+    huge = struct.pack(">IB", MAX_PACKET + 1, 101)
+    assert isinstance(_replies(VERSION_OK, huge), ProtocolError)
+    assert isinstance(_replies(struct.pack(">IBI", 5, 2, 6)), ProtocolError)  # not v3
+    assert isinstance(_replies(VERSION_OK, _status(99, 0)), ProtocolError)  # never asked
+    unknown = struct.pack(">IBI", 5, 77, 1)
+    assert isinstance(_replies(VERSION_OK, unknown), ProtocolError)
+    short = struct.pack(">IBII", 9, 101, 1, 0)  # a status cut before its message
+    assert isinstance(_replies(VERSION_OK, short), ProtocolError)
+    status = _replies(VERSION_OK, _status(1, 2, b"no such file"))
+    assert isinstance(status, asyncssh.SFTPNoSuchFile), status
+    # The server going away mid-session is a lost connection, never a guess.
+    assert isinstance(_replies(VERSION_OK), asyncssh.SFTPConnectionLost)

@@ -90,7 +90,7 @@ class EvidenceWriter:
         except BaseException:
             sink.close()
             raise
-        journal = Journal(file, records, head, signer, sink.sync, cls._path(sink))
+        journal = Journal(file, records, head, signer, sink.sync, Path(sink.location) / tail)
         return cls(sink, journal)
 
     @staticmethod

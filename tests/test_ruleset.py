@@ -216,3 +216,24 @@ def test_package_state_quiets_shipped_files_and_the_whole_db_stays_whole(
     entries = (ctx.root / "artifacts/persistence/entries.jsonl").read_text().splitlines()
     states = {json.loads(e)["path"]: json.loads(e)["package_state"] for e in entries}
     assert states == {"/etc/cron.d/edit": "modified", "/etc/cron.d/rotate": "unchanged"}
+
+
+def test_docs_name_every_fact_field_rule_and_triage_switch() -> None:
+    """docs/triage.md is where an examiner writing a rule looks: every fact with each of
+    its fields, every built-in rule, and every switch of the ``[triage]`` table."""
+    from collectors.ruleset import _COMMON, FACTS
+    from collectors.triageprofile import _SWITCHES
+
+    doc = (Path(__file__).parent.parent / "docs/triage.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in doc.splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    for fact, fields in FACTS.items():
+        assert fact in rows, f"fact {fact} is not in docs/triage.md's table"
+        missing = [f for f in fields if f not in rows[fact] and f not in _COMMON]
+        assert not missing, f"fact {fact}: fields {missing} not in docs/triage.md"
+    assert "Every fact also has `path`, `changed_ns` and `in_window`" in " ".join(doc.split())
+    for rule in load_rules().rules:
+        assert f"`{rule.id}`" in doc, f"rule {rule.id} is not in docs/triage.md"
+    table = doc.split("## The `[triage]` profile table", 1)[1]
+    for switch in _SWITCHES:
+        assert f"\n{switch} = " in table, f"[triage] {switch} is not in docs/triage.md"

@@ -265,7 +265,7 @@ def _integrity(tmp_path: Path, root: Path) -> tuple[bytes, list[str]]:
     finally:
         engine.shutdown()
         writer.journal.close()
-    ran = [r["engine"] for r in journal_records(writer.root) if r.get("action") == "md5-engine"]
+    ran = [r["engine"] for r in journal_records(writer.root) if r.get("event") == "md5-engine"]
     return (writer.root / "artifacts/packages/integrity.json").read_bytes(), ran
 
 
@@ -326,7 +326,7 @@ def test_the_real_dpkg_database_in_a_private_namespace(tmp_path: Path) -> None:
     for engine in engines:
         evidence = Path(json.loads((tmp_path / f"{engine}.json").read_bytes())["evidence_dir"])
         reports[engine] = (evidence / "artifacts/packages/integrity.json").read_bytes()
-        ran = [r["engine"] for r in journal_records(evidence) if r.get("action") == "md5-engine"]
+        ran = [r["engine"] for r in journal_records(evidence) if r.get("event") == "md5-engine"]
         assert ran == [engine]
     assert reports[engines[0]] == reports[engines[1]]
     modified = [r["path"] for r in json.loads(reports[engines[1]])["modified"]]

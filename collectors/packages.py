@@ -139,7 +139,7 @@ class PackagesCollector(Collector):
         }  # fmt: skip
         extra = _executable_sha256(self.root) if table is not None else None
         count, md5 = 0, md5_engine() if db.manager == "dpkg" else "hashlib"
-        ctx.journal.append("action", collector=self.name, action="md5-engine", engine=md5)
+        ctx.journal.append("event", event="md5-engine", collector=self.name, engine=md5)
         ctx.log.info("md5_engine", collector=self.name, engine=md5)
         for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
             count += 1

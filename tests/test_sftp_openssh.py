@@ -91,6 +91,19 @@ def test_a_wrong_pin_refuses_before_ssh_runs(server: SftpServer, tmp_path: Path)
 
 
 @needs_server
+def test_a_key_the_server_does_not_know_is_one_line_exit_2(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """ssh's own 'Permission denied (publickey)' becomes the sink's refusal."""
+    stranger = server.tmp / "keys" / "other_host"
+    done = _run(_argv(server, stranger, "--only", "files", "--path", _tree(tmp_path, 1)))
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "the server refused the key" in lines[0], lines
+    assert _evidence_dirs(server) == [] and not _ssh_processes(server)
+
+
+@needs_server
 def test_ssh_writes_nothing_on_the_host(server: SftpServer, tmp_path: Path) -> None:
     """Every open, create, rename, unlink and mkdir of preserve and of ssh, traced: none
     writes a file; ssh reads its key and known_hosts from preserve's memfds."""

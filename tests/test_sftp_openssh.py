@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import verify
+from conftest import ROOT, verify
 from sftp_server import SftpServer
 from test_hostile import _written_path
 from test_sftp_link import _connected, _link, _streaming
@@ -88,6 +88,45 @@ def test_a_wrong_pin_refuses_before_ssh_runs(server: SftpServer, tmp_path: Path)
     assert len(lines) == 1 and "not the pinned one" in lines[0], lines
     assert _evidence_dirs(server) == []
     assert not [line for line in _execs(trace) if "ssh" in line.split('"')[1]]
+
+
+@needs_server
+def test_a_key_the_server_does_not_know_is_one_line_exit_2(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """ssh's own 'Permission denied (publickey)' becomes the sink's refusal."""
+    stranger = server.tmp / "keys" / "other_host"
+    done = _run(_argv(server, stranger, "--only", "files", "--path", _tree(tmp_path, 1)))
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "the server refused the key" in lines[0], lines
+    assert _evidence_dirs(server) == [] and not _ssh_processes(server)
+
+
+@needs_server
+def test_a_passphrase_protected_key_is_decrypted_in_preserve(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """The passphrase from the environment decrypts the key in preserve; ssh gets the
+    key unencrypted in a memfd, and the passphrase is in no argv, output or journal."""
+    key, secret = tmp_path / "locked", "correct horse battery staple 7"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", secret, "-f", key], check=True)
+    with server.authorized.open("a") as f:
+        f.write(f'restrict,command="internal-sftp" {key.with_suffix(".pub").read_text()}')
+    trace = tmp_path / "trace"
+    argv = _argv(server, key, "--only", "system")
+    env = {**ENV, "PRESERVE_SINK_KEY_PASSPHRASE": secret}
+    done = subprocess.run(
+        [*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]],
+        capture_output=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    (evidence,) = _evidence_dirs(server)
+    everything = done.stdout + done.stderr + trace.read_bytes()
+    everything += b"".join(p.read_bytes() for p in evidence.rglob("*") if p.is_file())
+    assert secret.encode() not in everything
+    without = _run(argv)  # no passphrase and no terminal to ask on
+    assert without.returncode == 2 and b"is passphrase-protected" in without.stderr
 
 
 @needs_server

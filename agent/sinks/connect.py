@@ -27,7 +27,6 @@ from .sftp import TIMEOUT, SftpSink, _Loop
 from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
 
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
-TRANSPORTS = ("openssh", "asyncssh")
 CONNECT_TIMEOUT = 20.0
 STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
 # AES-GCM first: in asyncssh it is one AESGCM call a packet (1.1-1.4 GB/s here) where

@@ -43,7 +43,8 @@ from .wire import WireClient
 ALIAS = "preserve-sink"  # the known_hosts name: the pin, whatever address was dialled
 STDERR_KEEP = 4096
 PIPE_SIZE = 1 << 20
-_F_SETPIPE_SZ = 1031
+PIPE_POLL = 0.001  # a full 1 MiB pipe is written again 1 ms later (see PipeWriter)
+_F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032
 _SYS_PIDFD_GETFD = 438
 OPTIONS = {
     "BatchMode": "yes",
@@ -288,7 +289,11 @@ async def start(conn: SshConnection) -> WireClient:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-    writer = PipeWriter(loop, os.dup(proc.stdin.fileno()))
+    try:
+        big = fcntl.fcntl(proc.stdin.fileno(), _F_GETPIPE_SZ) >= PIPE_SIZE
+    except OSError:
+        big = False
+    writer = PipeWriter(loop, os.dup(proc.stdin.fileno()), PIPE_POLL if big else 0.0)
     proc.stdin.close()
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)

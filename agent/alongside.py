@@ -1,13 +1,14 @@
 """Collectors that run in their own thread while the rest of their stage goes on.
 
 A collector whose work is mostly waiting for something outside this interpreter (the
-timeline: a walk in a child process on the other core) says so with
-``Collector.alongside``; the orchestrator starts it in its turn and waits for it before
-the stage is sealed, so a seal still covers everything its stage did. It stores through
-the same copy engine and journal as the others, which take their own locks; the
-evidence writer is never used by two collectors in a way it is not by the engine's own
-worker threads already. What such a thread raised that must end the run (a full drive,
-the evidence gone) is raised again in the orchestrator's thread when it waits."""
+timeline: a walk in a child process on the other core; packages: hashing, which
+releases the interpreter's lock) says so with ``Collector.alongside``; the orchestrator
+starts it in its turn and waits for it before the stage is sealed, so a seal still
+covers everything its stage did. It stores through the same copy engine and journal as
+the others, which take their own locks; the evidence writer is never used by two
+collectors in a way it is not by the engine's own worker threads already. What such a
+thread raised that must end the run (a full drive, the evidence gone) is raised again in
+the orchestrator's thread when it waits."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ class Collector(abc.ABC):
     description: ClassVar[str] = ""
     default: ClassVar[bool] = True  # runs without --only (False: only when asked for)
     # Runs in its own thread, started in its turn, while the rest of its stage goes on
-    # (agent/alongside.py): for work done mostly outside this interpreter.
+    # (agent/alongside.py): for work done mostly outside this interpreter or without its
+    # lock (a walk in a child process; hashing, which releases it).
     alongside: ClassVar[bool] = False
 
     def configure(self, options: Options) -> None:  # noqa: B027 (optional: no-op default)

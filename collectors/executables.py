@@ -154,7 +154,7 @@ class ExecutablesCollector(Collector):
         )
         for i, read in digest_files(alone):
             early[i] = read
-        handed.wait(ctx.engine.stopped.is_set)
+        handed.wait()
         yield from digest_files(self._wants(ctx, walked, handed, early))
 
     def _wants(

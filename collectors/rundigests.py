@@ -25,7 +25,6 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable
 
 from .context import CollectContext
 
@@ -64,12 +63,11 @@ class RunDigests:
     def finished(self) -> bool:
         return self._finished.is_set()
 
-    def wait(self, stopped: Callable[[], bool] | None = None) -> None:
-        """Until ``finish`` (or ``stopped``: an interrupted run does not wait for the rest
-        of a collector that will stop soon; what is not in the table is hashed again)."""
-        while not self._finished.wait(0.05):
-            if stopped is not None and stopped():
-                return
+    def wait(self) -> None:
+        """Until ``finish``. Not cut short by a stop signal: the offering collector does
+        not stop inside itself either (agent/stopsignals.py), so it finishes soon enough,
+        and giving up would read again what it is reading."""
+        self._finished.wait()
 
     def take(self, st: os.stat_result) -> str | None:
         """The digest of the file ``st`` describes if it was read unchanged, else None;

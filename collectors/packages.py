@@ -37,6 +37,7 @@ from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .lanedigest import md5_engine
 from .pkgdb import Database
+from .readfile import read_regular
 from .rundigests import RunDigests, offer
 from .systemwalk import SYSTEM_DIRS, is_executable, system_executables
 from .textview import json_bytes, plural
@@ -65,8 +66,8 @@ def _excluded_by_dpkg(root: bytes) -> list[tuple[bool, str]]:
         return rules
     for name in names:
         try:
-            with open(os.path.join(folder, name), "rb") as f:
-                text = f.read(1024 * 1024).decode("utf-8", "replace")
+            data = read_regular(os.path.join(folder, name), 1024 * 1024, follow=False)
+            text = data.decode("utf-8", "replace")
         except OSError:
             continue
         for line in text.splitlines():

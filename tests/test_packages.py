@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,25 @@ def test_a_change_anywhere_in_a_large_file_or_of_its_size_is_flagged(
     ]  # fmt: skip
     (row,) = [r for r in report["modified"] if r["path"] == "/usr/lib/libbig.so"]
     assert row["md5"] == _md5((root / "usr/lib/libbig.so").read_bytes())
+
+
+def test_a_fifo_in_dpkg_cfg_d_is_skipped_not_opened(ctx: CollectContext, tmp_path: Path) -> None:
+    """A FIFO planted among dpkg's configuration files would block a plain open for
+    ever (and tell a waiting writer that a responder is reading); it is refused unopened,
+    and the excludes of the real file beside it still apply."""
+    root = tmp_path / "host"
+    _db(root, "base", {"/usr/bin/sh": b"sh", "/usr/share/doc/base/README": b"doc"}, {})
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/sh").write_bytes(b"sh")
+    (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
+    (root / "etc/dpkg/dpkg.cfg.d/excludes").write_text("path-exclude=/usr/share/doc/*\n")
+    os.mkfifo(root / "etc/dpkg/dpkg.cfg.d/aa-tripwire")
+    reports: list[dict[str, Any]] = []
+    check = threading.Thread(target=lambda: reports.append(_check(ctx, root)), daemon=True)
+    check.start()
+    check.join(30)
+    if check.is_alive():  # blocked in the FIFO's open: let it go, then fail
+        os.close(os.open(root / "etc/dpkg/dpkg.cfg.d/aa-tripwire", os.O_WRONLY | os.O_NONBLOCK))
+        check.join(10)
+        raise AssertionError("the packages check opened a FIFO in dpkg.cfg.d and blocked")
+    assert reports[0]["missing"] == [] and reports[0]["modified"] == []

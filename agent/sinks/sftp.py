@@ -29,6 +29,7 @@ from manifests.fstype import FileSystem
 
 from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
 from ._ssh import asyncssh
+from .chunkpool import ChunkPool
 from .target import SftpTarget
 
 __all__ = ["TIMEOUT", "SftpFile", "SftpSink", "SinkLostError", "_Loop"]
@@ -48,7 +49,7 @@ class SftpFile:
         self._sink, self.rel, self._handle, self._append = sink, rel, handle, append
         self._offset = 0
         self._end = 0
-        self._pending: deque[tuple[concurrent.futures.Future[Any], bytes]] = deque()
+        self._pending: deque[tuple[concurrent.futures.Future[Any], bytes | memoryview]] = deque()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -64,7 +65,7 @@ class SftpFile:
     def write(self, data: bytes | memoryview) -> None:
         if self._gone() or not data:
             return
-        blob = bytes(data)  # the caller reuses its buffer
+        blob = self._sink.chunks.copy(data)  # the caller reuses its buffer
         with self._lock:
             future = self._sink.loop.submit(self._handle.write(blob, self._offset))
             self._offset += len(blob)
@@ -78,7 +79,8 @@ class SftpFile:
         self._sink.result(future, self.rel)
         self._pending.popleft()
         if self.rel == self._sink.journal_name:
-            self._sink.acknowledge(blob)
+            self._sink.acknowledge(bytes(blob))
+        self._sink.chunks.give_back(blob)
 
     def unacknowledged(self) -> bytes:
         """What was sent and not acknowledged, in order: after a loss, the server holds
@@ -147,6 +149,7 @@ class SftpSink:
         self._open: set[SftpFile] = set()
         self._journal: SftpFile | None = None
         self._lock = threading.Lock()
+        self.chunks = ChunkPool(keep=2 * IN_FLIGHT)
 
     # -- the directory ---------------------------------------------------------------
 

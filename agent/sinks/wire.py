@@ -82,7 +82,7 @@ class Handle:
     def __init__(self, client: WireClient, handle: bytes) -> None:
         self._client, self._handle = client, handle
 
-    async def write(self, data: bytes, offset: int) -> None:
+    async def write(self, data: bytes | memoryview, offset: int) -> None:
         """One WRITE per ``chunk`` bytes, all sent before the first reply is awaited."""
         step, view = self._client.chunk, memoryview(data)
         waits = [

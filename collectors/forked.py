@@ -22,7 +22,7 @@ import os
 import select
 import signal
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ._common import LINUX
 from .errors import CollectorError
@@ -39,37 +39,55 @@ def run_forked(work: Callable[[Send], None], on_frame: Send, stopped: Callable[[
     ``on_frame(kind, payload)`` call here, in order. Returns False when the run was
     stopped (the child killed, what it sent so far delivered); raises CollectorError when
     the child failed."""
-    if not LINUX or not hasattr(os, "fork"):
-        work(on_frame)
+    return run_forked_all([work], on_frame, stopped)
+
+
+def can_fork() -> bool:
+    """Does ``run_forked_all`` run its work in children here (else in the caller)?"""
+    return LINUX and hasattr(os, "fork")
+
+
+def run_forked_all(
+    works: Sequence[Callable[[Send], None]], on_frame: Send, stopped: Callable[[], bool]
+) -> bool:
+    """``run_forked`` for several works at once, each in a child of its own (one a core):
+    the frames of each child come in its order, those of different children interleaved
+    as they arrive. One child failing is the whole call failing (the others killed)."""
+    if not can_fork():
+        for work in works:
+            work(on_frame)
         return not stopped()
-    read_end, write_end = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):  # fewer wake-ups; a default is fine
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child's coverage is not collected)
-        _child(work, read_end, write_end)
-    os.close(write_end)
+    children: dict[int, int] = {}  # the read end of each child's pipe: its pid
     finished, failure = False, None
     try:
-        finished, failure = _receive(read_end, on_frame, stopped)
+        for work in works:
+            read_end, write_end = os.pipe()
+            with contextlib.suppress(OSError, AttributeError):  # fewer wake-ups
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child's coverage is not collected)
+                _child(work, [read_end, *children], write_end)
+            os.close(write_end)
+            children[read_end] = pid
+        finished, failure = _receive(children, on_frame, stopped)
     finally:
-        os.close(read_end)
-        if not finished:  # stopped, or an error here: the child ends too (not reaped
-            os.kill(pid, signal.SIGKILL)  # yet, so this pid is still the child's)
-        status = _reap(pid)
+        for read_end, pid in children.items():  # those still running: stopped, failed,
+            os.close(read_end)  # or an error here (not reaped yet, so each pid is
+            os.kill(pid, signal.SIGKILL)  # still its child's)
+            _reap(pid)
     if not finished:
         return False
-    if failure is not None or status != 0:
-        why = failure or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
-        raise CollectorError(f"the walk in a child process did not finish ({why})")
+    if failure is not None:
+        raise CollectorError(f"the work in a child process did not finish ({failure})")
     return True
 
 
-def _child(work: Callable[[Send], None], read_end: int, write_end: int) -> None:
+def _child(work: Callable[[Send], None], read_ends: list[int], write_end: int) -> None:
     status = 1
     try:
         gc.disable()
-        os.close(read_end)
+        for fd in read_ends:  # its own pipe's, and those of the children forked before it
+            os.close(fd)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
 
@@ -88,34 +106,42 @@ def _child(work: Callable[[Send], None], read_end: int, write_end: int) -> None:
         os._exit(status)
 
 
-def _receive(fd: int, on_frame: Send, stopped: Callable[[], bool]) -> tuple[bool, str | None]:
-    """Deliver the child's frames until it closes the pipe: (True, its failure if it
-    reported one); (False, None) as soon as the run is stopped. Each frame is read at
-    its own size and handed on as read (not appended to a buffer, sliced, copied and cut
-    from it: 63 MB of bodyfile in frames of a megabyte cost the parent's thread 42 to 77
-    ms of CPU that way, 27 to 31 now, bench/RESULTS.md)."""
+def _receive(
+    children: dict[int, int], on_frame: Send, stopped: Callable[[], bool]
+) -> tuple[bool, str | None]:
+    """Deliver the children's frames until each has closed its pipe and been reaped
+    (taken out of ``children``): (True, why one of them failed, or None when none did);
+    (False, None) as soon as the run is stopped. Each frame is read at its own size and
+    handed on as read (not appended to a buffer, sliced, copied and cut from it: 63 MB
+    of bodyfile in frames of a megabyte cost the parent's thread 42 to 77 ms of CPU that
+    way, 27 to 31 now, bench/RESULTS.md)."""
     poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    failure: str | None = None
-    while True:
+    for fd in children:
+        poller.register(fd, select.POLLIN)
+    while children:
         if stopped():
             return False, None
-        if not poller.poll(_POLL_MS):
-            continue
-        header = _read_exact(fd, _HEADER.size)
-        if not header:
-            break  # the child closed the pipe between frames: its whole output is in
-        if len(header) < _HEADER.size:
-            return True, failure or "its last frame was cut short"
-        kind, size = _HEADER.unpack(header)
-        payload = _read_exact(fd, size)
-        if len(payload) < size:
-            return True, failure or "its last frame was cut short"
-        if kind == _FAILED:
-            failure = payload.decode("utf-8", "replace")
-        else:
+        for fd, _ in poller.poll(_POLL_MS):
+            header = _read_exact(fd, _HEADER.size)
+            if not header:  # the child closed the pipe between frames: all of it is in
+                poller.unregister(fd)
+                os.close(fd)
+                status = _reap(children.pop(fd))
+                if status != 0:
+                    return True, (
+                        f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+                    )
+                continue
+            if len(header) < _HEADER.size:
+                return True, "its last frame was cut short"
+            kind, size = _HEADER.unpack(header)
+            payload = _read_exact(fd, size)
+            if len(payload) < size:
+                return True, "its last frame was cut short"
+            if kind == _FAILED:
+                return True, payload.decode("utf-8", "replace")
             on_frame(kind, payload)
-    return True, failure
+    return True, None
 
 
 def _read_exact(fd: int, size: int) -> bytes:

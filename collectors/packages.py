@@ -37,6 +37,7 @@ from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .lanedigest import md5_engine
 from .pkgdb import Database
+from .pkgforked import digest_in_children, usable
 from .readfile import read_regular
 from .rundigests import RunDigests, offer
 from .systemwalk import SYSTEM_DIRS, is_executable, system_executables
@@ -54,6 +55,11 @@ def in_system_dirs(path: bytes, libraries: bool = True) -> bool:
     """Is the database path ``path`` under a system bin/sbin (or lib) directory?"""
     tops = SYSTEM_DIRS if libraries else tuple(d for d in SYSTEM_DIRS if b"lib" not in d)
     return any(path.startswith(b"/" + d + b"/") for d in tops)
+
+
+def _expected(check: Check) -> tuple[bytes, str]:
+    """The digest the database gives a file and its algorithm (what a child compares)."""
+    return check[1], check[4]
 
 
 def _excluded_by_dpkg(root: bytes) -> list[tuple[bool, str]]:
@@ -142,11 +148,18 @@ class PackagesCollector(Collector):
         count, md5 = 0, md5_engine() if db.manager == "dpkg" else "hashlib"
         ctx.journal.append("event", event="md5-engine", collector=self.name, engine=md5)
         ctx.log.info("md5_engine", collector=self.name, engine=md5)
-        for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
-            count += 1
-            if table is not None and "sha256" in read.digests and read.stat is not None:
-                table.put(read.stat, read.digests["sha256"])
+
+        def judge(tag: Check, read: Read) -> None:
             self._judge(ctx, report, tag, read, dropped)
+
+        if usable(md5):  # on every core, out of this interpreter's lock
+            count = digest_in_children(list(self._wants(db)), _expected, judge, extra, md5, table)
+        else:
+            for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
+                count += 1
+                if table is not None and "sha256" in read.digests and read.stat is not None:
+                    table.put(read.stat, read.digests["sha256"])
+                judge(tag, read)
         self._unpackaged(ctx, db, report)
         for rows in report.values():  # the same file whatever order the files finished in
             rows.sort(key=lambda row: row["path"])
@@ -159,7 +172,7 @@ class PackagesCollector(Collector):
         )
         summarize(ctx, self.name, rules_of(ctx).ids("package-file"))
 
-    def _wants(self, db: Database) -> Iterator[tuple[Check, Want | Read]]:
+    def _wants(self, db: Database) -> Iterator[tuple[Check, Want]]:
         """Every package file, then every conffile, with where it is on the host."""
         for path, (want, pkg) in db.digests.items():
             if path not in db.conffiles:

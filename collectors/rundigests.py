@@ -52,9 +52,19 @@ class RunDigests:
     def put(self, st: os.stat_result, hexdigest: str) -> None:
         """Record the digest of the file whose descriptor's stat was ``st`` (called once
         it is read), unless it changed too recently to tell a later change by its stat."""
-        if st.st_ctime_ns > time.time_ns() - SETTLED_NS:
+        self.put_fields(
+            st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+            bytes.fromhex(hexdigest),
+        )  # fmt: skip
+
+    def put_fields(
+        self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, digest: bytes
+    ) -> None:
+        """``put`` from the stat fields it uses and the raw digest (what a child process
+        reading the files sends back, collectors/pkgforked.py)."""
+        if ctime_ns > time.time_ns() - SETTLED_NS:
             return
-        self._by_inode[(st.st_dev, st.st_ino)] = _stamp(st) + bytes.fromhex(hexdigest)
+        self._by_inode[(dev, ino)] = _STAMP.pack(size, mtime_ns, ctime_ns) + digest
 
     def finish(self) -> None:
         """The offering collector is done: every digest it will give is in."""

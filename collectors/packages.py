@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
+from itertools import islice
 from typing import Any, ClassVar
 
 from .base import Collector, Stage
@@ -153,7 +154,11 @@ class PackagesCollector(Collector):
             self._judge(ctx, report, tag, read, dropped)
 
         if usable(md5):  # on every core, out of this interpreter's lock
-            count = digest_in_children(list(self._wants(db)), _expected, judge, extra, md5, table)
+
+            def share(part: int, parts: int) -> Iterator[tuple[Check, Want]]:
+                return self._wants(db, part, parts)
+
+            count = digest_in_children(share, _expected, judge, extra, md5, table)
         else:
             for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
                 count += 1
@@ -172,13 +177,14 @@ class PackagesCollector(Collector):
         )
         summarize(ctx, self.name, rules_of(ctx).ids("package-file"))
 
-    def _wants(self, db: Database) -> Iterator[tuple[Check, Want]]:
-        """Every package file, then every conffile, with where it is on the host."""
-        for path, (want, pkg) in db.digests.items():
+    def _wants(self, db: Database, part: int = 0, parts: int = 1) -> Iterator[tuple[Check, Want]]:
+        """Every package file, then every conffile, with where it is on the host (or
+        every ``parts``-th of each from the ``part``-th on: a child's share)."""
+        for path, (want, pkg) in islice(db.digests.items(), part, None, parts):
             if path not in db.conffiles:
                 algo, host = db.algorithm(pkg), db.location(path, pkg)
                 yield (path, want, pkg, False, algo, host), Want(host, (algo,))
-        for path, (want, pkg) in db.conffiles.items():
+        for path, (want, pkg) in islice(db.conffiles.items(), part, None, parts):
             algo, host = db.algorithm(pkg), db.location(path, pkg)
             yield (path, want, pkg, True, algo, host), Want(host, (algo,))
 

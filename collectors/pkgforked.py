@@ -4,11 +4,12 @@ all under the interpreter lock, where ``executables`` and ``persistence`` need i
 in children it runs on the other core, without that lock, and the parent only judges.
 
 The files are dealt to the children in turn (a large file's neighbours go to the
-other), each child digesting its share as ``digest_files`` does in the thread. A child
-sends back only what the parent needs, in large frames: for a file whose digest is the
-database's (99 %) nothing, or, when the SHA-256 table is wanted (collectors/rundigests.py),
-the stat fields the table keys on and the raw SHA-256; for any other file, its index
-and its whole ``Read``, which the parent judges as the thread would. The parent thus
+other), each child making and digesting its share as ``digest_files`` does in the
+thread. A child sends back only what the parent needs, in large frames: for a file whose
+digest is the database's (99 %) nothing, or, when the SHA-256 table is wanted
+(collectors/rundigests.py), the stat fields the table keys on and the raw SHA-256; for
+any other file, its tag and its whole ``Read``, which the parent judges as the thread
+would. The parent thus
 ends with the same report, findings, table and count. A child killed or failing is the
 collector failing (CollectorError), never a short result.
 
@@ -24,7 +25,7 @@ import hashlib
 import os
 import pickle
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from .filedigest import Extra, Read, Want, digest_files
@@ -54,7 +55,7 @@ def usable(md5_engine: str) -> bool:
 
 
 def _share(
-    items: Sequence[tuple[T, Want]],
+    wants: Callable[[int, int], Iterable[tuple[T, Want]]],
     part: int,
     parts: int,
     expect: Callable[[T], tuple[bytes, str]],
@@ -62,16 +63,15 @@ def _share(
     md5_engine: str,
 ) -> Callable[[Send], None]:
     def work(send: Send) -> None:
-        wants = ((i, items[i][1]) for i in range(part, len(items), parts))
         digests: list[bytes] = []
-        odd: list[tuple[int, Read]] = []
+        odd: list[tuple[T, Read]] = []
         count = 0
-        for i, read in digest_files(wants, extra, md5_engine=md5_engine):
+        for tag, read in digest_files(wants(part, parts), extra, md5_engine=md5_engine):
             count += 1
-            want, algo = expect(items[i][0])
+            want, algo = expect(tag)
             digest = read.digests.get(algo)
             if read.state != "ok" or digest is None or digest.encode() != want:
-                odd.append((i, read))
+                odd.append((tag, read))
                 if len(odd) >= _ODD_FRAME:
                     send(_ODD, pickle.dumps(odd, pickle.HIGHEST_PROTOCOL))
                     odd = []
@@ -98,18 +98,21 @@ def _share(
 
 
 def digest_in_children(
-    items: Sequence[tuple[T, Want]],
+    wants: Callable[[int, int], Iterable[tuple[T, Want]]],
     expect: Callable[[T], tuple[bytes, str]],
     judge: Callable[[T, Read], None],
     extra: Extra | None,
     md5_engine: str,
     table: RunDigests | None,
 ) -> int:
-    """Digest every ``(tag, want)`` of ``items`` in children; ``judge(tag, read)`` here for
-    each file whose digest is not the ``expect(tag)`` one (with its table entry put, as
-    for the others), the number of files read returned. Raises CollectorError when a
-    child fails."""
-    parts = min(children(), max(1, len(items)))
+    """Digest the files ``wants(part, parts)`` gives in each of ``parts`` children (every
+    ``(tag, want)`` in exactly one part; the tags must pickle); ``judge(tag, read)`` here
+    for each file whose digest is not the ``expect(tag)`` one (with its table entry put,
+    as for the others); the number of files read returned. The wants are made in the
+    children, from what the parent holds at the fork, so the parent never holds a list
+    of them (nor does each child inherit one: peak memory as with the thread). Raises
+    CollectorError when a child fails."""
+    parts = children()
     for make in (hashlib.md5, hashlib.sha256):  # fetched by OpenSSL before the fork
         make()
     count = 0
@@ -121,15 +124,15 @@ def digest_in_children(
                 for dev, ino, size, mtime, ctime, sha in _SHA.iter_unpack(payload):
                     table.put_fields(dev, ino, size, mtime, ctime, sha)
         elif kind == _ODD:
-            got: list[tuple[int, Read]] = pickle.loads(payload)  # noqa: S301 (our child's)
-            for i, read in got:
+            got: list[tuple[T, Read]] = pickle.loads(payload)  # noqa: S301 (our child's)
+            for tag, read in got:
                 if table is not None and "sha256" in read.digests and read.stat is not None:
                     table.put(read.stat, read.digests["sha256"])
-                judge(items[i][0], read)
+                judge(tag, read)
         elif kind == _DONE:
             count += _COUNT.unpack(payload)[0]
 
-    works = [_share(items, k, parts, expect, extra, md5_engine) for k in range(parts)]
+    works = [_share(wants, k, parts, expect, extra, md5_engine) for k in range(parts)]
     run_forked_all(works, on_frame, _never)
     return count
 

@@ -11,20 +11,18 @@ Files are opened and checked as every digest path does (``filedigest.open_checke
 read with the same end-of-file rule (an MD5-only file by the lane itself, in C, the GIL
 released; Python only opens and checks it), and an algorithm other than MD5 asked for the
 same file (SHA-256 of executables) is fed from the same reads by hashlib. One scheduler
-runs in the caller's thread: a second one on another thread (``threads=2``, each taking
-files from one shared iterator) was measured slower on this 2-core machine (4.4-4.8 s
-against 3.6-4.0 s for the 110,000 dpkg files, load ~1.6) and costs a third more CPU, the
-per-file Python of the two contending for the GIL (bench/RESULTS.md).
+runs in the caller's thread (the other core is used by collectors/pkgforked.py, one
+forked child a core): a second scheduler on another thread was measured slower on this
+2-core machine (4.4-4.8 s against 3.6-4.0 s for the 110,000 dpkg files, load ~1.6) and
+cost a third more CPU, the per-file Python of the two contending for the GIL
+(bench/RESULTS.md).
 
 ``PRESERVE_MD5_ENGINE=avx512|avx2|scalar|hashlib`` forces an engine (tests, benches);
 without it the best this CPU runs, or hashlib where the extension was not built."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -37,9 +35,7 @@ except ImportError:  # built without a compiler: hashlib does it
 
 T = TypeVar("T")
 ENGINES = ("avx512", "avx2", "scalar", "hashlib")
-LANE_BUFFER = 64 * 1024  # a lane's reads: 16 lanes x 2 threads x 2 (C and Python) = 4 MiB
-THREADS = 1  # see above
-_BATCH = 64  # results a thread hands over at once
+LANE_BUFFER = 64 * 1024  # a lane's reads: 16 lanes x 2 (C and Python) = 2 MiB
 
 
 def available() -> tuple[str, ...]:
@@ -189,26 +185,10 @@ class _Scheduler:
                     self.lanes.reset(lane)
 
 
-def _locked(items: Iterable[T]) -> Iterator[T]:
-    """One iterator several threads take from."""
-    source, lock = iter(items), threading.Lock()
-
-    class Shared:
-        def __iter__(self) -> Iterator[T]:
-            return self
-
-        def __next__(self) -> T:
-            with lock:
-                return next(source)
-
-    return Shared()
-
-
 def digest_lanes(
     items: Iterable[tuple[T, Want | Read]],
     extra: Extra | None = None,
     engine: str | None = None,
-    threads: int = THREADS,
 ) -> Iterator[tuple[T, Read]]:
     """Each ``(tag, want)`` of ``items`` with what reading its file gave, as each file
     finishes; the MD5 in lanes of ``engine`` (the best one by default)."""
@@ -218,46 +198,4 @@ def digest_lanes(
 
         yield from digest_files(items, extra)
         return
-    if threads <= 1:
-        yield from _Scheduler(engine, extra).run(iter(items))
-        return
-    take = _locked(items)
-    results: queue.Queue[list[tuple[T, Read]] | BaseException | None] = queue.Queue(64)
-    stop = threading.Event()
-
-    def work() -> None:
-        batch: list[tuple[T, Read]] = []
-        try:
-            for result in _Scheduler(engine, extra).run(take):
-                batch.append(result)
-                if len(batch) >= _BATCH:
-                    results.put(batch)
-                    batch = []
-                if stop.is_set():
-                    return
-            results.put(batch)
-        except BaseException as e:  # handed to the caller's thread, raised there
-            results.put(e)
-        finally:
-            results.put(None)
-
-    workers = [threading.Thread(target=work, name=f"md5lanes-{i}") for i in range(threads)]
-    for t in workers:
-        t.start()
-    try:
-        running = len(workers)
-        while running:
-            got = results.get()
-            if got is None:
-                running -= 1
-            elif isinstance(got, BaseException):
-                raise got
-            else:
-                yield from got
-    finally:
-        stop.set()
-        while any(t.is_alive() for t in workers):  # let a thread blocked on put finish
-            with contextlib.suppress(queue.Empty):
-                results.get(timeout=0.1)
-        for t in workers:
-            t.join()
+    yield from _Scheduler(engine, extra).run(iter(items))

@@ -1,0 +1,105 @@
+"""A file being written on the server through the SFTP sink (agent/sinks/sftp.py): a
+synchronous facade over the sink's event loop, at most ``IN_FLIGHT`` writes outstanding
+(a bounded memory buffer, never a spill to disk), each artifact fsynced before its
+handle is closed, so a seal only covers bytes on the server's stable storage."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sftp import SftpSink
+
+IN_FLIGHT = 16  # outstanding writes per file: 16 MiB at most with 1 MiB chunks
+
+
+class SftpFile:
+    """A file being written on the server. Thread-safe: the journal's group commit
+    fsyncs while another thread appends."""
+
+    def __init__(self, sink: SftpSink, rel: str, handle: Any, append: bool) -> None:
+        self._sink, self.rel, self._handle, self._append = sink, rel, handle, append
+        self._offset = 0
+        self._end = 0
+        self._pending: deque[tuple[concurrent.futures.Future[Any], bytes | memoryview]] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _gone(self) -> bool:
+        """After a loss, the journal and the run log stop quietly (the seal that would
+        cover them raises); an artifact raises at once so its copy stops."""
+        if self._sink.lost is None:
+            return False
+        if self._append:
+            return True
+        raise self._sink.lost
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._gone() or not data:
+            return
+        blob = self._sink.chunks.copy(data)  # the caller reuses its buffer
+        with self._lock:
+            future = self._sink.loop.submit(self._handle.write(blob, self._offset))
+            self._offset += len(blob)
+            self._end = max(self._end, self._offset)
+            self._pending.append((future, blob))
+            while len(self._pending) > IN_FLIGHT:
+                self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, blob = self._pending[0]  # kept when the link breaks: see unacknowledged
+        self._sink.result(future, self.rel)
+        self._pending.popleft()
+        if self.rel == self._sink.journal_name:
+            self._sink.acknowledge(bytes(blob))
+        self._sink.chunks.give_back(blob)
+
+    def unacknowledged(self) -> bytes:
+        """What was sent and not acknowledged, in order: after a loss, the server holds
+        a prefix of it (or all of it, or none)."""
+        with self._lock:
+            return b"".join(blob for _, blob in self._pending)
+
+    def _drain(self) -> None:
+        with self._lock:
+            while self._pending:
+                self._wait_oldest()
+
+    def skip(self, count: int) -> None:
+        self._offset += count
+
+    def finish(self, size: int, times_ns: tuple[int, int] | None = None) -> None:
+        """A trailing hole becomes one zero byte at the end (truncating is a setstat,
+        which a drop-box denies); times are copied where the server allows it. The file
+        was created read-only (mode 0444), so there is no chmod to do."""
+        if self._gone():
+            return
+        if self._end < size:
+            self._offset = size - 1
+            self.write(b"\0")
+        if times_ns is not None and self._sink.can_setstat:
+            self._drain()
+            try:
+                self._sink.call(self._handle.utime(ns=times_ns), self.rel)
+            except OSError:
+                self._sink.can_setstat = False  # denied once: not asked again
+
+    def fsync(self) -> None:
+        if self._gone():
+            return
+        self._drain()
+        if self._sink.fsync_ok:
+            self._sink.call(self._handle.fsync(), self.rel)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sink.forget(self)
+        if self._sink.lost is not None:
+            return
+        self.fsync()
+        self._sink.call(self._handle.close(), self.rel)

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import click
 
 from collectors.base import Collector
 from collectors.clock import parse_reference_time
-from collectors.context import CollectContext, Options
+from collectors.context import Options
 from collectors.logprofile import Profile, load_profile
 from collectors.registry import load_collectors
 from collectors.ruleset import load_rules
@@ -322,6 +321,8 @@ def run_collection(
     plan = preflight.survey(collectors, profile_name, raw_paths, output, isolation)
     preflight.show(console, plan)
     signer = _signer(key)  # KeyLoadError: exit 2
+    if watch:  # the file watcher (watchdog, inotify) is 20 ms of every start-up otherwise
+        from ..watch import make_watch_hook  # (python -X importtime, bench/RESULTS.md)
     config = RunConfig(
         output=Path(str(output)),
         open_sink=destination.open_sink,
@@ -333,7 +334,7 @@ def run_collection(
         note=note,
         argv=sys.argv,
         after_volatile=isolation,
-        after_collect=_watch_hook(watch, collectors, raw_paths) if watch else None,
+        after_collect=make_watch_hook(watch, collectors, raw_paths) if watch else None,
         start_fields={
             **start_fields,
             **({"log_profile": log_profile.name} if "logs" in names else {}),
@@ -359,16 +360,6 @@ def run_collection(
         outcome.extra["preflight"] = plan.to_json()
         _finish_outcome(outcome, kit_check, start_fields, console, json_mode)
     return outcome.exit_code
-
-
-def _watch_hook(
-    watch: float, collectors: list[Collector], raw_paths: list[bytes]
-) -> Callable[[CollectContext, Console], dict[str, Any]]:
-    """The ``--watch`` stage, imported only for it: the file watcher (watchdog, inotify)
-    is 20 ms of every start-up otherwise (``python -X importtime``, bench/RESULTS.md)."""
-    from ..watch import make_watch_hook
-
-    return make_watch_hook(watch, collectors, raw_paths)
 
 
 def _collect(

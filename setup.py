@@ -1,6 +1,6 @@
-"""The one compiled part: collectors/_md5lanes.c (with _md5stream.c and _md5simd.c), MD5
-of many files at once in SIMD lanes (the packages check). Optional: where no compiler
-exists the build goes on without it and the tool hashes with hashlib
+"""The one compiled part: collectors/_md5lanes.c (with _md5stream.c, _md5simd.c and
+_md5check.c), MD5 of many files at once in SIMD lanes (the packages check). Optional:
+where no compiler exists the build goes on without it and the tool hashes with hashlib
 (collectors/lanedigest.py). Everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
@@ -9,7 +9,12 @@ setup(
     ext_modules=[
         Extension(
             "collectors._md5lanes",
-            ["collectors/_md5lanes.c", "collectors/_md5stream.c", "collectors/_md5simd.c"],
+            [
+                "collectors/_md5lanes.c",
+                "collectors/_md5stream.c",
+                "collectors/_md5simd.c",
+                "collectors/_md5check.c",
+            ],
             depends=["collectors/_md5simd.h", "collectors/_md5stream.h"],
             extra_compile_args=["-O3", "-std=gnu11"],
             optional=True,

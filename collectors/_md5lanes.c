@@ -10,7 +10,8 @@
    itself, so lanes of any lengths finish right); feed_fd(lane, fd, size) has the lane
    read an open file to its end itself. run() hashes every fed lane in lockstep, the GIL
    released, until one or more lanes have used up what they had, and says which, with
-   the digest of those that ended. The kernels are collectors/_md5simd.c (each compiled
+   the digest of those that ended. check(paths, md5s, ...) does a whole batch of the
+   packages check in C and names only the files that did not match (_md5check.c). The kernels are collectors/_md5simd.c (each compiled
    for its own target, chosen at run time), the lanes' streams collectors/_md5stream.c.
 */
 #define PY_SSIZE_T_CLEAN
@@ -27,6 +28,8 @@ typedef struct {
     LaneSet set;
     Py_buffer view[MAXLANES];  /* a fed buffer, held until its lane has used it up */
     int holding[MAXLANES];
+    CheckLanes check;          /* the files check() has in the lanes between its calls */
+    Py_ssize_t handed;         /* files handed to check() so far: the next one's number */
 } LanesObject;
 
 static void release(LanesObject *self, int i) {
@@ -46,7 +49,7 @@ static int check_lane(LanesObject *self, int i) {
         PyErr_Format(PyExc_IndexError, "no lane %d", i);
         return -1;
     }
-    if (self->set.lane[i].fed) {
+    if (self->set.lane[i].fed || self->check.owner[i] >= 0) {
         PyErr_Format(PyExc_ValueError, "lane %d still has data", i);
         return -1;
     }
@@ -85,10 +88,13 @@ static PyObject *Lanes_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         self->holding[i] = 0;
         lane_reset(&self->set, i);
     }
+    check_lanes_init(&self->set, &self->check);
+    self->handed = 0;
     return (PyObject *)self;
 }
 
 static void Lanes_dealloc(LanesObject *self) {
+    check_lanes_close(&self->set, &self->check);
     for (int i = 0; i < MAXLANES; i++) {
         release(self, i);
         PyMem_Free(self->set.lane[i].buf);
@@ -163,11 +169,112 @@ static PyObject *Lanes_run(LanesObject *self, PyObject *Py_UNUSED(ignored)) {
     return out;
 }
 
+/* A recorded MD5 as the compare in C takes it: 32 lowercase hex digits, else NULL (any
+   other text, even the same digest in capitals, never matches in Python either). */
+static const char *hex_md5(PyObject *o) {
+    if (!PyBytes_Check(o) || PyBytes_GET_SIZE(o) != 32) return NULL;
+    const char *s = PyBytes_AS_STRING(o);
+    for (int j = 0; j < 32; j++)
+        if (!((s[j] >= '0' && s[j] <= '9') || (s[j] >= 'a' && s[j] <= 'f'))) return NULL;
+    return s;
+}
+
+static PyObject *index_list(const ptrdiff_t *k, ptrdiff_t n) {
+    PyObject *out = PyList_New(n);
+    for (ptrdiff_t j = 0; out != NULL && j < n; j++) {
+        PyObject *index = PyLong_FromSsize_t(k[j]);
+        if (index == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, j, index);
+    }
+    return out;
+}
+
+static PyObject *check_run(LanesObject *self, CheckBatch *b, PyObject *paths, PyObject *sums,
+                           const char **p, const char **s) {
+    for (Py_ssize_t k = 0; k < b->n; k++) {
+        PyObject *path = PyTuple_GET_ITEM(paths, k);
+        if (!PyBytes_Check(path)) return PyErr_Format(PyExc_TypeError, "paths must be bytes");
+        p[k] = PyBytes_AS_STRING(path);
+        /* a path with a NUL in it is not opened here (Python says what it is) */
+        s[k] = strlen(p[k]) == (size_t)PyBytes_GET_SIZE(path) ? hex_md5(PyTuple_GET_ITEM(sums, k))
+                                                               : NULL;
+    }
+    for (int i = 0; i < self->set.nlanes; i++) {
+        Lane *l = &self->set.lane[i];
+        if (l->buf == NULL && (l->buf = PyMem_Malloc((size_t)self->set.bufsize)) == NULL)
+            return PyErr_NoMemory();
+    }
+    ptrdiff_t *odd = PyMem_Malloc(sizeof *odd * (size_t)(b->n + MAXLANES));
+    if (odd == NULL) return PyErr_NoMemory();
+    b->paths = p;
+    b->sums = s;
+    b->first = self->handed;
+    self->handed += b->n;
+    self->busy = 1;
+    ptrdiff_t nodd;
+    Py_BEGIN_ALLOW_THREADS nodd = md5_check_batch(&self->set, &self->check, b, odd);
+    Py_END_ALLOW_THREADS self->busy = 0;
+    ptrdiff_t held[MAXLANES], nheld = 0;
+    for (int i = 0; i < self->set.nlanes; i++)
+        if (self->check.owner[i] >= 0) held[nheld++] = self->check.owner[i];
+    PyObject *named = index_list(odd, nodd), *going = index_list(held, nheld);
+    PyMem_Free(odd);
+    if (named == NULL || going == NULL) {
+        Py_XDECREF(named);
+        Py_XDECREF(going);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", named, going);
+}
+
+static PyObject *Lanes_check(LanesObject *self, PyObject *args) {
+    PyObject *paths_in, *sums_in, *exec_in;
+    CheckBatch b = {0};
+    if (!PyArg_ParseTuple(args, "OOOiip", &paths_in, &sums_in, &exec_in, &b.flags, &b.noatime,
+                          &b.last))
+        return NULL;
+    if (self->busy) return PyErr_Format(PyExc_RuntimeError, "lanes in use by another thread");
+    for (int i = 0; i < self->set.nlanes; i++)
+        if (self->set.lane[i].fed && self->check.owner[i] < 0)
+            return PyErr_Format(PyExc_ValueError, "lane %d has data", i);
+    PyObject *paths = PySequence_Tuple(paths_in), *sums = NULL, *out = NULL;
+    Py_buffer ex = {0};
+    const char **p = NULL, **s = NULL;
+    if (paths == NULL || (sums = PySequence_Tuple(sums_in)) == NULL) goto done;
+    b.n = PyTuple_GET_SIZE(paths);
+    if (PyTuple_GET_SIZE(sums) != b.n) {
+        PyErr_Format(PyExc_ValueError, "as many sums as paths");
+        goto done;
+    }
+    if (exec_in != Py_None) {
+        if (PyObject_GetBuffer(exec_in, &ex, PyBUF_SIMPLE) < 0) goto done;
+        if (ex.len != b.n) {
+            PyErr_Format(PyExc_ValueError, "one if_exec byte a path");
+            goto done;
+        }
+        b.if_exec = ex.buf;
+    }
+    p = PyMem_Malloc(sizeof *p * (size_t)(b.n ? b.n : 1));
+    s = PyMem_Malloc(sizeof *s * (size_t)(b.n ? b.n : 1));
+    if (p == NULL || s == NULL)
+        PyErr_NoMemory();
+    else
+        out = check_run(self, &b, paths, sums, p, s);
+done:
+    PyMem_Free(p);
+    PyMem_Free(s);
+    if (ex.obj != NULL) PyBuffer_Release(&ex);
+    Py_XDECREF(paths);
+    Py_XDECREF(sums);
+    return out;
+}
+
 static PyObject *Lanes_reset(LanesObject *self, PyObject *arg) {
     int i = (int)PyLong_AsLong(arg);
     if (i == -1 && PyErr_Occurred()) return NULL;
     if (self->busy) return PyErr_Format(PyExc_RuntimeError, "lanes in use by another thread");
     if (i < 0 || i >= self->set.nlanes) return PyErr_Format(PyExc_IndexError, "no lane %d", i);
+    if (self->check.owner[i] >= 0) return PyErr_Format(PyExc_ValueError, "lane %d checks", i);
     release(self, i);
     lane_reset(&self->set, i);
     Py_RETURN_NONE;
@@ -191,6 +298,13 @@ static PyMethodDef Lanes_methods[] = {
      "run() -> [(lane, digest | None | errno)]: hash until one or more lanes have used up "
      "their data (None: feed it more) or their file (an int: a read failed)"},
     {"reset", (PyCFunction)Lanes_reset, METH_O, "reset(lane): drop a lane's stream"},
+    {"check", (PyCFunction)Lanes_check, METH_VARARGS,
+     "check(paths, md5s, if_exec, flags, noatime, last) -> (named, held): open each path as "
+     "open_source does (flags | noatime), hash it and compare with its recorded MD5 (32 "
+     "lowercase hex digits). Files are numbered 0, 1, ... across calls; a call returns when "
+     "its files have all started (last: ended), with the numbers of the ended files that are "
+     "not a regular file with that MD5 (or are, with an execute bit, where if_exec[k]) and of "
+     "those still in the lanes (_md5check.c)"},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Lanes_getset[] = {

@@ -39,4 +39,34 @@ void lane_set_file(LaneSet *set, int i, int fd, ptrdiff_t size);
 unsigned lanes_hash(LaneSet *set);
 void lane_digest(const LaneSet *set, int i, uint8_t out[16]);
 
+/* A batch for md5_check_batch (collectors/_md5check.c): n host paths, the MD5 each should
+   have (32 lowercase hex digits, or NULL: not checked here), whether each goes back when
+   its mode has an execute bit (NULL: none does), and open_source's open flags. Numbered
+   from `first` on, across the batches of one CheckLanes. */
+typedef struct {
+    ptrdiff_t n, first;
+    const char *const *paths;
+    const char *const *sums;
+    const uint8_t *if_exec;
+    int flags, noatime;
+    int last; /* no batch follows: finish every file */
+} CheckBatch;
+
+/* The files in the lanes between batches: a file that holds a lane (a large one) goes on
+   in the next batch, so the lanes never wait for it to end. */
+typedef struct {
+    ptrdiff_t owner[MAXLANES]; /* the number of the lane's file, or -1 */
+    int fd[MAXLANES];
+    char want[MAXLANES][32];
+} CheckLanes;
+
+void check_lanes_init(LaneSet *set, CheckLanes *c);
+/* Open, check and hash the batch's files in the lanes, until each is started (last: and
+   every file ended); the numbers of the ended files that are not a regular file read whole
+   with the expected MD5 put in odd[] (room for n + MAXLANES), how many returned. No
+   Python: run with the GIL released. */
+ptrdiff_t md5_check_batch(LaneSet *set, CheckLanes *c, const CheckBatch *b, ptrdiff_t *odd);
+/* close what the lanes hold (the object goes away) */
+void check_lanes_close(LaneSet *set, CheckLanes *c);
+
 #endif

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from .filedigest import Extra, Opened, Read, Want, hashers, open_checked, read_opened
+from .source import open_flags
 
 try:
     from . import _md5lanes  # type: ignore[attr-defined]
@@ -50,6 +51,38 @@ def md5_engine() -> str:
     runs = available()
     forced = os.environ.get("PRESERVE_MD5_ENGINE", "").strip().lower()
     return forced if forced in runs else runs[0]
+
+
+class MD5Check:
+    """The packages check's common case done whole in C, per file only system calls and
+    hashing in the lanes, the GIL released (collectors/_md5check.c): each file opened as
+    ``open_source`` opens it, checked, read with the same end-of-file rule and compared
+    with the MD5 the database recorded. The caller does the files it names again through
+    ``digest_files``, which gives their ``Read``.
+
+    Files are numbered 0, 1, ... across the batches; a large file holds its lane on into
+    the next batch (the lanes would otherwise wait for it at the end of each: a tenth of
+    the files are 3 GB of the 5.4), so a batch's answer may name files of earlier ones,
+    and says which are still in the lanes."""
+
+    def __init__(self, engine: str) -> None:
+        self.lanes = _md5lanes.Lanes(engine, LANE_BUFFER)
+        self.flags, self.noatime = open_flags()
+
+    def run(
+        self, paths: list[bytes], md5s: list[bytes], if_exec: bytes | None, last: bool
+    ) -> tuple[list[int], list[int]]:
+        """Start every file of the batch (``md5s``: lowercase hex; ``if_exec[k]``: named
+        where its mode has an execute bit), and with ``last`` end them all: the numbers of
+        the files ended that are not a regular file read whole with that MD5, and of
+        those still in the lanes."""
+        named, held = self.lanes.check(paths, md5s, if_exec, self.flags, self.noatime, last)
+        return named, held
+
+
+def md5_check(engine: str) -> MD5Check | None:
+    """The check in C for ``engine``; None for hashlib (every file through Python)."""
+    return None if engine == "hashlib" or _md5lanes is None else MD5Check(engine)
 
 
 _UNREADABLE = Read("unreadable", 0, None, {})

@@ -38,7 +38,7 @@ from .filedigest import Extra, Read, Want, digest_files
 from .findings import apply_rules, rules_of, summarize
 from .lanedigest import md5_engine
 from .pkgdb import Database
-from .pkgforked import digest_in_children, usable
+from .pkgforked import Screen, digest_in_children, usable
 from .readfile import read_regular
 from .rundigests import RunDigests, offer
 from .systemwalk import SYSTEM_DIRS, is_executable, system_executables
@@ -52,10 +52,13 @@ OUT = "artifacts/packages/integrity.json"
 Check = tuple[bytes, bytes, str, bool, str, bytes]
 
 
+_TOPS = tuple(b"/" + d + b"/" for d in SYSTEM_DIRS)
+_BIN_TOPS = tuple(t for t in _TOPS if b"lib" not in t)
+
+
 def in_system_dirs(path: bytes, libraries: bool = True) -> bool:
     """Is the database path ``path`` under a system bin/sbin (or lib) directory?"""
-    tops = SYSTEM_DIRS if libraries else tuple(d for d in SYSTEM_DIRS if b"lib" not in d)
-    return any(path.startswith(b"/" + d + b"/") for d in tops)
+    return path.startswith(_TOPS if libraries else _BIN_TOPS)
 
 
 def _expected(check: Check) -> tuple[bytes, str]:
@@ -104,6 +107,21 @@ def _executable_sha256(root: bytes) -> Extra:
         return ()
 
     return extra
+
+
+def _sha256_screen(root: bytes) -> Screen:
+    """What ``_executable_sha256`` will ask of a host path, told before its stat (for
+    the check in C, collectors/pkgforked.py): nothing outside the system directories, a
+    library's name there always, any other file there where its mode is executable."""
+    cut = len(root.rstrip(b"/"))
+
+    def screen(path: bytes) -> int:
+        rel = path[cut:]
+        if not in_system_dirs(rel):
+            return 0
+        return 2 if is_executable(rel, 0) else 1
+
+    return screen
 
 
 class PackagesCollector(Collector):
@@ -158,7 +176,8 @@ class PackagesCollector(Collector):
             def share(part: int, parts: int) -> Iterator[tuple[Check, Want]]:
                 return self._wants(db, part, parts)
 
-            count = digest_in_children(share, _expected, judge, extra, md5, table)
+            screen = _sha256_screen(self.root) if extra is not None else None
+            count = digest_in_children(share, _expected, judge, extra, md5, table, screen)
         else:
             for tag, read in digest_files(self._wants(db), extra, md5_engine=md5):
                 count += 1

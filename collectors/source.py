@@ -22,6 +22,13 @@ def open_source(path: bytes, follow: bool = False, dir_fd: int | None = None) ->
         return os.open(path, flags, dir_fd=dir_fd)
 
 
+def open_flags() -> tuple[int, int]:
+    """``open_source``'s flags (``follow=False``) and the ``O_NOATIME`` it adds where the
+    kernel allows it (0 where there is none), for the C that opens files the same way
+    (collectors/_md5check.c)."""
+    return _READ_FLAGS, _NOATIME
+
+
 def open_seen(path: bytes, seen: os.stat_result) -> int | None:
     """A descriptor of ``path`` if it is still the regular file a walk saw (same device
     and inode), else None: a file swapped between the walk and the read is not read."""

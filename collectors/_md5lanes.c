@@ -136,6 +136,9 @@ static PyObject *Lanes_feed_fd(LanesObject *self, PyObject *args) {
 
 static PyObject *Lanes_run(LanesObject *self, PyObject *Py_UNUSED(ignored)) {
     if (self->busy) return PyErr_Format(PyExc_RuntimeError, "lanes in use by another thread");
+    for (int i = 0; i < self->set.nlanes; i++)
+        if (self->check.owner[i] >= 0)
+            return PyErr_Format(PyExc_ValueError, "lane %d is check()'s: end it with last", i);
     self->busy = 1;
     unsigned done;
     Py_BEGIN_ALLOW_THREADS done = lanes_hash(&self->set);

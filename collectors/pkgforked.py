@@ -28,7 +28,7 @@ import hashlib
 import os
 import pickle
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from .filedigest import Extra, Read, Want, digest_files
@@ -100,7 +100,7 @@ class _Child(Generic[T]):
         self.held = {k: item(k) for k in held}
         return again
 
-    def read(self, items: list[tuple[T, Want]]) -> None:
+    def read(self, items: Iterable[tuple[T, Want]]) -> None:
         """Files read through the Python path, each judged as in the thread."""
         for tag, read in digest_files(items, self.extra, md5_engine=self.engine):
             self.count += 1
@@ -133,6 +133,30 @@ class _Child(Generic[T]):
         self.send(_DONE, _COUNT.pack(self.count))
 
 
+def _python_path(
+    share: Iterable[tuple[T, Want]], child: _Child[T], check: MD5Check, screen: Screen | None
+) -> Iterator[tuple[T, Want]]:
+    """The files of ``share`` the check in C cannot do, and those it named, as the
+    Python path asks for them: one ``digest_files`` over the whole share (its lanes full
+    to the end, never drained between batches), the batches in C run as it pulls."""
+    items: list[tuple[T, Want]] = []
+    sums: list[bytes] = []
+    marks = bytearray()
+    for tag, want in share:
+        recorded, algo = child.expect(tag)
+        mark = screen(want.path) if screen is not None else 0
+        if mark > 1 or algo != "md5" or want[1:] != _MD5_ONLY:
+            yield tag, want
+            continue
+        items.append((tag, want))
+        sums.append(recorded)
+        marks.append(mark)
+        if len(items) >= _BATCH:
+            yield from child.batch(items, sums, bytes(marks) if screen else None, check)
+            items, sums, marks = [], [], bytearray()
+    yield from child.batch(items, sums, bytes(marks) if screen else None, check, True)
+
+
 def _share(
     wants: Callable[[int, int], Iterable[tuple[T, Want]]],
     part: int,
@@ -146,28 +170,8 @@ def _share(
         child = _Child(send, expect, extra, md5_engine)
         # an Extra without its screen could want more than MD5 of any file: Python reads all
         check = md5_check(md5_engine) if extra is None or screen is not None else None
-        items: list[tuple[T, Want]] = []
-        sums: list[bytes] = []
-        marks = bytearray()
-        slow: list[tuple[T, Want]] = []
-        for tag, want in wants(part, parts):
-            recorded, algo = expect(tag)
-            mark = screen(want.path) if screen is not None else 0
-            if check is None or mark > 1 or algo != "md5" or want[1:] != _MD5_ONLY:
-                slow.append((tag, want))
-            else:
-                items.append((tag, want))
-                sums.append(recorded)
-                marks.append(mark)
-            if check is not None and len(items) >= _BATCH:
-                slow += child.batch(items, sums, bytes(marks) if screen else None, check)
-                items, sums, marks = [], [], bytearray()
-            if len(slow) >= _BATCH:
-                child.read(slow)
-                slow = []
-        if check is not None:
-            slow += child.batch(items, sums, bytes(marks) if screen else None, check, True)
-        child.read(slow)
+        share = wants(part, parts)
+        child.read(share if check is None else _python_path(share, child, check, screen))
         child.end()
 
     return work

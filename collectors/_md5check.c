@@ -2,9 +2,10 @@
    the lanes, its MD5 compared with the one the package database recorded, and only the
    files that are not "a regular file whose MD5 is the recorded one" named back.
 
-   The ~106,000 MD5-only dpkg files cost ~25 us each of Python (the Want, the open and
-   fstat, the scheduler's objects, the Read, the compare), about 2.5 core-s of the run,
-   for 99 % of files that end as nothing. Here they cost the system calls and the hashing;
+   The ~106,000 MD5-only dpkg files cost ~4 us each of Python in the lanes' scheduler
+   (the open and fstat, its objects, the Read, the compare): ~0.45 core-s, measured, for
+   99 % of files that end as nothing (bench/RESULTS.md). Here they cost the system calls
+   and the hashing;
    every file named back is done again by the Python path (collectors/filedigest.py),
    which makes its Read, finding and report row exactly as before. So this needs to be
    right only about what it lets pass: a file passes only if it opened (as open_source

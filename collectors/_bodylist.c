@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,7 +40,7 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static Buf out = {NULL, 0, 0};
+static Buf out = {NULL, 0, 0}, prefix = {NULL, 0, 0};
 static char *dents = NULL;
 
 static int reserve(Buf *b, size_t more) {
@@ -136,6 +135,25 @@ static void mode_chars(unsigned mode, char m[12]) {
     m[11] = mode & S_ISVTX ? (mode & S_IXOTH ? 't' : 'T') : (mode & S_IXOTH ? 'x' : '-');
 }
 
+/* '|' and a number in decimal, as Python's str() writes it. */
+static char *put_u64(char *p, uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do digits[n++] = (char)('0' + v % 10), v /= 10;
+    while (v);
+    *p++ = '|';
+    while (n) *p++ = digits[--n];
+    return p;
+}
+
+static char *put_i64(char *p, int64_t v) {
+    if (v >= 0) return put_u64(p, (uint64_t)v);
+    char *q = put_u64(p, -(uint64_t)v); /* "|N": make it "|-N" */
+    memmove(p + 2, p + 1, (size_t)(q - p - 1));
+    p[1] = '-';
+    return q + 1;
+}
+
 /* One line: 0|prefix+name|ino|mode|uid|gid|size|atime|mtime|ctime|crtime */
 static int put_line(Buf *b, const char *prefix, size_t plen, const char *name, size_t nlen,
                     const struct statx *sx, int64_t birth) {
@@ -144,16 +162,19 @@ static int put_line(Buf *b, const char *prefix, size_t plen, const char *name, s
     b->data[b->len++] = '|';
     memcpy(b->data + b->len, prefix, plen);
     b->len += plen;
-    if (put_name(b, (const unsigned char *)name, nlen) || reserve(b, 200)) return -1;
-    char m[12];
-    mode_chars(sx->stx_mode, m);
-    int w = snprintf(b->data + b->len, 200, "|%" PRIu64 "|%.12s|%" PRIu32 "|%" PRIu32 "|%" PRIu64
-                     "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "\n",
-                     (uint64_t)sx->stx_ino, m, (uint32_t)sx->stx_uid, (uint32_t)sx->stx_gid,
-                     (uint64_t)sx->stx_size, (int64_t)sx->stx_atime.tv_sec,
-                     (int64_t)sx->stx_mtime.tv_sec, (int64_t)sx->stx_ctime.tv_sec, birth);
-    if (w < 0 || w >= 200) return -1;
-    b->len += (size_t)w;
+    if (put_name(b, (const unsigned char *)name, nlen) || reserve(b, 7 * 21 + 14 + 1)) return -1;
+    char *p = put_u64(b->data + b->len, sx->stx_ino);
+    *p++ = '|';
+    mode_chars(sx->stx_mode, p);
+    p = put_u64(p + 12, sx->stx_uid);
+    p = put_u64(p, sx->stx_gid);
+    p = put_u64(p, sx->stx_size);
+    p = put_i64(p, sx->stx_atime.tv_sec);
+    p = put_i64(p, sx->stx_mtime.tv_sec);
+    p = put_i64(p, sx->stx_ctime.tv_sec);
+    p = put_i64(p, birth);
+    *p++ = '\n';
+    b->len = (size_t)(p - b->data);
     return 0;
 }
 
@@ -196,9 +217,9 @@ static int add_error(PyObject *errors, int err, const char *name, size_t nlen) {
 }
 
 PyDoc_STRVAR(list_dir_doc,
-"list_dir(fd, prefix, exclude, exclude_devs) -> (lines, count, births, subdirs, errors)\n"
+"list_dir(fd, path, exclude, exclude_devs) -> (lines, count, births, subdirs, errors)\n"
 "or None\n\n"
-"The bodyfile lines of the directory open at fd (prefix: its escaped path and '/'),\n"
+"The bodyfile lines of the directory open at fd, whose path is path,\n"
 "how many lines and how many with a birth time, the subdirectories not excluded as\n"
 "(name, (dev, ino)), the entries that could not be stat-ed as (errno, name). None when\n"
 "statx is refused (ENOSYS): nothing was listed, the caller lists in Python instead.\n"
@@ -207,10 +228,10 @@ PyDoc_STRVAR(list_dir_doc,
 static PyObject *list_dir(PyObject *self, PyObject *args) {
     (void)self;
     int fd;
-    const char *prefix;
+    const char *path;
     Py_ssize_t plen;
     PyObject *exclude, *exclude_devs;
-    if (!PyArg_ParseTuple(args, "iy#OO", &fd, &prefix, &plen, &exclude, &exclude_devs))
+    if (!PyArg_ParseTuple(args, "iy#OO", &fd, &path, &plen, &exclude, &exclude_devs))
         return NULL;
     if (!PyAnySet_Check(exclude) || !PyAnySet_Check(exclude_devs)) {
         PyErr_SetString(PyExc_TypeError, "exclude and exclude_devs must be sets");
@@ -220,6 +241,14 @@ static PyObject *list_dir(PyObject *self, PyObject *args) {
     if (lseek(fd, 0, SEEK_SET) < 0) return PyErr_SetFromErrno(PyExc_OSError);
     PyObject *subdirs = PyList_New(0), *errors = PyList_New(0);
     if (subdirs == NULL || errors == NULL) goto fail;
+    /* The entries' prefix: the path escaped, without its trailing slashes, then one. */
+    while (plen && path[plen - 1] == '/') plen--;
+    prefix.len = 0;
+    if (put_name(&prefix, (const unsigned char *)path, (size_t)plen) || reserve(&prefix, 1)) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    prefix.data[prefix.len++] = '/';
     out.len = 0;
     Py_ssize_t count = 0, births = 0;
     for (;;) {
@@ -248,7 +277,7 @@ static PyObject *list_dir(PyObject *self, PyObject *args) {
             }
             int64_t birth = sx.stx_mask & STATX_BTIME ? (int64_t)sx.stx_btime.tv_sec : 0;
             births += birth != 0;
-            if (put_line(&out, prefix, (size_t)plen, name, nlen, &sx, birth)) {
+            if (put_line(&out, prefix.data, prefix.len, name, nlen, &sx, birth)) {
                 PyErr_NoMemory();
                 goto fail;
             }

@@ -190,9 +190,8 @@ class BodyWalker:
         """``_list`` by ``_bodylist.list_dir``; None (nothing listed) where ``statx`` is
         refused, for the Python lister to take over."""
         assert self._clist is not None
-        prefix = body_name(path.rstrip(b"/")).encode() + b"/"
         try:
-            got = self._clist(fd, prefix, self.exclude, self.exclude_devs)
+            got = self._clist(fd, path, self.exclude, self.exclude_devs)
         except OSError as e:
             self._report(path, e)
             return []

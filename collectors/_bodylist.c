@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define DENTS_SIZE (64 * 1024)
+#define KEEP_BYTES (4 << 20) /* the lines buffer kept from call to call, at most */
 
 struct linux_dirent64 {
     uint64_t d_ino;
@@ -288,6 +289,10 @@ static PyObject *list_dir(PyObject *self, PyObject *args) {
         }
     }
     PyObject *lines = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.len);
+    if (out.cap > KEEP_BYTES) { /* one huge directory does not keep its buffer */
+        free(out.data);
+        out.data = NULL, out.len = out.cap = 0;
+    }
     if (lines == NULL) goto fail;
     return Py_BuildValue("(NnnNN)", lines, count, births, subdirs, errors);
 fail:

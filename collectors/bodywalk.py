@@ -198,8 +198,9 @@ class BodyWalker:
         if got is None:
             return None
         lines, count, births, subdirs, errors = got
-        for number, name in errors:
-            self._report(os.path.join(path, name), OSError(number, os.strerror(number)))
+        if errors:
+            for number, name in errors:
+                self._report(os.path.join(path, name), OSError(number, os.strerror(number)))
         self.births += births
         if count:
             self._chunks.append(lines)

@@ -58,7 +58,10 @@ class Listed:
 
 
 def both(top: bytes, **kw: Any) -> tuple[Listed, Listed]:
-    """The C and the Python lister on the same tree: the same bytes, counts and errors."""
+    """The C and the Python lister on the same tree: the same bytes, counts and errors.
+    A walk first, for the reading of each directory to have set its access time (relatime
+    sets it once after a change), or the second lister would see another."""
+    Listed(top, False, **kw)
     c, py = Listed(top, True, **kw), Listed(top, False, **kw)
     assert c.c_calls > 0 and py.c_calls == 0
     assert c.data == py.data
@@ -237,3 +240,17 @@ def test_escaping_of_every_short_byte_string_and_random_long_ones() -> None:
     rng = random.Random(14)
     for _ in range(20_000):
         same(bytes(rng.choice(edges + [rng.randrange(256)]) for _ in range(rng.randrange(40))))
+
+
+@needs_c
+def test_a_directory_of_many_megabytes_of_lines_then_a_small_one(tmp_path: Path) -> None:
+    """The lines buffer grows past what it keeps between directories (4 MiB), and is
+    let go of: the next directory's lines are its own."""
+    big = tmp_path / "big"
+    big.mkdir()
+    for n in range(18_000):
+        (big / f"{n:06d}{'x' * 230}").touch()
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "one").touch()
+    c, _ = both(os.fsencode(tmp_path))
+    assert c.counts[0] == 18_000 + 3 and len(c.data) > 5 << 20

@@ -136,15 +136,29 @@ static void mode_chars(unsigned mode, char m[12]) {
     m[11] = mode & S_ISVTX ? (mode & S_IXOTH ? 't' : 'T') : (mode & S_IXOTH ? 'x' : '-');
 }
 
-/* '|' and a number in decimal, as Python's str() writes it. */
+/* '|' and a number in decimal, as Python's str() writes it: two digits a division. */
 static char *put_u64(char *p, uint64_t v) {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
     char digits[20];
-    int n = 0;
-    do digits[n++] = (char)('0' + v % 10), v /= 10;
-    while (v);
+    int n = 20;
+    while (v >= 100) {
+        unsigned k = (unsigned)(v % 100) * 2;
+        v /= 100;
+        digits[--n] = pairs[k + 1];
+        digits[--n] = pairs[k];
+    }
+    if (v >= 10) {
+        digits[--n] = pairs[v * 2 + 1];
+        digits[--n] = pairs[v * 2];
+    } else {
+        digits[--n] = (char)('0' + v);
+    }
     *p++ = '|';
-    while (n) *p++ = digits[--n];
-    return p;
+    memcpy(p, digits + n, (size_t)(20 - n));
+    return p + (20 - n);
 }
 
 static char *put_i64(char *p, int64_t v) {

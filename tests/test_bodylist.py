@@ -254,3 +254,16 @@ def test_a_directory_of_many_megabytes_of_lines_then_a_small_one(tmp_path: Path)
     (tmp_path / "small" / "one").touch()
     c, _ = both(os.fsencode(tmp_path))
     assert c.counts[0] == 18_000 + 3 and len(c.data) > 5 << 20
+
+
+@needs_c
+def test_numbers_of_every_length(tmp_path: Path) -> None:
+    """Sizes (sparse files) and times across every count of digits, as str() writes them."""
+    for k in range(13):
+        for size in {max(10**k - 1, 0), 10**k}:
+            with open(tmp_path / f"s{size}", "wb") as f:
+                f.truncate(size)
+            os.utime(tmp_path / f"s{size}", (size, -size))
+    c, _ = both(os.fsencode(tmp_path))
+    sizes = {int(line.split(b"|")[6]) for line in c.data.splitlines()}
+    assert {9, 10, 99, 100, 10**12 - 1, 10**12} <= sizes

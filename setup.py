@@ -1,7 +1,9 @@
-"""The one compiled part: collectors/_md5lanes.c (with _md5stream.c, _md5simd.c and
-_md5check.c), MD5 of many files at once in SIMD lanes (the packages check). Optional:
-where no compiler exists the build goes on without it and the tool hashes with hashlib
-(collectors/lanedigest.py). Everything else is in pyproject.toml."""
+"""The compiled parts: collectors/_md5lanes.c (with _md5stream.c, _md5simd.c and
+_md5check.c), MD5 of many files at once in SIMD lanes (the packages check), and
+collectors/_bodylist.c, the timeline's per-directory listing. Optional: where no
+compiler exists the build goes on without them and the tool hashes with hashlib
+(collectors/lanedigest.py) and lists in Python (collectors/bodywalk.py). Everything
+else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -18,6 +20,12 @@ setup(
             depends=["collectors/_md5simd.h", "collectors/_md5stream.h"],
             extra_compile_args=["-O3", "-std=gnu11"],
             optional=True,
-        )
+        ),
+        Extension(
+            "collectors._bodylist",
+            ["collectors/_bodylist.c"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+            optional=True,
+        ),
     ]
 )

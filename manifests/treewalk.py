@@ -263,18 +263,20 @@ class _Walker:
     def run(self, ignore: frozenset[bytes]) -> Iterator[Entry]:
         path, top = self.path, self.path.top_path
         yield from self._list(0, top, b"", ignore)
-        while path.dirs:
-            depth = len(path.dirs) - 1
-            here = path.dirs[depth]
+        base = top if top.endswith(b"/") else top + b"/"  # os.path.join(top, rel), faster
+        dirs, lister = path.dirs, self.lister
+        while dirs:
+            depth = len(dirs) - 1
+            here = dirs[depth]
             if not here.todo:
                 path.pop()
                 continue
             name, ident = here.todo.pop()
-            parent_fd = path.fd_of(depth)
+            parent_fd = here.fd if here.fd is not None else path.fd_of(depth)
             if parent_fd is None:
                 continue
             rel = path.rel(depth, name)
-            full = os.path.join(top, rel)
+            full = base + rel
             try:
                 fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
             except OSError as e:
@@ -285,7 +287,18 @@ class _Walker:
                 path.on_error(full, _replaced())
                 continue
             path.push(name, ident, fd)
-            yield from self._list(depth + 1, full, rel, frozenset())
+            if lister is not None:  # no generator per directory: a host has 50,000
+                self._hand_over(fd, full, lister)
+            else:
+                yield from self._list(depth + 1, full, rel, frozenset())
+
+    def _hand_over(self, fd: int, full: bytes, lister: Lister) -> None:
+        """The deepest directory (just opened, ``fd``) to ``lister``; what it says to
+        enter is queued."""
+        todo = lister(fd, full)
+        if self.exclude:
+            todo = [sub for sub in todo if sub[1] not in self.exclude]
+        self.path.dirs[-1].todo = todo[::-1]
 
     def _list(
         self, depth: int, full: bytes, rel: bytes, ignore: frozenset[bytes]
@@ -295,8 +308,7 @@ class _Walker:
         here = self.path.dirs[depth]
         assert here.fd is not None
         if self.lister is not None:
-            here.todo = [sub for sub in self.lister(here.fd, full) if sub[1] not in self.exclude]
-            here.todo.reverse()
+            self._hand_over(here.fd, full, self.lister)
             return
         try:
             with os.scandir(here.fd) as it:

@@ -323,16 +323,19 @@ def badfs_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def badfs(tmp_path: Path, badfs_binary: Path) -> Iterator[Callable[..., Path]]:
-    """``mount(backing, ranges, delay_us=0)``: the FUSE file whose reads fail in
-    ``ranges`` (offset, length); unmounted after (loop devices are detached first)."""
+    """``mount(backing, ranges, delay_us=0, ghosts=False)``: the FUSE file whose reads
+    fail in ``ranges`` (offset, length), with ``ghosts`` beside it in its directory (see
+    tests/badfs.c); unmounted after (loop devices are detached first)."""
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse")
     mounted: list[tuple[Path, subprocess.Popen[bytes]]] = []
 
-    def mount(backing: Path, ranges: list[tuple[int, int]], delay_us: int = 0) -> Path:
+    def mount(
+        backing: Path, ranges: list[tuple[int, int]], delay_us: int = 0, ghosts: bool = False
+    ) -> Path:
         where = tmp_path / f"fuse{len(mounted)}"
         where.mkdir()
-        spans = [f"{o}:{n}" for o, n in ranges]
+        spans = [f"{o}:{n}" for o, n in ranges] + ["ghosts"] * ghosts
         proc = subprocess.Popen([badfs_binary, backing, where, *spans, f"delay={delay_us}"])
         mounted.append((where, proc))
         for _ in range(200):

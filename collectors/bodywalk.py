@@ -64,6 +64,12 @@ def _load() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 _STATX = _load()
 
 
+def lister() -> str:
+    """Which lister writes the lines here: ``c`` (``_bodylist``, built and ``statx``
+    found) or ``python``; named by ``selfcheck`` and in the journal's timeline event."""
+    return "c" if _bodylist is not None and _STATX is not None else "python"
+
+
 def mode_string(mode: int) -> str:
     """As TSK writes it: name type, '/', meta type and permissions (``r/rrwxr-xr-x``)."""
     text = stat.filemode(mode)

@@ -31,7 +31,7 @@ from typing import ClassVar
 
 from ._common import LINUX
 from .base import Collector, Stage
-from .bodywalk import BodyWalker, body_line, body_name, mode_string
+from .bodywalk import BodyWalker, body_line, body_name, lister, mode_string
 from .context import CollectContext
 from .forked import Send, run_forked
 from .triagegate import triage_settings
@@ -154,6 +154,7 @@ class TimelineCollector(Collector):
             "event",
             event="timeline",
             collector=self.name,
+            lister=lister(),
             entries=count,
             with_birth_time=births,
             errors=errors,

@@ -171,6 +171,16 @@ def test_the_kit_carries_the_md5_lanes(kit: Path, tmp_path: Path) -> None:
     )
 
 
+def test_the_kit_carries_the_timeline_lister(kit: Path, tmp_path: Path) -> None:
+    """The compiled bodyfile lister is in the kit and chosen there, as in the development
+    install (the Python lister only where the build had no compiler)."""
+    from collectors.bodywalk import lister
+
+    result = run_kit(kit, "preserve", "selfcheck", cwd=tmp_path)
+    assert f"Timeline:   {lister()} lister" in result.stdout.decode(), result.stdout.decode()
+    assert any(p.name.startswith("_bodylist") for p in kit.rglob("*.so")) == (lister() == "c")
+
+
 def test_without_output_the_kit_writes_to_its_own_evidence_folder(
     kit: Path, tmp_path: Path
 ) -> None:

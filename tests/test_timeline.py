@@ -52,6 +52,8 @@ def test_bodyfile_lists_every_entry_once_with_its_times(
     assert [r["type"] for r in artifacts if r["type"] == "artifact"] == ["artifact"]
     (event,) = [r for r in artifacts if r.get("event") == "timeline"]
     assert event["entries"] == 5 and event["errors"] == 0
+    # which lister wrote the lines is on record (the C one wherever it was built)
+    assert event["lister"] == ("c" if shutil.which("gcc") else "python")
 
 
 @pytest.mark.skipif(shutil.which("mactime") is None, reason="sleuthkit not installed")

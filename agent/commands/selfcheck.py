@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from collectors.bodywalk import lister
 from collectors.lanedigest import available, md5_engine
 from manifests.errors import UsageError
 from manifests.signing import grouped, normalise_fingerprint
@@ -71,6 +72,7 @@ def selfcheck(kit_dir: Path | None, fingerprint: str | None, json_mode: bool) ->
         "never the host's /etc/ld.so.preload; no ld.so.cache)"
     )
     click.echo(f"MD5:        {md5_engine()} (this kit and CPU run {', '.join(available())})")
+    click.echo(f"Timeline:   {lister()} lister of bodyfile lines")
     if result.fingerprint:
         state = {
             "matched": "pinned, matches",

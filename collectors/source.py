@@ -1,13 +1,15 @@
 """Opening a host file to read it, the one way every collector does: read-only, never
-through a symlink at the last component, never blocking on a FIFO or a device, and
-without changing the access time where the kernel allows it (``O_NOATIME``)."""
+through a symlink at the last component, never blocking on a FIFO or a device, never
+taking a terminal planted where a file was expected as the run's controlling terminal
+(``O_NOCTTY``), and without changing the access time where the kernel allows it
+(``O_NOATIME``)."""
 
 from __future__ import annotations
 
 import os
 import stat
 
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 

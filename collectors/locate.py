@@ -73,7 +73,9 @@ class LocateCollector(Collector):
 
     def _read(self, ctx: CollectContext, path: bytes, host: str, listing: bool) -> tuple[int, int]:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            )
         except OSError as e:
             ctx.error(self.name, f"cannot open: {e.strerror}", path)
             return 0, 0

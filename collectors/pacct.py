@@ -51,7 +51,7 @@ def pacct_files(root: bytes) -> list[bytes]:
 def read_tail(path: bytes, limit: int) -> tuple[bytes, int]:
     """(the last ``limit`` bytes of whole records, their offset in the file) of a regular
     file opened without following a symlink or opening a FIFO or device."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -20,7 +20,9 @@ def read_regular(path: str | bytes | os.PathLike[str], limit: int, *, follow: bo
         raise OSError(errno.ELOOP, "a symlink: not followed", os.fsdecode(path))
     if not stat.S_ISREG(seen.st_mode):
         raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    flags = (
+        os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    )
     fd = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat

@@ -150,7 +150,7 @@ def _opened(db: Database, path: bytes) -> Iterator[int | None]:
     """The database file as a descriptor: never through a symlink, never a FIFO or a
     device (which could block or never end); None, with a note, otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         db.notes.append(f"the RPM database cannot be opened: {e.strerror}")
         yield None

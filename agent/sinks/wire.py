@@ -116,6 +116,16 @@ class Handle:
     async def close(self) -> None:
         await self._client.ok(CLOSE, string(self._handle))
 
+    async def fsync_and_close(self, fsync: bool) -> None:
+        """The fsync (if asked) and the CLOSE, in that order, both sent before either
+        reply is awaited; the fsync's error is the one raised."""
+        sync = string("fsync@openssh.com") + string(self._handle)
+        waits = [self._client._send(EXTENDED, sync)] if fsync else []
+        waits.append(self._client._send(CLOSE, string(self._handle)))
+        answers = [await wait for wait in waits]
+        for answer in answers:
+            self._client.check_status(answer)
+
 
 class WireClient:
     """One SFTP session over ``reader``/``writer``; requests are pipelined by id."""

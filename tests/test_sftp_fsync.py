@@ -63,7 +63,7 @@ def _local_sink(root: Path) -> tuple[SftpSink, subprocess.Popen[bytes]]:
         reader = asyncio.StreamReader(limit=1 << 20)
         protocol = asyncio.StreamReaderProtocol(reader)
         await running.connect_read_pipe(lambda: protocol, proc.stdout)
-        writer = PipeWriter(running, os.dup(proc.stdin.fileno()))  # type: ignore[union-attr]
+        writer = PipeWriter(os.dup(proc.stdin.fileno()))  # type: ignore[union-attr]
         client = WireClient(reader, writer)
         await client.start()
         return client

@@ -16,6 +16,8 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._loop import _LINK_ERRORS
+
 if TYPE_CHECKING:
     from .sftp import SftpSink
 
@@ -31,7 +33,9 @@ class SftpFile:
         self._sink, self.rel, self._handle, self._append = sink, rel, handle, append
         self._offset = 0
         self._end = 0
-        self._pending: deque[tuple[concurrent.futures.Future[Any], bytes | memoryview]] = deque()
+        self._pending: deque[tuple[list[concurrent.futures.Future[Any]], bytes | memoryview]] = (
+            deque()
+        )
         self._lock = threading.Lock()
         self._closed = False
 
@@ -48,17 +52,25 @@ class SftpFile:
         if self._gone() or not data:
             return
         blob = self._sink.chunks.copy(data)  # the caller reuses its buffer
+        send = getattr(self._handle, "send_writes", None)  # the wire client's, not asyncssh's
         with self._lock:
-            future = self._sink.loop.submit(self._handle.write(blob, self._offset))
+            if send is None:
+                done = [self._sink.loop.submit(self._handle.write(blob, self._offset))]
+            else:
+                try:
+                    done = send(blob, self._offset)  # from this thread: no loop, no task
+                except _LINK_ERRORS as e:
+                    raise self._sink._lose(e) from e
             self._offset += len(blob)
             self._end = max(self._end, self._offset)
-            self._pending.append((future, blob))
+            self._pending.append((done, blob))
             while len(self._pending) > IN_FLIGHT:
                 self._wait_oldest()
 
     def _wait_oldest(self) -> None:
-        future, blob = self._pending[0]  # kept when the link breaks: see unacknowledged
-        self._sink.result(future, self.rel)
+        done, blob = self._pending[0]  # kept when the link breaks: see unacknowledged
+        for future in done:
+            self._sink.result(future, self.rel)
         self._pending.popleft()
         if self.rel == self._sink.journal_name:
             self._sink.acknowledge(bytes(blob))

@@ -225,7 +225,7 @@ def _replies(*packets: bytes) -> Exception | None:
             reader.feed_data(packet)
         reader.feed_eof()
         sink_r, sink_w = os.pipe()
-        client = WireClient(reader, PipeWriter(asyncio.get_running_loop(), sink_w))
+        client = WireClient(reader, PipeWriter(sink_w))
         try:
             await client.start()
             await client.stat("/x")

@@ -43,8 +43,7 @@ from .wire import WireClient
 ALIAS = "preserve-sink"  # the known_hosts name: the pin, whatever address was dialled
 STDERR_KEEP = 4096
 PIPE_SIZE = 1 << 20
-PIPE_POLL = 0.001  # a full 1 MiB pipe is written again 1 ms later (see PipeWriter)
-_F_SETPIPE_SZ, _F_GETPIPE_SZ = 1031, 1032
+_F_SETPIPE_SZ = 1031
 _SYS_PIDFD_GETFD = 438
 OPTIONS = {
     "BatchMode": "yes",
@@ -174,6 +173,7 @@ class SshConnection:
         self.memfds: list[int] = []  # the key and known_hosts, closed once ssh read them
         self.stderr = bytearray()
         self.client: WireClient | None = None
+        self.timeout = 60.0  # how long a full pipe may wait for ssh (--sink-timeout)
 
     def get_extra_info(self, name: str) -> Any:
         return self._peer if name == "peername" else None
@@ -279,6 +279,7 @@ def spawn(
             fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr]
     conn = SshConnection(proc, peer, target.port)
     conn.memfds = [key_fd, known_fd]
+    conn.timeout = timeout
     return conn
 
 
@@ -289,11 +290,7 @@ async def start(conn: SshConnection) -> WireClient:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-    try:
-        big = fcntl.fcntl(proc.stdin.fileno(), _F_GETPIPE_SZ) >= PIPE_SIZE
-    except OSError:
-        big = False
-    writer = PipeWriter(loop, os.dup(proc.stdin.fileno()), PIPE_POLL if big else 0.0)
+    writer = PipeWriter(os.dup(proc.stdin.fileno()), conn.timeout)
     proc.stdin.close()
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)

@@ -12,6 +12,7 @@ stable storage."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -66,7 +67,8 @@ def reseal(
                 time.sleep(0.1)
             continue
         try:
-            seq, head = _seal_on(again, sink.acked, sent, signer, lost.reason)
+            unconfirmed = sink.closing.pending()
+            seq, head = _seal_on(again, sink.acked, sent, signer, lost.reason, unconfirmed)
         except _Refused as e:
             why = f"it came back, but {e}: nothing more was sealed"
             break
@@ -89,9 +91,19 @@ def reseal(
 
 
 def _seal_on(
-    sink: SftpSink, acked: tuple[int, str] | None, sent: bytes, signer: Signer, reason: str
+    sink: SftpSink,
+    acked: tuple[int, str] | None,
+    sent: bytes,
+    signer: Signer,
+    reason: str,
+    unconfirmed: list[str],
 ) -> tuple[int, str]:
-    """Read the server's journal back, check it is what was sent, seal it."""
+    """Read the server's journal back, check it is what was sent, seal it. First the
+    artifacts whose fsync the lost link never confirmed are fsynced again (a record in
+    the journal may name them); one the server never created is in no record."""
+    for rel in unconfirmed:
+        with contextlib.suppress(FileNotFoundError):
+            sink.fsync_stored(rel)
     journal = sink.journal_name
     sink.fsync_stored(journal)
     records, head, size = _held(sink.open_read(journal), acked, sent)

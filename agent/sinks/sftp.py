@@ -6,9 +6,10 @@ one event loop in a background thread and gives the writer a synchronous facade:
 writes outstanding per file (a bounded memory buffer, never a spill to disk). Nothing is
 staged on the host: bytes go from the one-pass copy to the server.
 
-Durability: each artifact is ``fsync@openssh.com``-ed before its handle is closed, so a
-seal (which comes after the artifact's record) only covers bytes on the server's stable
-storage; ``sync`` flushes the files still open (the run log). A drop-box account that may
+Durability: each artifact is ``fsync@openssh.com``-ed before its handle is closed, and
+``sync`` (before every seal) waits for those replies (sent at ``close``, not waited for
+there: ``sftpfile.Closing``) and flushes the files still open (the run log), so a seal
+only covers bytes on the server's stable storage. A drop-box account that may
 not rename makes ``renames`` False: the writer then writes artifacts under their final
 names and announces each in the journal first (``begin``)."""
 
@@ -29,7 +30,7 @@ from manifests.fstype import FileSystem
 from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
 from ._ssh import asyncssh
 from .chunkpool import ChunkPool
-from .sftpfile import IN_FLIGHT, SftpFile
+from .sftpfile import IN_FLIGHT, Closing, SftpFile
 from .target import SftpTarget
 
 __all__ = ["TIMEOUT", "SftpFile", "SftpSink", "SinkLostError", "_Loop"]
@@ -60,6 +61,7 @@ class SftpSink:
         self._journal: SftpFile | None = None
         self._lock = threading.Lock()
         self.chunks = ChunkPool(keep=2 * IN_FLIGHT)
+        self.closing = Closing(self)
 
     # -- the directory ---------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class SftpSink:
         if parent != self._base:
             self._mkdirs(parent)
         self.call(self._sftp.posix_rename(self._path(old), new_path), old)
+        self.closing.renamed(old, new)
 
     def remove_empty_dirs(self, dirs: set[str], stop_at: str) -> None:
         """Best effort, as locally; a drop-box that denies ``rmdir`` keeps them."""
@@ -285,11 +288,13 @@ class SftpSink:
         return None  # unknown: the copy engine then relies on the server's ENOSPC
 
     def sync(self, journal_only: bool = False) -> None:
-        """Before a seal: the artifacts it covers were fsynced when closed; flush the
-        files still open (the run log) and make sure the link is alive."""
+        """Before a seal: every artifact closed has its fsync and CLOSE confirmed (or
+        the first failure is raised); the files still open (the run log) are flushed,
+        and the link is alive."""
         self.check()
         if journal_only:
             return
+        self.closing.settle()
         with self._lock:
             still_open = [f for f in self._open if f._append and f.rel != self.journal_name]
         for file in still_open:

@@ -11,7 +11,9 @@ encodings and the bounds-checked reader are in ``sftpcodec``)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import struct
+import threading
 from collections.abc import Awaitable, Generator
 from typing import Any
 
@@ -52,6 +54,8 @@ from .sftpcodec import (
     string,
 )
 
+_Done = concurrent.futures.Future[None]
+
 
 def _permissions(given: Any) -> int | None:
     return getattr(given, "permissions", None)
@@ -83,14 +87,19 @@ class Handle:
         self._client, self._handle = client, handle
 
     async def write(self, data: bytes | memoryview, offset: int) -> None:
-        """One WRITE per ``chunk`` bytes, all sent before the first reply is awaited."""
+        for done in self.send_writes(data, offset):
+            await asyncio.wrap_future(done)
+
+    def send_writes(
+        self, data: bytes | memoryview, offset: int
+    ) -> list[concurrent.futures.Future[None]]:
+        """One WRITE per ``chunk`` bytes, sent from the calling thread (any thread);
+        each future is done when the server's status is in (an ``SFTPError`` if not OK)."""
         step, view = self._client.chunk, memoryview(data)
-        waits = [
+        return [
             self._client.send_write(self._handle, offset + at, view[at : at + step])
             for at in range(0, len(view), step)
         ]
-        for wait in waits:
-            self._client.check_status(await wait)
 
     async def read(self, size: int, offset: int) -> bytes:
         kind, reply = await self._client.request(
@@ -116,6 +125,16 @@ class Handle:
     async def close(self) -> None:
         await self._client.ok(CLOSE, string(self._handle))
 
+    async def fsync_and_close(self, fsync: bool) -> None:
+        """The fsync (if asked) and the CLOSE, in that order, both sent before either
+        reply is awaited; the fsync's error is the one raised."""
+        sync = string("fsync@openssh.com") + string(self._handle)
+        waits = [self._client._send(EXTENDED, sync)] if fsync else []
+        waits.append(self._client._send(CLOSE, string(self._handle)))
+        answers = [await wait for wait in waits]
+        for answer in answers:
+            self._client.check_status(answer)
+
 
 class WireClient:
     """One SFTP session over ``reader``/``writer``; requests are pipelined by id."""
@@ -123,7 +142,10 @@ class WireClient:
     def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
         self._reader, self._writer = reader, writer
         self._next = 0
-        self._waiting: dict[int, asyncio.Future[tuple[int, Reader]]] = {}
+        # A request from the loop awaits an asyncio future; a WRITE from a copy worker
+        # (``send_write``) waits on a concurrent one, completed by the reply's reader.
+        self._waiting: dict[int, asyncio.Future[tuple[int, Reader]] | _Done] = {}
+        self._ids = threading.Lock()
         self._dispatch: asyncio.Task[None] | None = None
         self.lost: Exception | None = None
         self.extensions: dict[str, bytes] = {}
@@ -162,10 +184,13 @@ class WireClient:
                 kind, reply = await self._packet()
                 if kind not in (STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED_REPLY):
                     raise ProtocolError(f"a reply of unknown type {kind}")
-                waiter = self._waiting.pop(reply.u32(), None)
+                with self._ids:
+                    waiter = self._waiting.pop(reply.u32(), None)
                 if waiter is None:
                     raise ProtocolError("a reply to a request never sent")
-                if not waiter.done():
+                if isinstance(waiter, concurrent.futures.Future):
+                    self._complete(waiter, kind, reply)
+                elif not waiter.done():
                     waiter.set_result((kind, reply))
         except Exception as e:
             self._fail(e)
@@ -177,28 +202,47 @@ class WireClient:
                 if isinstance(e, asyncssh.SFTPConnectionLost)
                 else asyncssh.SFTPConnectionLost(f"the ssh session ended ({type(e).__name__})")
             )
-        waiting, self._waiting = self._waiting, {}
+        with self._ids:
+            waiting, self._waiting = self._waiting, {}
         for waiter in waiting.values():
             if not waiter.done():
                 waiter.set_exception(self.lost)
 
+    def _complete(self, waiter: _Done, kind: int, reply: Reader) -> None:
+        try:
+            self.check_status((kind, reply))
+        except Exception as e:  # the status, or a reply of the wrong kind
+            waiter.set_exception(e)
+            if isinstance(e, ProtocolError):
+                raise
+        else:
+            waiter.set_result(None)
+
+    def _register(self, waiter: asyncio.Future[tuple[int, Reader]] | _Done) -> int:
+        with self._ids:
+            if self.lost is not None:
+                raise self.lost
+            self._next = (self._next + 1) & 0xFFFFFFFF
+            self._waiting[self._next] = waiter
+            return self._next
+
     def _send(self, kind: int, *parts: bytes | memoryview) -> asyncio.Future[tuple[int, Reader]]:
-        if self.lost is not None:
-            raise self.lost
-        self._next = (self._next + 1) & 0xFFFFFFFF
-        rid = self._next
         waiter = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = waiter
+        rid = self._register(waiter)
         size = 5 + sum(len(p) for p in parts)
-        self._writer.write(struct.pack(">IBI", size, kind, rid))
-        for part in parts:
-            self._writer.write(part)
+        self._writer.write_parts([struct.pack(">IBI", size, kind, rid), *parts])
         return waiter
 
-    def send_write(
-        self, handle: bytes, offset: int, data: memoryview
-    ) -> asyncio.Future[tuple[int, Reader]]:
-        return self._send(WRITE, string(handle), struct.pack(">QI", offset, len(data)), data)
+    def send_write(self, handle: bytes, offset: int, data: memoryview) -> _Done:
+        """A WRITE from any thread; a lost session raises at once, a pipe that takes
+        nothing within the timeout raises ``ConnectionError``."""
+        waiter: _Done = concurrent.futures.Future()
+        rid = self._register(waiter)
+        head = struct.pack(">IBI", 5 + 4 + len(handle) + 12 + len(data), WRITE, rid)
+        self._writer.write_parts(
+            [head, string(handle), struct.pack(">QI", offset, len(data)), data]
+        )
+        return waiter
 
     async def request(self, kind: int, body: bytes) -> tuple[int, Reader]:
         return await self._send(kind, body)

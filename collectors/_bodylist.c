@@ -7,7 +7,9 @@
    byte-identical to the Python lister's (body_name's escaping, mode_string's modes),
    which tests/test_bodylist.py checks; the descent and its safety checks stay in
    manifests/treewalk.py. Optional: where it cannot be built, bodywalk.py does the same
-   in Python. */
+   in Python. list_exec is the same loop for collectors/systemwalk.py, which keeps only
+   the executables and libraries of ~100,000 system files: only they (with their raw
+   struct statx) and the subdirectories become Python objects. */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -438,7 +440,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_bodylist", "The timeline's per-directory lister in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_bodylist", "The timeline's and the system walk's per-directory listers in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -9,7 +9,11 @@ under its own name, as when each walked for itself).
 Only what both keep is held: the regular files that are executables or libraries
 (``is_executable``), a few thousand on a server, never every file of ``/usr``. The
 evidence directory is not entered (its stat identity is excluded): what this tool is
-writing is not the host's. Kept in ``ctx.shared["system-walk"]`` for the rest of the run."""
+writing is not the host's. Kept in ``ctx.shared["system-walk"]`` for the rest of the run.
+
+Where ``collectors/_bodylist.c`` was built, each directory's entries are examined there
+(``list_exec``), so only what is kept becomes a Python object; the Python walk
+(``walk_stats``) is the fallback and gives the very same listing."""
 
 from __future__ import annotations
 

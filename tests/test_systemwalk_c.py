@@ -172,3 +172,22 @@ def test_c_and_python_walks_agree_on_the_real_system_directories() -> None:
     in_c, in_python = _both(systemwalk._walk, b"/", (out.st_dev, out.st_ino))
     assert in_c == in_python
     assert sum(len(found) for found in in_c[1].values()) > 100
+
+
+@needs_c
+def test_where_statx_is_refused_the_python_walk_lists(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list_exec's None (ENOSYS, nothing listed) anywhere: the walk is the Python one."""
+    expected = _plain(_listing(tree))
+    calls: list[int] = []
+
+    class Refusing:
+        @staticmethod
+        def list_exec(fd: int) -> None:
+            calls.append(fd)
+            return None
+
+    monkeypatch.setattr(systemwalk, "_bodylist", Refusing)
+    assert _plain(_listing(tree)) == expected
+    assert calls

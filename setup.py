@@ -1,8 +1,9 @@
 """The compiled parts: collectors/_md5lanes.c (with _md5stream.c, _md5simd.c and
 _md5check.c), MD5 of many files at once in SIMD lanes (the packages check), and
-collectors/_bodylist.c, the timeline's per-directory listing. Optional: where no
-compiler exists the build goes on without them and the tool hashes with hashlib
-(collectors/lanedigest.py) and lists in Python (collectors/bodywalk.py). Everything
+collectors/_bodylist.c, the timeline's and the system walk's per-directory listing.
+Optional: where no compiler exists the build goes on without them and the tool hashes
+with hashlib (collectors/lanedigest.py) and lists in Python (collectors/bodywalk.py,
+collectors/systemwalk.py's walk_stats). Everything
 else is in pyproject.toml."""
 
 from setuptools import Extension, setup

@@ -7,7 +7,9 @@
    byte-identical to the Python lister's (body_name's escaping, mode_string's modes),
    which tests/test_bodylist.py checks; the descent and its safety checks stay in
    manifests/treewalk.py. Optional: where it cannot be built, bodywalk.py does the same
-   in Python. */
+   in Python. list_exec is the same loop for collectors/systemwalk.py, which keeps only
+   the executables and libraries of ~100,000 system files: only they (with their raw
+   struct statx) and the subdirectories become Python objects. */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -231,6 +233,68 @@ static int add_error(PyObject *errors, int err, const char *name, size_t nlen) {
     return rc;
 }
 
+/* What is done with one entry that was stat-ed: 0 to go on, -1 with a Python error set. */
+typedef int (*on_entry)(void *arg, const char *name, size_t nlen, const struct statx *sx);
+
+/* Every entry of the directory open at fd but "." and "..", in directory order, stat-ed
+   relative to it (AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) and handed to fn; the entries
+   that cannot be stat-ed go to errors. 0 when done, 1 when statx is refused (ENOSYS),
+   -1 with a Python error set (OSError: the directory cannot be read). */
+static int each_entry(int fd, PyObject *errors, on_entry fn, void *arg) {
+    if (dents == NULL && (dents = malloc(DENTS_SIZE)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, dents, DENTS_SIZE);
+        if (got < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (got == 0) return 0;
+        for (long at = 0; at < got;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(dents + at);
+            at += d->d_reclen;
+            const char *name = d->d_name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+            size_t nlen = strlen(name);
+            struct statx sx;
+            memset(&sx, 0, sizeof sx);
+            if (statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+                      STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) {
+                if (errno == ENOSYS) return 1;
+                if (add_error(errors, errno, name, nlen)) return -1;
+                continue;
+            }
+            if (fn(arg, name, nlen, &sx)) return -1;
+        }
+    }
+}
+
+/* list_dir's state while it lists one directory. */
+typedef struct {
+    PyObject *subdirs, *exclude, *exclude_devs;
+    Py_ssize_t count, births;
+} BodyState;
+
+static int body_entry(void *arg, const char *name, size_t nlen, const struct statx *sx) {
+    BodyState *st = arg;
+    int64_t birth = sx->stx_mask & STATX_BTIME ? (int64_t)sx->stx_btime.tv_sec : 0;
+    st->births += birth != 0;
+    if (put_line(&out, prefix.data, prefix.len, name, nlen, sx, birth)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    st->count++;
+    if ((sx->stx_mode & S_IFMT) == S_IFDIR)
+        return add_subdir(st->subdirs, st->exclude, st->exclude_devs, name, nlen, sx);
+    return 0;
+}
+
 PyDoc_STRVAR(list_dir_doc,
 "list_dir(fd, path, exclude, exclude_devs) -> (lines, count, births, subdirs, errors)\n"
 "or None\n\n"
@@ -252,8 +316,6 @@ static PyObject *list_dir(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "exclude and exclude_devs must be sets");
         return NULL;
     }
-    if (dents == NULL && (dents = malloc(DENTS_SIZE)) == NULL) return PyErr_NoMemory();
-    if (lseek(fd, 0, SEEK_SET) < 0) return PyErr_SetFromErrno(PyExc_OSError);
     PyObject *subdirs = PyList_New(0), *errors = PyList_New(0);
     if (subdirs == NULL || errors == NULL) goto fail;
     /* The entries' prefix: the path escaped, without its trailing slashes, then one. */
@@ -265,43 +327,15 @@ static PyObject *list_dir(PyObject *self, PyObject *args) {
     }
     prefix.data[prefix.len++] = '/';
     out.len = 0;
-    Py_ssize_t count = 0, births = 0;
-    for (;;) {
-        long got = syscall(SYS_getdents64, fd, dents, DENTS_SIZE);
-        if (got < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto fail;
-        }
-        if (got == 0) break;
-        for (long at = 0; at < got;) {
-            struct linux_dirent64 *d = (struct linux_dirent64 *)(dents + at);
-            at += d->d_reclen;
-            const char *name = d->d_name;
-            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-            size_t nlen = strlen(name);
-            struct statx sx;
-            if (statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
-                      STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) {
-                if (errno == ENOSYS) {
-                    Py_DECREF(subdirs);
-                    Py_DECREF(errors);
-                    Py_RETURN_NONE;
-                }
-                if (add_error(errors, errno, name, nlen)) goto fail;
-                continue;
-            }
-            int64_t birth = sx.stx_mask & STATX_BTIME ? (int64_t)sx.stx_btime.tv_sec : 0;
-            births += birth != 0;
-            if (put_line(&out, prefix.data, prefix.len, name, nlen, &sx, birth)) {
-                PyErr_NoMemory();
-                goto fail;
-            }
-            count++;
-            if ((sx.stx_mode & S_IFMT) == S_IFDIR &&
-                add_subdir(subdirs, exclude, exclude_devs, name, nlen, &sx))
-                goto fail;
-        }
+    BodyState st = {subdirs, exclude, exclude_devs, 0, 0};
+    int rc = each_entry(fd, errors, body_entry, &st);
+    if (rc < 0) goto fail;
+    if (rc > 0) {
+        Py_DECREF(subdirs);
+        Py_DECREF(errors);
+        Py_RETURN_NONE;
     }
+    Py_ssize_t count = st.count, births = st.births;
     PyObject *lines = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.len);
     if (out.cap > KEEP_BYTES) { /* one huge directory does not keep its buffer */
         free(out.data);
@@ -313,6 +347,60 @@ fail:
     Py_XDECREF(subdirs);
     Py_XDECREF(errors);
     return NULL;
+}
+
+/* An executable or a library by systemwalk.is_executable's rule: any x bit, or a name
+   ending in ".so" or holding ".so.". */
+static int is_exec(unsigned mode, const char *name, size_t nlen) {
+    if (mode & 0111) return 1;
+    if (nlen >= 3 && memcmp(name + nlen - 3, ".so", 3) == 0) return 1;
+    return memmem(name, nlen, ".so.", 4) != NULL;
+}
+
+PyDoc_STRVAR(list_exec_doc,
+"list_exec(fd) -> (files, subdirs, errors) or None\n\n"
+"The system walk's work for the directory open at fd (collectors/systemwalk.py): the\n"
+"regular files that are executables or libraries as (name, raw struct statx bytes),\n"
+"the subdirectories as (name, (dev, ino)), the entries that could not be stat-ed as\n"
+"(errno, name), all in directory order. None when statx is refused (ENOSYS).\n"
+"OSError when the directory cannot be read.");
+
+/* list_exec's state while it lists one directory. */
+typedef struct {
+    PyObject *files, *subdirs, *none;
+} ExecState;
+
+static int exec_entry(void *arg, const char *name, size_t nlen, const struct statx *sx) {
+    ExecState *st = arg;
+    unsigned kind = sx->stx_mode & S_IFMT;
+    if (kind == S_IFDIR) return add_subdir(st->subdirs, st->none, st->none, name, nlen, sx);
+    if (kind != S_IFREG || !is_exec(sx->stx_mode, name, nlen)) return 0;
+    PyObject *item = Py_BuildValue("(y#y#)", name, (Py_ssize_t)nlen, (const char *)sx,
+                                   (Py_ssize_t)sizeof *sx);
+    if (item == NULL) return -1;
+    int rc = PyList_Append(st->files, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+static PyObject *list_exec(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    ExecState st = {PyList_New(0), PyList_New(0), PySet_New(NULL)};
+    PyObject *errors = PyList_New(0), *result = NULL;
+    if (st.files && st.subdirs && st.none && errors) {
+        int rc = each_entry(fd, errors, exec_entry, &st);
+        if (rc == 0)
+            result = Py_BuildValue("(OOO)", st.files, st.subdirs, errors);
+        else if (rc > 0)
+            result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(st.files);
+    Py_XDECREF(st.subdirs);
+    Py_XDECREF(st.none);
+    Py_XDECREF(errors);
+    return result;
 }
 
 PyDoc_STRVAR(body_name_doc, "body_name(name) -> bytes: the name escaped as bodywalk.body_name.");
@@ -345,13 +433,14 @@ static PyObject *py_mode_string(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"list_dir", list_dir, METH_VARARGS, list_dir_doc},
+    {"list_exec", list_exec, METH_VARARGS, list_exec_doc},
     {"body_name", py_body_name, METH_O, body_name_doc},
     {"mode_string", py_mode_string, METH_O, mode_string_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_bodylist", "The timeline's per-directory lister in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_bodylist", "The timeline's and the system walk's per-directory listers in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -69,9 +69,9 @@ def _result(f: tuple[int, ...]) -> tuple[os.stat_result, int | None]:
     st = os.stat_result(
         (mode, ino, os.makedev(dev_major, dev_minor), nlink, uid, gid, size, a_s, m_s, c_s),
         {
-            "st_atime": a_ns / 1e9,
-            "st_mtime": m_ns / 1e9,
-            "st_ctime": c_ns / 1e9,
+            "st_atime": a_s + a_n * 1e-9,  # as os.stat computes them, to the last bit
+            "st_mtime": m_s + m_n * 1e-9,
+            "st_ctime": c_s + c_n * 1e-9,
             "st_atime_ns": a_ns,
             "st_mtime_ns": m_ns,
             "st_ctime_ns": c_ns,

@@ -236,13 +236,16 @@ def walk(
         walker.path.close()
 
 
-def walk_dirs(top: bytes, on_error: OnError, lister: Lister) -> None:
+def walk_dirs(
+    top: bytes, on_error: OnError, lister: Lister, *, exclude: frozenset[DirId] = frozenset()
+) -> None:
     """Enter every directory under ``top`` as ``walk`` does (through its parent's
     descriptor, never a symlink, checked to be the directory listed, at any depth) and hand
     each, ``top`` first, to ``lister(fd, path)``, which examines the entries itself and says
     which subdirectories to enter. For a caller whose per-entry work must stay one system
-    call with no object of the walk's per entry (the timeline of a whole host)."""
-    for _ in walk(top, on_error, lister=lister):
+    call with no object of the walk's per entry (the timeline of a whole host).
+    ``exclude``: identities of subdirectories not entered, whatever ``lister`` says."""
+    for _ in walk(top, on_error, exclude=exclude, lister=lister):
         pass
 
 

@@ -24,7 +24,8 @@ setup(
         ),
         Extension(
             "collectors._bodylist",
-            ["collectors/_bodylist.c"],
+            ["collectors/_bodylist.c", "collectors/_dirents.c"],
+            depends=["collectors/_dirents.h"],
             extra_compile_args=["-O2", "-std=gnu11"],
             optional=True,
         ),

@@ -95,24 +95,12 @@ def _dropped(path: bytes, rules: list[tuple[bool, str]]) -> bool:
     return dropped
 
 
-def _executable_sha256(root: bytes) -> Extra:
-    """SHA-256 too for the package files the ``executables`` collector will hash (an
-    executable or library in a system directory), from the same read."""
-    cut = len(root.rstrip(b"/"))
-
-    def extra(want: Want, st: os.stat_result) -> tuple[str, ...]:
-        path = want.path[cut:]
-        if is_executable(path, st.st_mode) and in_system_dirs(path):
-            return ("sha256",)
-        return ()
-
-    return extra
-
-
 def _sha256_screen(root: bytes) -> Screen:
-    """What ``_executable_sha256`` will ask of a host path, told before its stat (for
-    the check in C, collectors/pkgforked.py): nothing outside the system directories, a
-    library's name there always, any other file there where its mode is executable."""
+    """Which package files the ``executables`` collector will hash (an executable or
+    library in a system directory), as far as the host path alone tells: nothing outside
+    the system directories, a library's name there always, any other file there where
+    its mode is executable. Told before the stat to the check in C
+    (collectors/pkgforked.py); ``_executable_sha256`` completes it with the mode."""
     cut = len(root.rstrip(b"/"))
 
     def screen(path: bytes) -> int:
@@ -122,6 +110,17 @@ def _sha256_screen(root: bytes) -> Screen:
         return 2 if is_executable(rel, 0) else 1
 
     return screen
+
+
+def _executable_sha256(root: bytes) -> Extra:
+    """SHA-256 too, from the same read, for the files ``_sha256_screen`` picks."""
+    screen = _sha256_screen(root)
+
+    def extra(want: Want, st: os.stat_result) -> tuple[str, ...]:
+        mark = screen(want.path)
+        return ("sha256",) if mark == 2 or (mark == 1 and st.st_mode & 0o111) else ()
+
+    return extra
 
 
 class PackagesCollector(Collector):

@@ -118,7 +118,7 @@ class BodyWalker:
         self._modes: dict[int, str] = {}
         self._buf = ctypes.create_string_buffer(256)  # sizeof(struct statx)
         self._statx = _STATX
-        self._clist = _bodylist.list_dir if _bodylist is not None and _STATX else None
+        self._clist = _bodylist.list_dir if lister() == "c" else None
 
     def walk(self, top: bytes) -> None:
         """Every entry below ``top`` (not ``top`` itself), then the last lines."""

@@ -21,7 +21,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from manifests.statx import _LAYOUT, _STATX, _result
+from manifests import statx
 
 from .context import CollectContext
 from .walk import DirId, walk_dirs, walk_stats
@@ -100,7 +100,7 @@ def _c_listing(top: bytes, skip: frozenset[DirId]) -> SystemWalk:
             for err, name in sorted(failed, key=lambda f: os.fsdecode(f[1])):
                 on_error(os.path.join(full, name), OSError(err, os.strerror(err), name))
         for name, raw in sorted(found, key=_key) if len(found) > 1 else found:
-            st, birth = _result(_LAYOUT.unpack_from(raw))
+            st, birth = statx.from_raw(raw)
             files.append((os.path.join(full, name), st, birth))
         return sorted(subdirs, key=_key) if len(subdirs) > 1 else subdirs
 
@@ -110,7 +110,7 @@ def _c_listing(top: bytes, skip: frozenset[DirId]) -> SystemWalk:
 
 def _listing(top: bytes, skip: frozenset[tuple[int, int]]) -> SystemWalk:
     """One real directory's executables and listing errors."""
-    if _bodylist is not None and _STATX is not None:
+    if _bodylist is not None and statx.available():
         try:
             return _c_listing(top, skip)
         except _NoStatx:

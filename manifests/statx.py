@@ -61,6 +61,17 @@ class StatAt:
         return _result(_LAYOUT.unpack_from(self._buf.raw))
 
 
+def available() -> bool:
+    """Is ``statx`` in the C library this process loaded (else ``os.stat``, no birth)?"""
+    return _STATX is not None
+
+
+def from_raw(raw: bytes) -> tuple[os.stat_result, int | None]:
+    """A ``struct statx`` as the kernel wrote it (taken in C, collectors/_dirents.c) as
+    ``StatAt`` gives it: the stat, and the birth time in ns or None."""
+    return _result(_LAYOUT.unpack_from(raw))
+
+
 def _result(f: tuple[int, ...]) -> tuple[os.stat_result, int | None]:
     mask, blksize, _, nlink, uid, gid, mode, _, ino, size, blocks, _ = f[:12]
     a_s, a_n, _, b_s, b_n, _, c_s, c_n, _, m_s, m_n, _ = f[12:24]

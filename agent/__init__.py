@@ -1,8 +1,5 @@
 """The ``preserve`` command: command line, orchestration and the responder's console."""
 
-from importlib import metadata
+from ._version import VERSION as __version__
 
-try:
-    __version__ = metadata.version("preserve")
-except metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+source"
+__all__ = ["__version__"]

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors import loaderview
 from collectors.selfexec import frozen_kit_dir
 from manifests.digest import sha256_bytes, sha256_path_nofollow
 from manifests.errors import KeyLoadError, SignatureError, UsageError
@@ -162,7 +161,10 @@ class KitCheck:
 
 def loader_report(kit: Path) -> dict[str, Any]:
     """Which host libraries are mapped into this process, and what the host asks its
-    loader to preload, read past libc (collectors/loaderview.py). Availability: Linux."""
+    loader to preload, read past libc (collectors/loaderview.py). Availability: Linux.
+    Imported here: it brings the collector context, which ``verify`` never needs."""
+    from collectors import loaderview
+
     return loaderview.view(str(kit))
 
 

@@ -29,6 +29,7 @@ from .continuation import CONTINUATION, Continued, open_chain
 from .errors import NotEvidenceError, VerificationError
 from .journal_reader import ChainState, read_chain, records_of
 from .verify_custody import CustodyCheck, Holder
+from .verify_early import EarlyHashes
 from .verify_files import (
     HASHED_RECORD_TYPES,
     ExpectedFiles,
@@ -238,6 +239,7 @@ def _read_journal(
     expected: ExpectedFiles,
     in_place: InPlaceWrites,
     pieces: ImagePieces,
+    early: EarlyHashes,
 ) -> None:
     """One pass over the journal: every line parsed and chain-checked (stopping at the
     first break), each record handed to the custody and file checks, none kept."""
@@ -252,6 +254,8 @@ def _read_journal(
                     continue  # out of place: reported, and vouches for nothing
                 in_place.feed(record)
                 pieces.feed(record)
+                if pieces.by_part:
+                    early.abandon()  # image files: hashed by piece, by this process
                 if record.get("type") == "event" and record.get("event") == "degraded":
                     result.add_degraded(record)
                 if record.get("type") in HASHED_RECORD_TYPES:
@@ -309,15 +313,19 @@ def verify_evidence(
     if problem:
         result.problems.append(problem)
         return result
-    with EvidenceIndex(root) as index:
+    with EvidenceIndex(root) as index, EarlyHashes(root) as early:
+        # The walk first, so that the big files are hashed by a child (verify_early)
+        # while this process reads the journal.
+        own, walk_errors = load_present(root, index, early)
+        early.start()
         custody = CustodyCheck(result, chain_head.lower() if chain_head else None)
         in_place, pieces = InPlaceWrites(), ImagePieces()
         expected = ExpectedFiles(index)
-        _read_journal(root / layout.JOURNAL, result, custody, expected, in_place, pieces)
-        own = load_present(root, index, result)
+        _read_journal(root / layout.JOURNAL, result, custody, expected, in_place, pieces, early)
+        result.problems.extend(walk_errors)
         if check_own_files(root, own, custody, result):
             compare_listing(root, index, result)
-        hash_expected(root, index, result, workers or os.cpu_count() or 2, pieces)
+        hash_expected(root, index, result, workers or os.cpu_count() or 2, pieces, early)
         in_place.settle(bool(result.ending))
         missing_and_unexpected(index, result, in_place.unfinished)
         check_unfinished(root, pieces, result, bytearray(1024 * 1024))

@@ -3,10 +3,11 @@ there with its size and SHA-256, nothing missing, nothing added.
 
 Both sides go into the on-disk index (``verify_index``) as they stream past: the
 journal's artifact records (``ExpectedFiles``) and the walk of the directory
-(``load_present``); the comparisons are then queries, and only problems are kept. Files
-are hashed on all cores (``hash_expected``), a bounded number of batches in flight, each
-opened relative to the evidence directory's descriptor without following any symlink,
-and checked to be the very file the walk saw."""
+(``load_present``); the comparisons are then queries, and only problems are kept. The
+big files are hashed by a child while the journal is read (``verify_early``), or on
+threads; the small ones in this thread (``hash_expected``); each opened relative to the
+evidence directory's descriptor without following any symlink, and checked to be the
+very file the walk saw."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ import errno
 import os
 import stat
 import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,8 @@ from . import layout, treewalk
 from .continuation import CONTINUATION
 from .digest import sha256_fd
 from .sums import iter_sums
-from .verify_image import ImagePieces, damage_text
+from .verify_early import EarlyHashes
+from .verify_image import ImagePieces, PieceCheck, damage_text
 from .verify_index import EvidenceIndex, key, s64, text
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ OWN_FILES = (
     layout.SUMS,
     CONTINUATION,  # the journal's continuation after a lost link (its own checks)
 )
-_BATCH, _BATCH_BYTES = 64, 8 * 1024 * 1024  # files, bytes a batch of hashing
+_BATCH = 64  # small files checked between two looks at the index
 _FLUSH = 10_000  # rows sent to the index at a time
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
@@ -121,9 +122,12 @@ def _walk(root: Path, errors: list[str]) -> Iterator[tuple[str, os.stat_result]]
         yield (rel + "/" if entry.empty_dir else rel), entry.stat
 
 
-def load_present(root: Path, index: EvidenceIndex, result: VerificationResult) -> dict[str, Any]:
+def load_present(
+    root: Path, index: EvidenceIndex, early: EarlyHashes | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Walk the directory into the index; returns the stat of each of its own files
-    (``OWN_FILES``) that is there."""
+    (``OWN_FILES``) that is there, and what could not be examined. Each big regular file
+    is offered to ``early``, to be hashed while the journal is read."""
     errors: list[str] = []
     own: dict[str, os.stat_result] = {}
 
@@ -131,13 +135,14 @@ def load_present(root: Path, index: EvidenceIndex, result: VerificationResult) -
         for rel, st in _walk(root, errors):
             if rel in OWN_FILES:
                 own[rel] = st
-            else:
-                yield rel, st
+                continue
+            if early is not None and early.wants(st):
+                early.offer(key(rel), st)
+            yield rel, st
 
     index.add_present(artifacts(), layout.PARTIAL_SUFFIX)
     index.commit()
-    result.problems.extend(errors)
-    return own
+    return own, errors
 
 
 def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult) -> None:
@@ -183,7 +188,12 @@ def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult
 
 
 def _check(
-    root_fd: int, row: tuple[Any, ...], buf: bytearray, dirs: _DirCache, pieces: ImagePieces
+    root_fd: int,
+    row: tuple[Any, ...],
+    buf: bytearray,
+    dirs: _DirCache,
+    pieces: ImagePieces,
+    early: EarlyHashes | None = None,
 ) -> FileVerdict:
     raw, seq, size, digest, mode, on_disk, dev, ino, nlink = row
     path = text(raw)
@@ -194,6 +204,9 @@ def _check(
         return FileVerdict(path, "changed", hard_link(nlink))
     if on_disk != size:
         return FileVerdict(path, "changed", f"size {on_disk}, journal says {size}")
+    hashed = early.digest(raw, dev, ino) if early is not None and not plan else None
+    if hashed is not None:  # the very file the walk saw, hashed by the child
+        return _compared(path, hashed, digest, None)
     parent, _, name = raw.rpartition(b"/")
     try:
         # No component is followed if it is a symlink (a directory swapped for one since
@@ -218,6 +231,10 @@ def _check(
         return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
     finally:
         os.close(fd)
+    return _compared(path, actual, digest, check)
+
+
+def _compared(path: str, actual: str, digest: str, check: PieceCheck | None) -> FileVerdict:
     damage = f"; {damage_text(check)}" if check and check.damaged else ""
     if actual != digest:
         return FileVerdict(path, "changed", f"SHA-256 differs from the journal{damage}")
@@ -270,18 +287,26 @@ def hash_expected(
     result: VerificationResult,
     workers: int,
     pieces: ImagePieces | None = None,
+    early: EarlyHashes | None = None,
 ) -> None:
-    """Every journaled file that is there: type, links, size, identity and SHA-256."""
-    local = threading.local()
+    """Every journaled file that is there: type, links, size, identity and SHA-256.
+    A big file ``early`` hashed already (verify_early) is only compared.
+
+    The big files go to ``workers - 1`` threads (at least one), whose hashing runs
+    outside the interpreter lock; the small ones are checked here, in this thread, at
+    the same time. Small files cost interpreter time, not hashing: spread over threads,
+    each open and read hands the lock to another thread and back, which made 20,000
+    small files take 2.4 times as long as one thread does (bench/RESULTS.md)."""
     pieces = pieces or ImagePieces()
     sealed = -1 if result.sealed_through is None else result.sealed_through
+    local = threading.local()
 
     def check_batch(rows: list[tuple[Any, ...]]) -> list[FileVerdict]:
         if not hasattr(local, "buf"):
             local.buf = bytearray(1024 * 1024)
         dirs = _DirCache()
         try:
-            verdicts = [_check(root_fd, row, local.buf, dirs, pieces) for row in rows]
+            verdicts = [_check(root_fd, row, local.buf, dirs, pieces, early) for row in rows]
         finally:
             dirs.close()
         return [_sealed(v, row[1], sealed) for v, row in zip(verdicts, rows, strict=True)]
@@ -289,21 +314,15 @@ def hash_expected(
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            window: deque[Future[list[FileVerdict]]] = deque()
+            big = [pool.submit(check_batch, [row]) for row in index.to_hash(big=True)]
             batch: list[tuple[Any, ...]] = []
-            size = 0
-            for row in index.to_hash():
+            for row in index.to_hash(big=False):  # in path order, as they come
                 batch.append(row)
-                size += row[2]
-                if len(batch) < _BATCH and size < _BATCH_BYTES:
-                    continue
-                window.append(pool.submit(check_batch, batch))
-                batch, size = [], 0
-                if len(window) >= 4 * workers:  # bounded: results are taken in order
-                    result.add_files(window.popleft().result())
-            if batch:
-                window.append(pool.submit(check_batch, batch))
-            while window:
-                result.add_files(window.popleft().result())
+                if len(batch) >= _BATCH:
+                    result.add_files(check_batch(batch))
+                    batch = []
+            result.add_files(check_batch(batch))
+            for future in big:  # then the big ones, biggest first
+                result.add_files(future.result())
     finally:
         os.close(root_fd)

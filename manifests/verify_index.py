@@ -22,7 +22,7 @@ from typing import Any
 from .errors import UsageError
 
 CACHE_KIB = 16 * 1024
-_BIG = 1024 * 1024  # files hashed first, biggest first, so they spread over all workers
+BIG = 1024 * 1024  # files hashed first, biggest first, so they spread over all workers
 _IFMT = 0o170000  # the file-type bits of st_mode
 
 _SCHEMA = (
@@ -154,16 +154,19 @@ class EvidenceIndex:
 
     # -- questions -----------------------------------------------------------------
 
-    def to_hash(self) -> Iterator[tuple[Any, ...]]:
+    def to_hash(self, big: bool) -> Iterator[tuple[Any, ...]]:
         """(path, seq, size, sha, mode, size on disk, dev, ino, nlink) of every expected
-        file that is there: big ones first by size, then the rest in path order (files of
-        one directory together, so each directory is opened once)."""
+        file that is there: the big ones biggest first (so they spread over the workers),
+        or the small ones in path order (files of one directory together, so each
+        directory is opened once)."""
         columns = (
             "SELECT e.path, e.seq, e.size, e.sha, p.mode, p.size, p.dev, p.ino, p.nlink"
             " FROM expected e JOIN present p ON p.path = e.path"
         )
-        yield from self.db.execute(f"{columns} WHERE e.size >= ? ORDER BY e.size DESC", (_BIG,))
-        yield from self.db.execute(f"{columns} WHERE e.size < ? ORDER BY e.path", (_BIG,))
+        if big:
+            yield from self.db.execute(f"{columns} WHERE e.size >= ? ORDER BY e.size DESC", (BIG,))
+        else:
+            yield from self.db.execute(f"{columns} WHERE e.size < ? ORDER BY e.path", (BIG,))
 
     def missing(self, partials_stand_in: bool = True) -> Iterator[tuple[bytes, int, bool]]:
         """(path, seq, whether a partial file of that name is there) of expected files not

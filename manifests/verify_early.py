@@ -32,6 +32,11 @@ _F_SETPIPE_SZ = 1031
 MIN_TOTAL = 64 * 1024 * 1024  # below this the fork costs more than it saves
 
 
+def only_thread() -> bool:
+    """Whether this process runs one thread: the one condition a fork is safe under."""
+    return threading.active_count() == 1
+
+
 class EarlyHashes:
     """``offer`` each big file the walk finds, ``start`` the child, ``digest`` later."""
 
@@ -54,7 +59,7 @@ class EarlyHashes:
         self.total += st.st_size
 
     def start(self) -> None:
-        if self.total < MIN_TOTAL or threading.active_count() > 1:
+        if self.total < MIN_TOTAL or not only_thread():
             return
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         with contextlib.suppress(OSError):

@@ -25,6 +25,9 @@ from manifests.verify_early import EarlyHashes
 from manifests.verify_index import s64
 
 BIG_FILE = 3 * 1024 * 1024
+# The suite's own process may run leftover threads of earlier tests, where verify forks
+# no child: the tests that look at the child say it is alone (the guard itself is tested
+# below, and end to end by the real ``verify``).
 VERIFY_CODE = "from agent.commands.verify import main; main()"
 
 
@@ -43,7 +46,12 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def spied(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+def alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify_early, "only_thread", lambda: True)
+
+
+@pytest.fixture
+def spied(monkeypatch: pytest.MonkeyPatch, alone: None) -> tuple[list[int], list[int]]:
     """(sizes the parent hashed itself, pids of the children forked)."""
     monkeypatch.setattr(verify_early, "MIN_TOTAL", 0)
     hashed: list[int] = []
@@ -148,7 +156,9 @@ def test_the_command_hashes_big_files_in_a_child_and_reports_a_changed_one(
     assert b"SHA-256 differs from the journal" in run.stdout + run.stderr
 
 
-def test_a_file_swapped_since_the_walk_is_not_taken_from_the_child(tmp_path: Path) -> None:
+def test_a_file_swapped_since_the_walk_is_not_taken_from_the_child(
+    tmp_path: Path, alone: None
+) -> None:
     (tmp_path / "d").mkdir()
     victim, other = tmp_path / "d" / "f.bin", tmp_path / "other.bin"
     victim.write_bytes(b"a" * BIG_FILE)
@@ -170,7 +180,7 @@ def test_a_file_swapped_since_the_walk_is_not_taken_from_the_child(tmp_path: Pat
     assert digest == hashlib.sha256(b"b" * BIG_FILE).hexdigest()
 
 
-def test_a_symlinked_directory_is_not_followed_by_the_child(tmp_path: Path) -> None:
+def test_a_symlinked_directory_is_not_followed_by_the_child(tmp_path: Path, alone: None) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "f.bin").write_bytes(b"x" * BIG_FILE)
@@ -182,6 +192,7 @@ def test_a_symlinked_directory_is_not_followed_by_the_child(tmp_path: Path) -> N
         early.offer(b"d/f.bin", st)
         early.total = verify_early.MIN_TOTAL
         early.start()
+        assert early.pid is not None
         assert early.digest(b"d/f.bin", s64(st.st_dev), s64(st.st_ino)) is None
 
 
@@ -201,7 +212,7 @@ def test_no_child_beside_other_threads(tmp_path: Path) -> None:
         other.join()
 
 
-def test_an_abandoned_child_is_killed_and_reaped(tmp_path: Path) -> None:
+def test_an_abandoned_child_is_killed_and_reaped(tmp_path: Path, alone: None) -> None:
     for n in range(8):
         (tmp_path / f"f{n}.bin").write_bytes(b"x" * BIG_FILE)
     with EarlyHashes(tmp_path) as early:
@@ -220,7 +231,7 @@ def test_an_abandoned_child_is_killed_and_reaped(tmp_path: Path) -> None:
 
 
 def test_image_pieces_stop_the_child_and_are_checked_by_piece(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alone: None
 ) -> None:
     """A raw image is hashed piece by piece by the parent: the child is stopped as soon
     as the journal shows pieces, and a damaged byte is still named by its piece."""

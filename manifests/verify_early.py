@@ -16,6 +16,7 @@ shows image pieces: those files are hashed piece by piece by the parent anyway."
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import signal
@@ -29,7 +30,16 @@ from .verify_index import BIG, s64
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 _F_SETPIPE_SZ = 1031
+_PR_SET_PDEATHSIG = 1
 MIN_TOTAL = 64 * 1024 * 1024  # below this the fork costs more than it saves
+
+
+def _die_with_parent() -> None:
+    """A verify killed outright (SIGKILL) leaves no child hashing on after it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the call took effect
+        os._exit(1)
 
 
 def only_thread() -> bool:
@@ -74,6 +84,7 @@ class EarlyHashes:
             status = 1
             try:
                 os.close(read_end)
+                _die_with_parent()
                 self._hash_all(write_end)
                 status = 0
             finally:
@@ -152,8 +163,11 @@ class EarlyHashes:
         if os.waitstatus_to_exitcode(status) != 0:  # a child cut short: its last line may be torn
             data = data[: data.rfind(b"\n") + 1]
         for line in data.splitlines():
-            dev, ino, digest, rel = line.split(b" ")
-            digests[bytes.fromhex(rel.decode())] = (int(dev), int(ino), digest.decode())
+            try:
+                dev, ino, digest, rel = line.split(b" ")
+                digests[bytes.fromhex(rel.decode())] = (int(dev), int(ino), digest.decode())
+            except ValueError:
+                continue  # not a line the child wrote whole: that file is hashed here
         return digests
 
     def __enter__(self) -> EarlyHashes:

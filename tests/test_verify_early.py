@@ -269,3 +269,52 @@ def test_image_pieces_stop_the_child_and_are_checked_by_piece(
     result = verify_evidence(evidence)
     [problem] = result.file_problems
     assert "piece 5" in problem.detail and "the other 7 piece(s) match" in problem.detail
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_killed_verify_leaves_no_child_hashing(tmp_path: Path) -> None:
+    """SIGKILL of the parent (a responder's kill -9, an OOM kill) ends the child too,
+    even in the middle of one huge file (between files, its next write would fail)."""
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(16 * 1024**3)  # sparse: about ten seconds of hashing
+    code = (
+        "import os, sys, time\n"
+        "from manifests.verify_early import EarlyHashes\n"
+        "early = EarlyHashes(sys.argv[1])\n"
+        "st = os.lstat(sys.argv[1] + '/big.bin')\n"
+        "early.offer(b'big.bin', st)\n"
+        "early.start()\n"
+        "print(early.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, tmp_path], stdout=subprocess.PIPE, cwd=ROOT
+    )
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)  # hashing
+        parent.kill()
+        parent.wait(10)
+        for _ in range(100):
+            if not _alive(child):
+                break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the child went on hashing after its parent was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if child and _alive(child):
+            os.kill(child, 9)

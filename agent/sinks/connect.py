@@ -21,7 +21,7 @@ from manifests.signing import Signer
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
-from .openssh import probe, spawn, ssh_program, start
+from .openssh import helper_argv, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
@@ -114,20 +114,30 @@ class _OpenSsh:
 
     def __init__(self) -> None:
         self.program, self.record = ssh_program()
+        self.helper = helper_argv()  # None in the frozen kit: the asyncssh probe there
         self.spawned: list[Any] = []
 
     async def __call__(
         self, target: SftpTarget, pins: set[str], key: Any, timeout: float, wait: float
     ) -> tuple[Any, Any, str | None]:
-        host_key, peer = await probe(target, pins, wait)
-        conn = spawn(self.program, target, key, host_key, peer, timeout, wait)
+        if self.helper is not None:
+            pinned: Any = (self.helper, pins)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+            peer = str(infos[0][4][0])
+        else:
+            pinned, peer = await probe(target, pins, wait)
+        conn = spawn(self.program, target, key, pinned, peer, timeout, wait)
         self.spawned.append(conn)
         try:
             sftp = await asyncio.wait_for(start(conn), wait)
         except BaseException:
             conn.abort()
             raise
-        return conn, sftp, host_key.get_fingerprint("sha256")
+        if self.helper is None:
+            return conn, sftp, pinned.get_fingerprint("sha256")
+        return conn, sftp, conn.host_key
 
     def kill(self) -> None:
         for conn in self.spawned:

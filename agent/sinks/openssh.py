@@ -4,13 +4,19 @@ SFTP over its pipes.
 asyncssh's pure-Python packet layer cost most of a core on a fast link; OpenSSH's C
 client does the ciphers instead. It is run without any of the host's configuration:
 ``-F /dev/null``, no agent, no forwarding, no multiplexing, no proxy, batch mode, and a
-known_hosts built from the pin with ``StrictHostKeyChecking=yes``. A fingerprint is not
-a known_hosts line, so the server's key is fetched first by an asyncssh key exchange
-(``probe``) and compared with the pins: a mismatch is refused with the same one-line
-message as the asyncssh transport, before ssh runs. The decrypted client key and the
-known_hosts reach ssh as memfds, never as files on the host: ssh closes every inherited
-descriptor above stderr at start, so it opens them as ``/proc/<preserve>/fd/N``, which
-preserve holds open until the session is up.
+pin checked by ssh itself with ``StrictHostKeyChecking=yes``. A fingerprint is not a
+known_hosts line: ssh's ``KnownHostsCommand`` (OpenSSH >= 8.5) runs ``helper_argv``, this
+same interpreter with ``-I -S`` and a few lines of code, given the key ssh was offered
+(``%f``, ``%t``, ``%K``) and the pins; it prints the known_hosts line only when the
+fingerprint is pinned, and names it on ssh's stderr, where preserve reads the
+fingerprint the journal records. A wrong key: ssh's "Host key verification failed",
+the same one-line refusal as the asyncssh transport, before anything is collected. The
+frozen kit has no bare interpreter to run, so there the server's key is fetched first by
+an asyncssh key exchange (``probe``), compared with the pins, and ssh is given a
+known_hosts holding it. The decrypted client key (and that known_hosts) reach ssh as
+memfds, never as files on the host: ssh closes every inherited descriptor above stderr
+at start, so it opens them as ``/proc/<preserve>/fd/N``, which preserve holds open until
+the session is up.
 
 In the kit the bundled ``_internal/openssh/ssh`` runs through the kit's own loader;
 the host's ``/usr/bin/ssh`` may be the attacker's. A pip-installed ``preserve`` uses the
@@ -28,6 +34,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,23 @@ from .target import SftpTarget, SinkRefusedError
 from .wire import WireClient
 
 ALIAS = "preserve-sink"  # the known_hosts name: the pin, whatever address was dialled
+SEEN = "preserve-sink-host-key "  # the helper's line on ssh's stderr: the key it vouched for
+# The KnownHostsCommand's code (argv: %I %f %t %K PIN...): a known_hosts line for the
+# offered key only when ssh asks about the host (not ORDER) and its fingerprint is pinned.
+# OpenSSH's default host key order without certificates (a pin is a key, not a CA): set,
+# so ssh does not run the helper a first time (%I ORDER) to learn which types it knows.
+# A fingerprint does not say its type: a server whose first key in this order is not the
+# pinned one is refused (as the probe refused one whose first in asyncssh's order was not).
+HOST_KEY_ORDER = (
+    "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,"
+    "rsa-sha2-512,rsa-sha2-256"
+)
+# No quote, backslash or percent sign: ssh splits the command line and expands % tokens.
+HELPER_CODE = (
+    "import sys;a=sys.argv;"
+    'a[1]=="HOSTNAME"and a[2]in a[5:]and('
+    f'sys.stderr.write("{SEEN}"+a[2]+chr(10)),print("{ALIAS}",a[3],a[4]))'
+)
 STDERR_KEEP = 4096
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
@@ -113,6 +137,33 @@ def ssh_program() -> tuple[list[str], dict[str, Any]]:
     return [path], {"ssh": path, "ssh_sha256": sha256_bytes(Path(path).read_bytes())}
 
 
+def helper_argv() -> list[str] | None:
+    """The KnownHostsCommand's program: the interpreter running preserve, isolated (``-I``:
+    no environment, no user site; ``-S``: no site), never a host program. None in the
+    frozen kit (its executable is the whole preserve) or for a path ssh could not take
+    as one word."""
+    exe = sys.executable
+    if frozen_kit_dir() is not None or not os.path.isabs(exe):
+        return None
+    if any(c in exe for c in "'\"%\\\n"):
+        return None
+    return [exe, "-I", "-S", "-c", HELPER_CODE]
+
+
+def known_hosts_command(helper: list[str], pins: set[str]) -> str:
+    """``KnownHostsCommand``'s value: every word single-quoted, then the % tokens."""
+    words = " ".join(f"'{w}'" for w in helper)
+    return f"{words} %I %f %t %K {' '.join(sorted(pins))}"
+
+
+def seen_host_key(stderr: bytes | bytearray, pins: set[str]) -> str | None:
+    """The pinned fingerprint the helper vouched for, from ssh's stderr."""
+    for line in bytes(stderr).decode("utf-8", "replace").splitlines():
+        if line.startswith(SEEN) and line[len(SEEN) :].strip() in pins:
+            return line[len(SEEN) :].strip()
+    return None
+
+
 def _memfd(name: str, data: bytes) -> int:
     """Anonymous memory holding ``data``, inheritable, owner-only (ssh refuses a key
     others could read)."""
@@ -174,6 +225,8 @@ class SshConnection:
         self.stderr = bytearray()
         self.client: WireClient | None = None
         self.timeout = 60.0  # how long a full pipe may wait for ssh (--sink-timeout)
+        self.pins: set[str] | None = None  # when ssh's KnownHostsCommand checks the pin
+        self.host_key: str | None = None  # the pinned fingerprint the helper vouched for
 
     def get_extra_info(self, name: str) -> Any:
         return self._peer if name == "peername" else None
@@ -202,7 +255,8 @@ class SshConnection:
             await asyncio.sleep(0.02)
 
     def why(self) -> str:
-        text = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        text = [line for line in lines if not line.startswith(SEEN)]
         return text[-1][:300] if text else f"ssh exited with {self.proc.poll()}"
 
     def no_lingering(self) -> bool:
@@ -238,21 +292,39 @@ def spawn(
     program: list[str],
     target: SftpTarget,
     key: Any,
-    host_key: Any,
+    pinned: Any | tuple[list[str], set[str]],
     peer: str,
     timeout: float,
     connect_timeout: float,
 ) -> SshConnection:
-    """Start ``ssh -s sftp`` with the key and the pinned known_hosts in memfds."""
-    known = f"{ALIAS} {host_key.export_public_key('openssh').decode().strip()}\n"
+    """Start ``ssh -s sftp`` with the key in a memfd. ``pinned`` is either the helper's
+    argv and the pins (ssh asks the helper about the key it is offered) or the probed
+    host key (a known_hosts memfd holding it)."""
     key_fd = _memfd("preserve-sink-key", key.export_private_key("openssh"))
-    known_fd = _memfd("preserve-known-hosts", known.encode())
     here = f"/proc/{os.getpid()}/fd"
+    fds = [key_fd]
+    if isinstance(pinned, tuple):
+        helper, pins = pinned
+        checks = {
+            "UserKnownHostsFile": "none",
+            "KnownHostsCommand": known_hosts_command(helper, pins),
+            "HostKeyAlgorithms": HOST_KEY_ORDER,
+        }
+    else:
+        known = f"{ALIAS} {pinned.export_public_key('openssh').decode().strip()}\n"
+        try:
+            fds.append(_memfd("preserve-known-hosts", known.encode()))
+        except BaseException:
+            os.close(key_fd)
+            raise
+        checks = {
+            "UserKnownHostsFile": f"{here}/{fds[1]}",
+            "HostKeyAlgorithms": _host_key_algorithms(pinned),
+        }
     options = {
         **OPTIONS,
-        "UserKnownHostsFile": f"{here}/{known_fd}",
+        **checks,
         "IdentityFile": f"{here}/{key_fd}",
-        "HostKeyAlgorithms": _host_key_algorithms(host_key),
         "ServerAliveInterval": str(max(int(timeout / 4), 1)),
         "ServerAliveCountMax": "4",
         "ConnectTimeout": str(max(int(connect_timeout), 1)),
@@ -271,15 +343,16 @@ def spawn(
             env=ssh_environment(),
         )
     except BaseException:
-        os.close(key_fd)
-        os.close(known_fd)
+        for fd in fds:
+            os.close(fd)
         raise
     for pipe in (proc.stdin, proc.stdout):
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr]
     conn = SshConnection(proc, peer, target.port)
-    conn.memfds = [key_fd, known_fd]
+    conn.memfds = fds
     conn.timeout = timeout
+    conn.pins = pinned[1] if isinstance(pinned, tuple) else None
     return conn
 
 
@@ -295,9 +368,15 @@ async def start(conn: SshConnection) -> WireClient:
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)
 
+    vouched = asyncio.Event()
+
     async def keep_stderr() -> None:
         while chunk := await errors.read(STDERR_KEEP):
             conn.stderr += chunk
+            if conn.pins is not None and conn.host_key is None:
+                conn.host_key = seen_host_key(conn.stderr, conn.pins)
+                if conn.host_key is not None:
+                    vouched.set()
             del conn.stderr[:-STDERR_KEEP]
 
     conn.stderr_task = loop.create_task(keep_stderr())  # type: ignore[attr-defined]
@@ -310,5 +389,12 @@ async def start(conn: SshConnection) -> WireClient:
         raise ConnectionError(conn.why()) from e
     finally:
         conn.forget_secrets()  # logged in (or failed): ssh has read both
+    if conn.pins is not None:
+        # The helper wrote its line before ssh even logged in: it is in the pipe.
+        try:
+            await asyncio.wait_for(vouched.wait(), 5)
+        except TimeoutError:
+            conn.abort()
+            raise ConnectionError("ssh logged in, but no pinned host key was reported") from None
     conn.no_lingering()
     return client

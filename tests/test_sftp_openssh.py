@@ -30,7 +30,7 @@ from test_hostile import _written_path
 from test_sftp_link import _connected, _link, _streaming
 from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree, server  # noqa: F401
 
-from agent.sinks import openssh
+from agent.sinks import openssh, sshproc
 from agent.sinks._ssh import asyncssh
 from agent.sinks.pipe import PipeWriter
 from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError
@@ -149,7 +149,7 @@ def test_the_helper_is_this_interpreter_isolated_and_never_in_the_kit(
     assert line.startswith(f"'{sys.executable}' '-I' '-S' '-c' 'import sys;")
     assert line.replace("%I %f %t %K", "").count("%") == 0 and "\\" not in line
     assert line.endswith("' %I %f %t %K SHA256:" + "A" * 43)
-    monkeypatch.setattr(openssh, "frozen_kit_dir", lambda: "/media/kit")
+    monkeypatch.setattr(sshproc, "frozen_kit_dir", lambda: "/media/kit")
     assert openssh.helper_argv() is None
     monkeypatch.undo()
     monkeypatch.setattr(sys, "executable", "/opt/odd 'name'/python3")
@@ -167,6 +167,49 @@ def test_a_key_the_server_does_not_know_is_one_line_exit_2(
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "the server refused the key" in lines[0], lines
     assert _evidence_dirs(server) == [] and not _ssh_processes(server)
+
+
+@needs_server
+def test_ssh_starts_before_the_collectors_and_asyncssh_are_loaded(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """With a pin and a key without passphrase, ssh is started first thing: its key
+    exchange and login overlap preserve's loading of its collectors and of asyncssh."""
+    trace = tmp_path / "trace"
+    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 1))
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve,openat", "-o", trace, *argv[4:]])
+    assert done.returncode == 0, done.stderr.decode()
+    lines = trace.read_text().splitlines()
+    ssh = os.path.realpath(shutil.which("ssh") or "")
+    started = next(i for i, line in enumerate(lines) if f'execve("{ssh}"' in line)
+    loaded = [i for i, line in enumerate(lines) if "openat(" in line and "/asyncssh/" in line]
+    collectors = [
+        i for i, line in enumerate(lines) if "openat(" in line and "/collectors/files" in line
+    ]
+    assert loaded and collectors and started < min(loaded) and started < min(collectors)
+    (evidence,) = _evidence_dirs(server)
+    assert _start(evidence)["sink"]["host_key"] == server.fingerprint
+
+
+@needs_server
+def test_a_refusal_after_ssh_started_leaves_no_ssh(server: SftpServer, tmp_path: Path) -> None:
+    """ssh started early, then a usage error (an unknown collector): exit 2, one line,
+    and the ssh is gone when preserve is."""
+    done = _run(_argv(server, server.dropbox_key, "--only", "nosuch"))
+    assert done.returncode == 2, done.stderr.decode()
+    assert len(done.stderr.decode().strip().splitlines()) == 1, done.stderr.decode()
+    assert not _ssh_processes(server) and _evidence_dirs(server) == []
+
+
+def test_only_a_key_without_passphrase_goes_to_ssh_as_it_is(tmp_path: Path) -> None:
+    plain, locked = tmp_path / "plain", tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", plain], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", locked], check=True)
+    assert sshproc.plain_openssh_key(plain.read_bytes())
+    assert not sshproc.plain_openssh_key(locked.read_bytes())
+    pem = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+    for data in (b"", b"garbage", pem, plain.read_bytes().replace(b"b3Blbn", b"b3Blbm")):
+        assert not sshproc.plain_openssh_key(data), data
 
 
 @needs_server

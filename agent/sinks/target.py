@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 from manifests.errors import UsageError
 
 SCHEME = "sftp://"
+TIMEOUT = 60.0  # default --sink-timeout: seconds the link may be silent before it is lost
+CONNECT_TIMEOUT = 20.0  # how long connecting (and logging in) may take
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 
 

@@ -367,3 +367,33 @@ def test_the_parser_refuses_what_sftp_v3_does_not_allow() -> None:
     assert isinstance(status, asyncssh.SFTPNoSuchFile), status
     # The server going away mid-session is a lost connection, never a guess.
     assert isinstance(_replies(VERSION_OK), asyncssh.SFTPConnectionLost)
+
+
+def test_connect_runs_the_callers_work_while_the_connection_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``meanwhile`` (the tool's own hash, in a run) is done by the calling thread while
+    the session is being opened, not after; its failure is not the connection's."""
+    from agent.sinks import connect as connecting
+    from agent.sinks.target import SftpTarget, SinkRefusedError
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    done: list[str] = []
+
+    async def opening(*args: object) -> None:
+        while not done:  # finishes only once the caller's work ran
+            await asyncio.sleep(0.01)
+        raise OSError("stopped here")
+
+    def work() -> None:
+        done.append("hashed")
+        raise ValueError("the caller's to report")
+
+    monkeypatch.setattr(connecting, "_open_asyncssh", opening)
+    target = SftpTarget("u", "192.0.2.1", 22, "/evidence")
+    with pytest.raises(SinkRefusedError, match="cannot connect \\(stopped here\\)"):
+        connecting.connect(
+            target, "SHA256:" + "A" * 43, key, False, transport="asyncssh", meanwhile=work
+        )
+    assert done == ["hashed"]

@@ -30,6 +30,7 @@ from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_c
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
 from ..params import ByteSize, Duration, SizeOrOff, apply_options, split_names
+from ..selfhash import code_sha256
 from ..sinks import SftpTarget, dial, open_destination
 from ..stopsignals import StopGuard
 from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
@@ -329,6 +330,7 @@ def run_collection(
             extra.get("sink_reconnect"),
             extra.get("sink_transport") or "openssh",
             early,
+            meanwhile=code_sha256,  # the start record's, read while ssh logs in
         )
     except BaseException:
         if early is not None:

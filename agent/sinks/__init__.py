@@ -43,13 +43,22 @@ def open_destination(
     reconnect: float | None = None,
     transport: str = "openssh",
     early: Any = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
     from .connect import TIMEOUT, connect  # asyncssh only for a remote run
 
     return connect(
-        output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect, transport, early
+        output,
+        host_key,
+        client_key,
+        no_fsync,
+        timeout or TIMEOUT,
+        reconnect,
+        transport,
+        early,
+        meanwhile,
     )
 
 

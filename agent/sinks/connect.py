@@ -192,8 +192,11 @@ def connect(
     reconnect: float | None = None,
     transport: str = "openssh",
     early: Early | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Destination:
-    """The sink, connected and checked; ``early``: the ssh ``sshproc.dial`` started."""
+    """The sink, connected and checked; ``early``: the ssh ``sshproc.dial`` started;
+    ``meanwhile``: work for this thread while the connection is made (its errors are
+    ignored here: it is the caller's to do again)."""
     if not host_key:
         raise SinkRefusedError(
             f"{target}: the server's host key must be pinned with --sink-host-key "
@@ -206,9 +209,11 @@ def connect(
     loop = _Loop()
     try:
         try:
-            conn, sftp, seen = loop.run(
-                _open(target, pins, key, timeout, CONNECT_TIMEOUT), CONNECT_TIMEOUT + 5
-            )
+            attempt = loop.submit(_open(target, pins, key, timeout, CONNECT_TIMEOUT))
+            if meanwhile is not None:
+                with contextlib.suppress(Exception):
+                    meanwhile()
+            conn, sftp, seen = attempt.result(CONNECT_TIMEOUT + 5)
         except asyncssh.HostKeyNotVerifiable as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "

@@ -397,3 +397,29 @@ def test_connect_runs_the_callers_work_while_the_connection_is_made(
             target, "SHA256:" + "A" * 43, key, False, transport="asyncssh", meanwhile=work
         )
     assert done == ["hashed"]
+
+
+def test_a_pin_files_key_types_order_the_host_keys(tmp_path: Path) -> None:
+    """known_hosts, .pub and ssh-keygen -lf lines give their types, in order; a bare
+    fingerprint, or a file with a line whose type is not said, gives none."""
+    from agent.sinks.target import pinned_key_order
+
+    fp = "SHA256:" + "A" * 43
+    cases = {
+        "[10.0.0.5]:22 ecdsa-sha2-nistp256 AAAAE2 \n10.0.0.5 ssh-ed25519 AAAAC3\n": (
+            "ecdsa-sha2-nistp256,ssh-ed25519"
+        ),
+        "ssh-rsa AAAAB3 root@server\n# a comment\n\n": "rsa-sha2-512,rsa-sha2-256",
+        f"384 {fp} root@server (ECDSA)\n256 {fp} root@server (ED25519)\n": (
+            "ecdsa-sha2-nistp384,ssh-ed25519"
+        ),
+        f"{fp}\n": None,
+        f"ssh-ed25519 AAAAC3\n{fp}\n": None,
+        "ssh-dss AAAAB3\n": None,
+    }
+    for i, (text, expected) in enumerate(cases.items()):
+        pin = tmp_path / f"pin{i}"
+        pin.write_text(text)
+        assert pinned_key_order(str(pin)) == expected, text
+    assert pinned_key_order(fp) is None
+    assert pinned_key_order(str(tmp_path / "missing")) is None

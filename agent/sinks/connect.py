@@ -25,7 +25,13 @@ from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .sshproc import Early
-from .target import CONNECT_TIMEOUT, SftpTarget, SinkRefusedError, pinned_fingerprints
+from .target import (
+    CONNECT_TIMEOUT,
+    SftpTarget,
+    SinkRefusedError,
+    pinned_fingerprints,
+    pinned_key_order,
+)
 
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
 STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
@@ -112,8 +118,9 @@ class _OpenSsh:
     """Opens sessions through ``ssh``; remembers each process so that an interrupted
     connect (Ctrl-C in a reconnect) leaves none running."""
 
-    def __init__(self, early: Early | None = None) -> None:
+    def __init__(self, early: Early | None = None, order: str | None = None) -> None:
         self.program, self.record = early.program if early else ssh_program()
+        self.order = order  # HostKeyAlgorithms from a pin file's key types, if it says them
         self.helper = helper_argv()  # None in the frozen kit: the asyncssh probe there
         self.early = early  # the first session's ssh, started while preserve was loading
         self.spawned: list[Any] = [early.conn] if early else []
@@ -130,7 +137,7 @@ class _OpenSsh:
             peer = str(infos[0][4][0])
         else:
             pinned, peer = await probe(target, pins, wait)
-        if early is not None and early.fits(target, pins, timeout):
+        if early is not None and early.fits(target, pins, timeout, self.order):
             conn = early.conn
             conn.peer = (peer, target.port)
         else:
@@ -145,6 +152,7 @@ class _OpenSsh:
                 peer,
                 timeout,
                 wait,
+                self.order,
             )
             self.spawned.append(conn)
         try:
@@ -204,7 +212,7 @@ def connect(
         )
     pins = pinned_fingerprints(host_key)
     key = _client_key(client_key)
-    opener = _OpenSsh(early) if transport == "openssh" else None
+    opener = _OpenSsh(early, pinned_key_order(host_key)) if transport == "openssh" else None
     _open = opener or _open_asyncssh
     loop = _Loop()
     try:

@@ -27,7 +27,14 @@ from manifests.digest import sha256_bytes
 from manifests.errors import UsageError
 
 from ..kitloader import GLIBC_DIR, KIT_SSH, loader_path
-from .target import CONNECT_TIMEOUT, TIMEOUT, SftpTarget, SinkRefusedError, pinned_fingerprints
+from .target import (
+    CONNECT_TIMEOUT,
+    TIMEOUT,
+    SftpTarget,
+    SinkRefusedError,
+    pinned_fingerprints,
+    pinned_key_order,
+)
 
 if TYPE_CHECKING:
     from .wire import WireClient
@@ -245,11 +252,13 @@ def spawn(
     peer: str,
     timeout: float,
     connect_timeout: float,
+    order: str | None = None,
 ) -> SshConnection:
     """Start ``ssh -s sftp`` with the key (unencrypted, OpenSSH format) in a memfd.
     ``pinned`` is either the helper's argv and the pins (ssh asks the helper about the
-    key it is offered) or, after a probe, a known_hosts line and the HostKeyAlgorithms
-    for it (the line in a memfd)."""
+    key it is offered; ``order``: the HostKeyAlgorithms a pin file's types give) or,
+    after a probe, a known_hosts line and the HostKeyAlgorithms for it (the line in a
+    memfd)."""
     key_fd = _memfd("preserve-sink-key", key)
     here = f"/proc/{os.getpid()}/fd"
     fds = [key_fd]
@@ -258,7 +267,7 @@ def spawn(
         checks = {
             "UserKnownHostsFile": "none",
             "KnownHostsCommand": known_hosts_command(list(helper), pins),
-            "HostKeyAlgorithms": HOST_KEY_ORDER,
+            "HostKeyAlgorithms": order or HOST_KEY_ORDER,
         }
     else:
         known, algorithms = pinned
@@ -334,9 +343,10 @@ class Early:
     pins: set[str]
     timeout: float
     program: tuple[list[str], dict[str, Any]]
+    order: str | None = None
 
-    def fits(self, target: SftpTarget, pins: set[str], timeout: float) -> bool:
-        return (self.target, self.pins, self.timeout) == (target, pins, timeout)
+    def fits(self, target: SftpTarget, pins: set[str], timeout: float, order: str | None) -> bool:
+        return (self.target, self.pins, self.timeout, self.order) == (target, pins, timeout, order)
 
     def abort(self) -> None:
         self.conn.abort()
@@ -356,6 +366,7 @@ def dial(
         return None
     try:
         pins = pinned_fingerprints(host_key)
+        order = pinned_key_order(host_key)
         with open(client_key, "rb") as f:
             key = f.read(KEY_READ_MAX)
         if not plain_openssh_key(key):
@@ -364,5 +375,5 @@ def dial(
     except (OSError, UsageError):
         return None  # said by connect, in its words
     wait = timeout or TIMEOUT
-    conn = spawn(program[0], target, key, (helper, pins), "", wait, CONNECT_TIMEOUT)
-    return Early(conn, target, pins, wait, program)
+    conn = spawn(program[0], target, key, (helper, pins), "", wait, CONNECT_TIMEOUT, order)
+    return Early(conn, target, pins, wait, program, order)

@@ -69,7 +69,10 @@ class SftpServer:
         keys.mkdir(parents=True)
         for name in ("host", "plain", "dropbox", "other_host"):
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name))
+        # A second host key, one ssh does not prefer: a pin of it alone must still work.
+        sh("ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(keys / "host_ecdsa"))
         self.host_key_pub = keys / "host.pub"
+        self.ecdsa_pub = keys / "host_ecdsa.pub"
         self.fingerprint = self._fingerprint(keys / "host.pub")
         self.wrong_fingerprint = self._fingerprint(keys / "other_host.pub")
         self.plain_key, self.dropbox_key = keys / "plain", keys / "dropbox"
@@ -96,7 +99,7 @@ class SftpServer:
         config = self.tmp / "sshd_config"
         config.write_text(
             f"ListenAddress {self.addr}:{PORT}\n"
-            f"HostKey {self.tmp}/keys/host\n"
+            f"HostKey {self.tmp}/keys/host\nHostKey {self.tmp}/keys/host_ecdsa\n"
             "PidFile none\nUsePAM no\nStrictModes no\n"
             f"AuthorizedKeysFile {self.authorized}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"

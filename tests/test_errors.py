@@ -5,6 +5,9 @@ line with what to do next, and the exit code is the contract's."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -175,3 +178,26 @@ def test_every_error_of_the_family_exits_with_a_code_of_the_contract() -> None:
 def test_a_hint_says_what_to_do_next_after_the_message() -> None:
     assert UsageError("no -o", hint="give -o DIR").diagnostics() == "no -o; give -o DIR"
     assert UsageError("no -o").diagnostics() == "no -o"
+
+
+_FROZEN_AT_EXIT = """
+import atexit, gc, os
+import click
+from agent.program import run_program
+atexit.register(lambda: print("frozen" if gc.get_freeze_count() else "not frozen"))
+command = click.Command("x", callback=lambda: None)
+run_program(command, None if os.environ["MODE"] == "own" else [], "x")
+"""
+
+
+@pytest.mark.parametrize(("args", "expected"), [("own", "frozen"), ("caller", "not frozen")])
+def test_a_program_of_its_own_freezes_its_objects_before_exit(args: str, expected: str) -> None:
+    """The last collection at exit would walk every object of every module imported:
+    a process that ends there freezes them first; run in a caller's process (args
+    given), nothing is done to that process's collector."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MODE": args},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

@@ -1,8 +1,10 @@
 # ruff: noqa: F811  (the server fixture is shared with test_sftp_sink)
 """The SFTP sink's default transport, OpenSSH's ``ssh -s sftp`` (agent/sinks/openssh.py),
 against the real sshd of tests/sftp_server.py: a run through ssh arrives and verifies
-and the journal names the ssh it ran; a wrong pin refuses before ssh even starts; ssh
-writes nothing on the host (its key and known_hosts are memfds); a SIGKILL leaves a
+and the journal names the ssh it ran; ssh itself checks the pin (KnownHostsCommand: this
+interpreter, isolated, never a host program; no key exchange of preserve's own before);
+a wrong pin refuses before ssh offers the client key; ssh writes nothing on the host (its
+key is a memfd); a SIGKILL leaves a
 verifiable prefix and no ssh behind; Ctrl-C while reconnecting ends the wait cleanly;
 the drop-box account works; ``--sink-transport asyncssh`` runs no ssh at all. And the
 SFTP parser (agent/sinks/wire.py) against a hostile server's replies."""
@@ -17,16 +19,18 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, verify
-from sftp_server import SftpServer
+from sftp_server import PORT, SftpServer
 from test_hostile import _written_path
 from test_sftp_link import _connected, _link, _streaming
 from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree, server  # noqa: F401
 
+from agent.sinks import openssh, sshproc
 from agent.sinks._ssh import asyncssh
 from agent.sinks.pipe import PipeWriter
 from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError
@@ -61,7 +65,7 @@ def test_a_run_through_ssh_arrives_and_verifies(
     key = server.plain_key if account == "plain" else server.dropbox_key
     trace = tmp_path / "trace"
     argv = _argv(server, key, "--only", "files", "--path", _tree(tmp_path))
-    done = _run([*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]])
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve,connect", "-o", trace, *argv[4:]])
     assert done.returncode == 0, done.stderr.decode()
     (evidence,) = _evidence_dirs(server)
     assert verify(evidence, "--fingerprint", json.loads(done.stdout)["fingerprint"]).returncode == 0
@@ -73,12 +77,25 @@ def test_a_run_through_ssh_arrives_and_verifies(
     (ran,) = [line for line in _execs(trace) if f'execve("{ssh}"' in line]
     for option in ("-F\", \"/dev/null", "StrictHostKeyChecking=yes", "BatchMode=yes",
                    "IdentitiesOnly=yes", "ControlMaster=no", "ProxyCommand=none",
-                   "UpdateHostKeys=no", "ForwardAgent=no", "\"-s\""):  # fmt: skip
+                   "UpdateHostKeys=no", "ForwardAgent=no", "\"-s\"", "UserKnownHostsFile=none",
+                   f"KnownHostsCommand='{sys.executable}' '-I' '-S'"):  # fmt: skip
         assert option in ran, (option, ran)
+    # ssh's own key exchange is the only one: preserve opens no connection to the server
+    # (the asyncssh probe did, before ssh), and the helper ran once, for HOSTNAME.
+    ssh_pid = ran.split()[0]
+    dialled = [line for line in trace.read_text().splitlines()
+               if "connect(" in line and f"htons({PORT})" in line]  # fmt: skip
+    assert dialled and all(line.split()[0] == ssh_pid for line in dialled), dialled
+    (helper,) = [line for line in _execs(trace) if '"-I", "-S", "-c"' in line]
+    assert f'execve("{sys.executable}"' in helper and '"HOSTNAME", "SHA256:' in helper, helper
+    assert sink["host_key"] == server.fingerprint
 
 
 @needs_server
-def test_a_wrong_pin_refuses_before_ssh_runs(server: SftpServer, tmp_path: Path) -> None:
+def test_a_wrong_pin_refuses_before_the_key_is_offered(server: SftpServer, tmp_path: Path) -> None:
+    """ssh asks the helper, which vouches for nothing: ssh's 'Host key verification
+    failed' is the same one-line refusal, exit 2, nothing collected, and the server never
+    saw a login attempt (the client key is not offered to a server that is not pinned)."""
     trace = tmp_path / "trace"
     argv = _argv(server, server.plain_key, "--only", "files", "--path", _tree(tmp_path, 1))
     argv[argv.index(server.fingerprint)] = server.wrong_fingerprint
@@ -87,7 +104,56 @@ def test_a_wrong_pin_refuses_before_ssh_runs(server: SftpServer, tmp_path: Path)
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "not the pinned one" in lines[0], lines
     assert _evidence_dirs(server) == []
-    assert not [line for line in _execs(trace) if "ssh" in line.split('"')[1]]
+    (helper,) = [line for line in _execs(trace) if '"-I", "-S", "-c"' in line]
+    assert '"HOSTNAME"' in helper and server.wrong_fingerprint in helper, helper
+    log = server.log.read_text()
+    assert "publickey" not in log and "Accepted" not in log, log
+
+
+def _helper(*argv: str) -> subprocess.CompletedProcess[str]:
+    helper = openssh.helper_argv()
+    assert helper is not None
+    return subprocess.run([*helper, *argv], capture_output=True, text=True, env={}, timeout=30)
+
+
+def test_the_helper_vouches_only_for_a_pinned_key_asked_about_by_name() -> None:
+    """The KnownHostsCommand (argv %I %f %t %K PIN...): one known_hosts line under the
+    alias, and the fingerprint on stderr, only for HOSTNAME and a pinned fingerprint."""
+    pin, other = "SHA256:" + "A" * 43, "SHA256:" + "B" * 43
+    yes = _helper("HOSTNAME", pin, "ssh-ed25519", "AAAAkey", other, pin)
+    assert yes.returncode == 0
+    assert yes.stdout == "preserve-sink ssh-ed25519 AAAAkey\n"
+    assert openssh.seen_host_key(yes.stderr.encode(), {pin, other}) == pin
+    for argv in (
+        ("HOSTNAME", other, "ssh-ed25519", "AAAAkey", pin),  # not pinned
+        ("ADDRESS", pin, "ssh-ed25519", "AAAAkey", pin),  # CheckHostIP's question
+        ("ORDER", "NONE", "NONE", "NONE", pin),
+        ("HOSTNAME", pin, "ssh-ed25519", "AAAAkey"),  # no pins at all
+    ):
+        no = _helper(*argv)
+        assert (no.returncode, no.stdout, no.stderr) == (0, "", ""), (argv, no)
+    # A line on ssh's stderr naming a key that is not pinned is not taken for the pin.
+    assert openssh.seen_host_key(b"preserve-sink-host-key " + other.encode(), {pin}) is None
+
+
+def test_the_helper_is_this_interpreter_isolated_and_never_in_the_kit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never a program of the host's: the interpreter already running preserve, with -I
+    (no PYTHON* variables, no user site) and -S (no site); its command line quotes every
+    word and carries no % but ssh's tokens. In the frozen kit there is no bare
+    interpreter: no helper, the asyncssh probe instead."""
+    helper = openssh.helper_argv()
+    assert helper is not None and helper[:4] == [sys.executable, "-I", "-S", "-c"]
+    line = openssh.known_hosts_command(helper, {"SHA256:" + "A" * 43})
+    assert line.startswith(f"'{sys.executable}' '-I' '-S' '-c' 'import sys;")
+    assert line.replace("%I %f %t %K", "").count("%") == 0 and "\\" not in line
+    assert line.endswith("' %I %f %t %K SHA256:" + "A" * 43)
+    monkeypatch.setattr(sshproc, "frozen_kit_dir", lambda: "/media/kit")
+    assert openssh.helper_argv() is None
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "executable", "/opt/odd 'name'/python3")
+    assert openssh.helper_argv() is None
 
 
 @needs_server
@@ -101,6 +167,49 @@ def test_a_key_the_server_does_not_know_is_one_line_exit_2(
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "the server refused the key" in lines[0], lines
     assert _evidence_dirs(server) == [] and not _ssh_processes(server)
+
+
+@needs_server
+def test_ssh_starts_before_the_collectors_and_asyncssh_are_loaded(
+    server: SftpServer, tmp_path: Path
+) -> None:
+    """With a pin and a key without passphrase, ssh is started first thing: its key
+    exchange and login overlap preserve's loading of its collectors and of asyncssh."""
+    trace = tmp_path / "trace"
+    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 1))
+    done = _run([*argv[:4], *STRACE, "-e", "trace=execve,openat", "-o", trace, *argv[4:]])
+    assert done.returncode == 0, done.stderr.decode()
+    lines = trace.read_text().splitlines()
+    ssh = os.path.realpath(shutil.which("ssh") or "")
+    started = next(i for i, line in enumerate(lines) if f'execve("{ssh}"' in line)
+    loaded = [i for i, line in enumerate(lines) if "openat(" in line and "/asyncssh/" in line]
+    collectors = [
+        i for i, line in enumerate(lines) if "openat(" in line and "/collectors/files" in line
+    ]
+    assert loaded and collectors and started < min(loaded) and started < min(collectors)
+    (evidence,) = _evidence_dirs(server)
+    assert _start(evidence)["sink"]["host_key"] == server.fingerprint
+
+
+@needs_server
+def test_a_refusal_after_ssh_started_leaves_no_ssh(server: SftpServer, tmp_path: Path) -> None:
+    """ssh started early, then a usage error (an unknown collector): exit 2, one line,
+    and the ssh is gone when preserve is."""
+    done = _run(_argv(server, server.dropbox_key, "--only", "nosuch"))
+    assert done.returncode == 2, done.stderr.decode()
+    assert len(done.stderr.decode().strip().splitlines()) == 1, done.stderr.decode()
+    assert not _ssh_processes(server) and _evidence_dirs(server) == []
+
+
+def test_only_a_key_without_passphrase_goes_to_ssh_as_it_is(tmp_path: Path) -> None:
+    plain, locked = tmp_path / "plain", tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", plain], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", locked], check=True)
+    assert sshproc.plain_openssh_key(plain.read_bytes())
+    assert not sshproc.plain_openssh_key(locked.read_bytes())
+    pem = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+    for data in (b"", b"garbage", pem, plain.read_bytes().replace(b"b3Blbn", b"b3Blbm")):
+        assert not sshproc.plain_openssh_key(data), data
 
 
 @needs_server
@@ -131,8 +240,9 @@ def test_a_passphrase_protected_key_is_decrypted_in_preserve(
 
 @needs_server
 def test_ssh_writes_nothing_on_the_host(server: SftpServer, tmp_path: Path) -> None:
-    """Every open, create, rename, unlink and mkdir of preserve and of ssh, traced: none
-    writes a file; ssh reads its key and known_hosts from preserve's memfds."""
+    """Every open, create, rename, unlink and mkdir of preserve, of ssh and of its
+    KnownHostsCommand, traced: none writes a file; ssh reads its key from preserve's
+    memfd, and no known_hosts file at all (the helper answers)."""
     trace = tmp_path / "trace"
     calls = "openat,open,creat,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat"
     argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 2))
@@ -150,7 +260,8 @@ def test_ssh_writes_nothing_on_the_host(server: SftpServer, tmp_path: Path) -> N
     assert not outside, outside
     memfds = [line for line in lines if "/fd/" in line and "memfd:preserve-" in line]
     assert any("preserve-sink-key" in line for line in memfds), memfds
-    assert any("preserve-known-hosts" in line for line in memfds), memfds
+    assert not [line for line in memfds if "known-hosts" in line], memfds
+    assert [line for line in lines if "execve(" in line and "KnownHostsCommand=" in line]
 
 
 @needs_server
@@ -256,3 +367,59 @@ def test_the_parser_refuses_what_sftp_v3_does_not_allow() -> None:
     assert isinstance(status, asyncssh.SFTPNoSuchFile), status
     # The server going away mid-session is a lost connection, never a guess.
     assert isinstance(_replies(VERSION_OK), asyncssh.SFTPConnectionLost)
+
+
+def test_connect_runs_the_callers_work_while_the_connection_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``meanwhile`` (the tool's own hash, in a run) is done by the calling thread while
+    the session is being opened, not after; its failure is not the connection's."""
+    from agent.sinks import connect as connecting
+    from agent.sinks.target import SftpTarget, SinkRefusedError
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    done: list[str] = []
+
+    async def opening(*args: object) -> None:
+        while not done:  # finishes only once the caller's work ran
+            await asyncio.sleep(0.01)
+        raise OSError("stopped here")
+
+    def work() -> None:
+        done.append("hashed")
+        raise ValueError("the caller's to report")
+
+    monkeypatch.setattr(connecting, "_open_asyncssh", opening)
+    target = SftpTarget("u", "192.0.2.1", 22, "/evidence")
+    with pytest.raises(SinkRefusedError, match="cannot connect \\(stopped here\\)"):
+        connecting.connect(
+            target, "SHA256:" + "A" * 43, key, False, transport="asyncssh", meanwhile=work
+        )
+    assert done == ["hashed"]
+
+
+def test_a_pin_files_key_types_order_the_host_keys(tmp_path: Path) -> None:
+    """known_hosts, .pub and ssh-keygen -lf lines give their types, in order; a bare
+    fingerprint, or a file with a line whose type is not said, gives none."""
+    from agent.sinks.target import pinned_key_order
+
+    fp = "SHA256:" + "A" * 43
+    cases = {
+        "[10.0.0.5]:22 ecdsa-sha2-nistp256 AAAAE2 \n10.0.0.5 ssh-ed25519 AAAAC3\n": (
+            "ecdsa-sha2-nistp256,ssh-ed25519"
+        ),
+        "ssh-rsa AAAAB3 root@server\n# a comment\n\n": "rsa-sha2-512,rsa-sha2-256",
+        f"384 {fp} root@server (ECDSA)\n256 {fp} root@server (ED25519)\n": (
+            "ecdsa-sha2-nistp384,ssh-ed25519"
+        ),
+        f"{fp}\n": None,
+        f"ssh-ed25519 AAAAC3\n{fp}\n": None,
+        "ssh-dss AAAAB3\n": None,
+    }
+    for i, (text, expected) in enumerate(cases.items()):
+        pin = tmp_path / f"pin{i}"
+        pin.write_text(text)
+        assert pinned_key_order(str(pin)) == expected, text
+    assert pinned_key_order(fp) is None
+    assert pinned_key_order(str(tmp_path / "missing")) is None

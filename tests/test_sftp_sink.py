@@ -130,6 +130,25 @@ def test_a_known_hosts_file_pins_too(server: SftpServer, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr.decode()
 
 
+def test_a_pin_file_of_a_key_the_server_does_not_prefer(server: SftpServer) -> None:
+    """The server has an Ed25519 and an ECDSA key; the .pub file pins the ECDSA one only.
+    Its type is in the file, so ssh asks for that key (HostKeyAlgorithms from the pin):
+    accepted, and the journal names that key. A bare fingerprint of it says no type:
+    ssh's default order gets the Ed25519 key, refused as not pinned (docs/remote.md)."""
+    ecdsa = subprocess.run(["ssh-keygen", "-lf", server.ecdsa_pub], capture_output=True, text=True)
+    fingerprint = ecdsa.stdout.split()[1]
+    argv = _argv(server, server.plain_key, "--only", "system")
+    argv[argv.index(server.fingerprint)] = str(server.ecdsa_pub)
+    done = _run(argv)
+    assert done.returncode == 0, done.stderr.decode()
+    (evidence,) = _evidence_dirs(server)
+    start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
+    assert start["sink"]["host_key"] == fingerprint
+    argv[argv.index(str(server.ecdsa_pub))] = fingerprint
+    refused = _run(argv)
+    assert refused.returncode == 2 and b"not the pinned one" in refused.stderr
+
+
 def test_sigkill_leaves_a_prefix_verify_proves(server: SftpServer, tmp_path: Path) -> None:
     """Killed mid-stream through the drop-box: verify on the server holds up to the last
     seal and names the copy that was being written from its 'begin' record."""

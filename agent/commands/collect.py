@@ -30,7 +30,8 @@ from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_c
 from ..orchestrator import RunConfig, RunOutcome, run
 from ..outputdisk import fixed_disk_of, unwritable_reason
 from ..params import ByteSize, Duration, SizeOrOff, apply_options, split_names
-from ..sinks import SftpTarget, open_destination
+from ..selfhash import code_sha256
+from ..sinks import SftpTarget, dial, open_destination
 from ..stopsignals import StopGuard
 from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
 
@@ -253,68 +254,88 @@ def run_collection(
         raise UsageError(
             f"--path {absent}: no such file or directory", hint="check the path and run again"
         )
-    warnings: list[str] = []
-    available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
-    log_profile: Profile = load_profile(profile)
-    only_names = split_names(only) or list(log_profile.collectors or [])
-    image = image_cli.prepare(extra, output, {"case": case, "examiner": examiner, "note": note})
-    collectors = image.alone or _select(available, only_names, split_names(skip), raw_paths)
-    collectors += image.stage
-    names = [c.name for c in collectors]
-    if watch is not None and watch <= 0:
-        raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
-    if watch is not None and "logs" not in names and not raw_paths:
-        raise UsageError("--watch follows log sources: run the logs collector or give --path")
-    rules = load_rules(tuple(extra.get("rules_files") or ()))  # RulesError: exit 2
-    options = Options(
-        rules=rules,
-        paths=tuple(raw_paths),
-        max_file_size=max_file_size,
-        collect_env=bool(extra.get("collect_env")),
-        log_profile=log_profile,
-        # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
-        # they are extra log sources. Either way the watch follows them.
-        log_paths=() if "files" in names else tuple(raw_paths),
-        reference_time=(
-            parse_reference_time(extra["reference_time"]) if extra.get("reference_time") else None
-        ),
-        tool_built=str(kit_check.info.get("built") or "") or None if kit_check else None,
-        only=tuple(split_names(only)),
-        process_memory=extra.get("process_memory"),
-    )
-    for c in collectors:
-        c.configure(options)
-    for w in warnings:
-        console.warn(f"{w} (plug-in skipped)")
-    sources = raw_paths + [p for c in collectors for p in c.sources()]
-    for source in sources:
-        if isinstance(output, Path) and _inside(output, source):
-            raise UsageError(
-                f"the output {output} is inside {os.fsdecode(source)}, which is being collected",
-                hint="choose an output outside it (the kit's drive)",
-            )
-    fixed = fixed_disk_of(output) if isinstance(output, Path) else None
-    if fixed:
-        console.warn(
-            f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
-            "overwrite deleted evidence; prefer the kit's drive or another removable disk"
-        )
-    if isolation is not None and not isinstance(output, Path):
-        # No kit drive beside the evidence: the release state goes to /run (docs/remote.md).
-        target = output
-        isolation_cli.state_in_memory(
-            isolation, lambda name: target.url(f"{target.path.rstrip('/')}/{name}")
-        )
-    # A remote sink is connected (host key pinned, fsync checked) before anything else.
-    destination = open_destination(
+    # ssh is started now (a remote -o over OpenSSH, the pin and an unencrypted key): its
+    # connection is made on the other core while the collectors load; until the
+    # destination below holds it, anything that stops the run ends it too.
+    early = dial(
         output,
         extra.get("sink_host_key"),
         extra.get("sink_key"),
-        bool(extra.get("sink_no_fsync")),
         extra.get("sink_timeout"),
-        extra.get("sink_reconnect"),
         extra.get("sink_transport") or "openssh",
     )
+    try:
+        warnings: list[str] = []
+        available = load_collectors(lambda name, e: warnings.append(f"collector {name}: {e}"))
+        log_profile: Profile = load_profile(profile)
+        only_names = split_names(only) or list(log_profile.collectors or [])
+        image = image_cli.prepare(extra, output, {"case": case, "examiner": examiner, "note": note})
+        collectors = image.alone or _select(available, only_names, split_names(skip), raw_paths)
+        collectors += image.stage
+        names = [c.name for c in collectors]
+        if watch is not None and watch <= 0:
+            raise UsageError("--watch needs a positive duration such as 90s, 15m or 2h")
+        if watch is not None and "logs" not in names and not raw_paths:
+            raise UsageError("--watch follows log sources: run the logs collector or give --path")
+        rules = load_rules(tuple(extra.get("rules_files") or ()))  # RulesError: exit 2
+        options = Options(
+            rules=rules,
+            paths=tuple(raw_paths),
+            max_file_size=max_file_size,
+            collect_env=bool(extra.get("collect_env")),
+            log_profile=log_profile,
+            # --path trees belong to 'files' when it runs; otherwise (--only logs --path DIR)
+            # they are extra log sources. Either way the watch follows them.
+            log_paths=() if "files" in names else tuple(raw_paths),
+            reference_time=(
+                parse_reference_time(extra["reference_time"])
+                if extra.get("reference_time")
+                else None
+            ),
+            tool_built=str(kit_check.info.get("built") or "") or None if kit_check else None,
+            only=tuple(split_names(only)),
+            process_memory=extra.get("process_memory"),
+        )
+        for c in collectors:
+            c.configure(options)
+        for w in warnings:
+            console.warn(f"{w} (plug-in skipped)")
+        sources = raw_paths + [p for c in collectors for p in c.sources()]
+        for source in sources:
+            if isinstance(output, Path) and _inside(output, source):
+                raise UsageError(
+                    f"the output {output} is inside {os.fsdecode(source)}, which is being "
+                    "collected",
+                    hint="choose an output outside it (the kit's drive)",
+                )
+        fixed = fixed_disk_of(output) if isinstance(output, Path) else None
+        if fixed:
+            console.warn(
+                f"the output {output} is on {fixed}, a fixed disk of this host: writing there can "
+                "overwrite deleted evidence; prefer the kit's drive or another removable disk"
+            )
+        if isolation is not None and not isinstance(output, Path):
+            # No kit drive beside the evidence: the release state goes to /run (docs/remote.md).
+            target = output
+            isolation_cli.state_in_memory(
+                isolation, lambda name: target.url(f"{target.path.rstrip('/')}/{name}")
+            )
+        # A remote sink is connected (host key pinned, fsync checked) before anything else.
+        destination = open_destination(
+            output,
+            extra.get("sink_host_key"),
+            extra.get("sink_key"),
+            bool(extra.get("sink_no_fsync")),
+            extra.get("sink_timeout"),
+            extra.get("sink_reconnect"),
+            extra.get("sink_transport") or "openssh",
+            early,
+            meanwhile=code_sha256,  # the start record's, read while ssh logs in
+        )
+    except BaseException:
+        if early is not None:
+            early.abort()
+        raise
     if isolation is not None and destination.target is not None:
         isolation_cli.keep_reachable(isolation, destination.record["peer"], destination.target.port)
     profile_name = log_profile.name if "logs" in names else None

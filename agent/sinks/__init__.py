@@ -16,7 +16,7 @@ from manifests.sink import Sink
 
 from .target import SftpTarget, is_remote, parse_target
 
-__all__ = ["Destination", "SftpTarget", "is_remote", "open_destination", "parse_target"]
+__all__ = ["Destination", "SftpTarget", "dial", "is_remote", "open_destination", "parse_target"]
 
 
 @dataclass
@@ -42,9 +42,37 @@ def open_destination(
     timeout: float | None = None,
     reconnect: float | None = None,
     transport: str = "openssh",
+    early: Any = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
     from .connect import TIMEOUT, connect  # asyncssh only for a remote run
 
-    return connect(output, host_key, client_key, no_fsync, timeout or TIMEOUT, reconnect, transport)
+    return connect(
+        output,
+        host_key,
+        client_key,
+        no_fsync,
+        timeout or TIMEOUT,
+        reconnect,
+        transport,
+        early,
+        meanwhile,
+    )
+
+
+def dial(
+    output: Path | SftpTarget,
+    host_key: str | None,
+    client_key: Path | None,
+    timeout: float | None,
+    transport: str,
+) -> Any:
+    """For a remote ``-o`` over OpenSSH, ssh started now (``sshproc.dial``), to be given to
+    ``open_destination`` later, or aborted; None when there is nothing to start early."""
+    if not isinstance(output, SftpTarget) or transport != "openssh":
+        return None
+    from .sshproc import dial as start_ssh  # no asyncssh
+
+    return start_ssh(output, host_key, client_key, timeout)

@@ -16,8 +16,10 @@ from typing import Any
 from manifests.errors import EvidenceLostError
 
 from ._ssh import asyncssh
+from .target import TIMEOUT
 
-TIMEOUT = 60.0  # default --sink-timeout: seconds the link may be silent before it is lost
+__all__ = ["TIMEOUT", "SinkLostError", "_Loop", "os_error"]
+
 _ERRNO = {
     asyncssh.FX_NO_SUCH_FILE: errno.ENOENT,
     asyncssh.FX_PERMISSION_DENIED: errno.EACCES,

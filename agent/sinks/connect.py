@@ -21,13 +21,19 @@ from manifests.signing import Signer
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
-from .openssh import probe, spawn, ssh_program, start
+from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
-from .target import SftpTarget, SinkRefusedError, pinned_fingerprints
+from .sshproc import Early
+from .target import (
+    CONNECT_TIMEOUT,
+    SftpTarget,
+    SinkRefusedError,
+    pinned_fingerprints,
+    pinned_key_order,
+)
 
 PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
-CONNECT_TIMEOUT = 20.0
 STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
 # AES-GCM first: in asyncssh it is one AESGCM call a packet (1.1-1.4 GB/s here) where
 # chacha20-poly1305 is two (about 300 MB/s), which made the stream CPU-bound.
@@ -112,22 +118,51 @@ class _OpenSsh:
     """Opens sessions through ``ssh``; remembers each process so that an interrupted
     connect (Ctrl-C in a reconnect) leaves none running."""
 
-    def __init__(self) -> None:
-        self.program, self.record = ssh_program()
-        self.spawned: list[Any] = []
+    def __init__(self, early: Early | None = None, order: str | None = None) -> None:
+        self.program, self.record = early.program if early else ssh_program()
+        self.order = order  # HostKeyAlgorithms from a pin file's key types, if it says them
+        self.helper = helper_argv()  # None in the frozen kit: the asyncssh probe there
+        self.early = early  # the first session's ssh, started while preserve was loading
+        self.spawned: list[Any] = [early.conn] if early else []
 
     async def __call__(
         self, target: SftpTarget, pins: set[str], key: Any, timeout: float, wait: float
     ) -> tuple[Any, Any, str | None]:
-        host_key, peer = await probe(target, pins, wait)
-        conn = spawn(self.program, target, key, host_key, peer, timeout, wait)
-        self.spawned.append(conn)
+        early, self.early = self.early, None
+        if self.helper is not None:
+            pinned: Any = (self.helper, pins)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+            peer = str(infos[0][4][0])
+        else:
+            pinned, peer = await probe(target, pins, wait)
+        if early is not None and early.fits(target, pins, timeout, self.order):
+            conn = early.conn
+            conn.peer = (peer, target.port)
+        else:
+            if early is not None:
+                early.conn.abort()
+            key_bytes = key.export_private_key("openssh")
+            conn = spawn(
+                self.program,
+                target,
+                key_bytes,
+                known_line(pinned) if self.helper is None else pinned,
+                peer,
+                timeout,
+                wait,
+                self.order,
+            )
+            self.spawned.append(conn)
         try:
             sftp = await asyncio.wait_for(start(conn), wait)
         except BaseException:
             conn.abort()
             raise
-        return conn, sftp, host_key.get_fingerprint("sha256")
+        if self.helper is None:
+            return conn, sftp, pinned.get_fingerprint("sha256")
+        return conn, sftp, conn.host_key
 
     def kill(self) -> None:
         for conn in self.spawned:
@@ -164,7 +199,12 @@ def connect(
     timeout: float = TIMEOUT,
     reconnect: float | None = None,
     transport: str = "openssh",
+    early: Early | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Destination:
+    """The sink, connected and checked; ``early``: the ssh ``sshproc.dial`` started;
+    ``meanwhile``: work for this thread while the connection is made (its errors are
+    ignored here: it is the caller's to do again)."""
     if not host_key:
         raise SinkRefusedError(
             f"{target}: the server's host key must be pinned with --sink-host-key "
@@ -172,14 +212,16 @@ def connect(
         )
     pins = pinned_fingerprints(host_key)
     key = _client_key(client_key)
-    opener = _OpenSsh() if transport == "openssh" else None
+    opener = _OpenSsh(early, pinned_key_order(host_key)) if transport == "openssh" else None
     _open = opener or _open_asyncssh
     loop = _Loop()
     try:
         try:
-            conn, sftp, seen = loop.run(
-                _open(target, pins, key, timeout, CONNECT_TIMEOUT), CONNECT_TIMEOUT + 5
-            )
+            attempt = loop.submit(_open(target, pins, key, timeout, CONNECT_TIMEOUT))
+            if meanwhile is not None:
+                with contextlib.suppress(Exception):
+                    meanwhile()
+            conn, sftp, seen = attempt.result(CONNECT_TIMEOUT + 5)
         except asyncssh.HostKeyNotVerifiable as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "

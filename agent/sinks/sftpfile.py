@@ -51,8 +51,13 @@ class SftpFile:
     def write(self, data: bytes | memoryview) -> None:
         if self._gone() or not data:
             return
-        blob = self._sink.chunks.copy(data)  # the caller reuses its buffer
         send = getattr(self._handle, "send_writes", None)  # the wire client's, not asyncssh's
+        # The wire client has written the whole request into ssh's pipe when send returns,
+        # so an artifact's chunk is sent from the caller's buffer as it is. asyncssh sends
+        # later, and the journal's unacknowledged lines are kept for after a loss: those
+        # are copied (the caller reuses its buffer).
+        keep = send is None or self.rel == self._sink.journal_name
+        blob = self._sink.chunks.copy(data) if keep else data
         with self._lock:
             if send is None:
                 done = [self._sink.loop.submit(self._handle.write(blob, self._offset))]
@@ -63,7 +68,7 @@ class SftpFile:
                     raise self._sink._lose(e) from e
             self._offset += len(blob)
             self._end = max(self._end, self._offset)
-            self._pending.append((done, blob))
+            self._pending.append((done, blob if keep else b""))
             while len(self._pending) > IN_FLIGHT:
                 self._wait_oldest()
 
@@ -78,7 +83,8 @@ class SftpFile:
 
     def unacknowledged(self) -> bytes:
         """What was sent and not acknowledged, in order: after a loss, the server holds
-        a prefix of it (or all of it, or none)."""
+        a prefix of it (or all of it, or none). Kept for the journal (and everything
+        over asyncssh); an artifact's chunks over the wire client are not."""
         with self._lock:
             return b"".join(blob for _, blob in self._pending)
 

@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 from manifests.errors import UsageError
 
 SCHEME = "sftp://"
+TIMEOUT = 60.0  # default --sink-timeout: seconds the link may be silent before it is lost
+CONNECT_TIMEOUT = 20.0  # how long connecting (and logging in) may take
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 
 
@@ -86,3 +88,45 @@ def pinned_fingerprints(text: str) -> set[str]:
     if not found:
         raise UsageError(f"--sink-host-key {text}: no host key or fingerprint in the file")
     return found
+
+
+# ssh-keygen -lf's "(TYPE)" and a key line's type, as HostKeyAlgorithms names.
+_LISTED = {"ED25519": "ssh-ed25519", "RSA": "rsa-sha2-512,rsa-sha2-256"}
+_ECDSA_BITS = {"256": "ecdsa-sha2-nistp256", "384": "ecdsa-sha2-nistp384",
+               "521": "ecdsa-sha2-nistp521"}  # fmt: skip
+_KEY_TYPES = {"ssh-ed25519", *_ECDSA_BITS.values()}
+
+
+def pinned_key_order(text: str) -> str | None:
+    """HostKeyAlgorithms for a pin file that says every key's type (known_hosts or
+    ``.pub`` lines, ``ssh-keygen -lf`` output): those types, in the file's order, so the
+    server is asked for a pinned key even when it prefers another. None for a bare
+    fingerprint, or a file with a key whose type it does not say."""
+    if _FINGERPRINT.fullmatch(text.strip()):
+        return None
+    try:
+        lines = Path(text).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    order: list[str] = []
+    for line in lines:
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        found = [w for w in words[:-1] if w in _KEY_TYPES or w == "ssh-rsa"]
+        if found:
+            name = "rsa-sha2-512,rsa-sha2-256" if found[0] == "ssh-rsa" else found[0]
+        elif _FINGERPRINT.search(line) and words[-1].startswith("(") and words[-1].endswith(")"):
+            kind = words[-1][1:-1]
+            name = _ECDSA_BITS.get(words[0], "") if kind == "ECDSA" else _LISTED.get(kind, "")
+        else:
+            name = ""
+        if not name:
+            if _FINGERPRINT.search(line) or any(
+                w.startswith(("ssh-", "ecdsa-", "sk-")) for w in words
+            ):
+                return None  # a pinned key of a type not said, or not offered here
+            continue
+        if name not in order:
+            order.append(name)
+    return ",".join(order) or None

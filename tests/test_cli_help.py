@@ -65,4 +65,6 @@ def test_a_collection_imports_no_subcommand_nor_the_watcher() -> None:
         " 'agent.watch', 'collectors.logwatch'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['agent.commands._run_options', 'agent.commands.collect']"
+    assert out.stdout.strip() == (
+        "['agent.commands._run_options', 'agent.commands.collect', 'agent.commands.run_checks']"
+    )

@@ -26,14 +26,15 @@ from ..imaging import cli as image_cli
 from ..isolation import cli as isolation_cli
 from ..isolation.dryrun import show_dry_run
 from ..keys import load_signer
-from ..kit import EVIDENCE, OVERRIDE_FLAG, KitCheck, gate, running_kit, verify_command
+from ..kit import OVERRIDE_FLAG, KitCheck, gate, verify_command
 from ..orchestrator import RunConfig, RunOutcome, run
-from ..outputdisk import fixed_disk_of, unwritable_reason
+from ..outputdisk import fixed_disk_of
 from ..params import ByteSize, Duration, SizeOrOff, apply_options, split_names
 from ..selfhash import code_sha256
 from ..sinks import SftpTarget, dial, open_destination
 from ..stopsignals import StopGuard
 from ._run_options import MODE_OPTIONS, OUTPUT_OPTIONS
+from .run_checks import checked_output, checked_paths, inside
 
 
 class _CollectorNamesOption(click.Option):
@@ -152,31 +153,6 @@ def _select(
     return [available[n]() for n in names]
 
 
-def _inside(child: Path, parent: bytes) -> bool:
-    """Would ``child`` land in ``parent``? By path (after symlinks) and by identity: an
-    existing ancestor of ``child`` that is the same directory as ``parent`` (a bind
-    mount or another path to it) counts too."""
-    parent_real = os.path.realpath(parent)
-    child_real = os.path.realpath(os.fsencode(child))
-    if child_real == parent_real or child_real.startswith(parent_real.rstrip(b"/") + b"/"):
-        return True
-    try:
-        target = os.stat(parent)
-    except OSError:
-        return False
-    node = child_real
-    while True:
-        try:
-            st = os.stat(node)
-            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-                return True
-        except OSError:
-            pass
-        if node == os.path.dirname(node):
-            return False
-        node = os.path.dirname(node)
-
-
 def _signer(key: Path | None) -> Signer:
     return load_signer(key) if key else Signer.generate_ephemeral()
 
@@ -233,27 +209,8 @@ def run_collection(
     isolation = isolation_cli.prepare(extra, "preserve")
     if isolation is not None and isolation.dry:
         return show_dry_run(isolation, json_mode)
-    kit = running_kit()
-    if output is None and kit is not None:
-        output = kit / EVIDENCE
-    if output is None:
-        raise UsageError(
-            "say where to put the evidence, e.g. -o /media/kit/evidence "
-            "(a drive of the kit, not the host's own disk)"
-        )
-    unwritable = unwritable_reason(output) if isinstance(output, Path) else None
-    if unwritable:
-        raise UsageError(
-            f"cannot write evidence under {output}: {unwritable}",
-            hint="give -o a writable directory on the kit's drive (is it mounted read-write?)",
-        )
-    raw_paths = [os.fsencode(os.path.abspath(p)) for p in paths]
-    missing = [p for p in raw_paths if not os.path.lexists(p)]
-    if missing:
-        absent = ", ".join(os.fsdecode(p) for p in missing)
-        raise UsageError(
-            f"--path {absent}: no such file or directory", hint="check the path and run again"
-        )
+    output = checked_output(output)
+    raw_paths = checked_paths(paths)
     # ssh is started now (a remote -o over OpenSSH, the pin and an unencrypted key): its
     # connection is made on the other core while the collectors load; until the
     # destination below holds it, anything that stops the run ends it too.
@@ -302,7 +259,7 @@ def run_collection(
             console.warn(f"{w} (plug-in skipped)")
         sources = raw_paths + [p for c in collectors for p in c.sources()]
         for source in sources:
-            if isinstance(output, Path) and _inside(output, source):
+            if isinstance(output, Path) and inside(output, source):
                 raise UsageError(
                     f"the output {output} is inside {os.fsdecode(source)}, which is being "
                     "collected",

@@ -65,6 +65,15 @@ def shell_sshd(server: SftpServer, work: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def settle() -> None:
+    """Wait for the disk to write back what came before (the tree just made, the last
+    run's GiB on the server): on this VM's disk buffered writeback runs at about 100 MB/s,
+    and a contender's fsync (preserve's per file, 'synced''s at the end) would otherwise
+    wait behind the previous one's data, 1.5-3x, whoever came next."""
+    os.sync()
+    time.sleep(2)
+
+
 def cpu_of(argv: list[str | os.PathLike[str]], shell: bool = False) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the process tree, exit status)."""
     started = time.perf_counter()
@@ -85,9 +94,21 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--asyncssh", action="store_true", help="also the asyncssh transport")
+    parser.add_argument(
+        "--server-tmpfs",
+        action="store_true",
+        help="the server stores in /dev/shm: the transfer's cost without this VM's disk, whose "
+        "writeback rate (100 MB/s to 1 GB/s from one hour to the next) otherwise decides "
+        "every fsync and sync",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sftp-", dir="/var/tmp"))
-    server = SftpServer(work / "srv")
+    server_dir = (
+        Path(tempfile.mkdtemp(prefix="bench-sftp-srv-", dir="/dev/shm"))
+        if (args.server_tmpfs)
+        else work
+    )
+    server = SftpServer(server_dir / "srv")
     shell = None
     try:
         src = make_tree(work, args.mib)
@@ -110,6 +131,7 @@ def main() -> None:
             "--sink-key", server.dropbox_key, "--only", "files", "--path", src,
         )  # fmt: skip
         subprocess.run(["cat", *map(str, src.rglob("f*"))], stdout=subprocess.DEVNULL)  # warm
+        settle()
         names: tuple[str, ...] = ("baseline", "synced", "preserve")
         commands = [baseline, synced, ours]
         if args.asyncssh:
@@ -129,11 +151,12 @@ def main() -> None:
                 target.unlink(missing_ok=True)
                 for d in server.evidence.iterdir():
                     shutil.rmtree(d)
+                settle()
         base, mine = statistics.median(times["baseline"]), statistics.median(times["preserve"])
         print(f"machine: {machine()}")
         print(
             f"tree: {args.mib} MiB in {sum(1 for _ in src.rglob('f*'))} files; "
-            f"rounds: {args.rounds}"
+            f"rounds: {args.rounds}; server stores on {'tmpfs' if args.server_tmpfs else 'disk'}"
         )
         for name in names:
             listed = ", ".join(f"{t:.2f}" for t in times[name])
@@ -151,6 +174,7 @@ def main() -> None:
             shell.wait(10)
         server.close()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(server_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

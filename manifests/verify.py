@@ -37,6 +37,7 @@ from .verify_files import (
     compare_listing,
     hash_expected,
     load_present,
+    walked_hasher,
 )
 from .verify_image import ImagePieces, check_unfinished
 from .verify_index import EvidenceIndex
@@ -317,7 +318,7 @@ def verify_evidence(
         # The walk first, so that the big files are hashed by a child (verify_early)
         # while this process reads the journal.
         own, walk_errors = load_present(root, index, early)
-        early.start()
+        early.start(walked_hasher(early.root_fd))
         custody = CustodyCheck(result, chain_head.lower() if chain_head else None)
         in_place, pieces = InPlaceWrites(), ImagePieces()
         expected = ExpectedFiles(index)

@@ -22,13 +22,12 @@ import os
 import signal
 import stat
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
-from .digest import sha256_fd
-from .treewalk import open_beneath
 from .verify_index import BIG, s64
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+Hasher = Callable[[bytes, int, int], "str | None"]  # (stored path, dev, ino): SHA-256 or None
 _F_SETPIPE_SZ = 1031
 _PR_SET_PDEATHSIG = 1
 MIN_TOTAL = 64 * 1024 * 1024  # below this the fork costs more than it saves
@@ -48,7 +47,8 @@ def only_thread() -> bool:
 
 
 class EarlyHashes:
-    """``offer`` each big file the walk finds, ``start`` the child, ``digest`` later."""
+    """``offer`` each big file the walk finds, ``start`` the child, ``digest`` later.
+    How a file is opened and checked is the caller's (``verify_files.walked_hasher``)."""
 
     def __init__(self, root: os.PathLike[str]) -> None:
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -68,7 +68,9 @@ class EarlyHashes:
         self.files.append((rel, s64(st.st_dev), s64(st.st_ino)))
         self.total += st.st_size
 
-    def start(self) -> None:
+    def start(self, hasher: Hasher) -> None:
+        """Fork the child, which hashes each file offered with ``hasher`` (a stored
+        file's SHA-256, or None), if it is worth it and safe."""
         if self.total < MIN_TOTAL or not only_thread():
             return
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -85,37 +87,18 @@ class EarlyHashes:
             try:
                 os.close(read_end)
                 _die_with_parent()
-                self._hash_all(write_end)
+                self._hash_all(hasher, write_end)
                 status = 0
             finally:
                 os._exit(status)
         os.close(write_end)
         self.pid, self._pipe = pid, read_end
 
-    def _hash_all(self, out: int) -> None:
-        buf = bytearray(1024 * 1024)
+    def _hash_all(self, hasher: Hasher, out: int) -> None:
         for rel, dev, ino in self.files:
-            parent, _, name = rel.rpartition(b"/")
-            try:
-                directory = open_beneath(self.root_fd, parent) if parent else self.root_fd
-            except (OSError, ValueError):
-                continue
-            try:
-                fd = os.open(name, _OPEN_FLAGS, dir_fd=directory)
-            except OSError:
-                continue
-            finally:
-                if directory != self.root_fd:
-                    os.close(directory)
-            try:
-                st = os.fstat(fd)
-                if (s64(st.st_dev), s64(st.st_ino)) != (dev, ino):
-                    continue  # not the file the walk saw: the parent says so itself
-                digest, _ = sha256_fd(fd, buf)
-            except OSError:
-                continue
-            finally:
-                os.close(fd)
+            digest = hasher(rel, dev, ino)
+            if digest is None:
+                continue  # the parent checks it itself, and says why
             line = b"%d %d %s %s\n" % (dev, ino, digest.encode(), rel.hex().encode())
             view = memoryview(line)
             while view:

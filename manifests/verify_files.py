@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +187,54 @@ def compare_listing(root: Path, index: EvidenceIndex, result: VerificationResult
         )
 
 
+class _Replaced(Exception):
+    """The stored file is no longer the one the walk saw."""
+
+
+def _open_walked(root_fd: int, dirs: _DirCache, raw: bytes, dev: int, ino: int) -> int:
+    """Open the stored file ``raw`` for hashing: no component is followed if it is a
+    symlink (a directory swapped for one since the walk would lead outside), at any
+    depth, and the file opened must still be the very one the walk saw (``_Replaced``
+    otherwise; OSError when it cannot be opened)."""
+    parent, _, name = raw.rpartition(b"/")
+    try:
+        directory = dirs.open(root_fd, parent)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _Replaced from e
+        raise
+    fd = os.open(name, _OPEN_FLAGS, dir_fd=directory)
+    try:
+        opened = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if (s64(opened.st_dev), s64(opened.st_ino)) != (dev, ino):
+        os.close(fd)
+        raise _Replaced
+    return fd
+
+
+def walked_hasher(root_fd: int) -> Callable[[bytes, int, int], str | None]:
+    """What ``EarlyHashes``' child hashes with: the SHA-256 of a stored file opened as
+    ``_check`` opens it, or None when it cannot be or is not the file the walk saw."""
+    dirs, buf = _DirCache(), bytearray(1024 * 1024)
+
+    def digest(raw: bytes, dev: int, ino: int) -> str | None:
+        try:
+            fd = _open_walked(root_fd, dirs, raw, dev, ino)
+        except (_Replaced, OSError, ValueError):
+            return None
+        try:
+            return sha256_fd(fd, buf)[0]
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    return digest
+
+
 def _check(
     root_fd: int,
     row: tuple[Any, ...],
@@ -207,24 +255,13 @@ def _check(
     hashed = early.digest(raw, dev, ino) if early is not None and not plan else None
     if hashed is not None:  # the very file the walk saw, hashed by the child
         return _compared(path, hashed, digest, None)
-    parent, _, name = raw.rpartition(b"/")
     try:
-        # No component is followed if it is a symlink (a directory swapped for one since
-        # the walk would lead outside), at any depth; and the file opened must still be
-        # the very one the walk saw.
-        directory = dirs.open(root_fd, parent)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            return FileVerdict(path, "changed", "replaced while it was being verified")
-        return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
-    try:
-        fd = os.open(name, _OPEN_FLAGS, dir_fd=directory)
+        fd = _open_walked(root_fd, dirs, raw, dev, ino)
+    except _Replaced:
+        return FileVerdict(path, "changed", "replaced while it was being verified")
     except OSError as e:
         return FileVerdict(path, "changed", f"cannot read: {e.strerror}")
     try:
-        opened = os.fstat(fd)
-        if (s64(opened.st_dev), s64(opened.st_ino)) != (dev, ino):
-            return FileVerdict(path, "changed", "replaced while it was being verified")
         check = pieces.hash_file(fd, buf, plan) if plan else None
         actual = check.sha256 if check else sha256_fd(fd, buf)[0]
     except OSError as e:

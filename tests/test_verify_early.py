@@ -22,6 +22,7 @@ from manifests import verify as verify_module
 from manifests import verify_early, verify_files
 from manifests.verify import verify_evidence
 from manifests.verify_early import EarlyHashes
+from manifests.verify_files import walked_hasher
 from manifests.verify_index import s64
 
 BIG_FILE = 3 * 1024 * 1024
@@ -63,14 +64,22 @@ def spied(monkeypatch: pytest.MonkeyPatch, alone: None) -> tuple[list[int], list
         hashed.append(size)
         return digest, size
 
-    def start(self: EarlyHashes) -> None:
-        real_start(self)
+    def start(self: EarlyHashes, hasher: verify_early.Hasher) -> None:
+        real_start(self, hasher)
         if self.pid is not None:
             forked.append(self.pid)
 
     monkeypatch.setattr(verify_files, "sha256_fd", parent_hash)
     monkeypatch.setattr(EarlyHashes, "start", start)
     return hashed, forked
+
+
+def _start(early: EarlyHashes, *files: tuple[bytes, os.stat_result]) -> None:
+    """Offer ``files`` and fork the child whatever their size (over the threshold)."""
+    for rel, st in files:
+        early.offer(rel, st)
+    early.total = max(early.total, verify_early.MIN_TOTAL)
+    early.start(walked_hasher(early.root_fd))
 
 
 def _big_files(evidence: Path) -> list[Path]:
@@ -166,16 +175,12 @@ def test_a_file_swapped_since_the_walk_is_not_taken_from_the_child(
     walked = os.lstat(victim)
     os.replace(other, victim)  # same name, another inode, after the walk saw it
     with EarlyHashes(tmp_path) as early:
-        early.offer(b"d/f.bin", walked)
-        early.total = verify_early.MIN_TOTAL
-        early.start()
+        _start(early, (b"d/f.bin", walked))
         assert early.pid is not None
         assert early.digest(b"d/f.bin", s64(walked.st_dev), s64(walked.st_ino)) is None
     now = os.lstat(victim)
     with EarlyHashes(tmp_path) as early:  # the file it is now: hashed
-        early.offer(b"d/f.bin", now)
-        early.total = verify_early.MIN_TOTAL
-        early.start()
+        _start(early, (b"d/f.bin", now))
         digest = early.digest(b"d/f.bin", s64(now.st_dev), s64(now.st_ino))
     assert digest == hashlib.sha256(b"b" * BIG_FILE).hexdigest()
 
@@ -189,9 +194,7 @@ def test_a_symlinked_directory_is_not_followed_by_the_child(tmp_path: Path, alon
     (root / "d").symlink_to(outside)
     st = os.lstat(outside / "f.bin")
     with EarlyHashes(root) as early:
-        early.offer(b"d/f.bin", st)
-        early.total = verify_early.MIN_TOTAL
-        early.start()
+        _start(early, (b"d/f.bin", st))
         assert early.pid is not None
         assert early.digest(b"d/f.bin", s64(st.st_dev), s64(st.st_ino)) is None
 
@@ -203,9 +206,7 @@ def test_no_child_beside_other_threads(tmp_path: Path) -> None:
     other.start()
     try:
         with EarlyHashes(tmp_path) as early:
-            early.offer(b"f.bin", os.lstat(tmp_path / "f.bin"))
-            early.total = verify_early.MIN_TOTAL
-            early.start()
+            _start(early, (b"f.bin", os.lstat(tmp_path / "f.bin")))
             assert early.pid is None
     finally:
         stop.set()
@@ -216,10 +217,7 @@ def test_an_abandoned_child_is_killed_and_reaped(tmp_path: Path, alone: None) ->
     for n in range(8):
         (tmp_path / f"f{n}.bin").write_bytes(b"x" * BIG_FILE)
     with EarlyHashes(tmp_path) as early:
-        for n in range(8):
-            early.offer(f"f{n}.bin".encode(), os.lstat(tmp_path / f"f{n}.bin"))
-        early.total = verify_early.MIN_TOTAL
-        early.start()
+        _start(early, *((f"f{n}.bin".encode(), os.lstat(tmp_path / f"f{n}.bin")) for n in range(8)))
         pid = early.pid
         assert pid is not None
         early.abandon()
@@ -289,10 +287,11 @@ def test_a_killed_verify_leaves_no_child_hashing(tmp_path: Path) -> None:
     code = (
         "import os, sys, time\n"
         "from manifests.verify_early import EarlyHashes\n"
+        "from manifests.verify_files import walked_hasher\n"
         "early = EarlyHashes(sys.argv[1])\n"
         "st = os.lstat(sys.argv[1] + '/big.bin')\n"
         "early.offer(b'big.bin', st)\n"
-        "early.start()\n"
+        "early.start(walked_hasher(early.root_fd))\n"
         "print(early.pid, flush=True)\n"
         "time.sleep(60)\n"
     )

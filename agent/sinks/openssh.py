@@ -42,7 +42,7 @@ from .sshproc import (
     spawn,
     ssh_program,
 )
-from .target import SftpTarget
+from .target import SftpTarget, key_algorithms
 from .wire import WireClient
 
 __all__ = [
@@ -90,15 +90,10 @@ async def probe(target: SftpTarget, pins: set[str], timeout: float) -> tuple[Any
     return seen.key, str(infos[0][4][0])
 
 
-def _host_key_algorithms(key: Any) -> str:
-    name = key.algorithm.decode()
-    return "rsa-sha2-512,rsa-sha2-256" if name == "ssh-rsa" else name
-
-
 def known_line(key: Any) -> tuple[str, str]:
     """The known_hosts line (under the alias) and HostKeyAlgorithms for a probed key."""
     line = f"{ALIAS} {key.export_public_key('openssh').decode().strip()}\n"
-    return line, _host_key_algorithms(key)
+    return line, key_algorithms(key.algorithm.decode())
 
 
 async def start(conn: SshConnection) -> WireClient:

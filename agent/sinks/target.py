@@ -90,8 +90,14 @@ def pinned_fingerprints(text: str) -> set[str]:
     return found
 
 
+def key_algorithms(key_type: str) -> str:
+    """A key type as HostKeyAlgorithms names it: an RSA key is asked for by its SHA-2
+    signatures (OpenSSH no longer offers ssh-rsa's SHA-1)."""
+    return "rsa-sha2-512,rsa-sha2-256" if key_type == "ssh-rsa" else key_type
+
+
 # ssh-keygen -lf's "(TYPE)" and a key line's type, as HostKeyAlgorithms names.
-_LISTED = {"ED25519": "ssh-ed25519", "RSA": "rsa-sha2-512,rsa-sha2-256"}
+_LISTED = {"ED25519": "ssh-ed25519", "RSA": key_algorithms("ssh-rsa")}
 _ECDSA_BITS = {"256": "ecdsa-sha2-nistp256", "384": "ecdsa-sha2-nistp384",
                "521": "ecdsa-sha2-nistp521"}  # fmt: skip
 _KEY_TYPES = {"ssh-ed25519", *_ECDSA_BITS.values()}
@@ -115,7 +121,7 @@ def pinned_key_order(text: str) -> str | None:
             continue
         found = [w for w in words[:-1] if w in _KEY_TYPES or w == "ssh-rsa"]
         if found:
-            name = "rsa-sha2-512,rsa-sha2-256" if found[0] == "ssh-rsa" else found[0]
+            name = key_algorithms(found[0])
         elif _FINGERPRINT.search(line) and words[-1].startswith("(") and words[-1].endswith(")"):
             kind = words[-1][1:-1]
             name = _ECDSA_BITS.get(words[0], "") if kind == "ECDSA" else _LISTED.get(kind, "")

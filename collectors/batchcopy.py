@@ -18,13 +18,17 @@ a plain copy (large, sparse, over ``--max-file-size``), each file takes ``preser
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
 from manifests.digest import CHUNK
+from manifests.errors import EvidenceLostError
+from manifests.localdir import CreateDir
 from manifests.sink import SinkFile
 from manifests.writer import EvidenceWriter
 
+from . import nativecopy
 from .copyrequest import CopyRequest
 from .walk import DirId
 
@@ -115,17 +119,38 @@ def _copy_announced(
     engine.writer.announce(rels)
     batch = Batch(engine.writer, room)
     try:
-        for (req, before), rel in zip(small, rels, strict=True):
-            if engine.stopped.is_set():
-                break
-            try:
-                engine._open_and_copy(req.stored_as(rel), before, batch)
-            except FileExistsError:
-                _taken(engine, req, rel)
+        with contextlib.ExitStack() as held:
+            out = _native_dir(held, engine.writer, rels)
+            for (req, before), rel in zip(small, rels, strict=True):
+                if engine.stopped.is_set():
+                    break
+                stored = req.stored_as(rel)
+                try:
+                    if out is None or not engine._copy_native(stored, before, batch, out):
+                        engine._open_and_copy(stored, before, batch)
+                except FileExistsError:
+                    _taken(engine, req, rel)
     finally:
         if batch.records:
             engine.journal.append_many(batch.records)
     engine.journal.seal_if_due()
+
+
+def _native_dir(
+    held: contextlib.ExitStack, writer: EvidenceWriter, rels: list[str]
+) -> CreateDir | None:
+    """The one directory the batch's names are in, held open for the C copy; None (each
+    file then takes the Python path, which journals what goes wrong) where the C copy
+    was not built, the names span directories, or the directory cannot be made."""
+    parents = {rel.rpartition("/")[0] for rel in rels}
+    if not nativecopy.AVAILABLE or len(parents) != 1:
+        return None
+    try:
+        return held.enter_context(writer.announced_dir(parents.pop()))
+    except EvidenceLostError:
+        raise
+    except OSError:
+        return None
 
 
 def _taken(engine: CopyEngine, req: CopyRequest, rel: str) -> None:

@@ -18,9 +18,11 @@ from typing import Any
 
 from manifests.digest import CHUNK
 from manifests.errors import EvidenceLostError
+from manifests.localdir import CreateDir
 from manifests.sink import LocalFile
 from manifests.writer import EvidenceWriter
 
+from . import nativecopy
 from .batchcopy import Batch
 from .copyrequest import CopyRequest
 from .generated import GeneratedStore
@@ -84,7 +86,6 @@ class ByteCopier(GeneratedStore):
         In a ``batch`` the name is claimed and announced already, the file is created
         under it, and the record joins the batch's (journaled together, ``batchcopy``)."""
         source, collector, offset = req.source, req.collector, req.offset
-        size_at_open = opened.st_size
         sparse = self._keeps_holes(opened)
         rel = self._claim(req.rel) if batch is None else req.rel
         discard = self._discard if batch is None else self._discard_announced
@@ -164,21 +165,9 @@ class ByteCopier(GeneratedStore):
         sha256 = h.hexdigest()
         out.close()
         after = os.fstat(fd)
-        changed = after.st_size != opened.st_size or after.st_mtime_ns != opened.st_mtime_ns
         self.counters.add(stored=1, bytes=done)
-        record = dict(
-            collector=collector,
-            path=rel,
-            size=done,
-            sha256=sha256,
-            source={**describe(source), "stat": stat_fields(opened)},
-            range={"offset": offset, "end": offset + done},
-            size_at_open=size_at_open,
-            size_after=after.st_size,
-            grew=after.st_size > size_at_open,
-            changed_during_read=changed,
-            truncated_during_read=done < wanted,
-            **req.fields,
+        record = artifact_fields(
+            req, rel, opened, done, wanted, sha256, after.st_size, after.st_mtime_ns
         )
         if batch is not None:
             batch.records.append(("artifact", record))
@@ -188,6 +177,64 @@ class ByteCopier(GeneratedStore):
         self.journal.seal_if_due()
         return record
 
+    def _copy_native(
+        self, req: CopyRequest, before: os.stat_result, batch: Batch, out: CreateDir
+    ) -> bool:
+        """Copy a batch's small file in C (``nativecopy``) to its announced name in
+        ``out``; False, with nothing stored or journaled, when the Python path must copy
+        it instead."""
+        if req.dir_fd is None:
+            return False
+        out_name = os.fsencode(req.rel.rpartition("/")[2])
+        copied = nativecopy.copy_small(req.dir_fd, req.name, before, batch.room, out, out_name)
+        if copied is None:
+            return False
+        admitted = batch.admits(copied.opened.st_size)  # C copied only what fits
+        assert admitted
+        self.read.add(copied.size)
+        self.counters.add(stored=1, bytes=copied.size)
+        record = artifact_fields(
+            req,
+            req.rel,
+            copied.opened,
+            copied.size,
+            copied.opened.st_size,
+            copied.sha256,
+            copied.size_after,
+            copied.mtime_ns_after,
+        )
+        batch.records.append(("artifact", record))
+        return True
+
     def _discard_announced(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.writer.discard_announced(rel)
+
+
+def artifact_fields(
+    req: CopyRequest,
+    rel: str,
+    opened: os.stat_result,
+    done: int,
+    wanted: int,
+    sha256: str,
+    size_after: int,
+    mtime_ns_after: int,
+) -> dict[str, Any]:
+    """The ``artifact`` record of ``done`` bytes of ``req`` stored as ``rel`` (of the
+    ``wanted`` ones), the source ``opened`` as described, and as it was once read."""
+    size_at_open = opened.st_size
+    return dict(
+        collector=req.collector,
+        path=rel,
+        size=done,
+        sha256=sha256,
+        source={**describe(req.source), "stat": stat_fields(opened)},
+        range={"offset": req.offset, "end": req.offset + done},
+        size_at_open=size_at_open,
+        size_after=size_after,
+        grew=size_after > size_at_open,
+        changed_during_read=size_after != size_at_open or mtime_ns_after != opened.st_mtime_ns,
+        truncated_during_read=done < wanted,
+        **req.fields,
+    )

@@ -4,8 +4,7 @@ a dozen positional parameters that must stay in the same order at every call."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -35,10 +34,20 @@ class CopyRequest:
         """The path handed to ``lstat``/``open`` (relative to ``dir_fd`` when given)."""
         return self.name if self.dir_fd is not None else self.source
 
+    # Made directly rather than by ``dataclasses.replace``, which costs 3 us a call in
+    # introspection: twice for every small file of a tree.
+
     def at(self, dir_fd: int) -> CopyRequest:
         """This request opened by its last component in the directory ``dir_fd``."""
-        return replace(self, dir_fd=dir_fd, name=os.path.basename(self.source), magic_link=False)
+        name = self.source.rpartition(b"/")[2]
+        return CopyRequest(
+            self.source, self.rel, self.collector, self.limit, self.offset, False,
+            self.fields, dir_fd, name,
+        )  # fmt: skip
 
     def stored_as(self, rel: str) -> CopyRequest:
         """This request with the stored path claimed for it."""
-        return replace(self, rel=rel)
+        return CopyRequest(
+            self.source, rel, self.collector, self.limit, self.offset, self.magic_link,
+            self.fields, self.dir_fd, self.name,
+        )  # fmt: skip

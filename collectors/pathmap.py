@@ -18,6 +18,7 @@ when they are claimed (``StoredNames``)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import threading
@@ -79,8 +80,19 @@ def _shorten(raw: bytes, name: str) -> str:
 
 def stored_relpath(source: bytes) -> str:
     """``/var/log/a\\nb`` -> ``var/log/a%0Ab``: always relative, never with ``..``."""
-    parts = [p for p in source.split(b"/") if p and p != b"."]
-    return "/".join(_encode_component(p) for p in parts) or "%2F"
+    directory, _, name = source.rpartition(b"/")
+    if name in (b"", b"."):
+        return _stored_dir(source) or "%2F"
+    stored_dir = _stored_dir(directory)
+    return f"{stored_dir}/{_encode_component(name)}" if stored_dir else _encode_component(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_dir(directory: bytes) -> str:
+    """A directory's part of ``stored_relpath``, ``""`` for the root: the files of a tree
+    share it, and encoding it again for each of them was most of a small copy's path cost."""
+    parts = [p for p in directory.split(b"/") if p and p != b"."]
+    return "/".join(_encode_component(p) for p in parts)
 
 
 def describe(source: bytes) -> dict[str, str]:

@@ -25,12 +25,16 @@ from .durable import fsync_dir, syncfs
 from .errors import EvidenceLostError
 from .signing import Signer
 from .sink import LocalFile, SinkFile
-from .sums import line_size
+from .sums import sums_line
 
 COMMIT_INTERVAL = 0.2
 # Long stages are sealed at least this often, so a killed run loses at most this much.
 SEAL_INTERVAL = 5.0
 SEAL_FIELD = "signature"
+# SHA256SUMS kept in memory as artifacts are journaled, up to this size (~300,000
+# files); beyond, or for a journal continued from an earlier run, the writer reads the
+# journal back for it instead.
+KEPT_SUMS = 32 * 1024 * 1024
 # The reason of the giver's countersignature on a transfer (before the receiver's seal).
 HANDOVER = "handover"
 
@@ -105,6 +109,8 @@ class Journal:
         self._sealing = threading.Lock()
         self._last_seal = time.monotonic()
         self.sums_size = 0  # bytes SHA256SUMS will take: room the drive must keep for it
+        self._sums: bytearray | None = bytearray() if next_seq == 0 else None
+        self._sums_entries = 0
         self._closed = threading.Event()
         self._committer = threading.Thread(target=self._group_commit, daemon=True)
         self._committer.start()
@@ -149,7 +155,23 @@ class Journal:
         self._dirty = True
         for record in records:
             if record["type"] == "artifact":
-                self.sums_size += line_size(record["path"])
+                line = sums_line(record["path"], record["sha256"])
+                self.sums_size += len(line)
+                if self._sums is None:
+                    continue
+                if len(self._sums) + len(line) > KEPT_SUMS:
+                    self._sums = None
+                    continue
+                self._sums += line
+                self._sums_entries += 1
+
+    def kept_sums(self) -> tuple[bytes, int] | None:
+        """``SHA256SUMS`` of every artifact journaled, in journal order, and its number of
+        lines, when all of them were kept in memory (``KEPT_SUMS``); else None."""
+        with self._lock:
+            if self._sums is None:
+                return None
+            return bytes(self._sums), self._sums_entries
 
     def _frame(self, type_: str) -> dict[str, Any]:
         return {"seq": self._seq, "prev": self._head, **clock.reading(), "type": type_}

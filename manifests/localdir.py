@@ -14,6 +14,7 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from .durable import syncfs_fd
 from .errors import EvidenceLostError
@@ -22,6 +23,16 @@ from .localfile import UMASK_KEEPS_READ, LocalFile, NotRegularFileError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class CreateDir(NamedTuple):
+    """Where and how read-only artifacts are created (``read_only_dir``)."""
+
+    dir_fd: int
+    flags: int
+    chmod: bool
+
+
 _DIR_CACHE = 64  # open directory descriptors kept, so a tree of files costs one open each
 
 
@@ -165,6 +176,18 @@ class LocalDirSink:
         with self._noticing_loss(), self._dir(parents, make=True) as directory:
             fd = os.open(name, _CREATE_FLAGS, 0o444, dir_fd=directory)
         return LocalFile(fd, read_only=UMASK_KEEPS_READ)
+
+    @contextlib.contextmanager
+    def read_only_dir(self, parent: str) -> Iterator[CreateDir]:
+        """Where ``create_read_only`` creates the files of directory ``parent``, for code
+        that creates them itself (the C copy of small files): the directory, made if
+        needed and held open meanwhile, the flags, and whether the mode must be set
+        again after creation (a umask that takes read)."""
+        parts = parent.split("/") if parent else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"not a plain relative path: {parent!r}")
+        with self._noticing_loss(), self._dir(parts, make=True) as directory:
+            yield CreateDir(directory, _CREATE_FLAGS, not UMASK_KEEPS_READ)
 
     def append_existing(self, rel: str) -> LocalFile:
         """Open an existing file to append to it (and read it back: the journal's tail)."""

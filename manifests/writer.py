@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from .errors import JournalChangedError
 from .fstype import FileSystem
 from .journal import Journal
 from .journal_reader import records_of
+from .localdir import CreateDir
 from .signing import Signer, public_key_pem
 from .sink import LocalDirSink, LocalFile, NotRegularFileError, Sink, SinkFile
 from .sums import sums_line
@@ -146,6 +147,13 @@ class EvidenceWriter:
             raise TypeError("only a local drive writes announced files (writes_in_order)")
         return self.sink.create_read_only(rel)
 
+    def announced_dir(self, parent: str) -> contextlib.AbstractContextManager[CreateDir]:
+        """Where ``create_announced`` creates the files of directory ``parent``, for the C
+        copy of small files."""
+        if not isinstance(self.sink, LocalDirSink):
+            raise TypeError("only a local drive writes announced files (writes_in_order)")
+        return self.sink.read_only_dir(parent)
+
     def discard_announced(self, rel: str) -> None:
         self.sink.remove(rel)
         with self._lock:
@@ -243,31 +251,40 @@ class EvidenceWriter:
         self.sink.close()
 
     def _write_sums(self) -> tuple[str, int]:
-        """``SHA256SUMS`` from the journal's own artifact records, read back through the
-        one parser and written as they stream past, in journal order: nothing remembers
-        every artifact for the whole run (a million files would cost 200 MB of memory),
-        and ``sha256sum -c`` does not need sorted lines. Returns (SHA-256, lines)."""
+        """``SHA256SUMS`` of the journal's artifact records, in journal order (``sha256sum
+        -c`` does not need sorted lines), from memory when the journal kept them all, else
+        read back from the journal. Returns (SHA-256, lines)."""
         out = self.sink.create(layout.SUMS)
-        digest, size, entries, pending = hashlib.sha256(), 0, 0, bytearray()
+        digest, size, entries = hashlib.sha256(), 0, 0
+        kept = self.journal.kept_sums()
         try:
-            with os.fdopen(self.sink.open_read(layout.JOURNAL), "rb") as stream:
-                last, head = self.journal.next_seq - 1, self.journal.head
-                for record in records_of(stream, layout.JOURNAL, last, head, own=True):
-                    if record.get("type") != "artifact":
-                        continue
-                    pending += sums_line(record["path"], record["sha256"])
-                    entries += 1
-                    if len(pending) >= CHUNK:
-                        out.write(bytes(pending))
-                        digest.update(pending)
-                        size += len(pending)
-                        pending.clear()
-            out.write(bytes(pending))
-            digest.update(pending)
-            out.finish(size + len(pending))
+            for piece, lines in [kept] if kept is not None else self._sums_read_back():
+                out.write(piece)
+                digest.update(piece)
+                size += len(piece)
+                entries += lines
+            out.finish(size)
         finally:
             out.close()
         return digest.hexdigest(), entries
+
+    def _sums_read_back(self) -> Iterator[tuple[bytes, int]]:
+        """``SHA256SUMS`` in pieces (bytes, lines) from the journal's own artifact records,
+        read back through the one parser, for a journal too large to have kept them in
+        memory (a million files would cost 200 MB) or continued from an earlier run."""
+        pending, lines = bytearray(), 0
+        with os.fdopen(self.sink.open_read(layout.JOURNAL), "rb") as stream:
+            last, head = self.journal.next_seq - 1, self.journal.head
+            for record in records_of(stream, layout.JOURNAL, last, head, own=True):
+                if record.get("type") != "artifact":
+                    continue
+                pending += sums_line(record["path"], record["sha256"])
+                lines += 1
+                if len(pending) >= CHUNK:
+                    yield bytes(pending), lines
+                    pending.clear()
+                    lines = 0
+        yield bytes(pending), lines
 
     def _write_manifest(self, final_seal: dict[str, Any], fields: dict[str, Any]) -> None:
         """Signed summary; the raw Ed25519 signature over the file's exact bytes lets

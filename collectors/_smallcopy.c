@@ -127,41 +127,29 @@ static PyObject *stat_tuple(const struct stat *s) {
 
 static const char HEX[] = "0123456789abcdef";
 
-static PyObject *smallcopy_copy(PyObject *self, PyObject *args) {
+static PyObject *smallcopy_copy(PyObject *Py_UNUSED(self), PyObject *args) {
     Job j;
-    Py_buffer name, out_name;
-    if (!PyArg_ParseTuple(args, "iy*iiKKLiy*ipp", &j.src_dir, &name, &j.flags, &j.noatime, &j.dev,
-                          &j.ino, &j.most, &j.out_dir, &out_name, &j.create_flags, &j.chmod,
-                          &j.native))
+    /* "y": bytes without a NUL byte (else ValueError), NUL-terminated as openat wants */
+    if (!PyArg_ParseTuple(args, "iyiiKKLiyipp", &j.src_dir, &j.name, &j.flags, &j.noatime,
+                          &j.dev, &j.ino, &j.most, &j.out_dir, &j.out_name, &j.create_flags,
+                          &j.chmod, &j.native))
         return NULL;
-    PyObject *result = NULL;
-    if (memchr(name.buf, 0, (size_t)name.len) || memchr(out_name.buf, 0, (size_t)out_name.len)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte");
-        goto done;
-    }
-    j.name = name.buf;
-    j.out_name = out_name.buf;
     Result r;
     int copied;
-    Py_BEGIN_ALLOW_THREADS copied = copy_one(&j, &r);
-    Py_END_ALLOW_THREADS if (!copied) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
+    Py_BEGIN_ALLOW_THREADS
+    copied = copy_one(&j, &r);
+    Py_END_ALLOW_THREADS
+    if (!copied) Py_RETURN_NONE;
     char hex[64];
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = HEX[r.digest[i] >> 4];
         hex[2 * i + 1] = HEX[r.digest[i] & 15];
     }
-    result = Py_BuildValue("(NLs#LN)", stat_tuple(&r.opened), r.done, hex, (Py_ssize_t)64,
-                           (long long)r.after.st_size, time_ns(&r.after.st_mtim));
-done:
-    PyBuffer_Release(&name);
-    PyBuffer_Release(&out_name);
-    return result;
+    return Py_BuildValue("(NLs#LN)", stat_tuple(&r.opened), r.done, hex, (Py_ssize_t)64,
+                         (long long)r.after.st_size, time_ns(&r.after.st_mtim));
 }
 
-static PyObject *smallcopy_sha256(PyObject *self, PyObject *args) {
+static PyObject *smallcopy_sha256(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     int native = 1;
     if (!PyArg_ParseTuple(args, "y*|p", &data, &native)) return NULL;
@@ -174,7 +162,7 @@ static PyObject *smallcopy_sha256(PyObject *self, PyObject *args) {
     return PyBytes_FromStringAndSize((const char *)digest, 32);
 }
 
-static PyObject *smallcopy_native(PyObject *self, PyObject *noargs) {
+static PyObject *smallcopy_native(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(noargs)) {
     return PyBool_FromLong(sha256_native_available());
 }
 
@@ -187,7 +175,8 @@ static PyMethodDef methods[] = {
     {"native", smallcopy_native, METH_NOARGS, "native() -> does this CPU have SHA extensions"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smallcopy",
-                                    "Small files copied and hashed in C.", -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_smallcopy", "Small files copied and hashed in C.", -1, methods,
+    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__smallcopy(void) { return PyModule_Create(&module); }

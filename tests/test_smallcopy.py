@@ -267,3 +267,25 @@ main()
     stored = [p.read_bytes() for p in (evidence / "artifacts").rglob("*") if p.is_file()]
     assert b"do not copy me" not in stored
     assert verify(evidence).returncode == 0
+
+
+def test_a_name_with_a_nul_byte_is_refused_not_cut_short(tmp_path: Path) -> None:
+    """C would open ``a`` for ``a\\0b``: the call refuses it, as os.open does."""
+    (tmp_path / "a").write_bytes(b"not this one")
+    (tmp_path / "out").mkdir()
+    src_dir = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    out_fd = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    seen = os.lstat(tmp_path / "a")
+    try:
+        with pytest.raises(ValueError):
+            nativecopy.copy_small(
+                src_dir, b"a\0b", seen, 1 << 20, CreateDir(out_fd, _CREATE, False), b"a"
+            )
+        with pytest.raises(ValueError):
+            nativecopy.copy_small(
+                src_dir, b"a", seen, 1 << 20, CreateDir(out_fd, _CREATE, False), b"x\0y"
+            )
+    finally:
+        os.close(src_dir)
+        os.close(out_fd)
+    assert _nothing_in(tmp_path / "out")

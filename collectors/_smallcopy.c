@@ -21,7 +21,7 @@
 #include "_sha256.h"
 
 typedef struct {
-    int src_dir, flags, noatime, out_dir, create_flags, chmod, native;
+    int src_dir, flags, noatime, out_dir, create_flags, chmod;
     const char *name, *out_name;
     unsigned long long dev, ino;
     long long most;
@@ -75,7 +75,7 @@ static int copy_one(const Job *j, Result *r) {
     }
     uint8_t buf[65536];
     Sha256 h;
-    sha256_init(&h, j->native);
+    sha256_init(&h, 1); /* the SHA extensions where the CPU has them */
     long long wanted = st->st_size, done = 0;
     while (done < wanted) {
         size_t ask = (size_t)(wanted - done < (long long)sizeof buf ? wanted - done : (long long)sizeof buf);
@@ -130,9 +130,9 @@ static const char HEX[] = "0123456789abcdef";
 static PyObject *smallcopy_copy(PyObject *Py_UNUSED(self), PyObject *args) {
     Job j;
     /* "y": bytes without a NUL byte (else ValueError), NUL-terminated as openat wants */
-    if (!PyArg_ParseTuple(args, "iyiiKKLiyipp", &j.src_dir, &j.name, &j.flags, &j.noatime,
+    if (!PyArg_ParseTuple(args, "iyiiKKLiyip", &j.src_dir, &j.name, &j.flags, &j.noatime,
                           &j.dev, &j.ino, &j.most, &j.out_dir, &j.out_name, &j.create_flags,
-                          &j.chmod, &j.native))
+                          &j.chmod))
         return NULL;
     Result r;
     int copied;
@@ -169,7 +169,7 @@ static PyObject *smallcopy_native(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
 static PyMethodDef methods[] = {
     {"copy", smallcopy_copy, METH_VARARGS,
      "copy(src_dir_fd, name, read_flags, noatime, dev, ino, most, out_dir_fd, out_name, "
-     "create_flags, chmod, native) -> (stat fields, bytes copied, sha256 hex, size after, "
+     "create_flags, chmod) -> (stat fields, bytes copied, sha256 hex, size after, "
      "mtime_ns after), or None when the Python path must copy it"},
     {"sha256", smallcopy_sha256, METH_VARARGS, "sha256(data, native=True) -> digest"},
     {"native", smallcopy_native, METH_NOARGS, "native() -> does this CPU have SHA extensions"},

@@ -54,7 +54,6 @@ def copy_small(
         out_name,
         out.flags,
         out.chmod,
-        True,
     )
     if got is None:
         return None

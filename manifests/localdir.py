@@ -36,6 +36,14 @@ class CreateDir(NamedTuple):
 _DIR_CACHE = 64  # open directory descriptors kept, so a tree of files costs one open each
 
 
+def _plain_parts(rel: str) -> list[str]:
+    """The components of ``rel``, refused unless it is a plain relative path."""
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"not a plain relative path: {rel!r}")
+    return parts
+
+
 class LocalDirSink:
     """An evidence directory on a mounted file system, held by its descriptor."""
 
@@ -155,9 +163,7 @@ class LocalDirSink:
             raise
 
     def _split(self, rel: str) -> tuple[list[str], str]:
-        parts = rel.split("/")
-        if not rel or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"not a plain relative path: {rel!r}")
+        parts = _plain_parts(rel)
         return parts[:-1], parts[-1]
 
     # -- operations ----------------------------------------------------------------
@@ -183,9 +189,7 @@ class LocalDirSink:
         that creates them itself (the C copy of small files): the directory, made if
         needed and held open meanwhile, the flags, and whether the mode must be set
         again after creation (a umask that takes read)."""
-        parts = parent.split("/") if parent else []
-        if any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"not a plain relative path: {parent!r}")
+        parts = _plain_parts(parent) if parent else []
         with self._noticing_loss(), self._dir(parts, make=True) as directory:
             yield CreateDir(directory, _CREATE_FLAGS, not UMASK_KEEPS_READ)
 

@@ -40,12 +40,6 @@ def format_sums(entries: Iterable[tuple[str, str]]) -> bytes:
     return b"".join(sums_line(path, digest) for path, digest in sorted(entries))
 
 
-def line_size(path: str) -> int:
-    """Bytes the line of ``path`` takes in ``SHA256SUMS`` (room kept for it on the drive)."""
-    prefix, name = _escape(path)
-    return len(prefix) + 64 + 2 + len(name.encode("utf-8")) + 1
-
-
 def _unescape(name: str) -> str:
     out, i = [], 0
     while i < len(name):

@@ -34,11 +34,6 @@ _FIELDS = [
 ]  # fmt: skip
 
 
-def _engines() -> list[bool]:
-    assert _smallcopy is not None
-    return [True, False] if _smallcopy.native() else [False]
-
-
 @pytest.mark.parametrize("native", [True, False], ids=["sha-extensions", "portable"])
 def test_its_sha256_is_hashlibs_at_every_length_near_a_block_boundary(native: bool) -> None:
     assert _smallcopy is not None

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,15 @@ from report_helpers import colours, utmp_record, write_auth_log
 
 from manifests.signing import Signer
 
-WHEN = 1_795_728_000  # 2026-11-26 21:20:00 UTC
+# The planted login an hour before the run, on the minute: the timeline draws only the
+# days before the collection, so a fixed date would age out of the picture.
+WHEN = (int(time.time()) - 3600) // 60 * 60
+WHEN_Z = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(WHEN))
+
+
+def _syslog(offset: int) -> str:
+    """An RFC 3339 auth.log stamp ``offset`` seconds from ``WHEN``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime(WHEN + offset))
 
 
 @pytest.fixture
@@ -28,11 +37,11 @@ def planted(tmp_path: Path) -> Path:
     write_auth_log(
         src / "var/log/auth.log",
         [
-            "2026-11-26T21:19:01.000000+00:00 web01 sshd[900]: Failed password for root "
+            f"{_syslog(-59)} web01 sshd[900]: Failed password for root "
             "from 198.51.100.4 port 40000 ssh2",
-            "2026-11-26T21:19:03.000000+00:00 web01 sshd[901]: Failed password for invalid "
+            f"{_syslog(-57)} web01 sshd[901]: Failed password for invalid "
             "user admin from 198.51.100.4 port 40002 ssh2",
-            "2026-11-26T21:20:00.000000+00:00 web01 sshd[902]: Accepted publickey for "
+            f"{_syslog(0)} web01 sshd[902]: Accepted publickey for "
             "mallory from 203.0.113.9 port 50022 ssh2",
         ],
     )
@@ -143,14 +152,14 @@ def test_logins_from_wtmp_and_auth_log_link_their_records(planted: Path) -> None
     from_wtmp = [f for f in logins if f["refs"] and f["refs"][0].get("artifact") == wtmp_path]
     assert from_wtmp and from_wtmp[0]["refs"][0]["seq"] == wtmp_seq
     assert "mallory from 203.0.113.9" in from_wtmp[0]["title"]
-    assert from_wtmp[0]["time"] == "2026-11-26 21:20:00Z"
+    assert from_wtmp[0]["time"] == WHEN_Z
     accepted = [f for f in logins if "auth log: ssh accepted" in f["title"]]
     assert accepted[0]["refs"][0] == {"artifact": auth_path, "seq": auth_seq, "line": 3}
     failed = [f for f in logins if "failed login" in f["title"]]
     assert failed and failed[0]["title"].startswith("2 failed login(s) from 1 address")
     assert "198.51.100.4: 2" in failed[0]["details"][0]
     lanes = [(e["lane"], e["time"]) for e in data["timeline"]["events"]]
-    assert ("logins", "2026-11-26 21:20:00Z") in lanes
+    assert ("logins", WHEN_Z) in lanes
     assert "logs" in {lane for lane, _ in lanes}  # first/last entries of auth.log
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from netns_topology import sh
 
 DENIED = "remove,rename,posix-rename,rmdir,setstat,fsetstat,lsetstat,symlink,hardlink,copy-data"
-DROPBOX = f'restrict,command="internal-sftp -P {DENIED}"'
-PLAIN = 'restrict,command="internal-sftp"'
+# Each session starts in /home, not /: a path handled as relative to the session's start
+# (a home directory on a real server) lands somewhere else than the absolute one given.
+DROPBOX = f'restrict,command="internal-sftp -d /home -P {DENIED}"'
+PLAIN = 'restrict,command="internal-sftp -d /home"'
 PORT = 2222
 NOBODY = 65534
 
@@ -87,6 +89,7 @@ class SftpServer:
         self.root.mkdir(mode=0o755)
         self.authorized = self.root / "authorized_keys"
         self.authorized.write_text("\n".join(lines) + "\n")
+        (self.root / "home").mkdir(mode=0o755)  # where each session starts
         self.evidence = self.root / "evidence"
         self.evidence.mkdir()
         os.chown(self.evidence, NOBODY, NOBODY)

@@ -169,9 +169,9 @@ class SftpSink:
 
     def _mkdirs(self, path: str) -> None:
         parts = [p for p in path.split("/") if p]
-        prefix = "" if path.startswith("/") else "."
-        for part in parts:
-            prefix = f"{prefix}/{part}" if prefix else part
+        lead = "/" if path.startswith("/") else ""  # an absolute path stays absolute
+        for depth in range(1, len(parts) + 1):
+            prefix = lead + "/".join(parts[:depth])
             if prefix in self._made:
                 continue
             try:

@@ -9,7 +9,10 @@ baseline pipes tar through the stock OpenSSH client to a shell account on the sa
 still be in the server's page cache) and once followed by ``sync x`` on the server
 ('synced': on its disk, as preserve's fsync per file makes them). The order rotates
 each round; medians are compared. 'preserve' is the default transport (OpenSSH's ssh
--s sftp); ``--asyncssh`` adds a run of ``--sink-transport asyncssh`` for comparison.
+-s sftp); ``--asyncssh`` adds a run of ``--sink-transport asyncssh`` for comparison, and
+``--stock-sftp`` one of OpenSSH's own ``sftp -B 261120 -R 64`` (AES-GCM, the largest
+writes the server takes, no hash, no fsync): the cost of the protocol and of the server
+alone, a floor for any SFTP client.
 Target: preserve at most 1.2x the baseline."""
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ def shell_sshd(server: SftpServer, work: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def server_known(server: SftpServer, work: Path) -> Path:
+    """A known_hosts file for the evidence listener (the stock sftp client's pin)."""
+    known = work / "known_hosts_sftp"
+    known.write_text(f"[{server.addr}]:2222 {server.host_key_pub.read_text()}")
+    return known
+
+
 def settle() -> None:
     """Wait for the disk to write back what came before (the tree just made, the last
     run's GiB on the server): on this VM's disk buffered writeback runs at about 100 MB/s,
@@ -94,6 +104,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--asyncssh", action="store_true", help="also the asyncssh transport")
+    parser.add_argument("--stock-sftp", action="store_true", help="also OpenSSH's sftp client")
     parser.add_argument(
         "--server-tmpfs",
         action="store_true",
@@ -134,6 +145,16 @@ def main() -> None:
         settle()
         names: tuple[str, ...] = ("baseline", "synced", "preserve")
         commands = [baseline, synced, ours]
+        if args.stock_sftp:
+            batch = work / "sftp_batch"
+            batch.write_text(f"mkdir /evidence/stock\nput -r {src} /evidence/stock\n")
+            names += ("sftp",)
+            commands.append(server.in_cli(
+                "sftp", "-q", "-B", "261120", "-R", "64", "-b", batch, "-P", "2222",
+                "-i", server.plain_key, "-o", "Ciphers=aes128-gcm@openssh.com",
+                "-o", f"UserKnownHostsFile={server_known(server, work)}", "-o", "BatchMode=yes",
+                f"nobody@{server.addr}",
+            ))  # fmt: skip
         if args.asyncssh:
             names += ("asyncssh",)
             commands.append([*ours, "--sink-transport", "asyncssh"])

@@ -98,7 +98,7 @@ class ByteCopier(GeneratedStore):
                 self._out_of_space(collector, source, rel)
                 return None
             raise
-        h = hash_for(wanted)
+        h = hash_for(wanted, local=isinstance(out, LocalFile))
         if wanted >= OVERLAP_FROM and isinstance(out, LocalFile):
             out.write_around_cache()
             with contextlib.suppress(OSError, AttributeError):

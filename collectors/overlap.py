@@ -153,6 +153,10 @@ class BackgroundHash:
         self._writer.shutdown(wait=True)
 
 
-def hash_for(size: int) -> ChunkHash:
-    """The hash a copy of ``size`` bytes should use."""
-    return BackgroundHash() if size >= OVERLAP_FROM else InlineHash()
+def hash_for(size: int, local: bool = True) -> ChunkHash:
+    """The hash a copy of ``size`` bytes should use. A copy to a remote sink (``local``
+    False) hashes inline whatever its size: its write is a pipe write that ssh drains,
+    the other copy worker already overlaps it, and handing every chunk to two helper
+    threads cost more than it overlapped (bench_sftp, 1 GiB: client CPU 3.10 -> 2.89 s,
+    wall 3.83 -> 3.71 s)."""
+    return BackgroundHash() if local and size >= OVERLAP_FROM else InlineHash()

@@ -43,6 +43,8 @@ def test_rotating_buffers_gives_the_inline_digest_and_copy(tmp_path: Path) -> No
 def test_large_copies_hash_on_a_helper_thread_small_ones_inline() -> None:
     assert isinstance(hash_for(OVERLAP_FROM), BackgroundHash)
     assert isinstance(hash_for(OVERLAP_FROM - 1), InlineHash)
+    # A remote sink's write is a pipe write: no hand-off to helper threads for it.
+    assert isinstance(hash_for(OVERLAP_FROM * 8, local=False), InlineHash)
 
 
 def test_a_large_file_is_stored_and_hashed_exactly(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ Durability: each artifact is ``fsync@openssh.com``-ed before its handle is close
 there: ``sftpfile.Closing``) and flushes the files still open (the run log), so a seal
 only covers bytes on the server's stable storage. A drop-box account that may
 not rename makes ``renames`` False: the writer then writes artifacts under their final
-names and announces each in the journal first (``begin``)."""
+names and announces each in the journal first (``begin``). Over the openssh transport the
+artifacts' bytes go through sessions of their own (``lanes``), one per copy thread."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from manifests.fstype import FileSystem
 from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
 from ._ssh import asyncssh
 from .chunkpool import ChunkPool
+from .lanes import Lanes
 from .sftpfile import IN_FLIGHT, Closing, SftpFile
 from .target import SftpTarget
 
@@ -62,6 +64,7 @@ class SftpSink:
         self._lock = threading.Lock()
         self.chunks = ChunkPool(keep=2 * IN_FLIGHT)
         self.closing = Closing(self)
+        self.lanes: Lanes | None = None  # the artifacts' own sessions (agent/sinks/lanes.py)
 
     # -- the directory ---------------------------------------------------------------
 
@@ -150,6 +153,9 @@ class SftpSink:
         reach the server later, when the link comes back, behind a continuation."""
         with contextlib.suppress(Exception):
             self._conn.abort()
+        if self.lanes is not None:
+            with contextlib.suppress(Exception):
+                self.lanes.abort()
 
     @property
     def journal(self) -> SftpFile | None:
@@ -195,7 +201,10 @@ class SftpSink:
             # before any byte of the file: a killed run then leaves no unnamed file.
             self._journal._drain()
         attrs = asyncssh.SFTPAttrs(permissions=0o444)
-        handle = self.call(self._sftp.open(path, _CREATE, attrs, encoding=None), rel)
+        sftp = self._sftp
+        if self.lanes is not None and not append and rel != self.journal_name:
+            sftp = self.lanes.for_this_thread() or sftp  # after the 'begin' above: in order
+        handle = self.call(sftp.open(path, _CREATE, attrs, encoding=None), rel)
         file = SftpFile(self, rel, handle, append)
         with self._lock:
             self._open.add(file)
@@ -306,17 +315,23 @@ class SftpSink:
     def check(self) -> None:
         if self.lost is not None:
             raise self.lost
-        if self._conn.is_closed():
+        if self._conn.is_closed() or (self.lanes is not None and self.lanes.broken()):
             raise self._lose(ConnectionError("closed by the server"))
 
     def close(self) -> None:
         """Orderly when the link is up; after a loss, no waiting on a dead connection."""
         wait = 1.0 if self.lost is not None else 10.0
+        sessions = [(self._conn, self._sftp)]
+        if self.lanes is not None and self.lost is None:
+            sessions += self.lanes.opened()
         if self.loop.running:
-            with contextlib.suppress(Exception):
-                self._sftp.exit()
-                self.loop.run(self._sftp.wait_closed(), wait)
-            with contextlib.suppress(Exception):
-                self._conn.close()
-                self.loop.run(self._conn.wait_closed(), wait)
+            for conn, sftp in sessions:
+                with contextlib.suppress(Exception):
+                    sftp.exit()
+                    self.loop.run(sftp.wait_closed(), wait)
+                with contextlib.suppress(Exception):
+                    conn.close()
+                    self.loop.run(conn.wait_closed(), wait)
+        if self.lanes is not None:
+            self.lanes.abort()  # those still opening, and any left after a loss
         self.loop.stop()

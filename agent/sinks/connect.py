@@ -11,7 +11,7 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from manifests.signing import Signer
 from ..keys import passphrase_for
 from . import Destination
 from ._ssh import asyncssh
-from .lanes import LANES, Lanes
 from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
@@ -171,22 +170,6 @@ class _OpenSsh:
                 conn.abort()
 
 
-def _lane(
-    opener: _OpenSsh, target: SftpTarget, pins: set[str], key: Any, timeout: float, fsync: bool
-) -> Callable[[], Awaitable[tuple[Any, Any]]]:
-    """How one more session (agent/sinks/lanes.py) is opened: through ssh with the same
-    pins and key; one that cannot fsync where the first could is closed and not used."""
-
-    async def open_lane() -> tuple[Any, Any]:
-        conn, sftp, _ = await opener(target, pins, key, timeout, CONNECT_TIMEOUT)
-        if fsync and not _supports(sftp, "fsync"):
-            conn.abort()
-            raise ConnectionError("this session offers no fsync@openssh.com")
-        return conn, sftp
-
-    return open_lane
-
-
 def _supports(sftp: Any, what: str) -> bool:
     """Whether the server offered ``fsync@openssh.com`` / ``posix-rename@openssh.com``."""
     handler = getattr(sftp, "_handler", sftp)  # asyncssh keeps it in its handler
@@ -272,9 +255,6 @@ def connect(
         raise
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
     sink.timeout = timeout
-    if opener is not None and LANES:
-        lane = _lane(opener, target, pins, key, timeout, fsync_ok)
-        sink.lanes = Lanes([loop.submit(lane()) for _ in range(LANES)])
     record = {
         "url": str(target),
         "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
@@ -283,7 +263,6 @@ def connect(
         **(opener.record if opener else {}),
         "fsync": fsync_ok,
         "in_place": not renames,
-        "artifact_sessions": LANES if opener is not None else 0,
         "timeout_s": int(timeout),
         "reconnect_s": int(timeout if reconnect is None else reconnect),
     }
@@ -331,6 +310,6 @@ def connect(
         with contextlib.suppress(Exception):
             sink.close()
         if opener is not None:
-            opener.kill()  # a lane still logging in when the run ended
+            opener.kill()  # an ssh still logging in (a reconnect) when the run ended
 
     return Destination(target, sink.create_new, record, close, after_loss)

@@ -46,6 +46,11 @@ def reseal(
     (and its chain head)."""
     lost = sink.lost
     assert lost is not None
+    if sink.closing.failed is not None:  # a seal could vouch for a file not on its disk
+        why = (
+            f"an fsync or close had failed before ({sink.closing.failed}): nothing more was sealed"
+        )
+        return SinkLostError(lost.location, f"{lost.reason}; {why}")
     sent = sink.journal.unacknowledged() if sink.journal is not None else b""
     deadline = time.monotonic() + window
     why = f"it did not come back within {window:g} s: nothing more was sealed"
@@ -67,7 +72,7 @@ def reseal(
                 time.sleep(0.1)
             continue
         try:
-            unconfirmed = sink.closing.pending()
+            unconfirmed = sink.unconfirmed()
             seq, head = _seal_on(again, sink.acked, sent, signer, lost.reason, unconfirmed)
         except _Refused as e:
             why = f"it came back, but {e}: nothing more was sealed"
@@ -99,8 +104,9 @@ def _seal_on(
     unconfirmed: list[str],
 ) -> tuple[int, str]:
     """Read the server's journal back, check it is what was sent, seal it. First the
-    artifacts whose fsync the lost link never confirmed are fsynced again (a record in
-    the journal may name them); one the server never created is in no record."""
+    files whose fsync the lost link never confirmed, closed or still open (an image part
+    whose pieces are journaled as they are written), are fsynced again: a record in the
+    journal may name them; one the server never created is in no record."""
     for rel in unconfirmed:
         with contextlib.suppress(FileNotFoundError):
             sink.fsync_stored(rel)

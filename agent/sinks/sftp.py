@@ -11,8 +11,7 @@ Durability: each artifact is ``fsync@openssh.com``-ed before its handle is close
 there: ``sftpfile.Closing``) and flushes the files still open (the run log), so a seal
 only covers bytes on the server's stable storage. A drop-box account that may
 not rename makes ``renames`` False: the writer then writes artifacts under their final
-names and announces each in the journal first (``begin``). Over the openssh transport the
-artifacts' bytes go through sessions of their own (``lanes``), one per copy thread."""
+names and announces each in the journal first (``begin``)."""
 
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from manifests.fstype import FileSystem
 from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
 from ._ssh import asyncssh
 from .chunkpool import ChunkPool
-from .lanes import Lanes
 from .sftpfile import IN_FLIGHT, Closing, SftpFile
+from .sshproc import SshConnection
 from .target import SftpTarget
 
 __all__ = ["TIMEOUT", "SftpFile", "SftpSink", "SinkLostError", "_Loop"]
@@ -64,7 +63,6 @@ class SftpSink:
         self._lock = threading.Lock()
         self.chunks = ChunkPool(keep=2 * IN_FLIGHT)
         self.closing = Closing(self)
-        self.lanes: Lanes | None = None  # the artifacts' own sessions (agent/sinks/lanes.py)
 
     # -- the directory ---------------------------------------------------------------
 
@@ -143,9 +141,24 @@ class SftpSink:
                         f"chain head {self.acked[1]}"
                     )
                 self.lost = SinkLostError(self.location, reason)
+                self._kill_now()
                 if self.loop.running:
                     self.loop.loop.call_soon_threadsafe(self._abort)
             return self.lost
+
+    def _kill_now(self) -> None:
+        """ssh killed from this thread, at once: the loop's thread may be the one blocked
+        writing into a full pipe, for up to --sink-timeout, while the reconnect seals a
+        continuation (and an ssh only stalled could still deliver after it)."""
+        if isinstance(self._conn, SshConnection):  # a signal: safe from any thread
+            self._conn.abort()
+
+    def unconfirmed(self) -> list[str]:
+        """The files whose bytes may not be on the server's disk: closed and their fsync
+        not confirmed, or still open (after a loss, fsynced again before a seal)."""
+        with self._lock:
+            still_open = [f.rel for f in self._open if f.rel != self.journal_name]
+        return self.closing.pending() + still_open
 
     def _abort(self) -> None:
         """Drop the connection at once (its socket lingers 0 s, see ``connect``: what the
@@ -153,9 +166,6 @@ class SftpSink:
         reach the server later, when the link comes back, behind a continuation."""
         with contextlib.suppress(Exception):
             self._conn.abort()
-        if self.lanes is not None:
-            with contextlib.suppress(Exception):
-                self.lanes.abort()
 
     @property
     def journal(self) -> SftpFile | None:
@@ -201,10 +211,7 @@ class SftpSink:
             # before any byte of the file: a killed run then leaves no unnamed file.
             self._journal._drain()
         attrs = asyncssh.SFTPAttrs(permissions=0o444)
-        sftp = self._sftp
-        if self.lanes is not None and not append and rel != self.journal_name:
-            sftp = self.lanes.for_this_thread() or sftp  # after the 'begin' above: in order
-        handle = self.call(sftp.open(path, _CREATE, attrs, encoding=None), rel)
+        handle = self.call(self._sftp.open(path, _CREATE, attrs, encoding=None), rel)
         file = SftpFile(self, rel, handle, append)
         with self._lock:
             self._open.add(file)
@@ -315,23 +322,17 @@ class SftpSink:
     def check(self) -> None:
         if self.lost is not None:
             raise self.lost
-        if self._conn.is_closed() or (self.lanes is not None and self.lanes.broken()):
+        if self._conn.is_closed():
             raise self._lose(ConnectionError("closed by the server"))
 
     def close(self) -> None:
         """Orderly when the link is up; after a loss, no waiting on a dead connection."""
         wait = 1.0 if self.lost is not None else 10.0
-        sessions = [(self._conn, self._sftp)]
-        if self.lanes is not None and self.lost is None:
-            sessions += self.lanes.opened()
         if self.loop.running:
-            for conn, sftp in sessions:
-                with contextlib.suppress(Exception):
-                    sftp.exit()
-                    self.loop.run(sftp.wait_closed(), wait)
-                with contextlib.suppress(Exception):
-                    conn.close()
-                    self.loop.run(conn.wait_closed(), wait)
-        if self.lanes is not None:
-            self.lanes.abort()  # those still opening, and any left after a loss
+            with contextlib.suppress(Exception):
+                self._sftp.exit()
+                self.loop.run(self._sftp.wait_closed(), wait)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+                self.loop.run(self._conn.wait_closed(), wait)
         self.loop.stop()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import PRESERVE, ROOT, machine  # noqa: E402
-from sftp_server import SftpServer  # noqa: E402
+from sftp_server import PORT, SftpServer  # noqa: E402
 
 BASELINE_PORT = 2223
 
@@ -66,13 +66,6 @@ def shell_sshd(server: SftpServer, work: Path) -> subprocess.Popen[bytes]:
     while b"Server listening" not in log.read_bytes():
         time.sleep(0.05)
     return proc
-
-
-def server_known(server: SftpServer, work: Path) -> Path:
-    """A known_hosts file for the evidence listener (the stock sftp client's pin)."""
-    known = work / "known_hosts_sftp"
-    known.write_text(f"[{server.addr}]:2222 {server.host_key_pub.read_text()}")
-    return known
 
 
 def settle() -> None:
@@ -150,9 +143,9 @@ def main() -> None:
             batch.write_text(f"mkdir /evidence/stock\nput -r {src} /evidence/stock\n")
             names += ("sftp",)
             commands.append(server.in_cli(
-                "sftp", "-q", "-B", "261120", "-R", "64", "-b", batch, "-P", "2222",
+                "sftp", "-q", "-B", "261120", "-R", "64", "-b", batch, "-P", str(PORT),
                 "-i", server.plain_key, "-o", "Ciphers=aes128-gcm@openssh.com",
-                "-o", f"UserKnownHostsFile={server_known(server, work)}", "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={server.known_hosts()}", "-o", "BatchMode=yes",
                 f"nobody@{server.addr}",
             ))  # fmt: skip
         if args.asyncssh:

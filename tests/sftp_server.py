@@ -139,10 +139,15 @@ class SftpServer:
     def in_cli(self, *argv: str | os.PathLike[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns["cli"], *map(os.fspath, argv)]
 
-    def sftp_batch(self, key: Path, commands: str) -> subprocess.CompletedProcess[bytes]:
-        """The stock OpenSSH client, as the upload account, running ``commands``."""
+    def known_hosts(self) -> Path:
+        """A known_hosts file pinning this server, for the stock OpenSSH clients."""
         known = self.tmp / "known_hosts"
         known.write_text(f"[{self.addr}]:{PORT} {self.host_key_pub.read_text()}")
+        return known
+
+    def sftp_batch(self, key: Path, commands: str) -> subprocess.CompletedProcess[bytes]:
+        """The stock OpenSSH client, as the upload account, running ``commands``."""
+        known = self.known_hosts()
         argv = self.in_cli(
             "sftp", "-q", "-b", "-", "-P", str(PORT), "-i", key,
             "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",

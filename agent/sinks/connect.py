@@ -309,7 +309,5 @@ def connect(
     def close() -> None:
         with contextlib.suppress(Exception):
             sink.close()
-        if opener is not None:
-            opener.kill()  # an ssh still logging in (a reconnect) when the run ended
 
     return Destination(target, sink.create_new, record, close, after_loss)

@@ -141,17 +141,15 @@ class SftpSink:
                         f"chain head {self.acked[1]}"
                     )
                 self.lost = SinkLostError(self.location, reason)
-                self._kill_now()
-                if self.loop.running:
+                if isinstance(self._conn, SshConnection):
+                    # ssh is killed from this thread, at once (a signal: safe from any
+                    # thread): the loop's thread may be the one blocked writing into a
+                    # full pipe, for up to --sink-timeout, while the reconnect seals a
+                    # continuation, and an ssh only stalled could still deliver after it.
+                    self._abort()
+                elif self.loop.running:  # asyncssh's connection: on its loop only
                     self.loop.loop.call_soon_threadsafe(self._abort)
             return self.lost
-
-    def _kill_now(self) -> None:
-        """ssh killed from this thread, at once: the loop's thread may be the one blocked
-        writing into a full pipe, for up to --sink-timeout, while the reconnect seals a
-        continuation (and an ssh only stalled could still deliver after it)."""
-        if isinstance(self._conn, SshConnection):  # a signal: safe from any thread
-            self._conn.abort()
 
     def unconfirmed(self) -> list[str]:
         """The files whose bytes may not be on the server's disk: closed and their fsync

@@ -117,8 +117,7 @@ def main() -> None:
     try:
         src = make_tree(work, args.mib)
         shell = shell_sshd(server, work)
-        known = work / "known_hosts"
-        known.write_text(f"[{server.addr}]:{BASELINE_PORT} {server.host_key_pub.read_text()}")
+        known = server.known_hosts(BASELINE_PORT)
         assert server.root is not None
         target = server.root / "baseline.tar"
         baseline = [

@@ -139,10 +139,11 @@ class SftpServer:
     def in_cli(self, *argv: str | os.PathLike[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns["cli"], *map(os.fspath, argv)]
 
-    def known_hosts(self) -> Path:
-        """A known_hosts file pinning this server, for the stock OpenSSH clients."""
-        known = self.tmp / "known_hosts"
-        known.write_text(f"[{self.addr}]:{PORT} {self.host_key_pub.read_text()}")
+    def known_hosts(self, port: int = PORT) -> Path:
+        """A known_hosts file pinning this server's key at ``port`` (the evidence
+        listener's, or another sshd given the same host key), for the stock clients."""
+        known = self.tmp / f"known_hosts_{port}"
+        known.write_text(f"[{self.addr}]:{port} {self.host_key_pub.read_text()}")
         return known
 
     def sftp_batch(self, key: Path, commands: str) -> subprocess.CompletedProcess[bytes]:

@@ -1,69 +1,20 @@
-"""The ``preserve`` command line: collection by default, subcommands for the rest."""
+"""The ``preserve`` program. Light on purpose: for a remote ``-o``, ssh is started from
+the command line first (``sinks.predial``), and only then is the command group, with
+everything a collection imports, loaded (``commands.group``)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-import click
-
-from . import __version__
-from .commands.collect import collection_options, run_collection
-from .kit import gate
-from .program import run_program
-
-# Subcommand -> (module under agent.commands, its click command): imported when named
-# (or for --help), not by every collection (some 30 ms of start-up, bench/RESULTS.md).
-SUBCOMMANDS = {
-    "keygen": ("keygen", "keygen"),
-    "custody": ("custody", "custody"),
-    "release": ("release", "release"),
-    "verify": ("verify", "verify_command"),
-    "report": ("report", "report_command"),
-    "export": ("export", "export_command"),
-    "image": ("image", "image_command"),
-    "selfcheck": ("selfcheck", "selfcheck"),
-    "fleet-summary": ("fleet_summary", "fleet_summary_command"),
-}
-
-
-class _LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})  # as click lists them
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in SUBCOMMANDS:
-            return super().get_command(ctx, cmd_name)
-        module, name = SUBCOMMANDS[cmd_name]
-        command = getattr(importlib.import_module(f".commands.{module}", __package__), name)
-        assert isinstance(command, click.Command) and command.name == cmd_name
-        return command
-
-
-@click.group(
-    cls=_LazyGroup,
-    invoke_without_command=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-@click.version_option(__version__, prog_name="preserve")
-@collection_options
-@click.pass_context
-def cli(ctx: click.Context, **options: Any) -> None:
-    """Preserve evidence from this host into a signed, hash-chained evidence directory.
-
-    \b
-    Examples:
-      preserve -o /media/kit/evidence --case IR-42 --examiner "A. Admin"
-      preserve -o /media/kit/evidence --only files --path /var/www
-      verify /media/kit/evidence/web01-20261127T031500Z
-    """
-    if ctx.invoked_subcommand is None:
-        ctx.exit(run_collection(**options))
-    if ctx.invoked_subcommand != "selfcheck":
-        gate(options["kit_modified_ok"])  # a modified kit: KitModifiedError, exit 2
+import sys
 
 
 def main(args: list[str] | None = None) -> None:
-    run_program(cli, args, "preserve")
+    from .sinks import predial
+
+    predial.predial(sys.argv[1:] if args is None else args)
+    try:
+        from .commands.group import cli
+        from .program import run_program
+
+        run_program(cli, args, "preserve")
+    finally:
+        predial.abandon()  # not taken by a collection: ended, whatever ended the run

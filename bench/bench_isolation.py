@@ -132,7 +132,7 @@ def main() -> None:
             base.append(ms)
             topo.ex("host", "nft", "delete", "table", "inet", "preserve_isolation")
             began = time.monotonic_ns()
-            topo.ex("host", sys.executable, "-c", "import agent._cli")
+            topo.ex("host", sys.executable, "-c", "import agent.commands.group")
             imports.append((time.monotonic_ns() - began) // 1_000_000)
         med_tool, med_base = statistics.median(tool), statistics.median(base)
         print(f"runs: {runs}, collectors: {only}, output on {'root fs' if shared else 'tmpfs'}")

@@ -60,11 +60,12 @@ def test_a_collection_imports_no_subcommand_nor_the_watcher() -> None:
     """Start-up imports only what a collection needs (bench/RESULTS.md): the subcommands
     and the ``--watch`` file watcher come when asked for."""
     code = (
-        "import sys; import agent._cli; "
+        "import sys; import agent.commands.group; "
         "print(sorted(m for m in sys.modules if m.startswith(('agent.commands.', 'watchdog',"
         " 'agent.watch', 'collectors.logwatch'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (
-        "['agent.commands._run_options', 'agent.commands.collect', 'agent.commands.run_checks']"
+        "['agent.commands._run_options', 'agent.commands.collect', 'agent.commands.group', "
+        "'agent.commands.run_checks']"
     )

@@ -38,7 +38,7 @@ def _startup_ms(net: Topology) -> float:
     times = []
     for _ in range(3):
         began = time.monotonic()
-        net.ex("host", PRESERVE_ARGV[0], "-c", "import agent._cli")
+        net.ex("host", PRESERVE_ARGV[0], "-c", "import agent.commands.group")
         times.append((time.monotonic() - began) * 1000)
     return sorted(times)[1]
 

@@ -171,28 +171,6 @@ def test_a_key_the_server_does_not_know_is_one_line_exit_2(
 
 
 @needs_server
-def test_ssh_starts_before_the_collectors_and_asyncssh_are_loaded(
-    server: SftpServer, tmp_path: Path
-) -> None:
-    """With a pin and a key without passphrase, ssh is started first thing: its key
-    exchange and login overlap preserve's loading of its collectors and of asyncssh."""
-    trace = tmp_path / "trace"
-    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", _tree(tmp_path, 1))
-    done = _run([*argv[:4], *STRACE, "-e", "trace=execve,openat", "-o", trace, *argv[4:]])
-    assert done.returncode == 0, done.stderr.decode()
-    lines = trace.read_text().splitlines()
-    ssh = os.path.realpath(shutil.which("ssh") or "")
-    started = next(i for i, line in enumerate(lines) if f'execve("{ssh}"' in line)
-    loaded = [i for i, line in enumerate(lines) if "openat(" in line and "/asyncssh/" in line]
-    collectors = [
-        i for i, line in enumerate(lines) if "openat(" in line and "/collectors/files" in line
-    ]
-    assert loaded and collectors and started < min(loaded) and started < min(collectors)
-    (evidence,) = _evidence_dirs(server)
-    assert _start(evidence)["sink"]["host_key"] == server.fingerprint
-
-
-@needs_server
 def test_a_refusal_after_ssh_started_leaves_no_ssh(server: SftpServer, tmp_path: Path) -> None:
     """ssh started early, then a usage error (an unknown collector): exit 2, one line,
     and the ssh is gone when preserve is."""

@@ -73,6 +73,11 @@ def dial(
     ``open_destination`` later, or aborted; None when there is nothing to start early."""
     if not isinstance(output, SftpTarget) or transport != "openssh":
         return None
+    from .predial import take
+
+    early = take(output, host_key, client_key, timeout, transport)  # from the command line
+    if early is not None:
+        return early
     from .sshproc import dial as start_ssh  # no asyncssh
 
     return start_ssh(output, host_key, client_key, timeout)

@@ -5,7 +5,6 @@ still being loaded (``dial``), its connection made meanwhile on the other core."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -207,6 +206,8 @@ class SshConnection:
             self.client.exit()
 
     async def wait_closed(self) -> None:
+        import asyncio  # here: this module is imported before asyncio is needed (predial)
+
         while self.proc.poll() is None:
             await asyncio.sleep(0.02)
 

@@ -1,7 +1,7 @@
 # ruff: noqa: F811  (the server fixture is shared with test_sftp_sink)
 """The SFTP sink when the link breaks mid-stream (tests/sftp_server.py namespaces): a
 short cut is ridden out (writes wait, bounded in memory); a cut longer than
---sink-timeout, or the server's sshd killed, stops the run with exit 1 and one line
+--sink-timeout, ssh frozen, or the server's sshd killed, stops the run with exit 1 and one line
 naming the last journal record the server acknowledged, and that record is on the
 server, inside a prefix verify proves up to its last seal. When the server comes back
 within --sink-reconnect, what it holds is sealed there (custody.continued.jsonl) and the
@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -95,6 +96,22 @@ def test_a_cut_longer_than_the_timeout_stops_the_run(server: SftpServer, tmp_pat
         _link(server, "up")
     assert proc.returncode == 1, err.decode()
     assert time.monotonic() - started < 30  # bounded: about the timeout, not forever
+    _assert_stopped_with_the_acknowledged_head(server, err)
+
+
+def test_a_stopped_ssh_stops_the_run_after_the_timeout(server: SftpServer, tmp_path: Path) -> None:
+    """ssh frozen (SIGSTOP, as an intruder on the host could): the pipe into it fills
+    and the writes block; after --sink-timeout that ssh is ended (by whichever sees it
+    first: a reply not in, or the pipe's watchdog, which alone covers writes blocked
+    with nobody waiting for a reply: tests/test_sftp_pipe.py), and the run stops with
+    the acknowledged head instead of hanging."""
+    proc = _streaming(server, tmp_path, "--sink-timeout", "2", "--sink-reconnect", "0")
+    (ssh,) = sh("pgrep", "-P", str(proc.pid), "-x", "ssh").stdout.split()
+    os.kill(int(ssh), signal.SIGSTOP)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err.decode()
+    assert time.monotonic() - started < 20  # about the timeout, not forever
     _assert_stopped_with_the_acknowledged_head(server, err)
 
 

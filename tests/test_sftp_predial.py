@@ -71,7 +71,8 @@ def _killed(trace: Path, ssh: str) -> list[bool]:
     rather than on its own (EOF on its stdin, or its exit after the session)."""
     lines = trace.read_text().splitlines()
     pids = [line.split()[0] for line in _execs(trace) if f'execve("{ssh}"' in line]
-    return [any(line.startswith(f"{pid} +++ killed by SIGKILL") for line in lines) for pid in pids]
+    killed = {line.split()[0] for line in lines if "+++ killed by SIGKILL" in line}
+    return [pid in killed for pid in pids]
 
 
 @needs_server

@@ -103,7 +103,7 @@ async def start(conn: SshConnection) -> WireClient:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-    writer = PipeWriter(os.dup(proc.stdin.fileno()), conn.timeout)
+    writer = PipeWriter(os.dup(proc.stdin.fileno()), conn.timeout, on_stall=conn.abort)
     proc.stdin.close()
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)

@@ -31,9 +31,8 @@ from test_sftp_link import _connected, _link, _streaming
 from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree, server  # noqa: F401
 
 from agent.sinks import openssh, sshproc
-from agent.sinks._ssh import asyncssh
 from agent.sinks.pipe import PipeWriter
-from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError
+from agent.sinks.sftpcodec import MAX_PACKET, ProtocolError, SftpLinkLost, SftpNoSuchFile
 from agent.sinks.wire import WireClient
 
 needs_server = pytest.mark.skipif(
@@ -343,9 +342,9 @@ def test_the_parser_refuses_what_sftp_v3_does_not_allow() -> None:
     short = struct.pack(">IBII", 9, 101, 1, 0)  # a status cut before its message
     assert isinstance(_replies(VERSION_OK, short), ProtocolError)
     status = _replies(VERSION_OK, _status(1, 2, b"no such file"))
-    assert isinstance(status, asyncssh.SFTPNoSuchFile), status
+    assert isinstance(status, SftpNoSuchFile), status
     # The server going away mid-session is a lost connection, never a guess.
-    assert isinstance(_replies(VERSION_OK), asyncssh.SFTPConnectionLost)
+    assert isinstance(_replies(VERSION_OK), SftpLinkLost)
 
 
 def test_connect_runs_the_callers_work_while_the_connection_is_made(
@@ -353,6 +352,7 @@ def test_connect_runs_the_callers_work_while_the_connection_is_made(
 ) -> None:
     """``meanwhile`` (the tool's own hash, in a run) is done by the calling thread while
     the session is being opened, not after; its failure is not the connection's."""
+    from agent.sinks import asyncssh_client
     from agent.sinks import connect as connecting
     from agent.sinks.target import SftpTarget, SinkRefusedError
 
@@ -369,7 +369,7 @@ def test_connect_runs_the_callers_work_while_the_connection_is_made(
         done.append("hashed")
         raise ValueError("the caller's to report")
 
-    monkeypatch.setattr(connecting, "_open_asyncssh", opening)
+    monkeypatch.setattr(asyncssh_client, "open_asyncssh", opening)
     target = SftpTarget("u", "192.0.2.1", 22, "/evidence")
     with pytest.raises(SinkRefusedError, match="cannot connect \\(stopped here\\)"):
         connecting.connect(

@@ -1,9 +1,9 @@
 # ruff: noqa: F811  (the server fixture is shared with test_sftp_sink)
 """ssh started from the raw command line before preserve loads (agent/sinks/predial.py):
 what the guess reads and what makes it start nothing; against the real sshd, that ssh
-is running before click, the collection, the collectors and asyncssh are imported, that
-one click parsed differently is killed and a right one dialled, and that one no
-collection took is killed when preserve exits."""
+is running before click, the collection and the collectors are imported (asyncssh
+never is), that one click parsed differently is killed and a right one dialled, and
+that one no collection took is killed when preserve exits."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def _killed(trace: Path, ssh: str) -> list[bool]:
 
 
 @needs_server
-def test_ssh_is_running_before_click_the_collection_and_asyncssh_are_imported(
+def test_ssh_is_running_before_click_and_the_collection_are_imported_and_asyncssh_never(
     server: SftpServer, tmp_path: Path
 ) -> None:
     trace = tmp_path / "trace"
@@ -87,9 +87,10 @@ def test_ssh_is_running_before_click_the_collection_and_asyncssh_are_imported(
     ssh = os.path.realpath(shutil.which("ssh") or "")
     started = [i for i, line in enumerate(lines) if f'execve("{ssh}"' in line and "= 0" in line]
     assert len(started) == 1, started
-    for loaded in ("/click/", "/commands/__pycache__/collect.", "/collectors/files", "/asyncssh/"):
+    for loaded in ("/click/", "/commands/__pycache__/collect.", "/collectors/files"):
         opened = [i for i, line in enumerate(lines) if "openat(" in line and loaded in line]
         assert opened and started[0] < min(opened), loaded
+    assert not [line for line in lines if "openat(" in line and "/asyncssh/" in line]
     assert _killed(trace, ssh) == [False]  # the one ssh carried the run, and exited
     (evidence,) = _evidence_dirs(server)
     assert verify(evidence, "--fingerprint", json.loads(done.stdout)["fingerprint"]).returncode == 0

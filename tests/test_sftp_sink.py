@@ -100,7 +100,7 @@ def test_nothing_written_on_the_client(server: SftpServer, tmp_path: Path) -> No
 def test_import_runs_no_host_program() -> None:
     """asyncssh's ctypes.util.find_library (ldconfig, gcc) is disarmed at import."""
     trace_argv = ["strace", "-f", "-qq", "-e", "trace=execve", "-o", "/dev/stdout"]
-    code = "import agent.sinks.sftp"
+    code = "import sys, agent.sinks._ssh as s; s.load(); assert 'asyncssh' in sys.modules"
     done = subprocess.run(
         [*trace_argv, sys.executable, "-B", "-c", code], capture_output=True, cwd=ROOT, timeout=60
     )

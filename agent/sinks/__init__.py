@@ -47,7 +47,7 @@ def open_destination(
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
-    from .connect import TIMEOUT, connect  # asyncssh only for a remote run
+    from .connect import TIMEOUT, connect  # only a remote run loads it
 
     return connect(
         output,

@@ -15,26 +15,29 @@ from typing import Any
 
 from manifests.errors import EvidenceLostError
 
-from ._ssh import asyncssh
+from ._ssh import theirs
+from .sftpcodec import FX_NO_SUCH_FILE, FX_PERMISSION_DENIED
 from .target import TIMEOUT
 
-__all__ = ["TIMEOUT", "SinkLostError", "_Loop", "os_error"]
+__all__ = ["TIMEOUT", "SinkLostError", "_Loop", "link_errors", "os_error"]
 
-_ERRNO = {
-    asyncssh.FX_NO_SUCH_FILE: errno.ENOENT,
-    asyncssh.FX_PERMISSION_DENIED: errno.EACCES,
-}
+_ERRNO = {FX_NO_SUCH_FILE: errno.ENOENT, FX_PERMISSION_DENIED: errno.EACCES}
 _LINK_ERRORS = (
-    asyncssh.ConnectionLost,
-    asyncssh.DisconnectError,
-    asyncssh.SFTPConnectionLost,
-    asyncssh.SFTPNoConnection,
-    ConnectionError,
+    ConnectionError,  # the wire client's SftpLinkLost among them
     asyncio.TimeoutError,
     concurrent.futures.TimeoutError,
     BrokenPipeError,
     EOFError,
 )
+
+
+def link_errors() -> tuple[type[BaseException], ...]:
+    """What a broken link raises, from either transport (an ``except`` clause's
+    classes: asyncssh's only once it is loaded, before which none can be raised)."""
+    return (
+        *_LINK_ERRORS,
+        *theirs("ConnectionLost", "DisconnectError", "SFTPConnectionLost", "SFTPNoConnection"),
+    )
 
 
 class SinkLostError(EvidenceLostError):
@@ -86,7 +89,8 @@ class _Loop:
             self.loop.close()
 
 
-def os_error(e: Exception, where: str) -> OSError:
+def os_error(e: BaseException, where: str) -> OSError:
     """An SFTP status as the ``OSError`` the writer and the copy engine understand."""
-    code = _ERRNO.get(getattr(e, "code", None), errno.EIO)
+    status = getattr(e, "code", None)
+    code = _ERRNO.get(status, errno.EIO) if isinstance(status, int) else errno.EIO
     return OSError(code, f"{getattr(e, 'reason', e) or os.strerror(code)} (on the server)", where)

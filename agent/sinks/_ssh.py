@@ -8,11 +8,16 @@ None, so those optional algorithms are simply not offered (the kit needs neither
 nothing is executed. The import's own warnings are silenced too: cryptography >= 51 warns
 that DSA is deprecated as asyncssh's DSA module loads, a warning about a library's
 internals that would otherwise land on the responder's terminal (the sink never offers
-DSA). Every other module imports asyncssh from here."""
+DSA). Every other module gets asyncssh from ``load()``, and only the asyncssh transport
+(and the frozen kit's pin probe) loads it: the OpenSSH transport, the default, runs
+without it, some 50 ms less on the way to the first byte (bench/RESULTS.md).
+``theirs`` names asyncssh's error classes for the checks that accept either
+transport's, without loading it: none of its errors can exist before it is loaded."""
 
 from __future__ import annotations
 
 import ctypes.util
+import sys
 import threading
 import warnings
 from typing import Any
@@ -26,8 +31,11 @@ def _no_library(name: str) -> None:
     return None
 
 
-def _import() -> Any:
+def load() -> Any:
+    """asyncssh, imported the first time it is asked for."""
     with _lock:
+        if "asyncssh" in sys.modules:
+            return sys.modules["asyncssh"]
         saved = ctypes.util.find_library
         ctypes.util.find_library = _no_library  # type: ignore[assignment]
         try:
@@ -39,4 +47,7 @@ def _import() -> Any:
     return asyncssh
 
 
-asyncssh = _import()
+def theirs(*names: str) -> tuple[type[BaseException], ...]:
+    """asyncssh's exception classes of these names if it is loaded, else none."""
+    module = sys.modules.get("asyncssh")
+    return tuple(getattr(module, name) for name in names) if module is not None else ()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +17,13 @@ from typing import Any
 from manifests.errors import EvidenceLostError
 from manifests.signing import Signer
 
-from ..keys import passphrase_for
 from . import Destination
-from ._ssh import asyncssh
+from ._ssh import theirs
 from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
-from .sshproc import Early
+from .sftpcodec import no_such_file, status_errors
+from .sshproc import KEY_READ_MAX, Early, plain_openssh_key
 from .target import (
     CONNECT_TIMEOUT,
     SftpTarget,
@@ -33,85 +32,32 @@ from .target import (
     pinned_key_order,
 )
 
-PASSPHRASE_ENV = "PRESERVE_SINK_KEY_PASSPHRASE"
 STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
-# AES-GCM first: in asyncssh it is one AESGCM call a packet (1.1-1.4 GB/s here) where
-# chacha20-poly1305 is two (about 300 MB/s), which made the stream CPU-bound.
-CIPHERS = [
-    "aes256-gcm@openssh.com",
-    "aes128-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes256-ctr",
-    "aes128-ctr",
-]
 
 
-class _Pinned(asyncssh.SSHClient):  # type: ignore[misc]
-    """Accepts the server only if its host key is one of the pinned fingerprints."""
-
-    def __init__(self, pins: set[str]) -> None:
-        self.pins = pins
-        self.seen: str | None = None
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
-        self.seen = key.get_fingerprint("sha256")
-        return self.seen.rstrip("=") in self.pins
+def _failures() -> tuple[type[BaseException], ...]:
+    """What connecting raises when it fails, from either transport (asyncssh's once it
+    is loaded: the frozen kit's probe loads it during the attempt)."""
+    return (OSError, TimeoutError, *theirs("Error"))
 
 
-def _client_key(path: Path | None) -> Any:
+def _client_key(path: Path | None, transport: str) -> Any:
+    """For OpenSSH, a key it can take as it is stays bytes (no asyncssh loaded); any
+    other is read, and decrypted, by asyncssh."""
     if path is None:
         raise SinkRefusedError(
             "an sftp:// output needs --sink-key KEY (the upload account's private key)"
         )
     try:
-        return asyncssh.read_private_key(str(path))
-    except asyncssh.KeyImportError as e:
-        if "assphrase" not in str(e):
-            raise SinkRefusedError(f"--sink-key {path}: {e}") from e
+        with open(path, "rb") as f:
+            data = f.read(KEY_READ_MAX)
     except OSError as e:
         raise SinkRefusedError(f"--sink-key {path}: {e.strerror}") from e
-    passphrase = passphrase_for(str(path), env=PASSPHRASE_ENV)
-    if passphrase is None:
-        raise SinkRefusedError(
-            f"--sink-key {path} is passphrase-protected: set {PASSPHRASE_ENV} or run on a "
-            "terminal so the passphrase can be asked for"
-        )
-    try:
-        return asyncssh.read_private_key(str(path), passphrase)
-    except asyncssh.KeyImportError as e:
-        raise SinkRefusedError(f"--sink-key {path}: {e}") from e
+    if transport == "openssh" and plain_openssh_key(data):
+        return data
+    from .asyncssh_client import read_key
 
-
-async def _open_asyncssh(
-    target: SftpTarget, pins: set[str], key: Any, timeout: float, connect_timeout: float
-) -> tuple[Any, Any, str | None]:
-    client = _Pinned(pins)
-    conn, _ = await asyncssh.create_connection(
-        lambda: client,
-        target.host,
-        target.port,
-        username=target.user,
-        client_keys=[key],
-        known_hosts=([], [], []),  # nothing trusted but the pins (checked by _Pinned)
-        config=None,  # no ~/.ssh/config, no agent, no PKCS#11, no GSS: only what was given
-        agent_path=None,
-        pkcs11_provider=None,
-        gss_host=None,
-        preferred_auth="publickey",
-        encryption_algs=CIPHERS,
-        # A silent link counts as lost after about ``timeout`` seconds: until then TCP
-        # resends and the writes wait, holding at most IN_FLIGHT chunks per file.
-        keepalive_interval=max(timeout / 4, 0.5),
-        keepalive_count_max=4,
-        connect_timeout=connect_timeout,
-    )
-    # Closing resets the connection and drops what the kernel still queues for it: every
-    # request the run needs was answered by then, and after a loss nothing sent before
-    # it may reach the server once the link is back (see reseal).
-    with contextlib.suppress(OSError, AttributeError):
-        sock = conn.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return conn, await conn.start_sftp_client(), client.seen
+    return read_key(path)
 
 
 class _OpenSsh:
@@ -143,7 +89,7 @@ class _OpenSsh:
         else:
             if early is not None:
                 early.conn.abort()
-            key_bytes = key.export_private_key("openssh")
+            key_bytes = key if isinstance(key, bytes) else key.export_private_key("openssh")
             conn = spawn(
                 self.program,
                 target,
@@ -184,9 +130,9 @@ async def _can_rename(sftp: Any, path: str) -> bool:
     probe = f"{path.rstrip('/')}/.preserve-rename-probe"
     try:
         await sftp.posix_rename(probe, probe + "2")
-    except asyncssh.SFTPNoSuchFile:
+    except no_such_file():
         return True
-    except asyncssh.SFTPError:
+    except status_errors():
         return False
     return True
 
@@ -211,9 +157,11 @@ def connect(
             "SHA256:... (as 'ssh-keygen -lf' prints it on the server) or a known_hosts file"
         )
     pins = pinned_fingerprints(host_key)
-    key = _client_key(client_key)
+    key = _client_key(client_key, transport)
     opener = _OpenSsh(early, pinned_key_order(host_key)) if transport == "openssh" else None
-    _open = opener or _open_asyncssh
+    if opener is None:
+        from .asyncssh_client import open_asyncssh
+    _open = opener or open_asyncssh
     loop = _Loop()
     try:
         try:
@@ -222,15 +170,15 @@ def connect(
                 with contextlib.suppress(Exception):
                     meanwhile()
             conn, sftp, seen = attempt.result(CONNECT_TIMEOUT + 5)
-        except asyncssh.HostKeyNotVerifiable as e:
+        except theirs("HostKeyNotVerifiable") as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "
                 "evidence there",
                 hint="check the fingerprint on the server with 'ssh-keygen -lf' and pin it",
             ) from e
-        except asyncssh.PermissionDenied as e:
+        except theirs("PermissionDenied") as e:
             raise SinkRefusedError(f"{target}: the server refused the key {client_key}") from e
-        except (OSError, asyncssh.Error, TimeoutError) as e:
+        except _failures() as e:
             if "Host key verification failed" in str(e):  # ssh's own words
                 raise SinkRefusedError(
                     f"{target}: the server's host key is not the pinned one; refusing to send "
@@ -288,7 +236,7 @@ def connect(
                         continue
                     attempt.cancel()
                     raise
-        except asyncssh.HostKeyNotVerifiable as e:
+        except theirs("HostKeyNotVerifiable") as e:
             again.stop()
             raise SinkRefusedError("its host key is not the pinned one") from e
         except BaseException:

@@ -29,8 +29,9 @@ import os
 import socket
 from typing import Any
 
-from ._ssh import asyncssh
+from ._ssh import load
 from .pipe import PipeWriter
+from .sftpcodec import SftpError
 from .sshproc import (
     ALIAS,
     SEEN,
@@ -59,18 +60,20 @@ __all__ = [
 ]
 
 
-class _Seen(asyncssh.SSHClient):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.key: Any = None
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
-        self.key = key
-        return False  # the key is all the probe wants: no login
-
-
 async def probe(target: SftpTarget, pins: set[str], timeout: float) -> tuple[Any, str]:
-    """The server's host key (checked against the pins) and its address."""
-    seen = _Seen()
+    """The server's host key (checked against the pins) and its address: the frozen
+    kit's way (no interpreter for ssh's KnownHostsCommand), with asyncssh."""
+    asyncssh = load()
+
+    class Seen(asyncssh.SSHClient):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.key: Any = None
+
+        def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+            self.key = key
+            return False  # the key is all the probe wants: no login
+
+    seen = Seen()
     try:
         conn, _ = await asyncssh.create_connection(
             lambda: seen, target.host, target.port, username=target.user,
@@ -124,7 +127,7 @@ async def start(conn: SshConnection) -> WireClient:
     conn.client = client
     try:
         await client.start()
-    except (asyncio.IncompleteReadError, ConnectionError, asyncssh.SFTPError) as e:
+    except (asyncio.IncompleteReadError, ConnectionError, SftpError) as e:
         await asyncio.sleep(0.1)  # ssh's last words
         raise ConnectionError(conn.why()) from e
     finally:

@@ -22,8 +22,8 @@ from manifests.continuation import CONTINUATION, continuation_lines
 from manifests.journal_reader import ChainState, read_chain
 from manifests.signing import Signer
 
-from ._loop import _LINK_ERRORS, SinkLostError
-from ._ssh import asyncssh
+from ._loop import SinkLostError, link_errors
+from ._ssh import theirs
 from .sftp import SftpSink
 from .target import SinkRefusedError
 
@@ -32,6 +32,11 @@ RETRY_EVERY = 1.0  # seconds between connection attempts in the window
 
 class _Refused(Exception):
     """The server came back but what it holds cannot be sealed (said why)."""
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    """A reconnect that failed and may be tried again, from either transport."""
+    return (OSError, *theirs("Error"), *link_errors())
 
 
 def reseal(
@@ -66,7 +71,7 @@ def reseal(
         except SinkRefusedError as e:
             why = f"it came back but was refused ({e}): nothing more was sealed"
             break
-        except (OSError, asyncssh.Error, *_LINK_ERRORS):
+        except _retryable():
             pause = time.monotonic() + min(RETRY_EVERY, max(deadline - time.monotonic(), 0))
             while time.monotonic() < pause and stopped() is None:
                 time.sleep(0.1)

@@ -23,13 +23,15 @@ import json
 import os
 import threading
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 from manifests.fstype import FileSystem
 
-from ._loop import _LINK_ERRORS, TIMEOUT, SinkLostError, _Loop, os_error
-from ._ssh import asyncssh
+from ._loop import TIMEOUT, SinkLostError, _Loop, link_errors, os_error
+from ._ssh import load
 from .chunkpool import ChunkPool
+from .sftpcodec import CREAT_FLAG, EXCL_FLAG, WRITE_FLAG, link_lost, status_errors
 from .sftpfile import IN_FLIGHT, Closing, SftpFile
 from .sshproc import SshConnection
 from .target import SftpTarget
@@ -39,7 +41,14 @@ __all__ = ["TIMEOUT", "SftpFile", "SftpSink", "SinkLostError", "_Loop"]
 READ_LIMIT = 1 << 30  # a stored file read back (the run log) is held in memory
 READ_CHUNK = 1 << 20
 SFTP_FS = FileSystem("sftp")
-_CREATE = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+_CREATE = WRITE_FLAG | CREAT_FLAG | EXCL_FLAG
+
+
+@dataclass(frozen=True)
+class _Mode:
+    """The attributes the wire client sends (asyncssh's ``SFTPAttrs`` for its own)."""
+
+    permissions: int
 
 
 class SftpSink:
@@ -73,7 +82,7 @@ class SftpSink:
             name = base if n == 1 else f"{base}-{n}"
             path = f"{self.target.path.rstrip('/')}/{name}"
             try:
-                self.call(self._sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=0o750)), path)
+                self.call(self._sftp.mkdir(path, self._attrs(0o750)), path)
             except OSError:
                 if self.call(self._sftp.exists(path), path):
                     continue
@@ -116,17 +125,22 @@ class SftpSink:
             raise self.lost
         try:
             failed = future.exception(self.timeout)
-        except _LINK_ERRORS as e:  # no answer in time
+        except link_errors() as e:  # no answer in time
             raise self._lose(e) from e
         if failed is None:
             return future.result()
-        if isinstance(failed, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
+        if isinstance(failed, link_lost()):
             raise self._lose(failed) from failed
-        if isinstance(failed, asyncssh.SFTPError):
+        if isinstance(failed, status_errors()):
             raise os_error(failed, where) from failed
-        if isinstance(failed, _LINK_ERRORS):
+        if isinstance(failed, link_errors()):
             raise self._lose(failed) from failed
         raise failed
+
+    def _attrs(self, permissions: int) -> Any:
+        if isinstance(self._conn, SshConnection):
+            return _Mode(permissions)
+        return load().SFTPAttrs(permissions=permissions)
 
     def call(self, coro: Awaitable[Any], where: str) -> Any:
         return self.result(self.loop.submit(coro), where)
@@ -189,7 +203,7 @@ class SftpSink:
             if prefix in self._made:
                 continue
             try:
-                self.call(self._sftp.mkdir(prefix, asyncssh.SFTPAttrs(permissions=0o750)), prefix)
+                self.call(self._sftp.mkdir(prefix, self._attrs(0o750)), prefix)
             except OSError:
                 if not self.call(self._sftp.isdir(prefix), prefix):
                     raise
@@ -208,7 +222,7 @@ class SftpSink:
             # In place, the journal's 'begin' naming this file must be on the server
             # before any byte of the file: a killed run then leaves no unnamed file.
             self._journal._drain()
-        attrs = asyncssh.SFTPAttrs(permissions=0o444)
+        attrs = self._attrs(0o444)
         handle = self.call(self._sftp.open(path, _CREATE, attrs, encoding=None), rel)
         file = SftpFile(self, rel, handle, append)
         with self._lock:

@@ -8,9 +8,8 @@ server's short or lying packet is a ``ProtocolError`` (a lost connection), never
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
-from ._ssh import asyncssh
+from ._ssh import theirs
 
 VERSION = 3
 MAX_PACKET = 256 * 1024 + 1024  # OpenSSH's sftp-server caps its messages at 256 KiB
@@ -20,29 +19,54 @@ INIT, VERSION_REPLY, OPEN, CLOSE, READ, WRITE = 1, 2, 3, 4, 5, 6
 FSETSTAT, OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, STAT = 10, 11, 12, 13, 14, 15, 17
 EXTENDED = 200
 STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED_REPLY = 101, 102, 103, 104, 105, 201
-FX_OK, FX_EOF = 0, 1
-READ_FLAG, WRITE_FLAG = 0x01, 0x02
+FX_OK, FX_EOF, FX_NO_SUCH_FILE, FX_PERMISSION_DENIED = 0, 1, 2, 3
+READ_FLAG, WRITE_FLAG, CREAT_FLAG, EXCL_FLAG = 0x01, 0x02, 0x08, 0x20
 A_SIZE, A_UIDGID, A_PERMISSIONS, A_ACMODTIME, A_EXTENDED = 1, 2, 4, 8, 0x80000000
-_ERRORS: dict[int, Callable[[str], Exception]] = {
-    FX_EOF: asyncssh.SFTPEOFError,
-    2: asyncssh.SFTPNoSuchFile,
-    3: asyncssh.SFTPPermissionDenied,
-    4: asyncssh.SFTPFailure,
-    5: asyncssh.SFTPBadMessage,
-    8: asyncssh.SFTPOpUnsupported,
-}
 
 
-class ProtocolError(asyncssh.SFTPConnectionLost):  # type: ignore[misc]
+class SftpError(Exception):
+    """A status other than OK from the server: its code and its words (``code`` and
+    ``reason``, as asyncssh's ``SFTPError`` has them, so one check reads either)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class SftpNoSuchFile(SftpError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(FX_NO_SUCH_FILE, reason)
+
+
+class SftpLinkLost(ConnectionError):
+    """The SFTP session is over (ssh exited, or the server broke the protocol)."""
+
+
+class ProtocolError(SftpLinkLost):
     """The server said something SFTP v3 does not allow: the session is over."""
 
     def __init__(self, why: str) -> None:
         super().__init__(f"SFTP protocol error from the server: {why}")
 
 
-def status_error(code: int, message: str) -> Exception:
-    make = _ERRORS.get(code)
-    return make(message) if make else asyncssh.SFTPError(code, message)
+def status_error(code: int, message: str) -> SftpError:
+    return SftpNoSuchFile(message) if code == FX_NO_SUCH_FILE else SftpError(code, message)
+
+
+def no_such_file() -> tuple[type[BaseException], ...]:
+    """'No such file' from either transport (an ``except`` clause's classes)."""
+    return (SftpNoSuchFile, *theirs("SFTPNoSuchFile"))
+
+
+def status_errors() -> tuple[type[BaseException], ...]:
+    """Any status other than OK, from either transport."""
+    return (SftpError, *theirs("SFTPError"))
+
+
+def link_lost() -> tuple[type[BaseException], ...]:
+    """The session over, from either transport (asyncssh's also say it in an
+    ``SFTPError`` subclass: check this first)."""
+    return (SftpLinkLost, *theirs("SFTPConnectionLost", "SFTPNoConnection"))
 
 
 class Reader:

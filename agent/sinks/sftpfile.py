@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._loop import _LINK_ERRORS
+from ._loop import link_errors
 
 if TYPE_CHECKING:
     from .sftp import SftpSink
@@ -64,7 +64,7 @@ class SftpFile:
             else:
                 try:
                     done = send(blob, self._offset)  # from this thread: no loop, no task
-                except _LINK_ERRORS as e:
+                except link_errors() as e:
                     raise self._sink._lose(e) from e
             self._offset += len(blob)
             self._end = max(self._end, self._offset)

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Awaitable, Generator
 from typing import Any
 
-from ._ssh import asyncssh
 from .pipe import PipeWriter
 from .sftpcodec import (
     ATTRS,
@@ -49,6 +48,8 @@ from .sftpcodec import (
     WRITE,
     ProtocolError,
     Reader,
+    SftpLinkLost,
+    SftpNoSuchFile,
     attrs,
     status_error,
     string,
@@ -199,8 +200,8 @@ class WireClient:
         if self.lost is None:
             self.lost = (
                 e
-                if isinstance(e, asyncssh.SFTPConnectionLost)
-                else asyncssh.SFTPConnectionLost(f"the ssh session ended ({type(e).__name__})")
+                if isinstance(e, SftpLinkLost)
+                else SftpLinkLost(f"the ssh session ended ({type(e).__name__})")
             )
         with self._ids:
             waiting, self._waiting = self._waiting, {}
@@ -308,14 +309,14 @@ class WireClient:
     async def exists(self, path: str) -> bool:
         try:
             await self.stat(path)
-        except asyncssh.SFTPNoSuchFile:
+        except SftpNoSuchFile:
             return False
         return True
 
     async def isdir(self, path: str) -> bool:
         try:
             mode = (await self.stat(path)).get("permissions", 0)
-        except asyncssh.SFTPNoSuchFile:
+        except SftpNoSuchFile:
             return False
         return mode & 0o170000 == 0o040000
 

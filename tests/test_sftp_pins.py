@@ -37,3 +37,22 @@ def test_words_that_are_not_a_key_of_their_type_give_none(tmp_path: Path) -> Non
     junk.write_text("ssh-ed25519 AAAAC3Nz\n")
     with pytest.raises(UsageError, match="no host key or fingerprint"):
         pinned_fingerprints(str(junk))
+
+
+def test_comments_revoked_keys_and_cas_are_not_pinned(tmp_path: Path) -> None:
+    """Only the lines ssh would trust as the server's key: not a ``#`` comment, not a
+    ``@revoked`` key, not a ``@cert-authority`` (a CA signs keys, it is not one)."""
+    lines, keys = [], {}
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        key = tmp_path / kind
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key], check=True)
+        keys[kind] = Path(f"{key}.pub").read_text().split()[:2]
+    lines = [
+        f"|1|c2FsdA==|aGFzaA== {' '.join(keys['ed25519'])}",
+        f"@revoked * {' '.join(keys['ecdsa'])}",
+        f"# {' '.join(keys['rsa'])}",
+        f"@cert-authority *.example {' '.join(keys['rsa'])}",
+    ]
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(lines) + "\n")
+    assert pinned_fingerprints(str(known)) == {key_fingerprint(*keys["ed25519"])}

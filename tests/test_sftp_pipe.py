@@ -84,3 +84,45 @@ def test_packets_from_several_threads_arrive_whole_and_in_order() -> None:
         seen[tag] += 1
         pos += 4 + size
     assert seen == {1: 50, 2: 50, 3: 50}
+
+
+def test_the_end_waits_for_a_blocked_writer_and_the_watchdog_still_ends_a_stall() -> None:
+    """``write_eof`` while a writer is blocked on a reader that takes nothing: the
+    watchdog is still on, ends the reader after the timeout, and both return."""
+    read_end, write_end = os.pipe()
+    writer = PipeWriter(write_end, timeout=1.0, on_stall=lambda: os.close(read_end))
+    failed: list[BaseException] = []
+
+    def fill() -> None:
+        try:
+            writer.write(b"x" * (4 << 20))
+        except ConnectionError as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=fill)
+    thread.start()
+    time.sleep(0.2)  # the writer is blocked in the kernel now
+    began = time.monotonic()
+    writer.write_eof()
+    assert time.monotonic() - began < 3.0
+    thread.join(5)
+    assert not thread.is_alive() and writer.stalled and len(failed) == 1
+
+
+def test_the_watchdog_ends_once_the_reader_is_gone() -> None:
+    """ssh exited (the read end closed) with no end written: the watchdog thread stops
+    by itself, so a reconnect's failed attempts leave none behind."""
+    read_end, write_end = os.pipe()
+
+    def watchdogs() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "preserve-sftp-pipe")
+
+    before = watchdogs()
+    writer = PipeWriter(write_end, timeout=1.0, on_stall=lambda: None)
+    assert watchdogs() == before + 1
+    os.close(read_end)
+    deadline = time.monotonic() + 3
+    while watchdogs() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watchdogs() == before and not writer.stalled
+    writer.write_eof()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,34 @@ def test_an_ssh_no_collection_took_is_killed_as_preserve_exits(
     ssh = os.path.realpath(shutil.which("ssh") or "")
     assert _killed(trace, ssh) == [True]
     assert not _ssh_processes(server) and _evidence_dirs(server) == []
+
+
+def test_an_early_ssh_is_ended_when_click_reads_a_local_output(tmp_path: Path) -> None:
+    """``-o=sftp://...``: the guess reads a URL, click the local path '=sftp:/...'. The
+    collection's dial ends the guessed ssh at once, not when preserve exits hours later
+    (its key in a memfd all that while)."""
+    from agent.sinks import dial, predial
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    predial.predial([f"-o={URL.replace('10.0.0.1', '127.0.0.1')}", "--sink-host-key", PIN,
+                     "--sink-key", str(key)])  # fmt: skip
+    started = predial._started
+    assert started is not None
+    ssh = started[1].conn
+    assert dial(Path("=sftp:/up@127.0.0.1:2222/evidence"), PIN, key, None, "openssh") is None
+    assert predial._started is None
+    ssh.proc.wait(10)
+    assert ssh.memfds == []
+
+
+def test_a_value_click_would_refuse_starts_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    """Left for click to refuse in its words: no traceback from the guess."""
+    from agent.sinks import predial
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    given = ["--sink-host-key", PIN, "--sink-key", str(key)]
+    for bad in (["-o", URL, "--sink-timeout", "1e999"], ["-o", "sftp://u@[::1/x"]):
+        predial.predial([*given, *bad])
+        assert predial._started is None

@@ -71,9 +71,11 @@ def dial(
 ) -> Any:
     """For a remote ``-o`` over OpenSSH, ssh started now (``sshproc.dial``), to be given to
     ``open_destination`` later, or aborted; None when there is nothing to start early."""
+    from .predial import abandon, take
+
     if not isinstance(output, SftpTarget) or transport != "openssh":
+        abandon()  # one started from a command line click read otherwise: not kept
         return None
-    from .predial import take
 
     early = take(output, host_key, client_key, timeout, transport)  # from the command line
     if early is not None:

@@ -18,11 +18,12 @@ from manifests.errors import EvidenceLostError
 from manifests.signing import Signer
 
 from . import Destination
+from ._loop import link_errors
 from ._ssh import theirs
 from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
-from .sftpcodec import no_such_file, status_errors
+from .sftpcodec import link_lost, no_such_file, status_errors
 from .sshproc import KEY_READ_MAX, Early, plain_openssh_key
 from .target import (
     CONNECT_TIMEOUT,
@@ -132,6 +133,8 @@ async def _can_rename(sftp: Any, path: str) -> bool:
         await sftp.posix_rename(probe, probe + "2")
     except no_such_file():
         return True
+    except link_lost():
+        raise  # a lost link, from either transport: not an answer
     except status_errors():
         return False
     return True
@@ -195,7 +198,10 @@ def connect(
                 "vouch for bytes not yet on its disk",
                 hint="use an OpenSSH server, or accept it with --sink-no-fsync (recorded)",
             )
-        renames = loop.run(_can_rename(sftp, target.path))
+        try:
+            renames = loop.run(_can_rename(sftp, target.path))
+        except link_errors() as e:
+            raise SinkRefusedError(f"{target}: cannot connect (lost while checking it: {e})") from e
     except BaseException:
         if opener is not None:
             opener.kill()

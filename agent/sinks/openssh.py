@@ -108,6 +108,22 @@ async def start(conn: SshConnection) -> WireClient:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
     writer = PipeWriter(os.dup(proc.stdin.fileno()), conn.timeout, on_stall=conn.abort)
     proc.stdin.close()
+    try:
+        return await _session(conn, loop, reader, writer)
+    except BaseException:
+        writer.write_eof()  # a failed start leaves no watchdog, and no descriptor
+        raise
+
+
+async def _session(
+    conn: SshConnection,
+    loop: asyncio.AbstractEventLoop,
+    reader: asyncio.StreamReader,
+    writer: PipeWriter,
+) -> WireClient:
+    """INIT, VERSION, and the pin ssh's helper vouched for, read from ssh's stderr."""
+    proc = conn.proc
+    assert proc.stderr is not None
     errors = asyncio.StreamReader(limit=STDERR_KEEP, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), proc.stderr)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -81,19 +82,29 @@ class PipeWriter:
     def _watch(self, on_stall: Callable[[], None]) -> None:
         """Every quarter of the timeout (a second at most): a write blocked for longer
         than the timeout ends ssh."""
-        while not self._closed.wait(min(self.timeout / 4, 1.0)) and self.error is None:
+        while not self._closed.wait(min(self.timeout / 4, 1.0)) and not self._reader_gone():
             since = self._since
             if since is not None and time.monotonic() - since > self.timeout:
                 self.stalled = True
                 on_stall()
                 return
 
+    def _reader_gone(self) -> bool:
+        """ssh has exited (the pipe's read end is closed): nothing left to watch."""
+        if self.error is not None or self._fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(self._fd, 0)  # POLLERR comes unasked once no reader is left
+        return any(event & (select.POLLERR | select.POLLNVAL) for _, event in poller.poll(0))
+
     def can_write_eof(self) -> bool:
         return True
 
     def write_eof(self) -> None:
-        self._closed.set()
+        """The end of the requests. A writer blocked meanwhile holds the lock: the
+        watchdog stays on until this has it, so a stalled link still ends."""
         with self._lock:
+            self._closed.set()
             self._eof = True
             if self._fd >= 0:
                 with contextlib.suppress(OSError):

@@ -81,16 +81,14 @@ def predial(argv: list[str]) -> None:
     wanted = guess(argv)
     if wanted is None:
         return
-    from manifests.errors import UsageError
-
     from .sshproc import dial
     from .target import parse_target
 
     try:
         target = parse_target(wanted.output)
-    except UsageError:
-        return  # click says it, in its words
-    early = dial(target, wanted.host_key, wanted.client_key, wanted.timeout)
+        early = dial(target, wanted.host_key, wanted.client_key, wanted.timeout)
+    except Exception:  # a bad value: click says it later, in its own words
+        return
     if early is not None:
         _started = (wanted, early)
 

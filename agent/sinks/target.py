@@ -77,8 +77,10 @@ def pinned_fingerprints(text: str) -> set[str]:
         ) from e
     found: set[str] = set()
     for line in lines:
-        found.update(m.group(0).rstrip("=") for m in _FINGERPRINT.finditer(line))
         words = line.split()
+        if not words or words[0].startswith("#") or words[0] in ("@revoked", "@cert-authority"):
+            continue  # a comment, a key revoked, a CA: none of them is the server's key
+        found.update(m.group(0).rstrip("=") for m in _FINGERPRINT.finditer(line))
         for i, word in enumerate(words[:-1]):
             if word.startswith(("ssh-", "ecdsa-", "sk-")):
                 fingerprint = key_fingerprint(word, words[i + 1])

@@ -16,7 +16,7 @@ from typing import Any
 from manifests.errors import EvidenceLostError
 
 from ._ssh import theirs
-from .sftpcodec import FX_NO_SUCH_FILE, FX_PERMISSION_DENIED
+from .sftpcodec import FX_NO_SUCH_FILE, FX_PERMISSION_DENIED, link_lost
 from .target import TIMEOUT
 
 __all__ = ["TIMEOUT", "SinkLostError", "_Loop", "link_errors", "os_error"]
@@ -34,10 +34,7 @@ _LINK_ERRORS = (
 def link_errors() -> tuple[type[BaseException], ...]:
     """What a broken link raises, from either transport (an ``except`` clause's
     classes: asyncssh's only once it is loaded, before which none can be raised)."""
-    return (
-        *_LINK_ERRORS,
-        *theirs("ConnectionLost", "DisconnectError", "SFTPConnectionLost", "SFTPNoConnection"),
-    )
+    return (*_LINK_ERRORS, *link_lost(), *theirs("ConnectionLost", "DisconnectError"))
 
 
 class SinkLostError(EvidenceLostError):

@@ -24,7 +24,7 @@ from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .sftpcodec import link_lost, no_such_file, status_errors
-from .sshproc import KEY_READ_MAX, Early, plain_openssh_key
+from .sshproc import Early, read_plain_key
 from .target import (
     CONNECT_TIMEOUT,
     SftpTarget,
@@ -42,6 +42,12 @@ def _failures() -> tuple[type[BaseException], ...]:
     return (OSError, TimeoutError, *theirs("Error"))
 
 
+def _asyncssh_opener() -> Callable[..., Any]:
+    from .asyncssh_client import open_asyncssh  # loads asyncssh: only for that transport
+
+    return open_asyncssh
+
+
 def _client_key(path: Path | None, transport: str) -> Any:
     """For OpenSSH, a key it can take as it is stays bytes (no asyncssh loaded); any
     other is read, and decrypted, by asyncssh."""
@@ -50,12 +56,11 @@ def _client_key(path: Path | None, transport: str) -> Any:
             "an sftp:// output needs --sink-key KEY (the upload account's private key)"
         )
     try:
-        with open(path, "rb") as f:
-            data = f.read(KEY_READ_MAX)
+        plain = read_plain_key(path)
     except OSError as e:
         raise SinkRefusedError(f"--sink-key {path}: {e.strerror}") from e
-    if transport == "openssh" and plain_openssh_key(data):
-        return data
+    if transport == "openssh" and plain is not None:
+        return plain
     from .asyncssh_client import read_key
 
     return read_key(path)
@@ -162,9 +167,7 @@ def connect(
     pins = pinned_fingerprints(host_key)
     key = _client_key(client_key, transport)
     opener = _OpenSsh(early, pinned_key_order(host_key)) if transport == "openssh" else None
-    if opener is None:
-        from .asyncssh_client import open_asyncssh
-    _open = opener or open_asyncssh
+    _open = opener or _asyncssh_opener()
     loop = _Loop()
     try:
         try:

@@ -206,9 +206,8 @@ class SshConnection:
             self.client.exit()
 
     async def wait_closed(self) -> None:
-        """Until ssh has exited: its pidfd turns readable then (no polling: a 20 ms
-        sleep was up to 20 ms of every run's end)."""
-        import asyncio  # here: this module is imported before asyncio is needed (predial)
+        """Until ssh has exited, on its pidfd (20 ms sleeps were up to 20 ms a run)."""
+        import asyncio  # not at the top: predial imports this module before asyncio
 
         if self.proc.poll() is not None:
             return
@@ -350,6 +349,13 @@ def plain_openssh_key(data: bytes) -> bool:
     return raw[len(_KEY_MAGIC) + 4 : len(_KEY_MAGIC) + 4 + size] == b"none"
 
 
+def read_plain_key(path: Path) -> bytes | None:
+    """The key file's bytes if ssh can take them as they are (no passphrase), else None."""
+    with open(path, "rb") as f:
+        data = f.read(KEY_READ_MAX)
+    return data if plain_openssh_key(data) else None
+
+
 @dataclass
 class Early:
     """An ssh started before the rest of preserve was loaded, for ``connect`` to take
@@ -373,20 +379,18 @@ def dial(
     target: SftpTarget, host_key: str | None, client_key: Path | None, timeout: float | None
 ) -> Early | None:
     """Start ssh at once, when nothing needs asyncssh: a pin, a helper to check it (not in
-    the frozen kit), and a client key without a passphrase in OpenSSH's format. Its key
-    exchange and login then run on the other core while preserve loads its collectors
-    and asyncssh; ``connect`` checks everything as before (the same refusals, from the
-    same place) and takes this ssh over. None when any of it is missing: ``connect``
-    does it all, as it always did."""
+    the frozen kit), and a client key without a passphrase in OpenSSH's format. Its
+    login then runs on the other core while preserve loads; ``connect`` checks it all
+    as before (the same refusals, from the same place) and takes this ssh over. None
+    when any of it is missing: ``connect`` does it all then."""
     helper = helper_argv()
     if not host_key or client_key is None or helper is None:
         return None
     try:
         pins = pinned_fingerprints(host_key)
         order = pinned_key_order(host_key)
-        with open(client_key, "rb") as f:
-            key = f.read(KEY_READ_MAX)
-        if not plain_openssh_key(key):
+        key = read_plain_key(client_key)
+        if key is None:
             return None
         program = ssh_program()
     except (OSError, UsageError):

@@ -77,6 +77,9 @@ def settle() -> None:
     time.sleep(2)
 
 
+proc_err = [""]  # the last command's stderr, for a failure's message
+
+
 def cpu_of(argv: list[str | os.PathLike[str]], shell: bool = False) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the process tree, exit status)."""
     started = time.perf_counter()
@@ -87,6 +90,8 @@ def cpu_of(argv: list[str | os.PathLike[str]], shell: bool = False) -> tuple[flo
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    assert proc.stderr is not None
+    proc_err[0] = proc.stderr.read().decode(errors="replace")[-2000:]
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
@@ -101,18 +106,20 @@ def main() -> None:
     parser.add_argument(
         "--server-tmpfs",
         action="store_true",
-        help="the server stores in /dev/shm: the transfer's cost without this VM's disk, whose "
+        help="the server stores on a tmpfs: the transfer's cost without this VM's disk, whose "
         "writeback rate (100 MB/s to 1 GB/s from one hour to the next) otherwise decides "
         "every fsync and sync",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sftp-", dir="/var/tmp"))
-    server_dir = (
-        Path(tempfile.mkdtemp(prefix="bench-sftp-srv-", dir="/dev/shm"))
-        if (args.server_tmpfs)
-        else work
-    )
-    server = SftpServer(server_dir / "srv")
+    # The server's chroot is made under /run, which need not be a tmpfs (here it is
+    # not): for --server-tmpfs, under a tmpfs mounted before sshd starts (sshd's mount
+    # namespace, made by 'ip netns exec', is a copy of this one at that moment).
+    tmpfs = Path("/run/preserve-bench-tmpfs")
+    if args.server_tmpfs:
+        tmpfs.mkdir(mode=0o755)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", tmpfs], check=True)
+    server = SftpServer(work / "srv", tmpfs if args.server_tmpfs else Path("/run"))
     shell = None
     try:
         src = make_tree(work, args.mib)
@@ -158,7 +165,7 @@ def main() -> None:
             # last (in the load the others left).
             for name, argv in runs[round_ % len(runs) :] + runs[: round_ % len(runs)]:
                 wall, used, status = cpu_of(argv)
-                assert status in (0,), (name, status)
+                assert status in (0,), (name, status, proc_err[0])
                 times[name].append(wall)
                 cpu[name].append(used)
                 target.unlink(missing_ok=True)
@@ -187,7 +194,9 @@ def main() -> None:
             shell.wait(10)
         server.close()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(server_dir, ignore_errors=True)
+        if args.server_tmpfs:
+            subprocess.run(["umount", "-l", tmpfs], check=False)
+            tmpfs.rmdir()
 
 
 if __name__ == "__main__":

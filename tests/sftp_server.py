@@ -40,8 +40,9 @@ def available() -> str | None:
 
 
 class SftpServer:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, root_under: Path = Path("/run")) -> None:
         self.tmp = tmp
+        self._root_under = root_under  # a root-owned directory not writable by others
         self.root: Path | None = None
         n = secrets.randbelow(200) + 20
         tag = secrets.token_hex(3)
@@ -85,7 +86,7 @@ class SftpServer:
         # The chroot: every component root-owned and not group/world-writable, which
         # rules out /tmp; /run is a tmpfs, and the directory is removed at close. The
         # authorized_keys file is read as the account, so it lives there too.
-        self.root = Path("/run") / f"{self.ns['srv']}-root"
+        self.root = self._root_under / f"{self.ns['srv']}-root"
         self.root.mkdir(mode=0o755)
         self.authorized = self.root / "authorized_keys"
         self.authorized.write_text("\n".join(lines) + "\n")

@@ -106,7 +106,8 @@ def test_a_stopped_ssh_stops_the_run_after_the_timeout(server: SftpServer, tmp_p
     with nobody waiting for a reply: tests/test_sftp_pipe.py), and the run stops with
     the acknowledged head instead of hanging."""
     proc = _streaming(server, tmp_path, "--sink-timeout", "2", "--sink-reconnect", "0")
-    (ssh,) = sh("pgrep", "-P", str(proc.pid), "-x", "ssh").stdout.split()
+    # The oldest: the streaming session's (a second is the fsync session's, sidefsync).
+    (ssh,) = sh("pgrep", "-o", "-P", str(proc.pid), "-x", "ssh").stdout.split()
     os.kill(int(ssh), signal.SIGSTOP)
     started = time.monotonic()
     _, err = proc.communicate(timeout=60)

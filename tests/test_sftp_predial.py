@@ -87,12 +87,14 @@ def test_ssh_is_running_before_click_and_the_collection_are_imported_and_asyncss
     lines = trace.read_text().splitlines()
     ssh = os.path.realpath(shutil.which("ssh") or "")
     started = [i for i, line in enumerate(lines) if f'execve("{ssh}"' in line and "= 0" in line]
-    assert len(started) == 1, started
+    # The first carries the run; a second, once the first is checked, is the fsync
+    # session (agent/sinks/sidefsync.py), when the run lasts long enough to start it.
+    assert 1 <= len(started) <= 2, started
     for loaded in ("/click/", "/commands/__pycache__/collect.", "/collectors/files"):
         opened = [i for i, line in enumerate(lines) if "openat(" in line and loaded in line]
         assert opened and started[0] < min(opened), loaded
     assert not [line for line in lines if "openat(" in line and "/asyncssh/" in line]
-    assert _killed(trace, ssh) == [False]  # the one ssh carried the run, and exited
+    assert _killed(trace, ssh)[0] is False  # the first ssh carried the run, and exited
     (evidence,) = _evidence_dirs(server)
     assert verify(evidence, "--fingerprint", json.loads(done.stdout)["fingerprint"]).returncode == 0
 
@@ -111,8 +113,9 @@ def test_an_ssh_click_parsed_differently_is_killed_and_the_right_one_dialled(
     done = _run([*argv[:4], *STRACE, "-e", "trace=execve", "-o", trace, *argv[4:]])
     assert done.returncode == 0, done.stderr.decode()
     ssh = os.path.realpath(shutil.which("ssh") or "")
-    # Two ran: the guessed one (killed, or already refused by the server) and the right one.
-    assert len(_killed(trace, ssh)) == 2
+    # Two ran: the guessed one (killed, or already refused by the server) and the right
+    # one; and perhaps a third, the right one's fsync session (sidefsync).
+    assert len(_killed(trace, ssh)) in (2, 3)
     ran = [line for line in _execs(trace) if f'execve("{ssh}"' in line]
     (evidence,) = _evidence_dirs(server)
     start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])

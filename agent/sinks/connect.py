@@ -24,6 +24,7 @@ from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .sftpcodec import link_lost, no_such_file, status_errors
+from .sidefsync import SideFsync
 from .sshproc import Early, read_plain_key
 from .target import (
     CONNECT_TIMEOUT,
@@ -212,6 +213,8 @@ def connect(
         raise
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
     sink.timeout = timeout
+    if fsync_ok:  # the fsyncs off the streaming session's way (sidefsync)
+        sink.side = SideFsync(loop.submit(_open(target, pins, key, timeout, CONNECT_TIMEOUT)))
     record = {
         "url": str(target),
         "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
@@ -219,6 +222,7 @@ def connect(
         "transport": transport,
         **(opener.record if opener else {}),
         "fsync": fsync_ok,
+        "fsync_session": "separate" if sink.side is not None else "same",
         "in_place": not renames,
         "timeout_s": int(timeout),
         "reconnect_s": int(timeout if reconnect is None else reconnect),

@@ -15,6 +15,7 @@ names and announces each in the journal first (``begin``)."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import errno
@@ -33,6 +34,7 @@ from ._ssh import load
 from .chunkpool import ChunkPool
 from .sftpcodec import CREAT_FLAG, EXCL_FLAG, WRITE_FLAG, link_lost, status_errors
 from .sftpfile import IN_FLIGHT, Closing, SftpFile
+from .sidefsync import SideFsync, close_session
 from .sshproc import SshConnection
 from .target import SftpTarget
 
@@ -42,6 +44,11 @@ READ_LIMIT = 1 << 30  # a stored file read back (the run log) is held in memory
 READ_CHUNK = 1 << 20
 SFTP_FS = FileSystem("sftp")
 _CREATE = WRITE_FLAG | CREAT_FLAG | EXCL_FLAG
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class SftpSink:
         self._lock = threading.Lock()
         self.chunks = ChunkPool(keep=2 * IN_FLIGHT)
         self.closing = Closing(self)
+        self.side: SideFsync | None = None  # the session that fsyncs (connect starts it)
 
     # -- the directory ---------------------------------------------------------------
 
@@ -178,6 +186,8 @@ class SftpSink:
         reach the server later, when the link comes back, behind a continuation."""
         with contextlib.suppress(Exception):
             self._conn.abort()
+        if self.side is not None:
+            self.side.abort()
 
     @property
     def journal(self) -> SftpFile | None:
@@ -222,14 +232,24 @@ class SftpSink:
             # In place, the journal's 'begin' naming this file must be on the server
             # before any byte of the file: a killed run then leaves no unnamed file.
             self._journal._drain()
-        attrs = self._attrs(0o444)
-        handle = self.call(self._sftp.open(path, _CREATE, attrs, encoding=None), rel)
-        file = SftpFile(self, rel, handle, append)
+        opened = self._open_new(path, self._attrs(0o444), side=not append)
+        handle, side = self.call(opened, rel)
+        file = SftpFile(self, rel, handle, append, side)
         with self._lock:
             self._open.add(file)
         if rel == self.journal_name:
             self._journal = file
         return file
+
+    async def _open_new(self, path: str, attrs: Any, side: bool) -> tuple[Any, Any]:
+        """The OPEN; for an artifact (``side``), also its read-only handle in the fsync
+        session, opened in the background: ``(handle, that task or None)``."""
+        handle = await self._sftp.open(path, _CREATE, attrs, encoding=None)
+        if not side or self.side is None or not self.side.usable:
+            return handle, None
+        task = asyncio.ensure_future(self.side.open(path))
+        task.add_done_callback(_retrieved)  # a loss is raised where it is awaited
+        return handle, task
 
     def append_existing(self, rel: str) -> SftpFile:
         raise OSError(errno.EROFS, "custody is appended on the server itself, not over SFTP")
@@ -338,13 +358,13 @@ class SftpSink:
             raise self._lose(ConnectionError("closed by the server"))
 
     def close(self) -> None:
-        """Orderly when the link is up; after a loss, no waiting on a dead connection."""
+        """Orderly when the link is up (both sessions at once); after a loss, no waiting
+        on a dead connection."""
         wait = 1.0 if self.lost is not None else 10.0
         if self.loop.running:
+            sessions = [close_session(self._sftp, self._conn)]
+            if self.side is not None:
+                sessions.append(self.side.close())
             with contextlib.suppress(Exception):
-                self._sftp.exit()
-                self.loop.run(self._sftp.wait_closed(), wait)
-            with contextlib.suppress(Exception):
-                self._conn.close()
-                self.loop.run(self._conn.wait_closed(), wait)
+                self.loop.run(asyncio.gather(*sessions), wait)
         self.loop.stop()

@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._loop import link_errors
+from .sidefsync import close_durably
 
 if TYPE_CHECKING:
     from .sftp import SftpSink
@@ -29,8 +30,11 @@ class SftpFile:
     """A file being written on the server. Thread-safe: the journal's group commit
     fsyncs while another thread appends."""
 
-    def __init__(self, sink: SftpSink, rel: str, handle: Any, append: bool) -> None:
+    def __init__(
+        self, sink: SftpSink, rel: str, handle: Any, append: bool, side: Any = None
+    ) -> None:
         self._sink, self.rel, self._handle, self._append = sink, rel, handle, append
+        self._side = side  # the task opening it in the fsync session (sidefsync), or None
         self._offset = 0
         self._end = 0
         self._pending: deque[tuple[list[concurrent.futures.Future[Any]], bytes | memoryview]] = (
@@ -134,19 +138,9 @@ class SftpFile:
             self._sink.call(self._handle.close(), self.rel)
             return
         self._drain()
-        done = self._sink.loop.submit(_fsync_and_close(self._handle, self._sink.fsync_ok))
+        closed = close_durably(self._handle, self._side, self._sink.fsync_ok, self._sink.side)
+        done = self._sink.loop.submit(closed)
         self._sink.closing.add(self.rel, done)
-
-
-async def _fsync_and_close(handle: Any, fsync: bool) -> None:
-    if hasattr(handle, "fsync_and_close"):  # the wire client: both sent at once
-        await handle.fsync_and_close(fsync)
-        return
-    try:
-        if fsync:
-            await handle.fsync()
-    finally:
-        await handle.close()
 
 
 class Closing:

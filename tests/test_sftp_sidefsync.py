@@ -1,0 +1,228 @@
+# ruff: noqa: F811  (the server fixture is shared with test_sftp_sink)
+"""The fsyncs in a second session (agent/sinks/sidefsync.py): an artifact's fsync
+does not hold back the session streaming the next one, a seal still waits for it, and
+a second session that cannot connect, cannot read, or breaks is handled. Against two
+real OpenSSH ``sftp-server`` processes on one directory (SIGSTOP holds one back), and
+the real sshd of tests/sftp_server.py."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, verify
+from sftp_server import SftpServer
+from test_sftp_fsync import SFTP_SERVER, _Conn
+from test_sftp_sink import ENV, _argv, _evidence_dirs, _tree, server  # noqa: F401
+
+from agent.sinks._loop import _Loop
+from agent.sinks.pipe import PipeWriter
+from agent.sinks.sftp import SftpFile, SftpSink
+from agent.sinks.sidefsync import SideFsync
+from agent.sinks.target import SftpTarget
+from agent.sinks.wire import WireClient
+
+pytestmark = pytest.mark.skipif(not SFTP_SERVER.exists(), reason="needs OpenSSH's sftp-server")
+
+
+async def _session(proc: subprocess.Popen[bytes]) -> tuple[_Conn, WireClient, None]:
+    """An SFTP session with ``proc`` (an sftp-server) over its pipes, as an opener gives."""
+    assert proc.stdin is not None and proc.stdout is not None
+    reader = asyncio.StreamReader(limit=1 << 20)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    await asyncio.get_running_loop().connect_read_pipe(lambda: protocol, proc.stdout)
+    client = WireClient(reader, PipeWriter(os.dup(proc.stdin.fileno())))
+    await client.start()
+    return _Conn(proc), client, None
+
+
+def _server(root: Path, *denied: str) -> subprocess.Popen[bytes]:
+    argv = [str(SFTP_SERVER), "-d", str(root), *(["-P", ",".join(denied)] if denied else [])]
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+class _Pair:
+    """A sink on one sftp-server, its fsync session on another (or on nothing)."""
+
+    def __init__(self, root: Path, side: subprocess.Popen[bytes] | None) -> None:
+        self.main = _server(root)
+        self.side = side
+        self.loop = _Loop()
+        conn, client, _ = self.loop.run(_session(self.main))
+        target = SftpTarget("nobody", "localhost", 22, str(root))
+        self.sink = SftpSink(self.loop, conn, client, target, fsync_ok=True, renames=True)
+        self.sink.timeout = 20
+        if side is not None:
+            attempt = self.loop.submit(_session(side))
+        else:
+            attempt = concurrent.futures.Future()
+            attempt.set_exception(ConnectionRefusedError("no second session"))
+        self.sink.side = SideFsync(attempt)
+
+    def close(self) -> None:
+        for proc in (self.main, self.side):
+            if proc is not None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+        self.loop.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[_Pair]:
+    made = _Pair(tmp_path, _server(tmp_path))
+    yield made
+    made.close()
+
+
+def _write(sink: SftpSink, rel: str, data: bytes) -> SftpFile:
+    """``rel`` written and its writes acknowledged, not closed yet."""
+    file = sink.create(rel)
+    file.write(data)
+    file.finish(len(data))
+    file._drain()
+    return file
+
+
+def _in_background(work: Any) -> threading.Event:
+    done = threading.Event()
+    threading.Thread(target=lambda: (work(), done.set()), daemon=True).start()
+    return done
+
+
+def _wait_side_open(file: SftpFile) -> None:
+    """Until the file's handle in the second session is open (a round trip there)."""
+    for _ in range(500):
+        if file._side is not None and file._side.done():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the second session never opened the file")
+
+
+def _held_by(sink: SftpSink, server: subprocess.Popen[bytes], file: SftpFile) -> None:
+    """Closing ``file`` with ``server`` stopped: the flush before a seal waits (its
+    fsync is that server's to answer), and completes once it runs again."""
+    server.send_signal(signal.SIGSTOP)
+    try:
+        file.close()  # sends the fsync and CLOSE, waits for neither
+        flushed = _in_background(sink.sync)
+        assert not flushed.wait(0.5), "the flush before a seal did not wait for the fsync"
+    finally:
+        server.send_signal(signal.SIGCONT)
+    assert flushed.wait(10)
+
+
+def test_the_fsync_is_the_second_sessions_and_a_seal_waits_for_it(
+    pair: _Pair, tmp_path: Path
+) -> None:
+    assert pair.side is not None
+    first = _write(pair.sink, "a", b"a" * 300_000)
+    _wait_side_open(first)
+    pair.side.send_signal(signal.SIGSTOP)  # the fsync session answers nothing more
+    try:
+        first.close()
+        # The streaming session goes on: another file is created, written and
+        # acknowledged while a's fsync is held back in the other session.
+        second = _write(pair.sink, "b", b"b" * 300_000)
+        flushed = _in_background(pair.sink.sync)
+        assert not flushed.wait(0.5), "the flush before a seal did not wait for a's fsync"
+    finally:
+        pair.side.send_signal(signal.SIGCONT)
+    assert flushed.wait(10)
+    second.close()
+    pair.sink.sync()
+    assert [(tmp_path / n).read_bytes()[:1] for n in "ab"] == [b"a", b"b"]
+    assert pair.sink.closing.pending() == [] and pair.sink.closing.failed is None
+    assert pair.sink.side is not None and pair.sink.side.usable
+
+
+def test_a_file_closed_before_the_second_session_opened_it_is_fsynced_by_the_first(
+    pair: _Pair, tmp_path: Path
+) -> None:
+    assert pair.side is not None
+    pair.side.send_signal(signal.SIGSTOP)  # it opens nothing
+    try:
+        file = _write(pair.sink, "a", b"a" * 100_000)
+        _held_by(pair.sink, pair.main, file)  # the first session's fsync, not the second's
+    finally:
+        pair.side.send_signal(signal.SIGCONT)
+    assert (tmp_path / "a").read_bytes() == b"a" * 100_000
+
+
+def test_a_second_session_that_cannot_connect_leaves_the_fsync_to_the_first(
+    tmp_path: Path,
+) -> None:
+    made = _Pair(tmp_path, None)
+    try:
+        file = _write(made.sink, "a", b"a" * 100_000)
+        _wait_side_open(file)
+        _held_by(made.sink, made.main, file)
+        assert made.sink.side is not None and not made.sink.side.usable
+        assert (tmp_path / "a").read_bytes() == b"a" * 100_000
+    finally:
+        made.close()
+
+
+def test_a_second_session_that_may_not_read_leaves_the_fsync_to_the_first(
+    tmp_path: Path,
+) -> None:
+    made = _Pair(tmp_path, _server(tmp_path, "open"))
+    try:
+        file = _write(made.sink, "a", b"a" * 100_000)
+        _wait_side_open(file)
+        _held_by(made.sink, made.main, file)
+        assert made.sink.side is not None and not made.sink.side.usable
+        assert made.sink.closing.failed is None
+    finally:
+        made.close()
+
+
+def test_a_failed_fsync_in_the_second_session_fails_every_later_flush(tmp_path: Path) -> None:
+    made = _Pair(tmp_path, _server(tmp_path, "fsync"))  # it opens, and denies the fsync
+    try:
+        file = _write(made.sink, "a", b"a" * 100_000)
+        _wait_side_open(file)
+        file.close()
+        for _ in range(2):
+            with pytest.raises(OSError, match="fsync or close on the server failed"):
+                made.sink.sync()
+    finally:
+        made.close()
+
+
+def test_a_second_session_that_breaks_leaves_the_fsync_to_the_first(pair: _Pair) -> None:
+    assert pair.side is not None
+    file = _write(pair.sink, "a", b"a" * 100_000)
+    _wait_side_open(file)
+    pair.side.kill()  # with a's handle open there
+    pair.side.wait()
+    _held_by(pair.sink, pair.main, file)
+    assert pair.sink.side is not None and not pair.sink.side.usable
+    assert pair.sink.closing.failed is None and pair.sink.lost is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, sshd)")
+def test_a_run_fsyncs_in_a_second_session_of_its_own(server: SftpServer, tmp_path: Path) -> None:
+    """A run long enough for the second session to connect (160 MiB: half a second
+    here, where that session is up within a fifth of one) logs in twice."""
+    log = server.log.read_bytes()
+    tree = _tree(tmp_path, 40, 4 << 20)
+    argv = _argv(server, server.dropbox_key, "--only", "files", "--path", tree)
+    done = subprocess.run(argv, capture_output=True, cwd=ROOT, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    new = server.log.read_bytes()[len(log) :]
+    assert new.count(b"Accepted publickey") == 2, new.decode()
+    (evidence,) = _evidence_dirs(server)
+    start = json.loads((evidence / "custody.jsonl").read_bytes().splitlines()[0])
+    assert start["sink"]["fsync_session"] == "separate", start["sink"]
+    checked = verify(evidence, "--fingerprint", json.loads(done.stdout)["fingerprint"])
+    assert checked.returncode == 0, checked.stdout.decode()

@@ -19,7 +19,7 @@ from ._ssh import theirs
 from .sftpcodec import FX_NO_SUCH_FILE, FX_PERMISSION_DENIED, link_lost
 from .target import TIMEOUT
 
-__all__ = ["TIMEOUT", "SinkLostError", "_Loop", "link_errors", "os_error"]
+__all__ = ["TIMEOUT", "SinkLostError", "_Loop", "link_errors", "offers", "os_error"]
 
 _ERRNO = {FX_NO_SUCH_FILE: errno.ENOENT, FX_PERMISSION_DENIED: errno.EACCES}
 _LINK_ERRORS = (
@@ -91,3 +91,10 @@ def os_error(e: BaseException, where: str) -> OSError:
     status = getattr(e, "code", None)
     code = _ERRNO.get(status, errno.EIO) if isinstance(status, int) else errno.EIO
     return OSError(code, f"{getattr(e, 'reason', e) or os.strerror(code)} (on the server)", where)
+
+
+def offers(sftp: Any, what: str) -> bool:
+    """Whether the server offered ``fsync@openssh.com`` / ``posix-rename@openssh.com``
+    (``what``: ``fsync``, ``posix_rename``) to this session, for either transport."""
+    handler = getattr(sftp, "_handler", sftp)  # asyncssh keeps it in its handler
+    return bool(getattr(handler, f"_supports_{what}", getattr(handler, f"supports_{what}", False)))

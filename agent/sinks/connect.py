@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from manifests.errors import EvidenceLostError
 from manifests.signing import Signer
 
 from . import Destination
-from ._loop import link_errors
+from ._loop import link_errors, offers
 from ._ssh import theirs
 from .openssh import helper_argv, known_line, probe, spawn, ssh_program, start
 from .reseal import reseal
@@ -123,16 +124,10 @@ class _OpenSsh:
                 conn.abort()
 
 
-def _supports(sftp: Any, what: str) -> bool:
-    """Whether the server offered ``fsync@openssh.com`` / ``posix-rename@openssh.com``."""
-    handler = getattr(sftp, "_handler", sftp)  # asyncssh keeps it in its handler
-    return bool(getattr(handler, f"_supports_{what}", getattr(handler, f"supports_{what}", False)))
-
-
 async def _can_rename(sftp: Any, path: str) -> bool:
     """Renaming two names that do not exist tells, without creating anything, whether
     the account may rename: 'no such file' if it may, 'permission denied' if not."""
-    if not _supports(sftp, "posix_rename"):
+    if not offers(sftp, "posix_rename"):
         return False
     probe = f"{path.rstrip('/')}/.preserve-rename-probe"
     try:
@@ -194,7 +189,7 @@ def connect(
             if "Permission denied" in str(e):
                 raise SinkRefusedError(f"{target}: the server refused the key {client_key}") from e
             raise SinkRefusedError(f"{target}: cannot connect ({e})") from e
-        fsync_ok = _supports(sftp, "fsync")
+        fsync_ok = offers(sftp, "fsync")
         if not fsync_ok and not no_fsync:
             conn.close()
             raise SinkRefusedError(
@@ -214,7 +209,11 @@ def connect(
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
     sink.timeout = timeout
     if fsync_ok:  # the fsyncs off the streaming session's way (sidefsync)
-        sink.side = SideFsync(loop.submit(_open(target, pins, key, timeout, CONNECT_TIMEOUT)))
+        # The address the first session reached, which --isolate keeps open, not the
+        # name again: with round-robin DNS it could be another server.
+        same = dataclasses.replace(target, host=str(conn.get_extra_info("peername")[0]))
+        attempt = loop.submit(_open(same, pins, key, timeout, CONNECT_TIMEOUT))
+        sink.side = SideFsync(attempt, timeout / 2)
     record = {
         "url": str(target),
         "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
@@ -257,7 +256,7 @@ def connect(
                 opener.kill()
             again.stop()
             raise
-        return sink.on(again, conn, sftp, _supports(sftp, "fsync"))
+        return sink.on(again, conn, sftp, offers(sftp, "fsync"))
 
     def after_loss(
         lost: EvidenceLostError, signer: Signer, stop: Callable[[], str | None] = lambda: None

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,12 @@ READ_LIMIT = 1 << 30  # a stored file read back (the run log) is held in memory
 READ_CHUNK = 1 << 20
 SFTP_FS = FileSystem("sftp")
 _CREATE = WRITE_FLAG | CREAT_FLAG | EXCL_FLAG
+
+
+async def _all(closing: list[Coroutine[Any, Any, None]]) -> None:
+    """Gathered on the sink's loop (``gather`` binds to the loop of the thread it is
+    called in)."""
+    await asyncio.gather(*closing)
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
@@ -366,5 +372,5 @@ class SftpSink:
             if self.side is not None:
                 sessions.append(self.side.close())
             with contextlib.suppress(Exception):
-                self.loop.run(asyncio.gather(*sessions), wait)
+                self.loop.run(_all(sessions), wait)
         self.loop.stop()

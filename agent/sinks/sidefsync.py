@@ -24,28 +24,38 @@ import concurrent.futures
 import contextlib
 from typing import Any
 
-from .sftpcodec import link_lost, status_errors
+from ._loop import link_errors, offers
+from .sftpcodec import status_errors
 
 READ_ONLY = "rb"
 
 
 class SideFsync:
     """The fsync session, connecting in the background (``attempt``: the opener's
-    future of ``(connection, sftp client, host key)``)."""
+    future of ``(connection, sftp client, host key)``). ``timeout``: how long one of its
+    fsyncs may take before the session counts as hung and the first session fsyncs."""
 
-    def __init__(self, attempt: concurrent.futures.Future[Any]) -> None:
+    def __init__(self, attempt: concurrent.futures.Future[Any], timeout: float) -> None:
         self._attempt = attempt
+        self.timeout = timeout
         self._conn: Any = None
         self._sftp: Any = None
-        self.usable = True  # False once it failed to connect or to open a file
+        self.usable = True  # False once it failed to connect, to open, or to fsync
+
+    def _take(self) -> None:
+        """The connection, once the attempt has made it (whoever looks first)."""
+        attempt = self._attempt
+        made = attempt.done() and not attempt.cancelled() and attempt.exception() is None
+        if self._conn is None and made:
+            self._conn, self._sftp, _ = attempt.result()
 
     async def _client(self) -> Any:
-        if self._sftp is None:
-            try:
-                self._conn, self._sftp, _ = await asyncio.wrap_future(self._attempt)
-            except Exception:
-                self.usable = False
-                return None
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(self._attempt)
+        self._take()
+        if self._sftp is None or not offers(self._sftp, "fsync"):
+            self.give_up()
+            return None
         return self._sftp
 
     async def open(self, path: str) -> Any:
@@ -55,27 +65,42 @@ class SideFsync:
             return None
         try:
             return await sftp.open(path, READ_ONLY)
-        except link_lost():
-            self.usable = False
-            self.abort()
-        except status_errors():  # a write-only account
-            self.usable = False
+        except (*link_errors(), *status_errors()):  # broken, or a write-only account
+            self.give_up()
         return None
+
+    async def fsync(self, handle: Any) -> bool:
+        """``handle`` fsynced (and closed) here: False if this session could not, which
+        is then given up, and the caller fsyncs in the first session. A status is not
+        raised either: a server may refuse an fsync through a read-only handle (Windows'
+        needs write access); the first session's fsync then says whether the disk
+        failed."""
+        try:
+            await asyncio.wait_for(fsync_and_close(handle, True), self.timeout)
+        except (*link_errors(), *status_errors()):
+            self.give_up()
+            return False
+        return True
+
+    def give_up(self) -> None:
+        self.usable = False
+        self.abort()
 
     def abort(self) -> None:
         """Dropped at once, as the first session is after a loss."""
         self._attempt.cancel()
+        self._take()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.abort()
 
     async def close(self) -> None:
         """Orderly once connected; a connection still being made is given up."""
-        if not self._attempt.done():
+        self._take()
+        if self._sftp is None or not self.usable:
             self.abort()
             return
-        if self._sftp is not None:
-            await close_session(self._sftp, self._conn)
+        await close_session(self._sftp, self._conn)
 
 
 async def close_session(sftp: Any, conn: Any) -> None:
@@ -123,15 +148,8 @@ async def close_durably(
 ) -> None:
     """Close an artifact whose writes are acknowledged. Fsynced through its handle in
     the second session (``side``: the task opening it there) when that is open by now,
-    else, or if that session broke meanwhile, in its own session before the CLOSE."""
+    else, or if that session could not, in its own session before the CLOSE."""
     second = _opened(side) if fsync else None
-    if second is not None:
-        try:
-            await fsync_and_close(second, True)
-        except link_lost():
-            if fsyncs is not None:
-                fsyncs.usable = False
-                fsyncs.abort()
-        else:
-            fsync = False  # done: what is left is the CLOSE
+    if second is not None and fsyncs is not None and await fsyncs.fsync(second):
+        fsync = False  # done: what is left is the CLOSE
     await fsync_and_close(handle, fsync)

@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -29,8 +30,9 @@ from test_sftp_sink import ENV, _argv, _evidence_dirs, _tree, server  # noqa: F4
 from agent.sinks._loop import _Loop
 from agent.sinks.pipe import PipeWriter
 from agent.sinks.sftp import SftpFile, SftpSink
-from agent.sinks.sftpcodec import FX_PERMISSION_DENIED, status_error
+from agent.sinks.sftpcodec import FX_PERMISSION_DENIED, SftpLinkLost, status_error
 from agent.sinks.sidefsync import SideFsync
+from agent.sinks.sshpeer import connected_peer
 from agent.sinks.target import SftpTarget
 from agent.sinks.wire import WireClient
 
@@ -55,10 +57,14 @@ def _server(root: Path, *denied: str) -> subprocess.Popen[bytes]:
 
 
 class _Pair:
-    """A sink on one sftp-server, its fsync session on another (or on nothing)."""
+    """A sink on one sftp-server, its fsync session on another (or on nothing).
+    ``first_denies_fsync``: the first server refuses fsync, so that a file whose fsync
+    fell back to the first session fails the flush, visibly."""
 
-    def __init__(self, root: Path, side: subprocess.Popen[bytes] | None) -> None:
-        self.main = _server(root)
+    def __init__(
+        self, root: Path, side: subprocess.Popen[bytes] | None, first_denies_fsync: bool = False
+    ) -> None:
+        self.main = _server(root, *(["fsync"] if first_denies_fsync else []))
         self.side = side
         self.loop = _Loop()
         conn, client, _ = self.loop.run(_session(self.main))
@@ -72,6 +78,11 @@ class _Pair:
             attempt.set_exception(ConnectionRefusedError("no second session"))
         self.sink.side = SideFsync(attempt, 10.0)
 
+    @property
+    def side_fsync(self) -> SideFsync:
+        assert self.sink.side is not None
+        return self.sink.side
+
     def close(self) -> None:
         for proc in (self.main, self.side):
             if proc is not None:
@@ -82,7 +93,7 @@ class _Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[_Pair]:
-    made = _Pair(tmp_path, _server(tmp_path))
+    made = _Pair(tmp_path, _server(tmp_path), first_denies_fsync=True)
     yield made
     made.close()
 
@@ -111,17 +122,11 @@ def _wait_side_open(file: SftpFile) -> None:
     raise AssertionError("the second session never opened the file")
 
 
-def _held_by(sink: SftpSink, server: subprocess.Popen[bytes], file: SftpFile) -> None:
-    """Closing ``file`` with ``server`` stopped: the flush before a seal waits (its
-    fsync is that server's to answer), and completes once it runs again."""
-    server.send_signal(signal.SIGSTOP)
-    try:
-        file.close()  # sends the fsync and CLOSE, waits for neither
-        flushed = _in_background(sink.sync)
-        assert not flushed.wait(0.5), "the flush before a seal did not wait for the fsync"
-    finally:
-        server.send_signal(signal.SIGCONT)
-    assert flushed.wait(10)
+def _fsynced_by_the_first(sink: SftpSink, file: SftpFile) -> None:
+    """Closing ``file`` asked the first session (which refuses) for its fsync."""
+    file.close()
+    with pytest.raises(OSError, match="fsync or close on the server failed"):
+        sink.sync()
 
 
 def test_the_fsync_is_the_second_sessions_and_a_seal_waits_for_it(
@@ -140,65 +145,43 @@ def test_the_fsync_is_the_second_sessions_and_a_seal_waits_for_it(
         assert not flushed.wait(0.5), "the flush before a seal did not wait for a's fsync"
     finally:
         pair.side.send_signal(signal.SIGCONT)
-    assert flushed.wait(10)
+    assert flushed.wait(10)  # and not by the first session, which refuses fsync
+    _wait_side_open(second)
     second.close()
     pair.sink.sync()
     assert [(tmp_path / n).read_bytes()[:1] for n in "ab"] == [b"a", b"b"]
     assert pair.sink.closing.pending() == [] and pair.sink.closing.failed is None
-    assert pair.sink.side is not None and pair.sink.side.usable
+    assert pair.side_fsync.usable
 
 
 def test_a_file_closed_before_the_second_session_opened_it_is_fsynced_by_the_first(
-    pair: _Pair, tmp_path: Path
+    pair: _Pair,
 ) -> None:
     assert pair.side is not None
     pair.side.send_signal(signal.SIGSTOP)  # it opens nothing
     try:
-        file = _write(pair.sink, "a", b"a" * 100_000)
-        _held_by(pair.sink, pair.main, file)  # the first session's fsync, not the second's
+        _fsynced_by_the_first(pair.sink, _write(pair.sink, "a", b"a" * 100_000))
     finally:
         pair.side.send_signal(signal.SIGCONT)
-    assert (tmp_path / "a").read_bytes() == b"a" * 100_000
 
 
-def test_a_second_session_that_cannot_connect_leaves_the_fsync_to_the_first(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "side",
+    [
+        pytest.param(lambda root: None, id="cannot-connect"),
+        pytest.param(lambda root: _server(root, "open"), id="may-not-read"),
+        pytest.param(lambda root: _server(root, "fsync"), id="offers-no-fsync"),
+    ],
+)
+def test_a_second_session_that_cannot_fsync_leaves_it_to_the_first(
+    tmp_path: Path, side: Any
 ) -> None:
-    made = _Pair(tmp_path, None)
+    made = _Pair(tmp_path, side(tmp_path), first_denies_fsync=True)
     try:
         file = _write(made.sink, "a", b"a" * 100_000)
         _wait_side_open(file)
-        _held_by(made.sink, made.main, file)
-        assert made.sink.side is not None and not made.sink.side.usable
-        assert (tmp_path / "a").read_bytes() == b"a" * 100_000
-    finally:
-        made.close()
-
-
-def test_a_second_session_that_may_not_read_leaves_the_fsync_to_the_first(
-    tmp_path: Path,
-) -> None:
-    made = _Pair(tmp_path, _server(tmp_path, "open"))
-    try:
-        file = _write(made.sink, "a", b"a" * 100_000)
-        _wait_side_open(file)
-        _held_by(made.sink, made.main, file)
-        assert made.sink.side is not None and not made.sink.side.usable
-        assert made.sink.closing.failed is None
-    finally:
-        made.close()
-
-
-def test_a_second_session_that_offers_no_fsync_leaves_it_to_the_first(
-    tmp_path: Path,
-) -> None:
-    made = _Pair(tmp_path, _server(tmp_path, "fsync"))  # denied: not offered either
-    try:
-        file = _write(made.sink, "a", b"a" * 100_000)
-        _wait_side_open(file)
-        _held_by(made.sink, made.main, file)
-        assert made.sink.side is not None and not made.sink.side.usable
-        assert made.sink.closing.failed is None
+        _fsynced_by_the_first(made.sink, file)
+        assert not made.side_fsync.usable
     finally:
         made.close()
 
@@ -216,69 +199,60 @@ class _Refusing:
             raise status_error(FX_PERMISSION_DENIED, "read-only handle")
 
 
-class _RefusingClient:
-    def __init__(self, client: WireClient) -> None:
-        self._client = client
+class _Hanging:
+    """An asyncssh-like handle (no ``fsync_and_close``) of a server that stopped
+    answering: its fsync, and the close after it, return only once the connection is
+    dropped, failed as asyncssh fails a dropped connection's requests."""
+
+    def __init__(self, handle: Any, server: subprocess.Popen[bytes]) -> None:
+        self._handle, self._server = handle, server
+
+    async def _until_dropped(self) -> None:
+        while self._server.poll() is None:
+            await asyncio.sleep(0.05)
+        raise SftpLinkLost("the connection was dropped")
+
+    async def fsync(self) -> None:
+        await self._until_dropped()
+
+    async def close(self) -> None:
+        await self._until_dropped()
+
+
+class _Wrapping:
+    def __init__(self, client: WireClient, wrap: Any) -> None:
+        self._client, self._wrap = client, wrap
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    async def open(self, path: str, flags: Any) -> _Refusing:
-        return _Refusing(await self._client.open(path, flags))
+    async def open(self, path: str, flags: Any) -> Any:
+        return self._wrap(await self._client.open(path, flags))
 
 
-def test_an_fsync_the_second_session_refuses_is_the_firsts(tmp_path: Path) -> None:
-    """The first session's fsync then says whether the disk failed."""
+@pytest.mark.parametrize("how", ["refused", "hung"])
+def test_an_fsync_the_second_session_does_not_do_is_the_firsts(tmp_path: Path, how: str) -> None:
+    """Refused: the first session's fsync then says whether the disk failed. Hung: given
+    up after its timeout (half of --sink-timeout), not waited for until the link counts
+    as lost."""
     side = _server(tmp_path)
+    wrap = _Refusing if how == "refused" else (lambda handle: _Hanging(handle, side))
 
-    async def refusing() -> tuple[_Conn, Any, None]:
+    async def wrapped() -> tuple[_Conn, Any, None]:
         conn, client, _ = await _session(side)
-        return conn, _RefusingClient(client), None
+        return conn, _Wrapping(client, wrap), None
 
-    made = _Pair(tmp_path, None)
+    made = _Pair(tmp_path, None, first_denies_fsync=True)
     try:
-        made.sink.side = SideFsync(made.loop.submit(refusing()), 10.0)
+        made.sink.side = SideFsync(made.loop.submit(wrapped()), 1.0)
         file = _write(made.sink, "a", b"a" * 100_000)
         _wait_side_open(file)
-        _held_by(made.sink, made.main, file)
-        assert not made.sink.side.usable and made.sink.closing.failed is None
+        flushed = _in_background(lambda: _fsynced_by_the_first(made.sink, file))
+        assert flushed.wait(8), "the flush waited on the second session"
+        assert not made.side_fsync.usable and made.sink.lost is None
     finally:
         side.kill()
         made.close()
-
-
-def test_a_hung_second_session_is_given_up_and_the_first_fsyncs(pair: _Pair) -> None:
-    assert pair.side is not None and pair.sink.side is not None
-    pair.sink.side.timeout = 1.0  # (connect: half of --sink-timeout)
-    file = _write(pair.sink, "a", b"a" * 100_000)
-    _wait_side_open(file)
-    pair.side.send_signal(signal.SIGSTOP)  # never answers the fsync
-    file.close()
-    flushed = _in_background(pair.sink.sync)
-    assert flushed.wait(8), "the flush waited on the hung session (until --sink-timeout)"
-    assert not pair.sink.side.usable and pair.sink.lost is None
-    assert pair.sink.closing.failed is None
-
-
-def test_closing_the_sink_ends_both_sessions_in_order(pair: _Pair) -> None:
-    file = _write(pair.sink, "a", b"a" * 100_000)
-    _wait_side_open(file)
-    file.close()
-    pair.sink.sync()
-    pair.sink.close()
-    for proc in (pair.main, pair.side):
-        assert proc is not None
-        assert proc.wait(5) == 0  # EOF on its stdin: it exited by itself, not killed
-
-
-def test_aborting_a_second_session_nothing_used_yet_ends_it(pair: _Pair) -> None:
-    assert pair.side is not None and pair.sink.side is not None
-    for _ in range(500):
-        if pair.sink.side._attempt.done():
-            break
-        time.sleep(0.01)
-    pair.sink.side.abort()  # as a lost first session does
-    assert pair.side.wait(5) == -signal.SIGKILL
 
 
 def test_a_second_session_that_breaks_leaves_the_fsync_to_the_first(pair: _Pair) -> None:
@@ -287,9 +261,43 @@ def test_a_second_session_that_breaks_leaves_the_fsync_to_the_first(pair: _Pair)
     _wait_side_open(file)
     pair.side.kill()  # with a's handle open there
     pair.side.wait()
-    _held_by(pair.sink, pair.main, file)
-    assert pair.sink.side is not None and not pair.sink.side.usable
-    assert pair.sink.closing.failed is None and pair.sink.lost is None
+    _fsynced_by_the_first(pair.sink, file)
+    assert not pair.side_fsync.usable and pair.sink.lost is None
+
+
+def test_closing_the_sink_ends_both_sessions_in_order(tmp_path: Path) -> None:
+    made = _Pair(tmp_path, _server(tmp_path))
+    try:
+        file = _write(made.sink, "a", b"a" * 100_000)
+        _wait_side_open(file)
+        file.close()
+        made.sink.sync()
+        made.sink.close()
+        for proc in (made.main, made.side):
+            assert proc is not None
+            assert proc.wait(5) == 0  # EOF on its stdin: it exited by itself, not killed
+    finally:
+        made.close()
+
+
+def test_aborting_a_second_session_nothing_used_yet_ends_it(pair: _Pair) -> None:
+    assert pair.side is not None
+    for _ in range(500):
+        if pair.side_fsync._attempt.done():
+            break
+        time.sleep(0.01)
+    pair.side_fsync.abort()  # as a lost first session does
+    assert pair.side.wait(5) == -signal.SIGKILL
+
+
+def test_the_address_ssh_reached_is_read_from_proc() -> None:
+    """What ``--isolate`` keeps open and the second session dials (sshpeer)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            assert connected_peer(os.getpid(), port) == "127.0.0.1"
+            assert connected_peer(os.getpid(), port + 1 if port < 65535 else 1) is None
+            client.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, sshd)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import logging
 import os
@@ -53,6 +54,17 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+WIND_DOWN = 1.0  # seconds the cancelled requests get to unwind when the loop stops
+
+
+async def _wind_down() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=WIND_DOWN)
+
+
 class _Loop:
     """One asyncio loop in a daemon thread, owned by the sink."""
 
@@ -78,8 +90,14 @@ class _Loop:
         return self._thread.is_alive() and not self.loop.is_closed()
 
     def stop(self) -> None:
+        """Requests still pending (a hung server's, a dropped session's) are cancelled
+        and given a moment to unwind first: a coroutine left to the garbage collector
+        would print 'Exception ignored' on the responder's terminal."""
         if self.loop.is_closed():
             return
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            with contextlib.suppress(Exception):
+                self.submit(_wind_down()).result(WIND_DOWN + 1)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():

@@ -26,6 +26,7 @@ from .reseal import reseal
 from .sftp import TIMEOUT, SftpSink, _Loop
 from .sftpcodec import link_lost, no_such_file, status_errors
 from .sidefsync import SideFsync
+from .sshpeer import connected_peer
 from .sshproc import Early, read_plain_key
 from .target import (
     CONNECT_TIMEOUT,
@@ -114,6 +115,7 @@ class _OpenSsh:
         except BaseException:
             conn.abort()
             raise
+        conn.peer = (connected_peer(conn.proc.pid, target.port) or peer, target.port)
         if self.helper is None:
             return conn, sftp, pinned.get_fingerprint("sha256")
         return conn, sftp, conn.host_key
@@ -269,5 +271,7 @@ def connect(
     def close() -> None:
         with contextlib.suppress(Exception):
             sink.close()
+        if opener is not None:
+            opener.kill()  # any ssh an orderly close did not end (both sessions' too)
 
     return Destination(target, sink.create_new, record, close, after_loss)

@@ -34,7 +34,7 @@ from ._ssh import load
 from .chunkpool import ChunkPool
 from .sftpcodec import CREAT_FLAG, EXCL_FLAG, WRITE_FLAG, link_lost, status_errors
 from .sftpfile import IN_FLIGHT, Closing, SftpFile
-from .sidefsync import SideFsync, close_session
+from .sidefsync import SideFsync, close_session, retrieved
 from .sshproc import SshConnection
 from .target import SftpTarget
 
@@ -50,11 +50,6 @@ async def _all(closing: list[Coroutine[Any, Any, None]]) -> None:
     """Gathered on the sink's loop (``gather`` binds to the loop of the thread it is
     called in)."""
     await asyncio.gather(*closing)
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 @dataclass(frozen=True)
@@ -254,7 +249,7 @@ class SftpSink:
         if not side or self.side is None or not self.side.usable:
             return handle, None
         task = asyncio.ensure_future(self.side.open(path))
-        task.add_done_callback(_retrieved)  # a loss is raised where it is awaited
+        task.add_done_callback(retrieved)
         return handle, task
 
     def append_existing(self, rel: str) -> SftpFile:

@@ -75,9 +75,19 @@ class SideFsync:
         raised either: a server may refuse an fsync through a read-only handle (Windows'
         needs write access); the first session's fsync then says whether the disk
         failed."""
-        try:
-            await asyncio.wait_for(fsync_and_close(handle, True), self.timeout)
-        except (*link_errors(), *status_errors()):
+        work = asyncio.ensure_future(fsync_and_close(handle, True))
+        # Not wait_for: it waits out the cancelled work, and asyncssh's close after a
+        # hung fsync would hang it in turn. The session is dropped instead, which fails
+        # whatever of it is still waiting.
+        done, _ = await asyncio.wait({work}, timeout=self.timeout)
+        if not done:
+            work.add_done_callback(retrieved)
+            self.give_up()
+            return False
+        failed = work.exception()
+        if failed is not None:
+            if not isinstance(failed, (*link_errors(), *status_errors())):
+                raise failed
             self.give_up()
             return False
         return True
@@ -136,11 +146,17 @@ def _opened(side: asyncio.Future[Any] | None) -> Any:
     return None
 
 
+def retrieved(task: asyncio.Future[Any]) -> None:
+    """A done callback: the task's exception looked at (asyncio then logs nothing); it is
+    raised, where it matters, by whoever awaits the task."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _close_unused(side: asyncio.Future[Any]) -> None:
     if side.cancelled() or side.exception() is not None or side.result() is None:
         return
-    closing = asyncio.ensure_future(side.result().close())
-    closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+    asyncio.ensure_future(side.result().close()).add_done_callback(retrieved)
 
 
 async def close_durably(
@@ -150,6 +166,8 @@ async def close_durably(
     the second session (``side``: the task opening it there) when that is open by now,
     else, or if that session could not, in its own session before the CLOSE."""
     second = _opened(side) if fsync else None
-    if second is not None and fsyncs is not None and await fsyncs.fsync(second):
-        fsync = False  # done: what is left is the CLOSE
-    await fsync_and_close(handle, fsync)
+    try:
+        if second is not None and fsyncs is not None and await fsyncs.fsync(second):
+            fsync = False  # done: what is left is the CLOSE
+    finally:
+        await fsync_and_close(handle, fsync)

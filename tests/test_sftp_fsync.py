@@ -50,27 +50,27 @@ class _Conn:
         pass
 
 
+async def _session(proc: subprocess.Popen[bytes]) -> tuple[_Conn, WireClient, None]:
+    """An SFTP session with ``proc`` (an sftp-server) over its pipes, as an opener gives."""
+    assert proc.stdin is not None and proc.stdout is not None
+    reader = asyncio.StreamReader(limit=1 << 20)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    await asyncio.get_running_loop().connect_read_pipe(lambda: protocol, proc.stdout)
+    client = WireClient(reader, PipeWriter(os.dup(proc.stdin.fileno())))
+    proc.stdin.close()  # the client's copy is the only one: its exit is the server's EOF
+    await client.start()
+    return _Conn(proc), client, None
+
+
 def _local_sink(root: Path) -> tuple[SftpSink, subprocess.Popen[bytes]]:
     """A sink speaking SFTP to a real ``sftp-server`` over its pipes (no ssh)."""
     proc = subprocess.Popen(
         [SFTP_SERVER, "-d", root], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert proc.stdin is not None and proc.stdout is not None
     loop = _Loop()
-
-    async def start() -> WireClient:
-        running = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        protocol = asyncio.StreamReaderProtocol(reader)
-        await running.connect_read_pipe(lambda: protocol, proc.stdout)
-        writer = PipeWriter(os.dup(proc.stdin.fileno()))  # type: ignore[union-attr]
-        client = WireClient(reader, writer)
-        await client.start()
-        return client
-
-    client = loop.run(start())
+    conn, client, _ = loop.run(_session(proc))
     target = SftpTarget("nobody", "localhost", 22, str(root))
-    sink = SftpSink(loop, _Conn(proc), client, target, fsync_ok=True, renames=True)
+    sink = SftpSink(loop, conn, client, target, fsync_ok=True, renames=True)
     sink.timeout = 20
     return sink, proc
 

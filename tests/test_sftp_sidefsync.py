@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 from conftest import ROOT, verify
 from sftp_server import SftpServer
-from test_sftp_fsync import SFTP_SERVER, _Conn
+from test_sftp_fsync import SFTP_SERVER, _Conn, _session
 from test_sftp_sink import ENV, _argv, _evidence_dirs, _tree, server  # noqa: F401
 
 from agent.sinks._loop import _Loop
-from agent.sinks.pipe import PipeWriter
 from agent.sinks.sftp import SftpFile, SftpSink
 from agent.sinks.sftpcodec import FX_PERMISSION_DENIED, SftpLinkLost, status_error
 from agent.sinks.sidefsync import SideFsync
@@ -37,18 +36,6 @@ from agent.sinks.target import SftpTarget
 from agent.sinks.wire import WireClient
 
 pytestmark = pytest.mark.skipif(not SFTP_SERVER.exists(), reason="needs OpenSSH's sftp-server")
-
-
-async def _session(proc: subprocess.Popen[bytes]) -> tuple[_Conn, WireClient, None]:
-    """An SFTP session with ``proc`` (an sftp-server) over its pipes, as an opener gives."""
-    assert proc.stdin is not None and proc.stdout is not None
-    reader = asyncio.StreamReader(limit=1 << 20)
-    protocol = asyncio.StreamReaderProtocol(reader)
-    await asyncio.get_running_loop().connect_read_pipe(lambda: protocol, proc.stdout)
-    client = WireClient(reader, PipeWriter(os.dup(proc.stdin.fileno())))
-    proc.stdin.close()  # the client's copy is the only one: its exit is the server's EOF
-    await client.start()
-    return _Conn(proc), client, None
 
 
 def _server(root: Path, *denied: str) -> subprocess.Popen[bytes]:

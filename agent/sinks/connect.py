@@ -94,7 +94,6 @@ class _OpenSsh:
             pinned, peer = await probe(target, pins, wait)
         if early is not None and early.fits(target, pins, timeout, self.order):
             conn = early.conn
-            conn.peer = (peer, target.port)
         else:
             if early is not None:
                 early.conn.abort()
@@ -115,6 +114,7 @@ class _OpenSsh:
         except BaseException:
             conn.abort()
             raise
+        # What ssh reached (it resolves the name itself); the guess only if unreadable.
         conn.peer = (connected_peer(conn.proc.pid, target.port) or peer, target.port)
         if self.helper is None:
             return conn, sftp, pinned.get_fingerprint("sha256")
@@ -210,15 +210,16 @@ def connect(
         raise
     sink = SftpSink(loop, conn, sftp, target, fsync_ok, renames)
     sink.timeout = timeout
+    peer = str(conn.get_extra_info("peername")[0])  # the address --isolate keeps open
     if fsync_ok:  # the fsyncs off the streaming session's way (sidefsync)
-        # The address the first session reached, which --isolate keeps open, not the
-        # name again: with round-robin DNS it could be another server.
-        same = dataclasses.replace(target, host=str(conn.get_extra_info("peername")[0]))
+        # That address, not the name again: with round-robin DNS it could be another
+        # server.
+        same = dataclasses.replace(target, host=peer)
         attempt = loop.submit(_open(same, pins, key, timeout, CONNECT_TIMEOUT))
         sink.side = SideFsync(attempt, timeout / 2)
     record = {
         "url": str(target),
-        "peer": str(conn.get_extra_info("peername")[0]),  # the address --isolate keeps open
+        "peer": peer,
         "host_key": seen,
         "transport": transport,
         **(opener.record if opener else {}),

@@ -12,10 +12,12 @@ while the first session has gone on to the next file. A seal still waits for eve
 of those fsyncs (``sftpfile.Closing``), so it still covers only bytes on the server's
 stable storage.
 
-The second session is a convenience, never a condition: a file closed before its handle
-there is open (the session still connecting, a file smaller than a round trip), a
-session that cannot connect, a server that will not open a file for reading there, or
-a session that breaks, and the fsync is sent on the first session, as before."""
+The second session is a convenience, never a condition. The fsync is sent on the first
+session, as before, for a file closed before its handle there is open (the session
+still connecting, a file smaller than a round trip), and once the second session could
+not connect, does not offer fsync, would not open a file for reading, refused an fsync
+(a read-only handle's, on Windows), took longer than its timeout, or broke: it is then
+given up for the rest of the run."""
 
 from __future__ import annotations
 
@@ -44,10 +46,9 @@ class SideFsync:
 
     def _take(self) -> None:
         """The connection, once the attempt has made it (whoever looks first)."""
-        attempt = self._attempt
-        made = attempt.done() and not attempt.cancelled() and attempt.exception() is None
-        if self._conn is None and made:
-            self._conn, self._sftp, _ = attempt.result()
+        made = _result(self._attempt)
+        if self._conn is None and made is not None:
+            self._conn, self._sftp, _ = made
 
     async def _client(self) -> Any:
         with contextlib.suppress(Exception):
@@ -135,13 +136,20 @@ async def fsync_and_close(handle: Any, fsync: bool) -> None:
         await handle.close()
 
 
+def _result(future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> Any:
+    """What ``future`` gave, if it is done and neither failed nor was cancelled; else None."""
+    if not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
+
+
 def _opened(side: asyncio.Future[Any] | None) -> Any:
     """The file's handle in the second session if it is open by now; one still on its
     way is closed unused when it comes (the first session fsyncs this file)."""
     if side is None:
         return None
     if side.done():
-        return None if side.cancelled() or side.exception() is not None else side.result()
+        return _result(side)
     side.add_done_callback(_close_unused)
     return None
 
@@ -154,9 +162,9 @@ def retrieved(task: asyncio.Future[Any]) -> None:
 
 
 def _close_unused(side: asyncio.Future[Any]) -> None:
-    if side.cancelled() or side.exception() is not None or side.result() is None:
-        return
-    asyncio.ensure_future(side.result().close()).add_done_callback(retrieved)
+    handle = _result(side)
+    if handle is not None:
+        asyncio.ensure_future(handle.close()).add_done_callback(retrieved)
 
 
 async def close_durably(

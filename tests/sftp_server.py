@@ -40,8 +40,10 @@ def available() -> str | None:
 
 
 class SftpServer:
-    def __init__(self, tmp: Path, root_under: Path = Path("/run")) -> None:
+    def __init__(self, tmp: Path, root_under: Path = Path("/run"), config: str = "") -> None:
+        """``config``: sshd_config lines added to the test's own."""
         self.tmp = tmp
+        self._config = config
         self._root_under = root_under  # a root-owned directory not writable by others
         self.root: Path | None = None
         n = secrets.randbelow(200) + 20
@@ -109,7 +111,7 @@ class SftpServer:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "AllowUsers nobody\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n"
             f"ChrootDirectory {self.root}\n"
-            "AllowTcpForwarding no\nX11Forwarding no\n"
+            "AllowTcpForwarding no\nX11Forwarding no\n" + self._config
         )
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         self.log = self.tmp / "sshd.log"

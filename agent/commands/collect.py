@@ -288,6 +288,7 @@ def run_collection(
             extra.get("sink_transport") or "openssh",
             early,
             meanwhile=code_sha256,  # the start record's, read while ssh logs in
+            on_retry=console.warn,
         )
     except BaseException:
         if early is not None:

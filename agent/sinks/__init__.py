@@ -44,6 +44,7 @@ def open_destination(
     transport: str = "openssh",
     early: Any = None,
     meanwhile: Callable[[], object] | None = None,
+    on_retry: Callable[[str], None] = lambda text: None,
 ) -> Destination:
     if not isinstance(output, SftpTarget):
         return Destination()
@@ -59,6 +60,7 @@ def open_destination(
         transport,
         early,
         meanwhile,
+        on_retry,
     )
 
 

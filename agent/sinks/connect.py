@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,9 @@ from .target import (
 )
 
 STOP_POLL = 0.2  # seconds between looks at a stop signal while reconnecting
+RETRY_FIRST_WAIT = 0.5  # seconds before a turned-away first connection is tried again
+# ssh's words (and asyncssh's reset) for a server that closed before its banner.
+TURNED_AWAY = ("kex_exchange_identification", "Connection reset by peer")
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -126,6 +131,57 @@ class _OpenSsh:
                 conn.abort()
 
 
+def _turned_away(e: BaseException) -> bool:
+    """The server closed or reset the connection before its banner: what sshd does past
+    MaxStartups (a fleet's hosts all connecting at once), or a firewall's reset. To
+    asyncssh that is a reset or, as often, a plain loss."""
+    if isinstance(e, (ConnectionResetError, *theirs("ConnectionLost"))):
+        return True
+    return any(w in str(e) for w in TURNED_AWAY)
+
+
+def _first_session(
+    loop: _Loop,
+    target: SftpTarget,
+    open_session: Callable[[], Coroutine[Any, Any, Any]],
+    within: float,
+    meanwhile: Callable[[], object] | None,
+    on_retry: Callable[[str], None],
+) -> tuple[Any, Any, str | None, int]:
+    """The first session, and how many attempts it took. A server that turned the
+    connection away is tried again for up to ``within`` seconds, after waits that double
+    and are spread at random, so that a fleet's hosts do not all come back at once.
+    Nothing has been collected yet: trying again costs only time."""
+    began, wait, attempts = time.monotonic(), RETRY_FIRST_WAIT, 0
+    while True:
+        attempts += 1
+        attempt = loop.submit(open_session())
+        if meanwhile is not None:
+            with contextlib.suppress(Exception):
+                meanwhile()
+            meanwhile = None
+        try:
+            conn, sftp, seen = attempt.result(CONNECT_TIMEOUT + 5)
+            return conn, sftp, seen, attempts
+        except _failures() as e:
+            if not _turned_away(e):
+                raise
+            pause = wait * random.uniform(0.5, 1.5)
+            if time.monotonic() - began + pause > within:
+                raise SinkRefusedError(
+                    f"{target}: the server turned the connection away before "
+                    f"logging in, {attempts} times in {time.monotonic() - began:.0f} s ({e})",
+                    hint="a busy sshd does that past its MaxStartups: raise it on the server "
+                    "(docs/remote.md) or run again; a firewall or fail2ban there does too",
+                ) from e
+            on_retry(
+                f"the evidence server turned the connection away before logging in ({e}), "
+                f"as a busy sshd does; trying again in {pause:.1f} s"
+            )
+            time.sleep(pause)
+            wait *= 2
+
+
 async def _can_rename(sftp: Any, path: str) -> bool:
     """Renaming two names that do not exist tells, without creating anything, whether
     the account may rename: 'no such file' if it may, 'permission denied' if not."""
@@ -153,10 +209,12 @@ def connect(
     transport: str = "openssh",
     early: Early | None = None,
     meanwhile: Callable[[], object] | None = None,
+    on_retry: Callable[[str], None] = lambda text: None,
 ) -> Destination:
     """The sink, connected and checked; ``early``: the ssh ``sshproc.dial`` started;
     ``meanwhile``: work for this thread while the connection is made (its errors are
-    ignored here: it is the caller's to do again)."""
+    ignored here: it is the caller's to do again); ``on_retry``: told, in a sentence for
+    the terminal, when a server that turned the connection away is tried again."""
     if not host_key:
         raise SinkRefusedError(
             f"{target}: the server's host key must be pinned with --sink-host-key "
@@ -169,11 +227,10 @@ def connect(
     loop = _Loop()
     try:
         try:
-            attempt = loop.submit(_open(target, pins, key, timeout, CONNECT_TIMEOUT))
-            if meanwhile is not None:
-                with contextlib.suppress(Exception):
-                    meanwhile()
-            conn, sftp, seen = attempt.result(CONNECT_TIMEOUT + 5)
+            first = functools.partial(_open, target, pins, key, timeout, CONNECT_TIMEOUT)
+            conn, sftp, seen, attempts = _first_session(
+                loop, target, first, min(CONNECT_TIMEOUT, timeout), meanwhile, on_retry
+            )
         except theirs("HostKeyNotVerifiable") as e:
             raise SinkRefusedError(
                 f"{target}: the server's host key is not the pinned one; refusing to send "
@@ -222,6 +279,7 @@ def connect(
         "peer": peer,
         "host_key": seen,
         "transport": transport,
+        "connect_attempts": attempts,
         **(opener.record if opener else {}),
         "fsync": fsync_ok,
         "fsync_session": "separate" if sink.side is not None else "same",

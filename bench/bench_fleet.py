@@ -3,6 +3,11 @@
 host's /dev/shm and streaming ``preserve --only system`` to the drop-box.
 
     sudo .venv/bin/python bench/bench_fleet.py --kit DIR [--hosts 20] [--forks 20]
+        [--max-startups N]
+
+``--max-startups``: the evidence server's sshd ``MaxStartups`` (a busy or strict
+server: connections beyond N waiting to log in are dropped), to count the hosts that
+still get through.
 
 Baseline, in the same run: the same playbook against one host. Prints wall time and the
 controller's CPU (ansible-playbook and its ssh children) for both, and the per-host cost
@@ -46,12 +51,16 @@ def main() -> None:
     parser.add_argument("--kit", type=Path, required=True)
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--max-startups", type=int)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     names = [f"host{i:02}" for i in range(1, args.hosts + 1)]
-    fleet = Fleet(work / "net", names)
+    config = f"MaxStartups {args.max_startups}\n" if args.max_startups else ""
+    fleet = Fleet(work / "net", names, server_config=config)
     try:
         print(f"machine: {machine()}")
+        if args.max_startups:
+            print(f"evidence server: MaxStartups {args.max_startups}")
         one = one_run(fleet, args.kit, names[:1], work, args.forks)
         many = one_run(fleet, args.kit, names, work, args.forks)
         for label, (wall, cpu, ok), n in (
@@ -59,6 +68,8 @@ def main() -> None:
             (f"{args.hosts} hosts", many, args.hosts),
         ):
             print(f"{label:9}: wall {wall:6.1f} s, controller CPU {cpu:6.1f} s, collected {ok}/{n}")
+        dropped = fleet.server.log.read_text(errors="replace").count("past MaxStartups")
+        print(f"the evidence server's sshd dropped {dropped} connections past MaxStartups")
         print(
             f"per host: wall {many[0] / args.hosts:.2f} s (vs {one[0]:.1f} s alone), "
             f"controller CPU {many[1] / args.hosts:.2f} s; fleet/single wall ratio "

@@ -147,11 +147,18 @@ class FleetHost:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, names: list[str], sudo_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        names: list[str],
+        sudo_hosts: tuple[str, ...] = (),
+        server_config: str = "",
+    ) -> None:
+        """``server_config``: sshd_config lines for the evidence server."""
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.hosts: list[FleetHost] = []
-        self.server = SftpServer(tmp / "srv")
+        self.server = SftpServer(tmp / "srv", config=server_config)
         try:
             self.ctl = self.server.ns["cli"]
             self.prefix = self.server.addr.rsplit(".", 1)[0]

@@ -86,7 +86,8 @@ class SftpServer:
             f"{DROPBOX} {(keys / 'dropbox.pub').read_text().strip()}",
         ]
         # The chroot: every component root-owned and not group/world-writable, which
-        # rules out /tmp; /run is a tmpfs, and the directory is removed at close. The
+        # rules out /tmp; /run by default (on a disk on some machines: bench_sftp mounts a
+        # tmpfs for root_under), and the directory is removed at close. The
         # authorized_keys file is read as the account, so it lives there too.
         self.root = self._root_under / f"{self.ns['srv']}-root"
         self.root.mkdir(mode=0o755)

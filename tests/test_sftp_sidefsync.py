@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,7 +35,8 @@ from agent.sinks._loop import _Loop
 from agent.sinks.sftp import SftpFile, SftpSink
 from agent.sinks.sftpcodec import FX_PERMISSION_DENIED, SftpLinkLost, status_error
 from agent.sinks.sidefsync import SideFsync
-from agent.sinks.sshpeer import connected_peer
+from agent.sinks.sshpeer import connected_peer, socket_fds
+from agent.sinks.sshproc import _SYS_PIDFD_GETFD, SshConnection
 from agent.sinks.target import SftpTarget
 from agent.sinks.wire import WireClient
 
@@ -285,6 +290,36 @@ def test_the_address_ssh_reached_is_read_from_proc() -> None:
             assert connected_peer(os.getpid(), port) == "127.0.0.1"
             assert connected_peer(os.getpid(), port + 1 if port < 65535 else 1) is None
             client.close()
+
+
+def test_no_lingering_takes_the_tcp_socket_out_of_another_process() -> None:
+    """``SshConnection.no_lingering`` finds ssh's socket through the same /proc walk as
+    ``connected_peer`` (``sshpeer.socket_fds``) and sets SO_LINGER 0 on it, passing a
+    Unix socket by."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        code = (
+            "import socket,time;u=socket.socketpair();"
+            f"s=socket.create_connection(('127.0.0.1',{listener.getsockname()[1]}));"
+            "print(s.fileno(),flush=True);time.sleep(30)"
+        )
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        try:
+            assert child.stdout is not None
+            tcp_fd = int(child.stdout.readline())
+            assert len(socket_fds(child.pid)) == 3  # the socket pair's two, and the TCP one
+            assert SshConnection.no_lingering(SimpleNamespace(proc=child))  # type: ignore[arg-type]
+            pidfd = os.pidfd_open(child.pid)
+            try:
+                fd = ctypes.CDLL(None, use_errno=True).syscall(_SYS_PIDFD_GETFD, pidfd, tcp_fd, 0)
+            finally:
+                os.close(pidfd)
+            assert fd >= 0
+            with socket.socket(fileno=fd) as theirs:
+                linger = theirs.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+            assert struct.unpack("ii", linger) == (1, 0)
+        finally:
+            child.kill()
+            child.wait()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, sshd)")

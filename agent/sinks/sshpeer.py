@@ -15,15 +15,17 @@ import socket
 import sys
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
+def socket_fds(pid: int) -> dict[int, str]:
+    """``pid``'s descriptors that are sockets, each with its inode; empty if the
+    process is gone or not readable."""
+    found = {}
     with contextlib.suppress(OSError):
         for fd in os.listdir(f"/proc/{pid}/fd"):
             with contextlib.suppress(OSError):
                 link = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if link.startswith("socket:["):
-                    inodes.add(link[len("socket:[") : -1])
-    return inodes
+                    found[int(fd)] = link[len("socket:[") : -1]
+    return found
 
 
 def _address(hex_address: str) -> str:
@@ -38,7 +40,7 @@ def _address(hex_address: str) -> str:
 def connected_peer(pid: int, port: int) -> str | None:
     """The remote address of ``pid``'s established TCP connection to ``port``, or None
     (not Linux, the process gone, or no such connection)."""
-    inodes = _socket_inodes(pid)
+    inodes = set(socket_fds(pid).values())
     for table in ("tcp", "tcp6"):
         with (
             contextlib.suppress(OSError, ValueError, IndexError),

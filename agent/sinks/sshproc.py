@@ -26,6 +26,7 @@ from manifests.digest import sha256_bytes
 from manifests.errors import UsageError
 
 from ..kitloader import GLIBC_DIR, KIT_SSH, loader_path
+from .sshpeer import socket_fds
 from .target import (
     CONNECT_TIMEOUT,
     TIMEOUT,
@@ -241,11 +242,8 @@ class SshConnection:
         except OSError:
             return False
         try:
-            for name in os.listdir(f"/proc/{self.proc.pid}/fd"):
-                with contextlib.suppress(OSError):
-                    if not os.readlink(f"/proc/{self.proc.pid}/fd/{name}").startswith("socket:"):
-                        continue
-                fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            for in_ssh in socket_fds(self.proc.pid):
+                fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, in_ssh, 0)
                 if fd < 0:
                     continue
                 with socket.socket(fileno=fd) as sock:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import PRESERVE_CODE, verify
 from sftp_server import PORT, SftpServer, available
-from test_sftp_sink import ENV, _evidence_dirs, _run, _tree
+from test_sftp_sink import ENV, _argv, _evidence_dirs, _run, _tree
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
@@ -77,11 +77,8 @@ def test_a_server_that_keeps_turning_it_away_is_refused_within_the_sink_timeout(
 ) -> None:
     holder = _hold(busy, 60)
     try:
-        argv = busy.in_cli(
-            sys.executable, "-B", "-c", PRESERVE_CODE, "--json", "-o", busy.url(),
-            "--sink-host-key", busy.fingerprint, "--sink-key", busy.plain_key,
-            "--sink-timeout", "3", "--only", "files", "--path", _tree(tmp_path),
-        )  # fmt: skip
+        argv = _argv(busy, busy.plain_key, "--sink-timeout", "3", "--only", "files",
+                     "--path", _tree(tmp_path))  # fmt: skip
         began = time.monotonic()
         done = _run(argv)
         took = time.monotonic() - began
